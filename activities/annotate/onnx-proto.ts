@@ -1,0 +1,209 @@
+/**
+ * Minimal hand-written protobuf encoder for the subset of ONNX `ModelProto` needed to emit small
+ * inference graphs (see tiny-vit.ts). Encode-only: we never parse ONNX here, onnxruntime does.
+ *
+ * Field numbers follow onnx/onnx.proto (proto2) / onnx.proto3; they were cross-checked by loading the
+ * produced bytes in onnxruntime-node (test/annotate.test.ts). Repeated int64 fields are written packed;
+ * protobuf parsers must accept packed and unpacked encodings for repeated scalars alike.
+ */
+
+/** TensorProto.DataType values we emit. */
+export const TensorDataType = { FLOAT: 1, INT64: 7 } as const;
+export type TensorDataTypeValue = (typeof TensorDataType)[keyof typeof TensorDataType];
+
+/** AttributeProto.AttributeType values we emit. */
+export const AttributeType = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7 } as const;
+
+export type OnnxAttribute =
+  | { name: string; type: 'float'; value: number }
+  | { name: string; type: 'int'; value: number | bigint }
+  | { name: string; type: 'string'; value: string }
+  | { name: string; type: 'ints'; value: ReadonlyArray<number | bigint> };
+
+export interface OnnxNode {
+  opType: string;
+  inputs: string[];
+  outputs: string[];
+  name?: string;
+  attributes?: OnnxAttribute[];
+}
+
+/** A constant tensor; `data` is stored as little-endian raw_data. */
+export type OnnxTensor =
+  | { name: string; dims: number[]; dataType: 'float32'; data: Float32Array }
+  | { name: string; dims: number[]; dataType: 'int64'; data: BigInt64Array };
+
+/** A graph input/output; a string dimension is symbolic (dim_param), e.g. "batch". */
+export interface OnnxValueInfo {
+  name: string;
+  elemType: TensorDataTypeValue;
+  shape: Array<number | string>;
+}
+
+export interface OnnxGraph {
+  name: string;
+  nodes: OnnxNode[];
+  initializers: OnnxTensor[];
+  inputs: OnnxValueInfo[];
+  outputs: OnnxValueInfo[];
+}
+
+export interface OnnxModel {
+  irVersion: number;
+  producerName: string;
+  opsetImports: Array<{ domain: string; version: number }>;
+  graph: OnnxGraph;
+}
+
+// Wire types (protobuf encoding spec).
+const VARINT = 0;
+const LEN = 2;
+const I32 = 5;
+
+/** Append-only byte sink; chunks are concatenated once at the end. */
+class ProtoWriter {
+  private readonly chunks: Uint8Array[] = [];
+
+  private push(bytes: Uint8Array): void {
+    this.chunks.push(bytes);
+  }
+
+  /** Unsigned LEB128; negative int64 values become their 64-bit two's complement (10 bytes), as protobuf requires. */
+  varint(value: number | bigint): void {
+    let v = BigInt.asUintN(64, BigInt(value));
+    const out: number[] = [];
+    while (v >= 0x80n) {
+      out.push(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    out.push(Number(v));
+    this.push(Uint8Array.from(out));
+  }
+
+  private tag(field: number, wireType: number): void {
+    this.varint((field << 3) | wireType);
+  }
+
+  int(field: number, value: number | bigint): void {
+    this.tag(field, VARINT);
+    this.varint(value);
+  }
+
+  float(field: number, value: number): void {
+    this.tag(field, I32);
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setFloat32(0, value, true);
+    this.push(b);
+  }
+
+  bytes(field: number, value: Uint8Array): void {
+    this.tag(field, LEN);
+    this.varint(value.length);
+    this.push(value);
+  }
+
+  string(field: number, value: string): void {
+    this.bytes(field, Buffer.from(value, 'utf8'));
+  }
+
+  message(field: number, encode: (w: ProtoWriter) => void): void {
+    const inner = new ProtoWriter();
+    encode(inner);
+    this.bytes(field, inner.finish());
+  }
+
+  packedInts(field: number, values: ReadonlyArray<number | bigint>): void {
+    if (values.length === 0) return; // an empty packed field is simply omitted
+    const inner = new ProtoWriter();
+    for (const v of values) inner.varint(v);
+    this.bytes(field, inner.finish());
+  }
+
+  finish(): Uint8Array {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+function encodeAttribute(w: ProtoWriter, a: OnnxAttribute): void {
+  w.string(1, a.name);
+  switch (a.type) {
+    case 'float':
+      w.float(2, a.value);
+      w.int(20, AttributeType.FLOAT);
+      break;
+    case 'int':
+      w.int(3, a.value);
+      w.int(20, AttributeType.INT);
+      break;
+    case 'string':
+      w.string(4, a.value);
+      w.int(20, AttributeType.STRING);
+      break;
+    case 'ints':
+      w.packedInts(8, a.value);
+      w.int(20, AttributeType.INTS);
+      break;
+  }
+}
+
+function encodeNode(w: ProtoWriter, n: OnnxNode): void {
+  for (const i of n.inputs) w.string(1, i);
+  for (const o of n.outputs) w.string(2, o);
+  if (n.name) w.string(3, n.name);
+  w.string(4, n.opType);
+  for (const a of n.attributes ?? []) w.message(5, (aw) => encodeAttribute(aw, a));
+}
+
+function encodeTensor(w: ProtoWriter, t: OnnxTensor): void {
+  const expected = t.dims.reduce((a, b) => a * b, 1);
+  if (t.data.length !== expected) {
+    throw new Error(`tensor ${t.name}: ${t.data.length} values for dims [${t.dims.join(',')}]`);
+  }
+  w.packedInts(1, t.dims);
+  w.int(2, t.dataType === 'float32' ? TensorDataType.FLOAT : TensorDataType.INT64);
+  w.string(8, t.name);
+  // raw_data must be little-endian; copy through a DataView so host endianness never matters.
+  const width = t.dataType === 'float32' ? 4 : 8;
+  const raw = new Uint8Array(t.data.length * width);
+  const view = new DataView(raw.buffer);
+  if (t.dataType === 'float32') t.data.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  else t.data.forEach((v, i) => view.setBigInt64(i * 8, v, true));
+  w.bytes(9, raw);
+}
+
+function encodeValueInfo(w: ProtoWriter, v: OnnxValueInfo): void {
+  w.string(1, v.name);
+  w.message(2, (typeProto) =>
+    typeProto.message(1, (tensorType) => {
+      tensorType.int(1, v.elemType);
+      tensorType.message(2, (shape) => {
+        for (const d of v.shape) {
+          shape.message(1, (dim) => (typeof d === 'string' ? dim.string(2, d) : dim.int(1, d)));
+        }
+      });
+    }),
+  );
+}
+
+function encodeGraph(w: ProtoWriter, g: OnnxGraph): void {
+  for (const n of g.nodes) w.message(1, (nw) => encodeNode(nw, n));
+  w.string(2, g.name);
+  for (const t of g.initializers) w.message(5, (tw) => encodeTensor(tw, t));
+  for (const i of g.inputs) w.message(11, (iw) => encodeValueInfo(iw, i));
+  for (const o of g.outputs) w.message(12, (ow) => encodeValueInfo(ow, o));
+}
+
+/** Serialise a ModelProto. Deterministic: the same model description always yields the same bytes. */
+export function encodeModel(m: OnnxModel): Buffer {
+  const w = new ProtoWriter();
+  w.int(1, m.irVersion);
+  w.string(2, m.producerName);
+  w.message(7, (gw) => encodeGraph(gw, m.graph));
+  for (const op of m.opsetImports) {
+    w.message(8, (ow) => {
+      if (op.domain) ow.string(1, op.domain);
+      ow.int(2, op.version);
+    });
+  }
+  return Buffer.from(w.finish());
+}

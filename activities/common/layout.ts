@@ -1,0 +1,51 @@
+import * as path from 'node:path';
+import type { Subset } from '../../config/release';
+
+/** Where every output of a release lives: `<dataDir>/releases/<release>/...` (design.md §2). */
+export class ReleaseLayout {
+  readonly root: string;
+  constructor(readonly dataDir: string, readonly releaseId: string) {
+    this.root = path.join(dataDir, 'releases', releaseId);
+  }
+  get planDir(): string {
+    return path.join(this.root, 'plan');
+  }
+  get planFile(): string {
+    return path.join(this.planDir, 'plan.json');
+  }
+  unitFile(unitId: string): string {
+    return path.join(this.planDir, 'units', `${unitId}.json`);
+  }
+  unitDir(unitId: string): string {
+    return path.join(this.root, 'units', unitId);
+  }
+  stageManifest(unitId: string, stage: string): string {
+    return path.join(this.unitDir(unitId), 'manifests', `${stage}.json`);
+  }
+  quarantineFile(unitId: string, stage: string): string {
+    return path.join(this.unitDir(unitId), 'quarantine', `${stage}.ndjson`);
+  }
+  shardFile(subset: Subset, index: number): string {
+    return path.join(this.root, 'webdataset', subset, `${shardName(index)}.tar`);
+  }
+  parquetFile(subset: Subset, index: number): string {
+    return path.join(this.root, 'parquet', subset, `${shardName(index)}.parquet`);
+  }
+  get reportDir(): string {
+    return path.join(this.root, 'report');
+  }
+  publishDir(relOrAbs: string): string {
+    return path.isAbsolute(relOrAbs) ? relOrAbs : path.join(this.root, relOrAbs);
+  }
+  resolveData(relOrAbs: string): string {
+    return path.isAbsolute(relOrAbs) ? relOrAbs : path.join(this.dataDir, relOrAbs);
+  }
+}
+
+export function shardName(index: number): string {
+  return String(index).padStart(6, '0');
+}
+
+export function unitId(subset: Subset, index: number): string {
+  return `${subset}-${shardName(index)}`;
+}

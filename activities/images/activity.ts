@@ -1,0 +1,72 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { ndjson, readNdjson, sha256Hex, writeFileAtomic } from '../common/files';
+import { quarantine } from '../common/quarantine';
+import { heartbeat, runUnitStage, type UnitTask } from '../common/stage';
+import { mediaPath } from '../fetch/activity';
+import type { ParsedArticleLine } from '../parse/activity';
+import { normalizeFigureImage } from './normalize';
+
+/** A figure image ready to publish: a standard JPEG staged under the unit, with its measured facts. */
+export interface PreparedImage {
+  key: string;
+  article: string;
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+  sourceFormat: string;
+  passthrough: boolean;
+}
+
+export interface PrepareImagesResult {
+  candidates: number;
+  prepared: number;
+  rejected: number;
+  passthrough: number;
+  converted: number;
+}
+
+export function stagedImagePath(unitDir: string, key: string): string {
+  return path.join(unitDir, 'images', `${key}.jpg`);
+}
+
+export async function prepareImages(task: UnitTask): Promise<PrepareImagesResult> {
+  return runUnitStage(task, 'images', async ({ layout, unit, quarantine: q }) => {
+    const unitDir = layout.unitDir(unit.unitId);
+    const lines = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));
+    const prepared: PreparedImage[] = [];
+    const result: PrepareImagesResult = { candidates: 0, prepared: 0, rejected: 0, passthrough: 0, converted: 0 };
+    const outputs: string[] = [];
+    for (const line of lines) {
+      for (const fig of line.figures) {
+        if (fig.rejected || !fig.mediaKey) continue;
+        let source: Buffer;
+        try {
+          source = await fs.readFile(mediaPath(unitDir, fig.mediaKey));
+        } catch {
+          continue; // the media stage quarantined this figure when its download failed
+        }
+        result.candidates++;
+        const img = await normalizeFigureImage(source, { minSide: task.release.images.minSide, maxPixels: task.release.images.maxPixels, jpegQuality: task.release.images.jpegQuality });
+        if (!img.ok) {
+          result.rejected++;
+          q.push(quarantine({ article: line.article, figure: fig.key, stage: 'images', reason: img.reason, detail: `${fig.mediaFile}: ${img.detail}` }));
+          continue;
+        }
+        const out = stagedImagePath(unitDir, fig.key);
+        await writeFileAtomic(out, img.jpeg);
+        outputs.push(out);
+        prepared.push({ key: fig.key, article: line.article, width: img.width, height: img.height, bytes: img.jpeg.length, sha256: sha256Hex(img.jpeg), sourceFormat: img.sourceFormat, passthrough: img.passthrough });
+        result.prepared++;
+        if (img.passthrough) result.passthrough++;
+        else result.converted++;
+        heartbeat({ prepared: result.prepared });
+      }
+    }
+    const index = path.join(unitDir, 'images.ndjson');
+    await writeFileAtomic(index, ndjson(prepared));
+    outputs.push(index);
+    return { result, outputs };
+  });
+}

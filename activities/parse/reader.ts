@@ -1,0 +1,415 @@
+import { SaxesParser, type SaxesTagPlain } from 'saxes';
+import { addBodyBlock, closeParagraph, emptyCollected, type Collected, type FigureState, type Paragraph, TextSink } from './assemble';
+import { internalSubsetEntities, lenientEntityTable } from './entities';
+import { texFormula } from './metadata';
+
+/** Why the XML could not be read, and where (UTF-16 offset into the text); jats.ts adds line numbers. */
+export class XmlFault extends Error {
+  constructor(message: string, readonly offset: number) {
+    super(message);
+  }
+}
+
+const localName = (qname: string): string => qname.slice(qname.indexOf(':') + 1);
+
+/** Elements that separate words: a space is inserted into flattened text before and after them. */
+const BLOCKS = new Set([
+  'p', 'title', 'label', 'caption', 'sec', 'list', 'list-item', 'def-list', 'def-item', 'term', 'def',
+  'disp-formula', 'disp-quote', 'statement', 'table', 'tr', 'td', 'th', 'break', 'license-p', 'kwd',
+  'compound-kwd-part', 'fig', 'fig-group', 'table-wrap', 'boxed-text', 'supplementary-material', 'attrib',
+  'verse-line', 'ref', 'mixed-citation', 'element-citation', 'alt-text', 'long-desc',
+]);
+
+/** Floating objects: their text never belongs to the paragraph, caption or abstract around them. */
+const DETACHED = new Set(['fig', 'fig-group', 'table-wrap', 'table-wrap-group', 'supplementary-material', 'alt-text', 'long-desc']);
+
+/** What a <graphic> belongs to is its nearest ancestor among these. */
+const GRAPHIC_CONTAINERS = new Set(['fig', 'table-wrap', 'disp-formula', 'inline-formula', 'supplementary-material', 'chem-struct-wrap']);
+
+/** Ancestors whose presence decides where text goes; only these are counted, to keep the pass cheap. */
+const TRACKED = [
+  'body', 'app', 'sub-article', 'response', 'article-meta', 'journal-meta', 'kwd-group', 'compound-kwd',
+  'article-categories', 'permissions', 'license', 'article-title',
+] as const;
+type Tracked = (typeof TRACKED)[number];
+const TRACKED_NAMES: ReadonlySet<string> = new Set(TRACKED);
+
+interface GraphicCandidate { href: string; attrs: Record<string, string> }
+
+interface Frame {
+  readonly name: string;
+  /** where text inside this element goes; null = dropped */
+  sink: TextSink | null;
+  closers: (() => void)[] | null;
+  /** set on <alternatives>: its children are versions of one thing; one text and one graphic are kept */
+  alternatives?: { texts: { name: string; text: string }[]; graphics: GraphicCandidate[] };
+  /** set on an abstract <sec>: its <title> becomes the section label */
+  abstractSection?: { label: TextSink };
+}
+
+/** The streaming state machine: routes each text node to the one place it belongs. */
+export class JatsReader {
+  readonly collected: Collected = emptyCollected();
+  // Line tracking is off for speed; a fault carries the offset and the caller derives the line.
+  private readonly parser = new SaxesParser({ xmlns: false, position: false });
+  private readonly stack: Frame[] = [{ name: '#document', sink: null, closers: null }];
+  private readonly depth = Object.fromEntries(TRACKED.map((name) => [name, 0])) as Record<Tracked, number>;
+  private readonly figures: FigureState[] = [];
+  private articlesOpened = 0;
+  private detachedDepth = 0;
+  private paragraph: Paragraph | null = null;
+  private lastClosed = '';
+  private rootName: string | null = null;
+
+  constructor(private readonly xml: string) {}
+
+  run(): void {
+    const p = this.parser;
+    p.on('doctype', (doctype) => { p.ENTITIES = lenientEntityTable(internalSubsetEntities(doctype)); });
+    p.on('opentag', (tag) => this.onOpen(tag));
+    p.on('closetag', (tag) => this.onClose(tag));
+    p.on('text', (t) => this.top.sink?.add(t));
+    p.on('cdata', (t) => this.top.sink?.add(t));
+    p.on('error', (err) => { throw this.fault(err); });
+    p.ENTITIES = lenientEntityTable(new Map());
+    p.write(this.xml).close();
+    if (this.articlesOpened === 0) {
+      throw new XmlFault(`expected an <article> element, found <${this.rootName ?? 'nothing'}> as the root`, 0);
+    }
+  }
+
+  private get top(): Frame {
+    return this.stack[this.stack.length - 1] as Frame;
+  }
+
+  private ancestor(generations: number): string {
+    return this.stack[this.stack.length - 1 - generations]?.name ?? '';
+  }
+
+  private inside(name: Tracked): boolean {
+    return this.depth[name] > 0;
+  }
+
+  /** In the one article we describe, not a sub-article (eLife decision letters) or a second article. */
+  private get inMainArticle(): boolean {
+    return this.articlesOpened === 1 && !this.inside('sub-article') && !this.inside('response');
+  }
+
+  private onOpen(tag: SaxesTagPlain): void {
+    this.rootName ??= tag.name;
+    const name = localName(tag.name);
+    const attrs = tag.attributes;
+    const parent = this.top;
+    const frame: Frame = { name, sink: parent.sink, closers: null };
+    if (BLOCKS.has(name)) parent.sink?.gap();
+    if (parent.alternatives) this.enterAlternative(parent, frame);
+    this.stack.push(frame);
+    if (TRACKED_NAMES.has(name)) this.depth[name as Tracked]++;
+    if (DETACHED.has(name)) {
+      frame.sink = null;
+      this.detachedDepth++;
+      this.onClosing(frame, () => { this.detachedDepth--; });
+    }
+    this.openElement(name, attrs, frame, parent);
+  }
+
+  private onClose(tag: SaxesTagPlain): void {
+    this.lastClosed = tag.name;
+    const frame = this.stack.pop() as Frame;
+    if (frame.closers) for (let i = frame.closers.length - 1; i >= 0; i--) (frame.closers[i] as () => void)();
+    if (TRACKED_NAMES.has(frame.name)) this.depth[frame.name as Tracked]--;
+    if (BLOCKS.has(frame.name)) this.top.sink?.gap();
+  }
+
+  private onClosing(frame: Frame, closer: () => void): void {
+    (frame.closers ??= []).push(closer);
+  }
+
+  /** Capture this element's text on its own; `done` receives it flattened when the element closes. */
+  private capture(frame: Frame, done: (text: string) => void): TextSink {
+    const sink = new TextSink();
+    frame.sink = sink;
+    this.onClosing(frame, () => done(sink.text()));
+    return sink;
+  }
+
+  // Each version inside <alternatives> is read apart; the group closes with the best one only.
+  private enterAlternative(parent: Frame, frame: Frame): void {
+    if (!frame.sink) return;
+    const texts = (parent.alternatives as NonNullable<Frame['alternatives']>).texts;
+    this.capture(frame, (text) => { if (text) texts.push({ name: frame.name, text }); });
+  }
+
+  private openElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): void {
+    const c = this.collected;
+    switch (name) {
+      case 'article':
+        this.articlesOpened++;
+        return;
+      case 'article-id':
+        if (parent.name === 'article-meta' && this.inMainArticle) {
+          const type = attrs['pub-id-type'] ?? '';
+          this.capture(frame, (text) => c.articleIds.push({ type, text }));
+        }
+        return;
+      case 'article-title':
+        if (parent.name === 'title-group' && this.ancestor(2) === 'article-meta' && this.inMainArticle && c.title === null) {
+          this.capture(frame, (text) => { c.title = text; });
+        }
+        return;
+      case 'kwd':
+      case 'compound-kwd': // a compound keyword is one keyword; its parts are spaced as blocks
+        if (this.inside('kwd-group') && this.inside('article-meta') && this.inMainArticle && (name === 'compound-kwd' || !this.inside('compound-kwd'))) {
+          this.capture(frame, (text) => c.keywords.push(text));
+        }
+        return;
+      case 'subject':
+        if (this.inside('article-categories') && this.inside('article-meta') && this.inMainArticle) {
+          this.capture(frame, (text) => c.subjects.push(text));
+        }
+        return;
+      case 'journal-title':
+      case 'journal-id':
+      case 'abbrev-journal-title':
+      case 'issn':
+      case 'publisher-name':
+        if (this.inside('journal-meta') && this.inMainArticle) this.openJournalField(name, attrs, frame);
+        return;
+      case 'pub-date':
+        if (parent.name === 'article-meta' && this.inMainArticle) {
+          c.pubDates.push({ pubType: attrs['pub-type'] ?? null, dateType: attrs['date-type'] ?? null, format: attrs['publication-format'] ?? null, year: null, month: null, day: null });
+        }
+        return;
+      case 'year':
+      case 'month':
+      case 'day':
+        if (parent.name === 'pub-date' && this.ancestor(2) === 'article-meta' && this.inMainArticle) {
+          const date = c.pubDates[c.pubDates.length - 1];
+          if (date) this.capture(frame, (text) => { date[name] = text; });
+        }
+        return;
+      case 'permissions':
+      case 'copyright-statement':
+      case 'license':
+      case 'license_ref':
+      case 'ext-link':
+      case 'uri':
+        if (this.inside('permissions') && this.inside('article-meta') && this.inMainArticle && !this.detachedDepth) {
+          this.openPermissionsField(name, attrs, frame);
+        }
+        return;
+      case 'abstract':
+        if (parent.name === 'article-meta' && this.inMainArticle) c.abstracts.push({ type: attrs['abstract-type'] ?? null, sections: [], loose: null });
+        return;
+      case 'p':
+        if ((this.inside('body') || this.inside('app')) && !this.detachedDepth && !this.paragraph) return this.openParagraph(frame);
+        return this.openAbstractChild(name, frame, parent);
+      case 'title':
+        return this.openTitle(frame, parent);
+      case 'xref':
+      case 'fn':
+        if (this.inside('article-title')) frame.sink = null;
+        else if (name === 'xref' && attrs['ref-type'] === 'fig' && this.paragraph && !this.detachedDepth) {
+          for (const rid of (attrs['rid'] ?? '').split(/\s+/)) if (rid) this.paragraph.figRids.add(rid);
+        }
+        return;
+      case 'fig':
+        return this.openFigure(attrs, frame);
+      case 'label':
+        if (parent.name === 'fig') frame.sink = this.currentFigure()?.label ?? null;
+        return;
+      case 'caption':
+        if (parent.name === 'fig') frame.sink = this.currentFigure()?.caption ?? null;
+        return;
+      case 'alternatives':
+        frame.alternatives = { texts: [], graphics: [] };
+        this.onClosing(frame, () => this.closeAlternatives(frame));
+        return;
+      case 'graphic':
+        return this.openGraphic(attrs, parent);
+      case 'inline-graphic':
+        c.counts.inlineGraphics++;
+        return;
+      case 'supplementary-material':
+        c.counts.supplementary++;
+        return;
+      case 'tex-math':
+        if (frame.sink) {
+          const outer = frame.sink;
+          this.capture(frame, (tex) => outer.add(texFormula(tex)));
+        }
+        return;
+      case 'annotation':
+      case 'annotation-xml':
+        frame.sink = null; // TeX/MathML copies of the formula already read
+        return;
+      default:
+        return this.openAbstractChild(name, frame, parent);
+    }
+  }
+
+  private openJournalField(name: string, attrs: Record<string, string>, frame: Frame): void {
+    const j = this.collected.journal;
+    switch (name) {
+      case 'journal-title':
+        if (j.title === null) this.capture(frame, (text) => { j.title ??= text; });
+        return;
+      case 'journal-id':
+        this.capture(frame, (text) => j.ids.push({ type: attrs['journal-id-type'] ?? '', text }));
+        return;
+      case 'abbrev-journal-title':
+        this.capture(frame, (text) => j.abbrevTitles.push({ type: attrs['abbrev-type'] ?? '', text }));
+        return;
+      case 'issn':
+        this.capture(frame, (text) => j.issns.push({ type: attrs['pub-type'] ?? attrs['publication-format'] ?? '', text }));
+        return;
+      case 'publisher-name':
+        if (j.publisher === null) this.capture(frame, (text) => { j.publisher ??= text; });
+        return;
+    }
+  }
+
+  private openPermissionsField(name: string, attrs: Record<string, string>, frame: Frame): void {
+    const l = this.collected.license;
+    switch (name) {
+      case 'copyright-statement':
+        this.capture(frame, (text) => { l.copyright ??= text; });
+        return;
+      case 'license':
+        l.seen = true;
+        l.hrefs.push(attrs['xlink:href'] ?? '');
+        l.types.push(attrs['license-type'] ?? '');
+        frame.sink = l.text;
+        return;
+      case 'license_ref': // ali:license_ref holds the URL as text
+        l.types.push(attrs['content-type'] ?? '');
+        this.capture(frame, (text) => l.refs.push(text));
+        return;
+      case 'ext-link':
+      case 'uri':
+        if (this.inside('license')) l.links.push(attrs['xlink:href'] ?? '');
+        return;
+    }
+  }
+
+  // Abstract layout: a <sec> per structured section (its <title> is the label); loose paragraphs
+  // form one unlabelled section; the abstract's own <title> ("Author Summary") is not text.
+  private openAbstractChild(name: string, frame: Frame, parent: Frame): void {
+    if (parent.name !== 'abstract' || !this.inMainArticle || this.ancestor(2) !== 'article-meta') return;
+    const abstract = this.collected.abstracts[this.collected.abstracts.length - 1];
+    if (!abstract) return;
+    if (name === 'sec') {
+      const section = { label: new TextSink(), text: new TextSink() };
+      abstract.sections.push(section);
+      abstract.loose = null;
+      frame.sink = section.text;
+      frame.abstractSection = section;
+    } else if (name === 'p' || name === 'list' || name === 'disp-quote' || name === 'statement') {
+      if (!abstract.loose) {
+        abstract.loose = new TextSink();
+        abstract.sections.push({ label: null, text: abstract.loose });
+      }
+      frame.sink = abstract.loose;
+    } else if (!DETACHED.has(name)) {
+      frame.sink = null;
+    }
+  }
+
+  // The outermost <p> of a body is one paragraph: lists or formulas inside it stay part of it.
+  private openParagraph(frame: Frame): void {
+    const paragraph: Paragraph = { text: new TextSink(), figRids: new Set(), main: this.inMainArticle && this.inside('body') };
+    this.paragraph = paragraph;
+    frame.sink = paragraph.text;
+    this.onClosing(frame, () => {
+      this.paragraph = null;
+      closeParagraph(this.collected, paragraph);
+    });
+  }
+
+  private openTitle(frame: Frame, parent: Frame): void {
+    if (parent.abstractSection) {
+      frame.sink = parent.abstractSection.label;
+    } else if (parent.name === 'caption' && this.ancestor(2) === 'fig') {
+      frame.sink = this.currentFigure()?.captionTitle ?? null;
+    } else if (parent.name === 'abstract') {
+      frame.sink = null;
+    } else if ((parent.name === 'sec' || parent.name === 'boxed-text') && this.inside('body') && this.inMainArticle && !this.detachedDepth && !this.paragraph) {
+      const block = new TextSink();
+      frame.sink = block;
+      this.onClosing(frame, () => addBodyBlock(this.collected, block.text()));
+    }
+  }
+
+  private currentFigure(): FigureState | undefined {
+    return this.figures[this.figures.length - 1];
+  }
+
+  // Figures nest (eLife child-fig inside its parent): a stack keeps each caption with its own fig,
+  // and the record slot is taken at the open tag so the parent precedes its children.
+  private openFigure(attrs: Record<string, string>, frame: Frame): void {
+    const figure: FigureState = {
+      id: attrs['id'] ?? null,
+      label: new TextSink(),
+      captionTitle: new TextSink(),
+      caption: new TextSink(),
+      hrefs: [],
+    };
+    this.collected.figures.push(figure);
+    this.figures.push(figure);
+    this.onClosing(frame, () => { this.figures.pop(); });
+  }
+
+  private openGraphic(attrs: Record<string, string>, parent: Frame): void {
+    const counts = this.collected.counts;
+    counts.graphics++;
+    let container = '';
+    for (let i = this.stack.length - 2; i > 0 && !container; i--) {
+      const name = (this.stack[i] as Frame).name;
+      if (GRAPHIC_CONTAINERS.has(name)) container = name;
+    }
+    if (container === 'table-wrap') counts.tableGraphics++;
+    else if (container === 'disp-formula' || container === 'inline-formula') counts.formulaGraphics++;
+    else if (container === 'fig') {
+      const href = attrs['xlink:href'] ?? attrs['href'];
+      if (!href) return;
+      if (parent.alternatives) parent.alternatives.graphics.push({ href, attrs });
+      else this.currentFigure()?.hrefs.push(href);
+    }
+  }
+
+  // MathML reads better than its TeX copy, and TeX better than nothing; graphics compete apart.
+  private closeAlternatives(frame: Frame): void {
+    const alt = frame.alternatives as NonNullable<Frame['alternatives']>;
+    const text = alt.texts.find((t) => t.name === 'math') ?? alt.texts.find((t) => t.name === 'tex-math') ?? alt.texts[0];
+    if (text && frame.sink) frame.sink.add(text.text);
+    const chosen = chooseFigureGraphic(alt.graphics);
+    if (chosen) this.currentFigure()?.hrefs.push(chosen.href);
+  }
+
+  private fault(err: Error): XmlFault {
+    const offset = this.parser.position;
+    const reason = err.message;
+    const unclosed = /^unclosed tag: (.+)$/.exec(reason);
+    if (unclosed) return new XmlFault(`truncated XML: expected </${unclosed[1]}> before the end of input`, offset);
+    if (reason === 'unexpected close tag.') {
+      // saxes has already popped the element it expected to close; the tag it met is in the text.
+      const start = this.xml.lastIndexOf('</', offset);
+      const found = /^<\/([^\s>]+)/.exec(this.xml.slice(start, start + 200))?.[1] ?? '?';
+      return new XmlFault(`mis-nested XML: expected </${this.lastClosed}> but found </${found}>`, start >= 0 ? start : offset);
+    }
+    return new XmlFault(`malformed XML: ${reason}`, offset);
+  }
+}
+
+function isThumbnail(g: GraphicCandidate): boolean {
+  const type = (g.attrs['content-type'] ?? '').toLowerCase();
+  const use = (g.attrs['specific-use'] ?? '').toLowerCase();
+  return type === 'thumb' || type === 'thumbnail' || use === 'thumb' || use === 'thumbnail';
+}
+
+/** From an <alternatives> group: not a thumbnail, and not a .gif when something else exists. */
+export function chooseFigureGraphic<T extends GraphicCandidate>(candidates: readonly T[]): T | undefined {
+  const full = candidates.filter((g) => !isThumbnail(g));
+  const pool = full.length > 0 ? full : candidates;
+  return pool.find((g) => !/\.gif$/i.test(g.href)) ?? pool[0];
+}

@@ -1,0 +1,102 @@
+import { z } from 'zod';
+
+/**
+ * What one pass over a JATS article yields. Plain text everywhere: inline markup is flattened
+ * in reading order and whitespace collapsed, so downstream code never sees XML.
+ */
+
+/** Normalised Creative Commons codes; anything else (public domain mark, publisher terms) is null. */
+export const CC_LICENSE_CODES = ['CC0', 'CC BY', 'CC BY-SA', 'CC BY-ND', 'CC BY-NC', 'CC BY-NC-SA', 'CC BY-NC-ND'] as const;
+export const CcLicenseCodeSchema = z.enum(CC_LICENSE_CODES);
+export type CcLicenseCode = z.infer<typeof CcLicenseCodeSchema>;
+
+/** One image of one <fig>: a fig with two graphics gives two records that share label and caption. */
+export const FigureRecordSchema = z.object({
+  /** fig @id, the target of xref @rid */
+  id: z.string().nullable(),
+  /** <label> text, e.g. "Figure 1" */
+  label: z.string().nullable(),
+  /** caption/title text */
+  captionTitle: z.string().nullable(),
+  /** caption title then paragraphs, one space between blocks; '' when the fig has no caption */
+  caption: z.string(),
+  /** xlink:href of the chosen graphic, as written (often without extension) */
+  graphicHref: z.string(),
+  /** 0-based position among the chosen graphics of this fig */
+  graphicIndex: z.number().int().nonnegative(),
+  /** body paragraphs that cite this fig (xref ref-type="fig"), deduplicated, in document order */
+  mentions: z.array(z.string()),
+});
+export type FigureRecord = z.infer<typeof FigureRecordSchema>;
+
+export const AbstractSectionSchema = z.object({
+  /** the section's <title>; null for an unstructured abstract */
+  label: z.string().nullable(),
+  text: z.string(),
+});
+export type AbstractSection = z.infer<typeof AbstractSectionSchema>;
+
+export const AbstractRecordSchema = z.object({
+  /** @abstract-type, e.g. "summary", "graphical"; null for the main abstract */
+  type: z.string().nullable(),
+  sections: z.array(AbstractSectionSchema),
+});
+export type AbstractRecord = z.infer<typeof AbstractRecordSchema>;
+
+export const JournalRecordSchema = z.object({
+  title: z.string().nullable(),
+  isoAbbrev: z.string().nullable(),
+  /** electronic ISSN when given, else print, else the first */
+  issn: z.string().nullable(),
+  publisher: z.string().nullable(),
+});
+export type JournalRecord = z.infer<typeof JournalRecordSchema>;
+
+export const LicenseRecordSchema = z.object({
+  url: z.string().nullable(),
+  code: CcLicenseCodeSchema.nullable(),
+  /** license-p text, or the copyright statement when there is no <license> */
+  text: z.string().nullable(),
+});
+export type LicenseRecord = z.infer<typeof LicenseRecordSchema>;
+
+export const GraphicCountsSchema = z.object({
+  /** <fig> elements that yielded at least one FigureRecord */
+  figures: z.number().int().nonnegative(),
+  /** every <graphic> element, wherever it sits (thumbnails included) */
+  graphics: z.number().int().nonnegative(),
+  /** <graphic>s whose nearest container is a <table-wrap> */
+  tableGraphics: z.number().int().nonnegative(),
+  /** <graphic>s whose nearest container is a <disp-formula> or <inline-formula> */
+  formulaGraphics: z.number().int().nonnegative(),
+  /** <inline-graphic> elements (never figures) */
+  inlineGraphics: z.number().int().nonnegative(),
+  /** <supplementary-material> elements */
+  supplementary: z.number().int().nonnegative(),
+});
+export type GraphicCounts = z.infer<typeof GraphicCountsSchema>;
+
+export const ArticleRecordSchema = z.object({
+  /** "PMC1234567" from article-id "pmc"/"pmcid", else the caller's hint */
+  pmcid: z.string().regex(/^PMC\d+$/).nullable(),
+  /** N of pmcid-ver "PMC1234567.N" (2026 cloud XML) */
+  version: z.number().int().positive().nullable(),
+  pmid: z.string().nullable(),
+  doi: z.string().nullable(),
+  title: z.string().nullable(),
+  /** every <abstract> of the article, kept apart */
+  abstracts: z.array(AbstractRecordSchema),
+  /** the first abstract without @abstract-type (else the first), "LABEL: text" sections joined by spaces */
+  abstract: z.string().nullable(),
+  keywords: z.array(z.string()),
+  subjects: z.array(z.string()),
+  journal: JournalRecordSchema,
+  /** ISO 8601 with the precision the XML gives: "2020", "2020-06" or "2020-06-12" */
+  pubDate: z.string().regex(/^\d{4}(-\d{2}(-\d{2})?)?$/).nullable(),
+  license: LicenseRecordSchema,
+  /** main body section titles and paragraphs, "\n\n" between blocks */
+  fullText: z.string(),
+  figures: z.array(FigureRecordSchema),
+  counts: GraphicCountsSchema,
+});
+export type ArticleRecord = z.infer<typeof ArticleRecordSchema>;

@@ -1,0 +1,11 @@
+import type { Subset } from '../../config/release';
+
+// PMC's official grouping (reference/pmc-sources.md §1.7), matched exactly: an unknown spelling is "other".
+const COMMERCIAL = new Set(['CC0', 'CC BY', 'CC BY-SA', 'CC BY-ND']);
+const NONCOMMERCIAL = new Set(['CC BY-NC', 'CC BY-NC-SA', 'CC BY-NC-ND']);
+
+export function licenseGroup(licenseCode: string | null | undefined): Subset {
+  if (licenseCode && COMMERCIAL.has(licenseCode)) return 'commercial';
+  if (licenseCode && NONCOMMERCIAL.has(licenseCode)) return 'noncommercial';
+  return 'other';
+}

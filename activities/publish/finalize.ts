@@ -1,0 +1,111 @@
+import * as path from 'node:path';
+import { SUBSETS, type ReleaseInput, type Subset } from '../../config/release';
+import type { AnnotateResult } from '../annotate/activity';
+import { ndjson, readJson, readJsonIfExists, readNdjson, writeFileAtomic, writeJsonAtomic } from '../common/files';
+import { shardName } from '../common/layout';
+import type { QuarantineRecord } from '../common/quarantine';
+import { layoutOf, type StageManifest } from '../common/stage';
+import type { EnrichBatchResult } from '../enrich/activity';
+import type { ParquetResult } from '../parquet/activity';
+import type { ParseResult } from '../parse/activity';
+import type { PlanSummary } from '../plan/activity';
+import type { PlannedUnit } from '../plan/plan';
+import type { ShardResult } from '../shard/activity';
+
+export interface ShardIndexEntry {
+  shard: string;
+  unit: string;
+  samples: number;
+  articles: number;
+  bytes: number;
+  sha256: string;
+  parquet: string;
+  parquetRows: number;
+  parquetSha256: string;
+}
+
+export interface ReleaseSummary {
+  releaseId: string;
+  inventoryManifest: string;
+  articles: { planned: number; parsed: number; excludedAtPlan: Record<string, number> };
+  figures: number;
+  samples: number;
+  rejected: number;
+  rejectedByReason: Record<string, number>;
+  subsets: Record<Subset, { shards: number; samples: number; articles: number; bytes: number }>;
+  enrichment: { pmids: number; returned: number; notReturned: number; failedBatches: number };
+  annotation: { provider: string | null; taxonomyVersion: string | null };
+}
+
+const STAGE_ORDER: QuarantineRecord['stage'][] = ['plan', 'fetch', 'parse', 'enrich', 'media', 'images', 'annotate', 'shard', 'parquet', 'publish'];
+
+/** Reads every unit's manifests from disk (never from workflow history) and writes the release's indexes and report. */
+export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSummary> {
+  const layout = layoutOf(release);
+  const plan = await readJson<PlanSummary>(layout.planFile);
+  const summary: ReleaseSummary = {
+    releaseId: release.releaseId,
+    inventoryManifest: plan.inventoryManifest,
+    articles: { planned: plan.selectedArticles, parsed: 0, excludedAtPlan: plan.excluded },
+    figures: 0,
+    samples: 0,
+    rejected: 0,
+    rejectedByReason: {},
+    subsets: Object.fromEntries(SUBSETS.map((s) => [s, { shards: 0, samples: 0, articles: 0, bytes: 0 }])) as ReleaseSummary['subsets'],
+    enrichment: { pmids: 0, returned: 0, notReturned: 0, failedBatches: 0 },
+    annotation: { provider: null, taxonomyVersion: null },
+  };
+  const quarantined: QuarantineRecord[] = [];
+  for (const subset of SUBSETS) {
+    const index: ShardIndexEntry[] = [];
+    const sizes: Record<string, number> = {};
+    for (let i = 0; i < plan.subsets[subset].units; i++) {
+      const unitId = `${subset}-${shardName(i)}`;
+      const unit = await readJson<PlannedUnit>(layout.unitFile(unitId));
+      const manifest = <R>(stage: string) => readJson<StageManifest<R>>(layout.stageManifest(unit.unitId, stage));
+      const parse = (await manifest<ParseResult>('parse')).result;
+      const shard = (await manifest<ShardResult>('shard')).result;
+      const parquet = (await manifest<ParquetResult>('parquet')).result;
+      const annotate = (await manifest<AnnotateResult>('annotate')).result;
+      summary.articles.parsed += parse.parsed;
+      summary.figures += parse.figures;
+      summary.annotation = { provider: annotate.provider, taxonomyVersion: annotate.taxonomyVersion };
+      for (let b = 0; b < parse.pmidBatches; b++) {
+        const e = (await manifest<EnrichBatchResult>(`enrich-${String(b).padStart(4, '0')}`)).result;
+        summary.enrichment.pmids += e.requested;
+        summary.enrichment.returned += e.returned;
+        summary.enrichment.notReturned += e.notReturned.length;
+        if (e.failed) summary.enrichment.failedBatches++;
+      }
+      for (const stage of ['fetch', 'parse', 'media', 'images', 'annotate'] as const) {
+        quarantined.push(...(await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, stage))));
+      }
+      index.push({ shard: shard.shard, unit: unit.unitId, samples: shard.samples, articles: shard.articles, bytes: shard.bytes, sha256: shard.sha256, parquet: parquet.file, parquetRows: parquet.rows, parquetSha256: parquet.sha256 });
+      sizes[path.posix.basename(shard.shard)] = shard.samples;
+      const s = summary.subsets[subset];
+      s.shards++;
+      s.samples += shard.samples;
+      s.articles += shard.articles;
+      s.bytes += shard.bytes;
+      summary.samples += shard.samples;
+    }
+    if (index.length > 0) {
+      await writeJsonAtomic(path.join(layout.root, 'webdataset', subset, 'sizes.json'), sizes);
+      await writeJsonAtomic(path.join(layout.root, 'webdataset', subset, 'index.json'), index);
+    }
+  }
+  quarantined.sort((a, b) => STAGE_ORDER.indexOf(a.stage) - STAGE_ORDER.indexOf(b.stage) || String(a.article).localeCompare(String(b.article)) || String(a.figure).localeCompare(String(b.figure)));
+  // Figure-level rejections are what separates figures from samples; article-level ones are counted too.
+  for (const q of quarantined) {
+    const k = `${q.stage}:${q.reason}`;
+    summary.rejectedByReason[k] = (summary.rejectedByReason[k] ?? 0) + 1;
+    if (q.figure) summary.rejected++;
+  }
+  await writeFileAtomic(path.join(layout.reportDir, 'quarantine.ndjson'), ndjson(quarantined));
+  await writeJsonAtomic(path.join(layout.reportDir, 'summary.json'), summary);
+  return summary;
+}
+
+export async function readReleaseSummary(release: ReleaseInput): Promise<ReleaseSummary | null> {
+  return readJsonIfExists<ReleaseSummary>(path.join(layoutOf(release).reportDir, 'summary.json'));
+}

@@ -1,0 +1,106 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import type { Subset } from '../../config/release';
+import type { FigureLabel } from '../annotate/activity';
+import { parseTaxonomyModel, labelFor } from '../annotate/taxonomy';
+import { ndjson, readJson, readNdjson, writeFileAtomic } from '../common/files';
+import { shardName } from '../common/layout';
+import { heartbeat, runUnitStage, type UnitTask } from '../common/stage';
+import { loadPubmedRecords } from '../enrich/activity';
+import { stagedImagePath, type PreparedImage } from '../images/activity';
+import type { SampleRow } from '../parquet/writer';
+import type { ParsedArticleLine } from '../parse/activity';
+import { pyJsonDumps } from './pyjson';
+import { buildSampleJson } from './sample-json';
+import { TarShardWriter } from './tar-writer';
+
+export interface ShardResult {
+  subset: Subset;
+  shard: string;
+  samples: number;
+  articles: number;
+  bytes: number;
+  sha256: string;
+}
+
+/** Writes the unit's WebDataset shard (jpg/json/txt per sample, fixed member metadata) and the rows parquet needs. */
+export async function writeShard(task: UnitTask, pubmedBatches: number): Promise<ShardResult> {
+  return runUnitStage(task, 'shard', async ({ layout, unit }) => {
+    const unitDir = layout.unitDir(unit.unitId);
+    const lines = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));
+    const images = new Map((await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'))).map((i) => [i.key, i]));
+    const labels = new Map((await readNdjson<FigureLabel>(path.join(unitDir, 'labels.ndjson'))).map((l) => [l.key, l]));
+    const taxonomy = parseTaxonomyModel(await readJson(layout.resolveData(task.release.annotate.taxonomyPath)));
+    const pubmed = await loadPubmedRecords(unitDir, pubmedBatches);
+    const imageHashes = new Map([...images.values()].map((i) => [i.key, i.sha256]));
+
+    const shard = `${unit.subset}/${shardName(unit.index)}.tar`;
+    const shardPath = layout.shardFile(unit.subset, unit.index);
+    const writer = await TarShardWriter.create(shardPath);
+    const rows: SampleRow[] = [];
+    const articles = new Set<string>();
+    try {
+      for (const line of lines) {
+        const pmid = line.planned.pmid ?? line.record.pmid;
+        const pm = pmid ? (pubmed.get(pmid) ?? null) : null;
+        for (const figure of line.figures) {
+          const image = images.get(figure.key);
+          const label = labels.get(figure.key);
+          if (figure.rejected || !image || !label) continue; // each of these was quarantined by its stage
+          const clusterLabels = labelFor(taxonomy, label.clusterId);
+          const json = buildSampleJson({ planned: line.planned, record: line.record, figures: line.figures, figure, image, imageHashes, label: { clusterId: label.clusterId, labels: clusterLabels }, pubmed: pm });
+          const jpeg = await fs.readFile(stagedImagePath(unitDir, figure.key));
+          await writer.addSample(figure.key, [
+            { ext: 'jpg', data: jpeg },
+            { ext: 'json', data: Buffer.from(pyJsonDumps(json), 'utf8') },
+            { ext: 'txt', data: Buffer.from(figure.caption, 'utf8') },
+          ]);
+          articles.add(line.article);
+          rows.push({
+            key: figure.key,
+            shard,
+            subset: unit.subset,
+            caption: figure.caption,
+            image_width: image.width,
+            image_height: image.height,
+            image_bytes_size: image.bytes,
+            image_sha256: image.sha256,
+            image_file_name: json.image_file_name,
+            image_cluster_id: json.image_cluster_id,
+            image_hash: json.image_hash,
+            image_label_id: json.image_label_id,
+            image_panel_type: json.image_panel_type,
+            image_panel_subtype: json.image_panel_subtype,
+            image_primary_label: json.image_primary_label,
+            image_secondary_label: json.image_secondary_label,
+            article_accession_id: json.article_accession_id,
+            article_title: json.article_title,
+            article_journal: json.article_journal,
+            article_date: json.article_date,
+            article_abstract: json.article_abstract,
+            article_mesh_terms: json.article_mesh_terms,
+            article_keywords: json.article_keywords,
+            article_reference_ids: json.article_reference_ids,
+            article_reference_count: json.article_reference_count,
+            article_subject: json.article_subject,
+            article_citation: json.article_citation,
+            article_license: json.article_license,
+            article_pmid: pmid ?? null,
+            article_doi: line.planned.doi ?? line.record.doi ?? null,
+          });
+          heartbeat({ samples: rows.length });
+        }
+      }
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    const closed = await writer.close();
+    const rowsFile = path.join(unitDir, 'samples.ndjson');
+    await writeFileAtomic(rowsFile, ndjson(rows));
+    return {
+      result: { subset: unit.subset, shard, samples: closed.samples, articles: articles.size, bytes: closed.bytes, sha256: closed.sha256 },
+      outputs: [shardPath, rowsFile],
+    };
+  });
+}

@@ -1,0 +1,130 @@
+import * as path from 'node:path';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import type { PoolName } from '../activities';
+import { fixturePaths, defaultDataDir } from '../config/paths';
+import { ReleaseInputSchema, type ReleaseInputArgs } from '../config/release';
+import { startEutilsStandin } from '../sample/eutils-standin';
+import { startMirrorServer } from '../sample/mirror-server';
+import { POOLS, runPools } from '../workers/pools';
+import { connectClient, formatStatus, releaseStatus, startRelease } from './release';
+import { SAMPLE_RELEASE_ID, ensureSampleMirror, samplePorts, sampleReleaseInput } from './sample';
+import { devServerStatus, ensureDevServer, stopDevServer } from './server';
+
+const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durable Temporal workflows
+
+  demo                         whole sample release on the embedded default (dev server, all pools, local data dir)
+  server start|stop|status     the Temporal dev server from temporal-dev.yaml (SQLite under the data dir, UI :8233)
+  sample build                 build the sample mirror (PMC bucket layout) from ../shared/fixtures/real/nxml
+  worker [--pool io|entrez|cpu|gpu]   run worker pools (all of them in one process by default)
+  release start --config FILE  start (or attach to) a release described by a JSON ReleaseInput
+  release status [--release ID] [--watch]   stage progress, counts, outputs, UI link
+
+Environment: BIOMEDICA_DATA_DIR (default ./data), BIOMEDICA_SHARED_DIR (default ../shared), TEMPORAL_ADDRESS,
+NCBI_EUTILS_URL, NCBI_TOOL, NCBI_EMAIL, NCBI_API_KEY (workers only), ORT_EXECUTION_PROVIDERS (default cpu).`;
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+async function demo(): Promise<number> {
+  const dataDir = defaultDataDir();
+  console.log(`data dir: ${dataDir}; shared fixtures: ${path.dirname(path.dirname(fixturePaths.nxml()))}`);
+  const server = await ensureDevServer(dataDir);
+  const client = await connectClient(server.address);
+  const existing = await releaseStatus(client, SAMPLE_RELEASE_ID);
+  if (existing?.status === 'COMPLETED') {
+    console.log(`release ${SAMPLE_RELEASE_ID} already completed; nothing to do (outputs unchanged).`);
+    console.log(formatStatus(existing));
+    return 0;
+  }
+  const mirror = await ensureSampleMirror(dataDir);
+  console.log(`sample mirror: ${mirror.articles} real PMC articles, ${mirror.mediaFiles} media files (${mirror.realImages} real, ${mirror.generatedImages} generated) in ${mirror.outDir}`);
+  const ports = samplePorts();
+  const mirrorServer = await startMirrorServer(mirror.outDir, { port: ports.mirror });
+  const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), port: ports.eutils });
+  console.log(`loopback stand-ins: PMC bucket at ${mirrorServer.baseUrl}, E-utilities at ${eutils.baseUrl}`);
+  process.env.NCBI_EUTILS_URL = eutils.baseUrl;
+  process.env.NCBI_EMAIL ??= 'demo@localhost';
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const ac = new AbortController();
+  const workers = runPools(POOLS, { signal: ac.signal });
+  try {
+    const outcome = await startRelease(client, sampleReleaseInput(dataDir, mirrorServer.baseUrl));
+    console.log(`${outcome.kind === 'started' ? 'started' : outcome.kind === 'attached' ? 'attached to running' : 'found finished'} release workflow ${outcome.workflowId}`);
+    const handle = client.workflow.getHandle(outcome.workflowId);
+    await Promise.race([handle.result(), workers.then(() => Promise.reject(new Error('workers stopped before the release finished')))]);
+    const status = await releaseStatus(client, SAMPLE_RELEASE_ID);
+    console.log(formatStatus(status!));
+    return 0;
+  } finally {
+    ac.abort();
+    await workers.catch(() => undefined);
+    await mirrorServer.close();
+    await eutils.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, sub, ...rest] = argv;
+  const dataDir = defaultDataDir();
+  switch (cmd) {
+    case 'demo':
+      return demo();
+    case 'server': {
+      if (sub === 'start') await ensureDevServer(dataDir);
+      else if (sub === 'stop') console.log((await stopDevServer(dataDir)) ? 'stopped' : 'no dev server started from this data dir');
+      else console.log(await devServerStatus(dataDir));
+      return 0;
+    }
+    case 'sample': {
+      const built = await ensureSampleMirror(dataDir);
+      console.log(JSON.stringify(built, null, 2));
+      return 0;
+    }
+    case 'worker': {
+      const pool = flag([sub ?? '', ...rest], 'pool') as PoolName | undefined;
+      const pools = pool ? [pool] : POOLS;
+      Runtime.install({ logger: new DefaultLogger('INFO') });
+      const ac = new AbortController();
+      process.once('SIGINT', () => ac.abort());
+      process.once('SIGTERM', () => ac.abort());
+      await runPools(pools, { signal: ac.signal, onReady: () => console.log(`worker pools running: ${pools.join(', ')}`) });
+      return 0;
+    }
+    case 'release': {
+      const client = await connectClient();
+      if (sub === 'start') {
+        const file = flag(rest, 'config');
+        if (!file) throw new Error('release start needs --config FILE (a JSON ReleaseInput; see config/sample-release.json)');
+        const args = JSON.parse(await (await import('node:fs/promises')).readFile(file, 'utf8')) as ReleaseInputArgs;
+        args.dataDir = path.resolve(args.dataDir ?? dataDir);
+        const outcome = await startRelease(client, ReleaseInputSchema.parse(args));
+        console.log(`${outcome.kind}: ${outcome.workflowId} (run ${outcome.runId})`);
+        return 0;
+      }
+      if (sub === 'status') {
+        const id = flag(rest, 'release') ?? SAMPLE_RELEASE_ID;
+        do {
+          const s = await releaseStatus(client, id);
+          console.log(s ? formatStatus(s) : `no release ${id} on this server`);
+          if (!rest.includes('--watch') || !s || s.status !== 'RUNNING') return s ? 0 : 1;
+          await new Promise((r) => setTimeout(r, 2000));
+        } while (true);
+      }
+      console.error(USAGE);
+      return 2;
+    }
+    default:
+      console.log(USAGE);
+      return cmd ? 2 : 0;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,106 @@
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { loadDevServerConfig } from '../config/dev-server';
+import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInputArgs, type ReleaseInput } from '../config/release';
+import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
+import { progressQuery, releaseWorkflow, releaseKey, type ReleaseProgress, type ReleaseResult } from '../workflows/release';
+
+export async function connectClient(address = process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233', namespace = process.env.TEMPORAL_NAMESPACE ?? 'default'): Promise<Client> {
+  const connection = await Connection.connect({ address });
+  return new Client({ connection, namespace });
+}
+
+export function uiLink(workflowId: string, namespace = 'default'): string {
+  const ui = `http://localhost:${loadDevServerConfig().server.uiPort}`;
+  return `${ui}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}`;
+}
+
+export type StartOutcome =
+  | { kind: 'started'; workflowId: string; runId: string }
+  | { kind: 'attached'; workflowId: string; runId: string }
+  | { kind: 'already-completed'; workflowId: string; runId: string; closedAt: Date | undefined };
+
+/**
+ * Starts a release, or attaches to it: the workflow id is derived from the release id, so a release that
+ * already runs is joined, one that finished is reported as finished, and one that failed or was terminated
+ * is started again (its finished stages are reused from disk).
+ */
+export async function startRelease(client: Client, args: ReleaseInputArgs): Promise<StartOutcome> {
+  const input: ReleaseInput = ReleaseInputSchema.parse(args);
+  const workflowId = releaseWorkflowId(input.releaseId);
+  try {
+    const handle = await client.workflow.start(releaseWorkflow, {
+      workflowId,
+      taskQueue: TASK_QUEUES.workflows,
+      args: [input],
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+      typedSearchAttributes: [{ key: releaseKey, value: input.releaseId }],
+      memo: { releaseId: input.releaseId, dataDir: input.dataDir, source: input.source.kind },
+      staticSummary: `BIOMEDICA release ${input.releaseId}`,
+    });
+    return { kind: 'started', workflowId, runId: handle.firstExecutionRunId };
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+  const desc = await client.workflow.getHandle(workflowId).describe();
+  if (desc.status.name === 'RUNNING') return { kind: 'attached', workflowId, runId: desc.runId };
+  return { kind: 'already-completed', workflowId, runId: desc.runId, closedAt: desc.closeTime };
+}
+
+export interface ReleaseStatus {
+  workflowId: string;
+  status: string;
+  startTime: Date;
+  closeTime: Date | undefined;
+  historyLength: number;
+  progress: ReleaseProgress | null;
+  result: ReleaseResult | null;
+  ui: string;
+}
+
+export async function releaseStatus(client: Client, releaseId: string): Promise<ReleaseStatus | null> {
+  const workflowId = releaseWorkflowId(releaseId);
+  const handle = client.workflow.getHandle<typeof releaseWorkflow>(workflowId);
+  let desc;
+  try {
+    desc = await handle.describe();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return null;
+    throw err;
+  }
+  const status: ReleaseStatus = {
+    workflowId,
+    status: desc.status.name,
+    startTime: desc.startTime,
+    closeTime: desc.closeTime,
+    historyLength: desc.historyLength,
+    progress: null,
+    result: null,
+    ui: uiLink(workflowId),
+  };
+  if (desc.status.name === 'COMPLETED') status.result = await handle.result();
+  else if (desc.status.name === 'RUNNING') status.progress = await handle.query(progressQuery).catch(() => null);
+  return status;
+}
+
+export function formatStatus(s: ReleaseStatus): string {
+  const lines = [`release workflow ${s.workflowId}: ${s.status} (started ${s.startTime.toISOString()}${s.closeTime ? `, closed ${s.closeTime.toISOString()}` : ''}, ${s.historyLength} history events)`];
+  if (s.progress) {
+    const p = s.progress;
+    lines.push(`  stage: ${p.stage}; units ${p.units.done}/${p.units.total} done, ${p.units.inFlight} in flight, ${p.units.failed} failed; ${p.samples} samples so far`);
+  }
+  if (s.result) {
+    const r = s.result;
+    lines.push(`  articles: ${r.summary.articles.planned} planned, ${r.summary.articles.parsed} parsed; figures ${r.summary.figures}; samples ${r.summary.samples}; rejected ${r.summary.rejected}`);
+    for (const [subset, v] of Object.entries(r.summary.subsets)) {
+      if (v.shards) lines.push(`  ${subset}: ${v.shards} shards, ${v.samples} samples, ${v.articles} articles, ${v.bytes} bytes`);
+    }
+    if (Object.keys(r.summary.rejectedByReason).length) lines.push(`  rejected by stage:reason: ${JSON.stringify(r.summary.rejectedByReason)}`);
+    lines.push(`  outputs: ${r.outputs}/{webdataset,parquet,report}`);
+    lines.push(`  published (Hub layout): ${r.publish.target} (${r.publish.uploaded} files written, ${r.publish.unchanged} unchanged)`);
+  }
+  lines.push(`  Temporal UI: ${s.ui}`);
+  return lines.join('\n');
+}
+
+export { SEARCH_ATTRIBUTES };

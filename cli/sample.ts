@@ -1,0 +1,40 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { fixturePaths } from '../config/paths';
+import type { ReleaseInputArgs } from '../config/release';
+import { readJsonIfExists, sha256Hex, writeJsonAtomic } from '../activities/common/files';
+import { buildSampleMirror, type BuiltMirror } from '../sample/build-mirror';
+
+export const SAMPLE_RELEASE_ID = '2026-sample';
+
+export function samplePorts(): { mirror: number; eutils: number } {
+  return { mirror: Number(process.env.BIOMEDICA_SAMPLE_MIRROR_PORT ?? 8710), eutils: Number(process.env.BIOMEDICA_SAMPLE_EUTILS_PORT ?? 8711) };
+}
+
+/** Builds the sample mirror unless one built from the same inputs is already there. */
+export async function ensureSampleMirror(dataDir: string, opts: { nxmlDir?: string; imagesDir?: string; faults?: { corruptImages?: number; missingImages?: number } } = {}): Promise<BuiltMirror> {
+  const nxmlDir = opts.nxmlDir ?? process.env.BIOMEDICA_SAMPLE_NXML ?? fixturePaths.nxml();
+  const imagesDir = opts.imagesDir ?? fixturePaths.images();
+  const outDir = path.join(dataDir, 'sample-mirror');
+  const files = (await fs.readdir(nxmlDir)).sort();
+  const sizes = await Promise.all(files.map(async (f) => `${f}:${(await fs.stat(path.join(nxmlDir, f))).size}`));
+  const stampFile = path.join(outDir, '.built-from.json');
+  const inputs = sha256Hex(JSON.stringify({ builder: 1, nxmlDir, imagesDir, sizes, faults: opts.faults ?? null }));
+  const stamp = await readJsonIfExists<{ inputs: string; built: BuiltMirror }>(stampFile);
+  if (stamp?.inputs === inputs) return stamp.built;
+  const built = await buildSampleMirror({ nxmlDir, imagesDir, outDir, faults: opts.faults });
+  await writeJsonAtomic(stampFile, { inputs, built });
+  return built;
+}
+
+/** The sample release: small units so every subset gets several shards. */
+export function sampleReleaseInput(dataDir: string, mirrorUrl: string, releaseId = SAMPLE_RELEASE_ID): ReleaseInputArgs {
+  return {
+    releaseId,
+    dataDir,
+    source: { kind: 'pmc-cloud-http', baseUrl: mirrorUrl },
+    units: { maxArticles: 4, maxImages: 10000 },
+    entrez: { enabled: true, batchSize: 3 },
+    window: 4,
+  };
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: the pinned Temporal CLI (dev server) in a git-ignored tools/ folder.
+# node_modules come from `npm ci`, which the quick-start commands run first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEMPORAL_CLI_VERSION="v1.5.1"   # newest tag without a replace directive in go.mod: later tags refuse `go install`
+TOOLS_DIR="$PWD/tools"
+BIN="$TOOLS_DIR/bin/temporal"
+STAMP="$TOOLS_DIR/bin/.temporal-version"
+
+suitable() { # a temporal CLI whose dev server takes the flags temporal-dev.yaml needs
+  "$1" server start-dev --help 2>/dev/null | grep -q -- '--search-attribute' &&
+    "$1" server start-dev --help 2>/dev/null | grep -q -- '--db-filename'
+}
+
+if [[ -x "$BIN" ]] && [[ "$(cat "$STAMP" 2>/dev/null)" == "$TEMPORAL_CLI_VERSION" ]]; then
+  exit 0
+fi
+if [[ -n "${TEMPORAL_CLI:-}" ]] && suitable "$TEMPORAL_CLI"; then
+  mkdir -p "$TOOLS_DIR/bin"; ln -sf "$TEMPORAL_CLI" "$BIN"; echo "$TEMPORAL_CLI_VERSION" > "$STAMP"; exit 0
+fi
+if command -v temporal >/dev/null 2>&1 && suitable "$(command -v temporal)"; then
+  mkdir -p "$TOOLS_DIR/bin"; ln -sf "$(command -v temporal)" "$BIN"; echo "$TEMPORAL_CLI_VERSION" > "$STAMP"; exit 0
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "setup: no 'temporal' CLI ${TEMPORAL_CLI_VERSION} on PATH and no Go toolchain to build it." >&2
+  echo "setup: install Go, or install the Temporal CLI as docs.temporal.io describes and set TEMPORAL_CLI=/path/to/temporal." >&2
+  exit 1
+fi
+echo "setup: building the Temporal CLI ${TEMPORAL_CLI_VERSION} with go install (first run only, a few minutes)..." >&2
+mkdir -p "$TOOLS_DIR/bin"
+GOBIN="$TOOLS_DIR/bin" GOFLAGS="-trimpath" go install "github.com/temporalio/cli/cmd/temporal@${TEMPORAL_CLI_VERSION}"
+echo "$TEMPORAL_CLI_VERSION" > "$STAMP"
+"$BIN" --version >&2

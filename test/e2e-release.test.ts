@@ -1,0 +1,145 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tar from 'tar';
+import { readNdjson, sha256File } from '../activities/common/files';
+import type { QuarantineRecord } from '../activities/common/quarantine';
+import { readSamplesParquet } from '../activities/parquet/writer';
+import { PUBLISHED_KEYS } from '../activities/shard/sample-json';
+import { startRelease, releaseStatus } from '../cli/release';
+import { sampleReleaseInput } from '../cli/sample';
+import type { ReleaseResult } from '../workflows/release';
+import { createReleaseTestEnv, type ReleaseTestEnv } from './support/release-env';
+
+interface TarMemberRead {
+  name: string;
+  size: number;
+  mode: number;
+  data: Buffer;
+}
+
+async function readTar(file: string): Promise<TarMemberRead[]> {
+  const members: TarMemberRead[] = [];
+  await tar.t({
+    file,
+    strict: true,
+    onReadEntry: (entry) => {
+      const chunks: Buffer[] = [];
+      entry.on('data', (c: Buffer) => chunks.push(c));
+      entry.on('end', () => members.push({ name: entry.path, size: entry.size ?? 0, mode: entry.mode ?? 0, data: Buffer.concat(chunks) }));
+    },
+  });
+  return members;
+}
+
+function listFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.relative(dir, path.join(d.parentPath, d.name))).sort();
+}
+
+describe('the sample release end to end on a real Temporal dev server', function () {
+  this.timeout(300_000);
+  let t: ReleaseTestEnv;
+  let result: ReleaseResult;
+  const releaseId = 'e2e-sample';
+
+  before(async () => {
+    t = await createReleaseTestEnv({ faults: { corruptImages: 1, missingImages: 1 } });
+    await t.startWorkers();
+    const outcome = await startRelease(t.env.client, sampleReleaseInput(t.dataDir, t.mirror.baseUrl, releaseId));
+    assert.equal(outcome.kind, 'started');
+    result = await t.env.client.workflow.getHandle(outcome.workflowId).result();
+  });
+  after(async () => {
+    await t?.teardown();
+  });
+
+  it('completes and the server reports it Completed', async () => {
+    const status = await releaseStatus(t.env.client, releaseId);
+    assert.equal(status?.status, 'COMPLETED');
+    assert.ok(result.summary.samples > 0);
+    assert.ok(status!.historyLength < 200, `release history ${status!.historyLength} events`);
+  });
+
+  it('plans every sample article into the three license subsets', () => {
+    const nxml = fs.readdirSync(path.join(t.dataDir, 'sample-mirror')).filter((d) => /^PMC\d+\.\d+$/.test(d));
+    assert.equal(result.plan.selectedArticles, nxml.length);
+    for (const subset of ['commercial', 'noncommercial', 'other'] as const) assert.ok(result.plan.subsets[subset].articles > 0, `${subset} has articles`);
+  });
+
+  it('writes shards whose members read back, with samples = figures - rejected figures', async () => {
+    const root = path.join(t.dataDir, 'releases', releaseId);
+    let samples = 0;
+    for (const subset of ['commercial', 'noncommercial', 'other'] as const) {
+      const shards = fs.readdirSync(path.join(root, 'webdataset', subset)).filter((f) => f.endsWith('.tar')).sort();
+      assert.equal(shards.length, result.summary.subsets[subset].shards);
+      assert.deepEqual(shards, shards.map((_, i) => `${String(i).padStart(6, '0')}.tar`), 'contiguous shard numbering');
+      const sizes = JSON.parse(fs.readFileSync(path.join(root, 'webdataset', subset, 'sizes.json'), 'utf8')) as Record<string, number>;
+      for (const shard of shards) {
+        const members = await readTar(path.join(root, 'webdataset', subset, shard));
+        assert.equal(members.length % 3, 0);
+        const keys = [...new Set(members.map((m) => m.name.split('.')[0]!))];
+        assert.equal(keys.length * 3, members.length);
+        assert.equal(sizes[shard], keys.length);
+        for (let i = 0; i < members.length; i += 3) {
+          const [jpg, json, txt] = members.slice(i, i + 3);
+          assert.deepEqual([jpg!.name, json!.name, txt!.name].map((n) => n.split('.').slice(1).join('.')), ['jpg', 'json', 'txt']);
+          assert.equal(jpg!.data.subarray(0, 3).toString('hex'), 'ffd8ff', `${jpg!.name} is a JPEG`);
+          assert.equal(jpg!.mode, 0o444);
+          const doc = JSON.parse(json!.data.toString('utf8')) as Record<string, unknown>;
+          assert.deepEqual(Object.keys(doc), PUBLISHED_KEYS);
+          assert.ok(txt!.data.length > 0, 'caption present');
+          assert.ok(/^[\x00-\x7f]*$/.test(json!.data.toString('latin1')), 'json is ASCII (Python ensure_ascii)');
+        }
+        samples += keys.length;
+        const rows = await readSamplesParquet(path.join(root, 'parquet', subset, shard.replace('.tar', '.parquet')));
+        assert.deepEqual(rows.map((r) => r.key), keys, 'parquet rows = tar samples, same order');
+        for (const [j, row] of rows.entries()) {
+          assert.equal(row.caption, members[j * 3 + 2]!.data.toString('utf8'));
+          assert.equal(row.image_bytes_size, members[j * 3]!.data.length);
+        }
+      }
+    }
+    assert.equal(samples, result.summary.samples);
+    assert.equal(result.summary.samples, result.summary.figures - result.summary.rejected);
+  });
+
+  it('quarantines every rejected figure with its article, stage and reason, including injected faults', async () => {
+    const records = await readNdjson<QuarantineRecord>(path.join(t.dataDir, 'releases', releaseId, 'report', 'quarantine.ndjson'));
+    assert.equal(records.filter((r) => r.figure).length, result.summary.rejected);
+    for (const r of records) {
+      assert.ok(r.article && r.stage && r.reason && r.detail, JSON.stringify(r));
+    }
+    assert.ok(records.some((r) => r.stage === 'images' && r.reason === 'corrupt'), 'the truncated image is quarantined as corrupt');
+    assert.ok(records.some((r) => r.stage === 'media' && r.reason === 'image-not-found'), 'the image missing from the bucket is quarantined');
+    assert.ok(records.some((r) => r.stage === 'parse' && r.reason === 'no-caption'), 'a figure without a caption is quarantined');
+  });
+
+  it('enriches articles from the E-utilities stand-in within its rate limit', () => {
+    assert.ok(result.summary.enrichment.pmids > 0);
+    assert.equal(t.eutils.stats.rejected429, 0, 'the entrez task queue rate kept under 3 requests/s');
+    assert.ok(t.eutils.stats.log.every((l) => l.method === 'POST'));
+  });
+
+  it('publishes a Hub-shaped folder with a dataset card', () => {
+    const hub = result.publish.target;
+    const files = listFiles(hub);
+    assert.ok(files.includes('README.md'));
+    for (const subset of ['commercial', 'noncommercial', 'other']) {
+      assert.ok(files.includes(`${subset}/000000.tar`), `${subset}/000000.tar published`);
+      assert.ok(files.includes(`parquet/${subset}/000000.parquet`));
+    }
+    const card = fs.readFileSync(path.join(hub, 'README.md'), 'utf8');
+    assert.match(card, /^---\nlicense: other\n/);
+    assert.match(card, /config_name: commercial\n/);
+  });
+
+  it('starting the finished release again reports it finished and changes no output byte', async () => {
+    const root = path.join(t.dataDir, 'releases', releaseId);
+    const before = new Map(await Promise.all(listFiles(root).map(async (f) => [f, await sha256File(path.join(root, f))] as const)));
+    const again = await startRelease(t.env.client, sampleReleaseInput(t.dataDir, t.mirror.baseUrl, releaseId));
+    assert.equal(again.kind, 'already-completed');
+    const after = new Map(await Promise.all(listFiles(root).map(async (f) => [f, await sha256File(path.join(root, f))] as const)));
+    assert.deepEqual(after, before);
+  });
+});

@@ -1,0 +1,492 @@
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import * as tar from 'tar';
+import { fixturePaths } from '../config/paths';
+import { isValidSampleKey, TarShardWriter } from '../activities/shard/tar-writer';
+import { pyFloat, pyJsonDumps, PyFloat } from '../activities/shard/pyjson';
+import { normalizeFigureImage } from '../activities/images/normalize';
+import { ParquetReader } from '@dsnp/parquetjs';
+import { readSamplesParquet, SampleRow, writeSamplesParquet } from '../activities/parquet/writer';
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const hasPython = spawnSync('python3', ['-c', 'import json, tarfile'], { stdio: 'ignore' }).status === 0;
+
+function python(script: string, args: string[] = [], input?: string): string {
+  const r = spawnSync('python3', ['-c', script, ...args], { input, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`python3 failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+let tmp: string;
+before(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'writers-test-'));
+});
+after(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('TarShardWriter', () => {
+  const samples = [
+    { key: 'filelist_commercial_batch_3_17-PMC7159286-0-gr1', jpg: Buffer.alloc(1000, 1), txt: 'Figure 1. Caption é' },
+    { key: 'filelist_commercial_batch_3_17-PMC7159286-1-gr2', jpg: Buffer.alloc(512, 2), txt: '' },
+    { key: 'filelist_commercial_batch_3_17-PMC7159286-2-gr3a', jpg: Buffer.alloc(3, 3), txt: 'x'.repeat(700) },
+  ];
+  const members = (s: (typeof samples)[number]) => [
+    // Deliberately unsorted: the writer must order them jpg, json, txt.
+    { ext: 'txt', data: Buffer.from(s.txt, 'utf8') },
+    { ext: 'jpg', data: s.jpg },
+    { ext: 'json', data: Buffer.from(pyJsonDumps({ key: s.key, n: s.txt.length })) },
+  ];
+  async function writeShard(file: string, mtime?: number) {
+    const w = await TarShardWriter.create(file, mtime === undefined ? {} : { mtime });
+    for (const s of samples) await w.addSample(s.key, members(s));
+    return w.close();
+  }
+  const expected = () =>
+    samples.flatMap((s) => {
+      const m = members(s).sort((a, b) => a.ext.localeCompare(b.ext));
+      return m.map((x) => ({ name: `${s.key}.${x.ext}`, data: x.data }));
+    });
+  function readBack(file: string) {
+    const out: { name: string; size: number; mode?: number; mtime?: number; uname?: string; gname?: string; uid?: number; type: string; data: Buffer }[] = [];
+    tar.t({
+      file,
+      sync: true,
+      strict: true, // turns bad checksums or malformed headers into errors
+      onReadEntry: (e) => {
+        const chunks: Buffer[] = [];
+        const rec = { name: e.path, size: e.size, mode: e.mode, mtime: e.mtime?.getTime(), uname: e.uname, gname: e.gname, uid: e.uid, type: e.type, data: Buffer.alloc(0) };
+        out.push(rec);
+        e.on('data', (c: Buffer) => chunks.push(c));
+        e.on('end', () => (rec.data = Buffer.concat(chunks)));
+      },
+    });
+    return out;
+  }
+
+  it('writes members sorted by extension with fixed ustar metadata, readable by node-tar', async () => {
+    const file = path.join(tmp, 'tar', 'commercial', '000000.tar');
+    const res = await writeShard(file);
+    const bytes = fs.readFileSync(file);
+    assert.equal(res.path, file);
+    assert.equal(res.samples, 3);
+    assert.equal(res.bytes, bytes.length);
+    assert.equal(res.sha256, sha256(bytes));
+    assert.equal(bytes.length % 10240, 0);
+    assert.equal(bytes.subarray(257, 265).toString('latin1'), 'ustar\u000000');
+    assert.deepEqual(fs.readdirSync(path.dirname(file)), ['000000.tar'], 'no partial file left behind');
+    const entries = readBack(file);
+    const want = expected();
+    assert.deepEqual(entries.map((e) => e.name), want.map((w) => w.name));
+    entries.forEach((e, i) => {
+      assert.equal(e.type, 'File');
+      assert.equal(e.size, want[i].data.length);
+      assert.ok(e.data.equals(want[i].data), `content of ${e.name}`);
+      assert.equal(e.mode, 0o444);
+      assert.equal(e.mtime, 0);
+      assert.equal(e.uname, 'bigdata');
+      assert.equal(e.gname, 'bigdata');
+      assert.equal(e.uid, 0);
+    });
+  });
+
+  it('is deterministic, and honours a configured fixed mtime', async () => {
+    const a = await writeShard(path.join(tmp, 'tar', 'a.tar'));
+    const b = await writeShard(path.join(tmp, 'tar', 'b.tar'));
+    assert.equal(a.sha256, b.sha256);
+    assert.ok(fs.readFileSync(a.path).equals(fs.readFileSync(b.path)));
+    const c = await writeShard(path.join(tmp, 'tar', 'c.tar'), 1_700_000_000);
+    assert.notEqual(c.sha256, a.sha256);
+    assert.ok(readBack(c.path).every((e) => e.mtime === 1_700_000_000_000));
+  });
+
+  it('validates keys, extensions and name length without breaking the writer', async () => {
+    for (const k of ['a-b_c', 'PMC1-0-x+y', 'batch_1-PMC7159286-3-gr1']) assert.ok(isValidSampleKey(k), k);
+    for (const k of ['', 'a.b', 'a/b', 'a\\b', 'a b', 'é', 'a\nb']) assert.ok(!isValidSampleKey(k), JSON.stringify(k));
+    const file = path.join(tmp, 'tar', 'validate.tar');
+    const w = await TarShardWriter.create(file);
+    const m = [{ ext: 'txt', data: Buffer.from('x') }];
+    await assert.rejects(w.addSample('PMC1.gr1', m), /invalid sample key/);
+    await assert.rejects(w.addSample('k', [{ ext: 'JPG', data: Buffer.alloc(1) }]), /invalid member extension/);
+    await assert.rejects(w.addSample('k', [...m, ...m]), /duplicate member/);
+    await assert.rejects(w.addSample('k'.repeat(97), m), /name too long/);
+    await w.addSample('k'.repeat(96), m); // exactly 100 bytes is allowed
+    await assert.rejects(w.addSample('k'.repeat(96), m), /duplicate sample key/);
+    const res = await w.close();
+    assert.equal(res.samples, 1);
+    assert.deepEqual(readBack(file).map((e) => e.name), [`${'k'.repeat(96)}.txt`]);
+  });
+
+  it('keeps samples whole and in call order when addSample calls are not awaited one by one', async () => {
+    const file = path.join(tmp, 'tar', 'concurrent.tar');
+    const w = await TarShardWriter.create(file);
+    await Promise.all(samples.map((s) => w.addSample(s.key, members(s))));
+    await w.close();
+    assert.deepEqual(readBack(file).map((e) => [e.name, e.data.length]), expected().map((e) => [e.name, e.data.length]));
+  });
+
+  it('never leaves a file at finalPath before close or after abort', async () => {
+    const dir = path.join(tmp, 'tar', 'abort');
+    const file = path.join(dir, '000001.tar');
+    const w = await TarShardWriter.create(file);
+    await w.addSample(samples[0].key, members(samples[0]));
+    assert.ok(!fs.existsSync(file));
+    assert.ok(fs.existsSync(`${file}.partial-${process.pid}`));
+    await w.abort();
+    await w.abort(); // idempotent
+    assert.deepEqual(fs.readdirSync(dir), []);
+    await assert.rejects(w.addSample('x', [{ ext: 'txt', data: Buffer.from('x') }]), /aborted/);
+  });
+
+  it('is listed by Python tarfile and equals tarfile USTAR and default-PAX output byte for byte', async function () {
+    if (!hasPython) this.skip();
+    const res = await writeShard(path.join(tmp, 'tar', 'py.tar'));
+    assert.equal(python('import tarfile,sys; print(len(tarfile.open(sys.argv[1]).getnames()))', [res.path]).trim(), '9');
+    const listing = JSON.parse(
+      python('import tarfile,sys,json; t=tarfile.open(sys.argv[1]); print(json.dumps([[m.name,m.size,m.mode,m.mtime,m.uname,m.gname,m.isreg()] for m in t]))', [res.path]),
+    );
+    assert.deepEqual(listing, expected().map((e) => [e.name, e.data.length, 0o444, 0, 'bigdata', 'bigdata', true]));
+    // Python tarfile writing the same members with the same metadata, as USTAR and in its default
+    // PAX format (what webdataset's TarWriter uses; no PAX records are needed for an int mtime and
+    // ASCII names), gives identical bytes.
+    const spec = JSON.stringify(expected().map((e) => [e.name, e.data.toString('base64')]));
+    const outs = ['ustar', 'pax'].map((f) => path.join(tmp, 'tar', `python-${f}.tar`));
+    python(
+      `import tarfile,sys,json,io,base64
+members = json.loads(sys.stdin.read())
+for out, fmt in zip(sys.argv[1:], (tarfile.USTAR_FORMAT, tarfile.DEFAULT_FORMAT)):
+    with tarfile.open(out, 'w', format=fmt) as tf:
+        for name, b64 in members:
+            data = base64.b64decode(b64)
+            ti = tarfile.TarInfo(name); ti.size = len(data); ti.mode = 0o444; ti.mtime = 0
+            ti.uid = ti.gid = 0; ti.uname = ti.gname = 'bigdata'
+            tf.addfile(ti, io.BytesIO(data))`,
+      outs,
+      spec,
+    );
+    const ours = fs.readFileSync(res.path);
+    for (const out of outs) assert.ok(fs.readFileSync(out).equals(ours), path.basename(out));
+  });
+});
+
+describe('pyJsonDumps', () => {
+  // Expected strings written by hand from Python 3 json.dumps semantics.
+  const vectors: [unknown, string][] = [
+    [{ a: [1, 'é', null], b: 'x\ny' }, '{"a": [1, "\\u00e9", null], "b": "x\\ny"}'],
+    [[], '[]'],
+    [{}, '{}'],
+    [[[], {}, [{}]], '[[], {}, [{}]]'],
+    ['', '""'],
+    ['"\\/', '"\\"\\\\/"'],
+    ['\b\f\n\r\t\u0000\u001f\u007f', '"\\b\\f\\n\\r\\t\\u0000\\u001f\\u007f"'],
+    ['😀', '"\\ud83d\\ude00"'],
+    ['\ud800x', '"\\ud800x"'],
+    ['Ωµ\u2028€', '"\\u03a9\\u00b5\\u2028\\u20ac"'],
+    [true, 'true'],
+    [false, 'false'],
+    [null, 'null'],
+    [0, '0'],
+    [-0, '0'],
+    [-17, '-17'],
+    [1.0, '1'],
+    [2 ** 53 + 2, '9007199254740994'],
+    [1e21, '1000000000000000000000'],
+    [123n, '123'],
+    [1.5, '1.5'],
+    [0.1, '0.1'],
+    [pyFloat(1), '1.0'],
+    [pyFloat(-0), '-0.0'],
+    [pyFloat(1e16), '1e+16'],
+    [pyFloat(1e15), '1000000000000000.0'],
+    [pyFloat(123456789012345680), '1.2345678901234568e+17'],
+    [pyFloat(0.0001), '0.0001'],
+    [pyFloat(0.00001), '1e-05'],
+    [pyFloat(1.5e-7), '1.5e-07'],
+    [pyFloat(5e-324), '5e-324'],
+    [pyFloat(1.7976931348623157e308), '1.7976931348623157e+308'],
+    [pyFloat(NaN), 'NaN'],
+    [pyFloat(Infinity), 'Infinity'],
+    [pyFloat(-Infinity), '-Infinity'],
+    [new Map<unknown, unknown>([['b', 1], ['2', 2], [3, 'x'], [true, null], [null, 0]]), '{"b": 1, "2": 2, "3": "x", "true": null, "null": 0}'],
+    [{ b: 1, a: { 'ü': [1, 2] } }, '{"b": 1, "a": {"\\u00fc": [1, 2]}}'],
+    [{ image_size: [750, 1041], image_hash: 'None' }, '{"image_size": [750, 1041], "image_hash": "None"}'],
+  ];
+  vectors.forEach(([value, want], i) => {
+    it(`vector ${i}: ${want.slice(0, 40)}`, () => assert.equal(pyJsonDumps(value), want));
+  });
+
+  it('refuses values Python json could not have produced', () => {
+    assert.throws(() => pyJsonDumps({ a: undefined }), /not JSON serializable \(at \$\.a\)/);
+    assert.throws(() => pyJsonDumps([Buffer.from('x')]), /Buffer is not JSON serializable/);
+    assert.throws(() => pyJsonDumps(new Date(0)), /not JSON serializable/);
+    const loop: unknown[] = [];
+    loop.push(loop);
+    assert.throws(() => pyJsonDumps(loop), /circular/);
+    // The same object twice (not nested in itself) is fine, as in Python.
+    const shared = { x: 1 };
+    assert.equal(pyJsonDumps([shared, shared]), '[{"x": 1}, {"x": 1}]');
+  });
+
+  it('matches real Python json.dumps on randomised values', function () {
+    if (!hasPython) this.skip();
+    let seed = 0x9e3779b9;
+    const rnd = () => {
+      // xorshift32: reproducible across runs so a failure can be replayed.
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) / 2 ** 32;
+    };
+    const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
+    const f64 = new Float64Array(1);
+    const u32 = new Uint32Array(f64.buffer);
+    const randStr = () => {
+      const pools = [() => 0x20 + Math.floor(rnd() * 95), () => Math.floor(rnd() * 0x20), () => 0x80 + Math.floor(rnd() * 0x780), () => Math.floor(rnd() * 0x10000)];
+      let s = '';
+      for (let n = Math.floor(rnd() * 12); n > 0; n--) s += rnd() < 0.1 ? '😀𝔘' : String.fromCharCode(pick(pools)());
+      return s;
+    };
+    const gen = (depth: number): unknown => {
+      const r = rnd();
+      if (depth > 3 || r < 0.5) {
+        return pick<() => unknown>([
+          () => null, () => rnd() < 0.5, randStr,
+          () => Math.floor((rnd() - 0.5) * 2 ** 53), () => Math.floor((rnd() - 0.5) * 2000),
+          () => pyFloat((rnd() - 0.5) * 10 ** Math.floor(rnd() * 40 - 20)),
+          () => {
+            u32[0] = Math.floor(rnd() * 2 ** 32);
+            u32[1] = Math.floor(rnd() * 2 ** 32);
+            return pyFloat(f64[0]);
+          },
+          () => pyFloat(pick([0.1, 1e16, 1e-5, 100, NaN, -Infinity, 2.5e-308])),
+        ])();
+      }
+      if (r < 0.75) return Array.from({ length: Math.floor(rnd() * 5) }, () => gen(depth + 1));
+      const o: Record<string, unknown> = {};
+      for (let n = Math.floor(rnd() * 5); n > 0; n--) o[rnd() < 0.2 ? String(Math.floor(rnd() * 20)) : randStr()] = gen(depth + 1);
+      return o;
+    };
+    const values = Array.from({ length: 300 }, () => gen(0));
+    // Transport floats tagged so Python rebuilds them as float, not int.
+    const transport = JSON.stringify(values, (_k, v) => (v instanceof PyFloat ? { __f__: pyFloatish(v.value) } : v));
+    const out = python(
+      `import json,sys
+hook = lambda d: float(d['__f__']) if list(d) == ['__f__'] else d
+for v in json.loads(sys.stdin.buffer.read().decode('utf-8'), object_hook=hook):
+    print(json.dumps(v))`,
+      [],
+      transport,
+    ).split('\n');
+    values.forEach((v, i) => assert.equal(pyJsonDumps(v), out[i], `random value ${i}`));
+  });
+});
+
+/** A string Python's float() parses back to exactly x. */
+function pyFloatish(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  return Object.is(x, -0) ? '-0.0' : x.toExponential();
+}
+
+describe('normalizeFigureImage', () => {
+  const dir = path.join(fixturePaths.images(), 'PMC7159286');
+  const realJpeg = () => fs.readFileSync(path.join(dir, 'gr1_lrg.jpg'));
+  const solid = (width: number, height: number) =>
+    sharp({ create: { width, height, channels: 3, background: { r: 30, g: 120, b: 200 } } });
+  async function expectConverted(input: Buffer, format: string, width: number, height: number) {
+    const r = await normalizeFigureImage(input);
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.equal(r.passthrough, false);
+    assert.equal(r.sourceFormat, format);
+    assert.deepEqual([r.width, r.height], [width, height]);
+    const m = await sharp(r.jpeg).metadata();
+    assert.deepEqual([m.format, m.channels, m.space, m.depth, m.isProgressive, m.chromaSubsampling], ['jpeg', 3, 'srgb', 'uchar', false, '4:2:0']);
+    assert.deepEqual([m.width, m.height], [width, height]);
+    return r;
+  }
+
+  it('passes a real sRGB JPEG through byte for byte', async () => {
+    const bytes = realJpeg();
+    const r = await normalizeFigureImage(bytes);
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.equal(r.passthrough, true);
+    assert.equal(r.sourceFormat, 'jpeg');
+    assert.deepEqual([r.width, r.height], [750, 1041]);
+    assert.ok(r.jpeg.equals(bytes));
+  });
+
+  it('passes an 8-bit greyscale JPEG through', async () => {
+    const grey = await solid(40, 30).toColourspace('b-w').jpeg().toBuffer();
+    const r = await normalizeFigureImage(grey);
+    assert.ok(r.ok && r.passthrough && r.jpeg.equals(grey));
+  });
+
+  it('converts the real GIF (first frame) to a baseline JPEG with the same dimensions', async () => {
+    await expectConverted(fs.readFileSync(path.join(dir, 'gr1_lrg.gif')), 'gif', 100, 139);
+  });
+
+  it('flattens PNG alpha onto white and converts TIFF, WebP, CMYK JPEG, 16-bit and grey PNG', async () => {
+    const transparent = await sharp({ create: { width: 32, height: 24, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
+    const r = await expectConverted(transparent, 'png', 32, 24);
+    assert.ok(r.ok);
+    const { data } = await sharp(r.jpeg).raw().toBuffer({ resolveWithObject: true });
+    assert.ok(data.every((v) => v >= 250), 'fully transparent pixels become white');
+    await expectConverted(await solid(50, 40).tiff().toBuffer(), 'tiff', 50, 40);
+    await expectConverted(await solid(50, 40).webp().toBuffer(), 'webp', 50, 40);
+    const cmyk = await solid(50, 40).toColourspace('cmyk').jpeg().toBuffer();
+    assert.equal((await sharp(cmyk).metadata()).space, 'cmyk');
+    await expectConverted(cmyk, 'jpeg', 50, 40);
+    await expectConverted(await solid(50, 40).toColourspace('rgb16').png().toBuffer(), 'png', 50, 40);
+    await expectConverted(await solid(50, 40).toColourspace('b-w').png().toBuffer(), 'png', 50, 40);
+  });
+
+  it('converts deterministically', async () => {
+    const png = await sharp({ create: { width: 64, height: 48, channels: 4, background: { r: 10, g: 200, b: 90, alpha: 0.5 } } }).png().toBuffer();
+    const [a, b] = await Promise.all([normalizeFigureImage(png), normalizeFigureImage(png)]);
+    assert.ok(a.ok && b.ok && a.jpeg.equals(b.jpeg));
+  });
+
+  it('reports truncated, garbage and unsupported input', async () => {
+    const bytes = realJpeg();
+    const half = await normalizeFigureImage(bytes.subarray(0, bytes.length >> 1));
+    assert.ok(!half.ok && half.reason === 'corrupt', JSON.stringify(half));
+    assert.match(half.detail, /premature end|truncat/i);
+    const nearlyWhole = await normalizeFigureImage(bytes.subarray(0, bytes.length - 100));
+    assert.ok(!nearlyWhole.ok && nearlyWhole.reason === 'corrupt');
+    const garbage = await normalizeFigureImage(Buffer.from('not an image at all'));
+    assert.ok(!garbage.ok && garbage.reason === 'unsupported-format');
+    const empty = await normalizeFigureImage(Buffer.alloc(0));
+    assert.ok(!empty.ok && empty.reason === 'corrupt');
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="50" height="50"><rect width="50" height="50"/></svg>');
+    const s = await normalizeFigureImage(svg);
+    assert.ok(!s.ok && s.reason === 'unsupported-format');
+  });
+
+  it('enforces the size filter and the pixel limit', async () => {
+    const tiny = await normalizeFigureImage(await solid(10, 10).png().toBuffer());
+    assert.deepEqual(tiny.ok ? null : [tiny.reason, tiny.width, tiny.height], ['too-small', 10, 10]);
+    const edge = await normalizeFigureImage(await solid(21, 20).png().toBuffer());
+    assert.ok(!edge.ok && edge.reason === 'too-small', 'a 20px side is filtered (published rule: > 20)');
+    assert.ok((await normalizeFigureImage(await solid(21, 21).png().toBuffer())).ok);
+    const big = await normalizeFigureImage(realJpeg(), { maxPixels: 750 * 1041 - 1 });
+    assert.deepEqual(big.ok ? null : [big.reason, big.width, big.height], ['too-many-pixels', 750, 1041]);
+    assert.ok((await normalizeFigureImage(realJpeg(), { maxPixels: 750 * 1041 })).ok);
+  });
+});
+
+describe('writeSamplesParquet', () => {
+  function row(i: number, image: Buffer): SampleRow {
+    return {
+      key: `filelist_commercial_batch_3_17-PMC715928${i}-${i}-gr${i}`,
+      shard: 'commercial/000000.tar',
+      subset: 'commercial',
+      caption: i === 1 ? 'None' : `Figure ${i}. Über-caption “quoted” 😀`,
+      image_width: 750 + i,
+      image_height: 1041,
+      image_bytes_size: image.length,
+      image_sha256: sha256(image),
+      image,
+      image_file_name: `gr${i}_lrg.jpg`,
+      image_cluster_id: `gr${i}_lrg`,
+      image_hash: i === 2 ? 'None' : 'ab'.repeat(32),
+      image_label_id: String(i * 7),
+      image_panel_type: 'single',
+      image_panel_subtype: 'single panel',
+      image_primary_label: i === 0 ? [] : ['Microscopy', 'Plots and Charts'].slice(0, i),
+      image_secondary_label: ['light microscopy'],
+      article_accession_id: `PMC715928${i}`,
+      article_title: 'A title',
+      article_journal: 'J Test',
+      article_date: '2020 04 14',
+      article_abstract: 'Abstract '.repeat(50),
+      article_mesh_terms: i % 2 ? ['Humans', 'Mice'] : [],
+      article_keywords: [''],
+      article_reference_ids: ['12345', '67890'],
+      article_reference_count: 2 ** 40 + i,
+      article_subject: ['Article'],
+      article_citation: 'J Test. 2020;1:1.',
+      article_license: 'CC BY',
+      article_pmid: i === 3 ? null : `3229${i}`,
+      article_doi: i % 2 ? null : `10.1000/x${i}`,
+    };
+  }
+  const rows = Array.from({ length: 5 }, (_, i) => row(i, Buffer.alloc(100 + i, i + 1)));
+  const withoutImage = (r: SampleRow): SampleRow => {
+    const { image: _image, ...rest } = r;
+    return rest;
+  };
+
+  it('round-trips rows without image bytes and rewrites byte-identically', async () => {
+    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'a.parquet'), rows, { rowGroupSize: 2 });
+    const b = await writeSamplesParquet(path.join(tmp, 'pq', 'b.parquet'), rows, { rowGroupSize: 2 });
+    assert.equal(a.rows, 5);
+    assert.equal(a.bytes, fs.statSync(a.path).size);
+    assert.equal(a.sha256, sha256(fs.readFileSync(a.path)));
+    assert.equal(a.sha256, b.sha256);
+    assert.ok(fs.readFileSync(a.path).equals(fs.readFileSync(b.path)));
+    assert.deepEqual(await readSamplesParquet(a.path), rows.map(withoutImage));
+    assert.deepEqual(fs.readdirSync(path.join(tmp, 'pq')).sort(), ['a.parquet', 'b.parquet']);
+  });
+
+  it('round-trips image bytes (null where a row has none)', async () => {
+    const input = [...rows.slice(0, 4), withoutImage(rows[4])];
+    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'img.parquet'), input, { includeImageBytes: true });
+    const back = await readSamplesParquet(a.path);
+    assert.deepEqual(back, input);
+    assert.ok(back[0].image?.equals(rows[0].image!));
+    const again = await writeSamplesParquet(path.join(tmp, 'pq', 'img2.parquet'), input, { includeImageBytes: true });
+    assert.equal(again.sha256, a.sha256);
+    assert.ok(a.bytes > (await writeSamplesParquet(path.join(tmp, 'pq', 'noimg.parquet'), input)).bytes);
+  });
+
+  it('uses the fixed physical layout: INT64, repeated/optional UTF8, optional BYTE_ARRAY, SNAPPY, row groups', async () => {
+    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'layout.parquet'), rows, { includeImageBytes: true, rowGroupSize: 2 });
+    const bytes = fs.readFileSync(a.path);
+    assert.equal(bytes.subarray(0, 4).toString(), 'PAR1');
+    assert.equal(bytes.subarray(-4).toString(), 'PAR1');
+    const reader = await ParquetReader.openFile(a.path);
+    try {
+      const f = reader.schema.fields;
+      const shape = (n: string) => [f[n].primitiveType, f[n].originalType ?? null, f[n].repetitionType];
+      assert.deepEqual(shape('key'), ['BYTE_ARRAY', 'UTF8', 'REQUIRED']);
+      assert.deepEqual(shape('image_width'), ['INT64', null, 'REQUIRED']);
+      assert.deepEqual(shape('image_primary_label'), ['BYTE_ARRAY', 'UTF8', 'REPEATED']);
+      assert.deepEqual(shape('article_pmid'), ['BYTE_ARRAY', 'UTF8', 'OPTIONAL']);
+      assert.deepEqual(shape('image'), ['BYTE_ARRAY', null, 'OPTIONAL']);
+      assert.deepEqual(Object.keys(f).slice(0, 10), ['key', 'shard', 'subset', 'caption', 'image_width', 'image_height', 'image_bytes_size', 'image_sha256', 'image', 'image_file_name']);
+      assert.equal(Object.keys(f).length, 31);
+      const groups = reader.metadata!.row_groups;
+      assert.deepEqual(groups.map((g) => Number(g.num_rows)), [2, 2, 1]);
+      const SNAPPY = 1; // parquet.thrift CompressionCodec
+      assert.ok(groups.every((g) => g.columns.every((c) => c.meta_data!.codec === SNAPPY)));
+    } finally {
+      await reader.close();
+    }
+    const empty = await writeSamplesParquet(path.join(tmp, 'pq', 'empty.parquet'), []);
+    assert.deepEqual([empty.rows, await readSamplesParquet(empty.path)], [0, []]);
+  });
+
+  it('rejects invalid rows before creating any file', async () => {
+    const dir = path.join(tmp, 'pq-bad');
+    const bad = [{ ...rows[0], caption_json: 'x' } as unknown as SampleRow];
+    await assert.rejects(writeSamplesParquet(path.join(dir, 'x.parquet'), bad), /row 0/);
+    await assert.rejects(writeSamplesParquet(path.join(dir, 'y.parquet'), [{ ...rows[0], image_width: 1.5 }]), /row 0/);
+    await assert.rejects(writeSamplesParquet(path.join(dir, 'z.parquet'), [{ ...rows[0], image_sha256: sha256(Buffer.from('other')) }], { includeImageBytes: true }), /image_sha256/);
+    assert.ok(!fs.existsSync(dir));
+  });
+
+  it('is read by pyarrow as list<string> / int64 columns (only where pyarrow is installed)', async function () {
+    if (spawnSync('python3', ['-c', 'import pyarrow'], { stdio: 'ignore' }).status !== 0) this.skip();
+    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'arrow.parquet'), rows, { includeImageBytes: true });
+    const out = python('import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({f.name: str(f.type) for f in t.schema}))', [a.path]);
+    const types = JSON.parse(out) as Record<string, string>;
+    assert.match(types.image_primary_label, /^list</);
+    assert.equal(types.article_reference_count, 'int64');
+    assert.equal(types.image, 'binary');
+  });
+});

@@ -1,0 +1,71 @@
+import * as os from 'node:os';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { cpuActivities, entrezActivities, gpuActivities, ioActivities, type PoolName } from '../activities';
+import { entrezRatePerSecond, readWorkerEnv, type WorkerEnv } from '../config/release';
+import { TASK_QUEUES } from '../config/task-queues';
+
+export const POOLS: readonly PoolName[] = ['io', 'entrez', 'cpu', 'gpu'];
+
+export interface PoolOptions {
+  env?: WorkerEnv;
+  /** Also host the workflow task queue (the cpu pool does by default). */
+  workflows?: boolean;
+}
+
+/**
+ * The workers of one pool. Task-queue-wide limits that protect remote services (NCBI's requests per second)
+ * are set on the queue itself, so any number of these workers on any number of machines stays within them.
+ */
+export async function createPoolWorkers(pool: PoolName, connection: NativeConnection, opts: PoolOptions = {}): Promise<Worker[]> {
+  const env = opts.env ?? readWorkerEnv();
+  const base = { connection, namespace: env.TEMPORAL_NAMESPACE } satisfies Partial<WorkerOptions>;
+  const workers: Worker[] = [];
+  switch (pool) {
+    case 'io':
+      workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.io, activities: ioActivities, maxConcurrentActivityTaskExecutions: 16 }));
+      break;
+    case 'entrez':
+      workers.push(
+        await Worker.create({
+          ...base,
+          taskQueue: TASK_QUEUES.entrez,
+          activities: entrezActivities,
+          maxConcurrentActivityTaskExecutions: 4,
+          maxTaskQueueActivitiesPerSecond: entrezRatePerSecond(env),
+        }),
+      );
+      break;
+    case 'cpu':
+      workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.cpu, activities: cpuActivities, maxConcurrentActivityTaskExecutions: Math.max(1, os.cpus().length) }));
+      break;
+    case 'gpu':
+      // One slot per GPU: the model is loaded once per process and one batch at a time keeps the device busy.
+      workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.gpu, activities: gpuActivities, maxConcurrentActivityTaskExecutions: Number(process.env.GPU_SLOTS ?? 1) }));
+      break;
+  }
+  if (opts.workflows ?? pool === 'cpu') {
+    workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.workflows, workflowsPath: require.resolve('../workflows') }));
+  }
+  return workers;
+}
+
+/** Runs the given pools until `signal` aborts (or a worker fails), then shuts them down gracefully. */
+export async function runPools(pools: readonly PoolName[], opts: { env?: WorkerEnv; signal?: AbortSignal; onReady?: () => void } = {}): Promise<void> {
+  const env = opts.env ?? readWorkerEnv();
+  const connection = await NativeConnection.connect({ address: env.TEMPORAL_ADDRESS });
+  try {
+    const workers = (await Promise.all(pools.map((p) => createPoolWorkers(p, connection, { env, workflows: p === 'cpu' })))).flat();
+    const stop = () => workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
+    opts.signal?.addEventListener('abort', stop, { once: true });
+    const running = Promise.all(workers.map((w) => w.run()));
+    opts.onReady?.();
+    try {
+      await running;
+    } catch (err) {
+      stop();
+      throw err;
+    }
+  } finally {
+    await connection.close();
+  }
+}

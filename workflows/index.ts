@@ -1,0 +1,2 @@
+export { releaseWorkflow, progressQuery } from './release';
+export { unitWorkflow } from './unit';

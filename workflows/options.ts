@@ -1,0 +1,14 @@
+import type { ActivityOptions, RetryPolicy } from '@temporalio/workflow';
+import { TASK_QUEUES } from '../config/task-queues';
+
+// Retries ride out outages: a worker or server that is gone for hours only delays the next attempt.
+const patientRetry: RetryPolicy = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '5m', maximumAttempts: 60, nonRetryableErrorTypes: ['ModelMissing', 'SourceUnavailable', 'ConfigError'] };
+
+export const ioOptions: ActivityOptions = { taskQueue: TASK_QUEUES.io, startToCloseTimeout: '1h', heartbeatTimeout: '2m', retry: patientRetry };
+export const entrezOptions: ActivityOptions = {
+  taskQueue: TASK_QUEUES.entrez,
+  startToCloseTimeout: '3m',
+  retry: { ...patientRetry, initialInterval: '1s', maximumInterval: '1m' },
+};
+export const cpuOptions: ActivityOptions = { taskQueue: TASK_QUEUES.cpu, startToCloseTimeout: '2h', heartbeatTimeout: '5m', retry: patientRetry };
+export const gpuOptions: ActivityOptions = { taskQueue: TASK_QUEUES.gpu, startToCloseTimeout: '4h', heartbeatTimeout: '5m', retry: patientRetry };

@@ -1,0 +1,113 @@
+import {
+  ApplicationFailure,
+  defineQuery,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  startChild,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ChildWorkflowHandle,
+} from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { CpuActivities, GpuActivities, IoActivities } from '../activities';
+import type { PlanSummary } from '../activities/plan/activity';
+import type { PublishResult } from '../activities/publish/activity';
+import type { ReleaseSummary } from '../activities/publish/finalize';
+import type { ReleaseInput } from '../config/release';
+import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
+import { cpuOptions, gpuOptions, ioOptions } from './options';
+import { unitWorkflow } from './unit';
+
+const io = proxyActivities<IoActivities>(ioOptions);
+const cpu = proxyActivities<CpuActivities>(cpuOptions);
+const gpu = proxyActivities<GpuActivities>(gpuOptions);
+
+export const releaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.release, SearchAttributeType.KEYWORD);
+export const stageKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.stage, SearchAttributeType.KEYWORD);
+
+export type ReleaseStage = 'models' | 'plan' | 'units' | 'finalize' | 'publish' | 'done';
+
+export interface ReleaseProgress {
+  releaseId: string;
+  stage: ReleaseStage;
+  units: { total: number; done: number; inFlight: number; failed: number };
+  samples: number;
+  plan: PlanSummary | null;
+}
+
+export interface ReleaseResult {
+  releaseId: string;
+  plan: PlanSummary;
+  summary: ReleaseSummary;
+  publish: PublishResult;
+  outputs: string;
+}
+
+export const progressQuery = defineQuery<ReleaseProgress>('progress');
+
+/** The yearly release: models and plan, every unit through every stage (a bounded window of child workflows), then finalize and publish. */
+export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResult> {
+  const progress: ReleaseProgress = { releaseId: input.releaseId, stage: 'models', units: { total: 0, done: 0, inFlight: 0, failed: 0 }, samples: 0, plan: null };
+  setHandler(progressQuery, () => progress);
+  const enter = (stage: ReleaseStage, details: string) => {
+    progress.stage = stage;
+    upsertSearchAttributes([{ key: stageKey, value: stage }]);
+    setCurrentDetails(details);
+  };
+  upsertSearchAttributes([{ key: releaseKey, value: input.releaseId }]);
+
+  enter('models', 'preparing the embedding model and taxonomy');
+  await gpu.ensureAnnotationModels(input);
+  enter('plan', 'reading the inventory and metadata');
+  const plan = await io.planRelease(input);
+  progress.plan = plan;
+
+  const units: string[] = [];
+  for (const subset of ['commercial', 'noncommercial', 'other'] as const) {
+    for (let i = 0; i < plan.subsets[subset].units; i++) units.push(`${subset}-${String(i).padStart(6, '0')}`);
+  }
+  progress.units.total = units.length;
+  enter('units', `${units.length} units`);
+
+  const failures: string[] = [];
+  const running = new Set<Promise<void>>();
+  for (const unitId of units) {
+    while (running.size >= input.window) await Promise.race(running);
+    const handle: ChildWorkflowHandle<typeof unitWorkflow> = await startChild(unitWorkflow, {
+      workflowId: `${workflowInfo().workflowId}/${unitId}`,
+      taskQueue: TASK_QUEUES.workflows,
+      args: [{ release: input, unitId }],
+    });
+    progress.units.inFlight++;
+    const p: Promise<void> = handle
+      .result()
+      .then(
+        (r) => {
+          progress.units.done++;
+          progress.samples += r.shard.samples;
+        },
+        (err: Error) => {
+          progress.units.failed++;
+          failures.push(`${unitId}: ${err.message}`);
+        },
+      )
+      .finally(() => {
+        progress.units.inFlight--;
+        running.delete(p);
+        setCurrentDetails(`units: ${progress.units.done}/${progress.units.total} done, ${progress.units.inFlight} in flight, ${progress.samples} samples`);
+      });
+    running.add(p);
+  }
+  await Promise.all(running);
+  if (failures.length > 0) {
+    throw ApplicationFailure.nonRetryable(`${failures.length} of ${units.length} units failed: ${failures.slice(0, 5).join('; ')}`, 'UnitsFailed');
+  }
+
+  enter('finalize', 'writing shard indexes and the rejection report');
+  const summary = await cpu.finalizeRelease(input);
+  enter('publish', 'publishing');
+  const publish = await io.publishRelease(input);
+  enter('done', `${summary.samples} samples in ${Object.values(summary.subsets).reduce((n, s) => n + s.shards, 0)} shards; published to ${publish.target}`);
+  return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}` };
+}

@@ -1,0 +1,39 @@
+import { proxyActivities, setCurrentDetails } from '@temporalio/workflow';
+import type { CpuActivities, EntrezActivities, GpuActivities, IoActivities } from '../activities';
+import type { UnitTask } from '../activities/common/stage';
+import type { ParquetResult } from '../activities/parquet/activity';
+import type { ShardResult } from '../activities/shard/activity';
+import { cpuOptions, entrezOptions, gpuOptions, ioOptions } from './options';
+
+const io = proxyActivities<IoActivities>(ioOptions);
+const entrez = proxyActivities<EntrezActivities>(entrezOptions);
+const cpu = proxyActivities<CpuActivities>(cpuOptions);
+const gpu = proxyActivities<GpuActivities>(gpuOptions);
+
+export interface UnitResult {
+  unitId: string;
+  articles: number;
+  figures: number;
+  shard: ShardResult;
+  parquet: ParquetResult;
+}
+
+/** One unit (one shard's worth of articles) through every stage; PubMed enrichment runs beside the image path. */
+export async function unitWorkflow(task: UnitTask): Promise<UnitResult> {
+  setCurrentDetails(`unit ${task.unitId}: fetch`);
+  await io.fetchArticles(task);
+  setCurrentDetails(`unit ${task.unitId}: parse`);
+  const parsed = await cpu.parseArticles(task);
+  const enriched = Promise.all(Array.from({ length: parsed.pmidBatches }, (_, b) => entrez.enrichBatch(task, b)));
+  setCurrentDetails(`unit ${task.unitId}: images`);
+  await io.fetchFigureMedia(task);
+  await cpu.prepareImages(task);
+  setCurrentDetails(`unit ${task.unitId}: annotate`);
+  await gpu.annotateUnit(task);
+  await enriched;
+  setCurrentDetails(`unit ${task.unitId}: shard`);
+  const shard = await cpu.writeShard(task, parsed.pmidBatches);
+  const parquet = await cpu.writeParquet(task);
+  setCurrentDetails(`unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shard}`);
+  return { unitId: task.unitId, articles: parsed.parsed, figures: parsed.figures, shard, parquet };
+}
