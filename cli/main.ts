@@ -27,6 +27,14 @@ function flag(args: string[], name: string): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
+/** Warnings and errors only, without the worker's notes that a pool hosts no workflows (by design here). */
+function quietLogger(): DefaultLogger {
+  return new DefaultLogger('WARN', (entry) => {
+    if (/^No (workflows|activities) registered/.test(entry.message)) return;
+    console.error(`${entry.level} ${entry.message}${entry.meta ? ` ${JSON.stringify(entry.meta)}` : ''}`);
+  });
+}
+
 async function demo(): Promise<number> {
   const dataDir = defaultDataDir();
   console.log(`data dir: ${dataDir}; shared fixtures: ${path.dirname(path.dirname(fixturePaths.nxml()))}`);
@@ -46,7 +54,7 @@ async function demo(): Promise<number> {
   console.log(`loopback stand-ins: PMC bucket at ${mirrorServer.baseUrl}, E-utilities at ${eutils.baseUrl}`);
   process.env.NCBI_EUTILS_URL = eutils.baseUrl;
   process.env.NCBI_EMAIL ??= 'demo@localhost';
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  Runtime.install({ logger: quietLogger() });
   const ac = new AbortController();
   const workers = runPools(POOLS, { signal: ac.signal });
   try {

@@ -22,3 +22,8 @@ export const fixturePaths = {
   entrez: () => path.join(sharedDir(), 'fixtures', 'real', 'entrez'),
   clusterLabels: () => path.join(sharedDir(), 'fixtures', 'biomedica', 'cluster_labels.json'),
 };
+
+/** The tests' Python (a venv under tools/ with the readers in test/requirements.txt), made by scripts/setup.sh. */
+export function testPython(): string {
+  return process.env.BIOMEDICA_TEST_PYTHON ?? path.join(projectRoot, 'tools', 'py', 'bin', 'python');
+}

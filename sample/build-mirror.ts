@@ -149,10 +149,12 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
       media.set(name, await syntheticImage(pmcid, href, ext));
       result.generatedImages++;
     }
+    // Faults go only into figure graphics (not table or formula images), where they change the release's output.
+    const figureStems = new Set(article.figures.filter((f) => f.caption.trim()).map((f) => f.graphicHref.replace(IMAGE_EXT, '')));
     const mediaUrls: string[] = [];
     for (const [name, body0] of [...media.entries()].sort(([a], [b]) => a.localeCompare(b))) {
       let body = body0;
-      const isFigureCandidate = /\.(jpe?g|png|tiff?)$/i.test(name);
+      const isFigureCandidate = /\.(jpe?g|png|tiff?)$/i.test(name) && figureStems.has(name.replace(IMAGE_EXT, ''));
       if (corruptLeft > 0 && isFigureCandidate && !result.faults.corrupt.some((k) => k.startsWith(prefix))) {
         body = body.subarray(0, Math.floor(body.length / 3)); // a publisher-side truncated file: md5 matches the broken bytes
         corruptLeft--;

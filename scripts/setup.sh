@@ -14,6 +14,16 @@ suitable() { # a temporal CLI whose dev server takes the flags temporal-dev.yaml
     "$1" server start-dev --help 2>/dev/null | grep -q -- '--db-filename'
 }
 
+ensure_test_python() { # a venv with the Python readers the tests use on our outputs (pyarrow, ...)
+  local venv="$TOOLS_DIR/py" req="test/requirements.txt"
+  if [[ -x "$venv/bin/python" ]] && cmp -s "$req" "$venv/.requirements" 2>/dev/null; then return 0; fi
+  echo "setup: installing the tests' Python readers into tools/py ($(grep -v '^#' "$req" | tr '\n' ' '))" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/.requirements"
+}
+ensure_test_python
+
 if [[ -x "$BIN" ]] && [[ "$(cat "$STAMP" 2>/dev/null)" == "$TEMPORAL_CLI_VERSION" ]]; then
   exit 0
 fi

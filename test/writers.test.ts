@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import * as tar from 'tar';
-import { fixturePaths } from '../config/paths';
+import { fixturePaths, testPython } from '../config/paths';
 import { isValidSampleKey, TarShardWriter } from '../activities/shard/tar-writer';
 import { pyFloat, pyJsonDumps, PyFloat } from '../activities/shard/pyjson';
 import { normalizeFigureImage } from '../activities/images/normalize';
@@ -14,11 +14,10 @@ import { ParquetReader } from '@dsnp/parquetjs';
 import { readSamplesParquet, SampleRow, writeSamplesParquet } from '../activities/parquet/writer';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-const hasPython = spawnSync('python3', ['-c', 'import json, tarfile'], { stdio: 'ignore' }).status === 0;
 
 function python(script: string, args: string[] = [], input?: string): string {
-  const r = spawnSync('python3', ['-c', script, ...args], { input, encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`python3 failed: ${r.stderr}`);
+  const r = spawnSync(testPython(), ['-c', script, ...args], { input, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${testPython()} failed: ${r.stderr}`);
   return r.stdout;
 }
 
@@ -144,7 +143,6 @@ describe('TarShardWriter', () => {
   });
 
   it('is listed by Python tarfile and equals tarfile USTAR and default-PAX output byte for byte', async function () {
-    if (!hasPython) this.skip();
     const res = await writeShard(path.join(tmp, 'tar', 'py.tar'));
     assert.equal(python('import tarfile,sys; print(len(tarfile.open(sys.argv[1]).getnames()))', [res.path]).trim(), '9');
     const listing = JSON.parse(
@@ -233,7 +231,6 @@ describe('pyJsonDumps', () => {
   });
 
   it('matches real Python json.dumps on randomised values', function () {
-    if (!hasPython) this.skip();
     let seed = 0x9e3779b9;
     const rnd = () => {
       // xorshift32: reproducible across runs so a failure can be replayed.
@@ -480,8 +477,7 @@ describe('writeSamplesParquet', () => {
     assert.ok(!fs.existsSync(dir));
   });
 
-  it('is read by pyarrow as list<string> / int64 columns (only where pyarrow is installed)', async function () {
-    if (spawnSync('python3', ['-c', 'import pyarrow'], { stdio: 'ignore' }).status !== 0) this.skip();
+  it('is read by pyarrow as list<string> / int64 columns', async function () {
     const a = await writeSamplesParquet(path.join(tmp, 'pq', 'arrow.parquet'), rows, { includeImageBytes: true });
     const out = python('import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({f.name: str(f.type) for f in t.schema}))', [a.path]);
     const types = JSON.parse(out) as Record<string, string>;

@@ -2,8 +2,6 @@ import { assembleArticle } from './assemble';
 import { JatsReader, XmlFault } from './reader';
 import type { ArticleRecord } from './records';
 
-export { chooseFigureGraphic } from './reader';
-
 /** The article cannot be read (truncated, mis-nested, not JATS): the caller quarantines it. */
 export class JatsParseError extends Error {
   override readonly name = 'JatsParseError';

@@ -43,3 +43,22 @@ export function resolveMediaFile(href: string, fileNames: readonly string[]): st
   }
   return best;
 }
+
+/** A <graphic> inside <alternatives>, with the attributes that tell a thumbnail apart. */
+export interface GraphicCandidate {
+  href: string;
+  attrs: Record<string, string>;
+}
+
+function isThumbnail(g: GraphicCandidate): boolean {
+  const type = (g.attrs['content-type'] ?? '').toLowerCase();
+  const use = (g.attrs['specific-use'] ?? '').toLowerCase();
+  return type === 'thumb' || type === 'thumbnail' || use === 'thumb' || use === 'thumbnail';
+}
+
+/** From an <alternatives> group: not a thumbnail, and not a .gif when something else exists. */
+export function chooseFigureGraphic<T extends GraphicCandidate>(candidates: readonly T[]): T | undefined {
+  const full = candidates.filter((g) => !isThumbnail(g));
+  const pool = full.length > 0 ? full : candidates;
+  return pool.find((g) => !/\.gif$/i.test(g.href)) ?? pool[0];
+}

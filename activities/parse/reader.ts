@@ -1,6 +1,8 @@
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import { addBodyBlock, closeParagraph, emptyCollected, type Collected, type FigureState, type Paragraph, TextSink } from './assemble';
 import { internalSubsetEntities, lenientEntityTable } from './entities';
+import { openFrontMatter, type FrontElement } from './front';
+import { chooseFigureGraphic, type GraphicCandidate } from './media';
 import { texFormula } from './metadata';
 
 /** Why the XML could not be read, and where (UTF-16 offset into the text); jats.ts adds line numbers. */
@@ -27,14 +29,9 @@ const DETACHED = new Set(['fig', 'fig-group', 'table-wrap', 'table-wrap-group', 
 const GRAPHIC_CONTAINERS = new Set(['fig', 'table-wrap', 'disp-formula', 'inline-formula', 'supplementary-material', 'chem-struct-wrap']);
 
 /** Ancestors whose presence decides where text goes; only these are counted, to keep the pass cheap. */
-const TRACKED = [
-  'body', 'app', 'sub-article', 'response', 'article-meta', 'journal-meta', 'kwd-group', 'compound-kwd',
-  'article-categories', 'permissions', 'license', 'article-title',
-] as const;
+const TRACKED = ['body', 'app', 'sub-article', 'response', 'article-meta', 'journal-meta', 'license', 'article-title'] as const;
 type Tracked = (typeof TRACKED)[number];
 const TRACKED_NAMES: ReadonlySet<string> = new Set(TRACKED);
-
-interface GraphicCandidate { href: string; attrs: Record<string, string> }
 
 interface Frame {
   readonly name: string;
@@ -142,62 +139,9 @@ export class JatsReader {
 
   private openElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): void {
     const c = this.collected;
+    if (name === 'article') this.articlesOpened++;
+    if ((this.inside('article-meta') || this.inside('journal-meta')) && this.inMainArticle && openFrontMatter(c, this.frontElement(name, attrs, frame, parent))) return;
     switch (name) {
-      case 'article':
-        this.articlesOpened++;
-        return;
-      case 'article-id':
-        if (parent.name === 'article-meta' && this.inMainArticle) {
-          const type = attrs['pub-id-type'] ?? '';
-          this.capture(frame, (text) => c.articleIds.push({ type, text }));
-        }
-        return;
-      case 'article-title':
-        if (parent.name === 'title-group' && this.ancestor(2) === 'article-meta' && this.inMainArticle && c.title === null) {
-          this.capture(frame, (text) => { c.title = text; });
-        }
-        return;
-      case 'kwd':
-      case 'compound-kwd': // a compound keyword is one keyword; its parts are spaced as blocks
-        if (this.inside('kwd-group') && this.inside('article-meta') && this.inMainArticle && (name === 'compound-kwd' || !this.inside('compound-kwd'))) {
-          this.capture(frame, (text) => c.keywords.push(text));
-        }
-        return;
-      case 'subject':
-        if (this.inside('article-categories') && this.inside('article-meta') && this.inMainArticle) {
-          this.capture(frame, (text) => c.subjects.push(text));
-        }
-        return;
-      case 'journal-title':
-      case 'journal-id':
-      case 'abbrev-journal-title':
-      case 'issn':
-      case 'publisher-name':
-        if (this.inside('journal-meta') && this.inMainArticle) this.openJournalField(name, attrs, frame);
-        return;
-      case 'pub-date':
-        if (parent.name === 'article-meta' && this.inMainArticle) {
-          c.pubDates.push({ pubType: attrs['pub-type'] ?? null, dateType: attrs['date-type'] ?? null, format: attrs['publication-format'] ?? null, year: null, month: null, day: null });
-        }
-        return;
-      case 'year':
-      case 'month':
-      case 'day':
-        if (parent.name === 'pub-date' && this.ancestor(2) === 'article-meta' && this.inMainArticle) {
-          const date = c.pubDates[c.pubDates.length - 1];
-          if (date) this.capture(frame, (text) => { date[name] = text; });
-        }
-        return;
-      case 'permissions':
-      case 'copyright-statement':
-      case 'license':
-      case 'license_ref':
-      case 'ext-link':
-      case 'uri':
-        if (this.inside('permissions') && this.inside('article-meta') && this.inMainArticle && !this.detachedDepth) {
-          this.openPermissionsField(name, attrs, frame);
-        }
-        return;
       case 'abstract':
         if (parent.name === 'article-meta' && this.inMainArticle) c.abstracts.push({ type: attrs['abstract-type'] ?? null, sections: [], loose: null });
         return;
@@ -248,50 +192,6 @@ export class JatsReader {
     }
   }
 
-  private openJournalField(name: string, attrs: Record<string, string>, frame: Frame): void {
-    const j = this.collected.journal;
-    switch (name) {
-      case 'journal-title':
-        if (j.title === null) this.capture(frame, (text) => { j.title ??= text; });
-        return;
-      case 'journal-id':
-        this.capture(frame, (text) => j.ids.push({ type: attrs['journal-id-type'] ?? '', text }));
-        return;
-      case 'abbrev-journal-title':
-        this.capture(frame, (text) => j.abbrevTitles.push({ type: attrs['abbrev-type'] ?? '', text }));
-        return;
-      case 'issn':
-        this.capture(frame, (text) => j.issns.push({ type: attrs['pub-type'] ?? attrs['publication-format'] ?? '', text }));
-        return;
-      case 'publisher-name':
-        if (j.publisher === null) this.capture(frame, (text) => { j.publisher ??= text; });
-        return;
-    }
-  }
-
-  private openPermissionsField(name: string, attrs: Record<string, string>, frame: Frame): void {
-    const l = this.collected.license;
-    switch (name) {
-      case 'copyright-statement':
-        this.capture(frame, (text) => { l.copyright ??= text; });
-        return;
-      case 'license':
-        l.seen = true;
-        l.hrefs.push(attrs['xlink:href'] ?? '');
-        l.types.push(attrs['license-type'] ?? '');
-        frame.sink = l.text;
-        return;
-      case 'license_ref': // ali:license_ref holds the URL as text
-        l.types.push(attrs['content-type'] ?? '');
-        this.capture(frame, (text) => l.refs.push(text));
-        return;
-      case 'ext-link':
-      case 'uri':
-        if (this.inside('license')) l.links.push(attrs['xlink:href'] ?? '');
-        return;
-    }
-  }
-
   // Abstract layout: a <sec> per structured section (its <title> is the label); loose paragraphs
   // form one unlabelled section; the abstract's own <title> ("Author Summary") is not text.
   private openAbstractChild(name: string, frame: Frame, parent: Frame): void {
@@ -338,6 +238,18 @@ export class JatsReader {
       frame.sink = block;
       this.onClosing(frame, () => addBodyBlock(this.collected, block.text()));
     }
+  }
+
+  private frontElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): FrontElement {
+    return {
+      name, attrs,
+      parentName: parent.name,
+      grandparentName: this.ancestor(2),
+      inLicense: this.inside('license'),
+      detached: this.detachedDepth > 0,
+      capture: (done) => { this.capture(frame, done); },
+      route: (sink) => { frame.sink = sink; },
+    };
   }
 
   private currentFigure(): FigureState | undefined {
@@ -393,23 +305,10 @@ export class JatsReader {
     if (unclosed) return new XmlFault(`truncated XML: expected </${unclosed[1]}> before the end of input`, offset);
     if (reason === 'unexpected close tag.') {
       // saxes has already popped the element it expected to close; the tag it met is in the text.
-      const start = this.xml.lastIndexOf('</', offset);
+      const start = this.xml.lastIndexOf('</', offset - 1);
       const found = /^<\/([^\s>]+)/.exec(this.xml.slice(start, start + 200))?.[1] ?? '?';
       return new XmlFault(`mis-nested XML: expected </${this.lastClosed}> but found </${found}>`, start >= 0 ? start : offset);
     }
     return new XmlFault(`malformed XML: ${reason}`, offset);
   }
-}
-
-function isThumbnail(g: GraphicCandidate): boolean {
-  const type = (g.attrs['content-type'] ?? '').toLowerCase();
-  const use = (g.attrs['specific-use'] ?? '').toLowerCase();
-  return type === 'thumb' || type === 'thumbnail' || use === 'thumb' || use === 'thumbnail';
-}
-
-/** From an <alternatives> group: not a thumbnail, and not a .gif when something else exists. */
-export function chooseFigureGraphic<T extends GraphicCandidate>(candidates: readonly T[]): T | undefined {
-  const full = candidates.filter((g) => !isThumbnail(g));
-  const pool = full.length > 0 ? full : candidates;
-  return pool.find((g) => !/\.gif$/i.test(g.href)) ?? pool[0];
 }
