@@ -124,7 +124,7 @@ describe('the sample release end to end on a real Temporal dev server', function
 
   it('enriches articles from the E-utilities stand-in within its rate limit', () => {
     assert.ok(result.summary.enrichment.pmids > 0);
-    assert.equal(t.eutils.stats.rejected429, 0, 'no request was refused for going over the rate');
+    assert.equal(t.eutils.stats.rejected429, 0, `no request was refused for going over the rate: ${JSON.stringify(t.eutils.stats.log.map((l) => [l.t, l.status, l.ids.length]))}`);
     assert.ok(t.eutils.stats.perSecondMax <= 3, `at most 3 requests in any one-second window (saw ${t.eutils.stats.perSecondMax})`);
     assert.ok(t.eutils.stats.log.every((l) => l.method === 'POST'));
   });

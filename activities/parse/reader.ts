@@ -28,6 +28,9 @@ const DETACHED = new Set(['fig', 'fig-group', 'table-wrap', 'table-wrap-group', 
 /** What a <graphic> belongs to is its nearest ancestor among these. */
 const GRAPHIC_CONTAINERS = new Set(['fig', 'table-wrap', 'disp-formula', 'inline-formula', 'supplementary-material', 'chem-struct-wrap']);
 
+/** Character-level faults saxes reads past (a stray control character, &#0;): not worth losing an article. */
+const RECOVERABLE: ReadonlySet<string> = new Set(['disallowed character.', 'malformed character entity.']);
+
 /** Ancestors whose presence decides where text goes; only these are counted, to keep the pass cheap. */
 const TRACKED = ['body', 'app', 'sub-article', 'response', 'article-meta', 'journal-meta', 'license', 'article-title'] as const;
 type Tracked = (typeof TRACKED)[number];
@@ -67,7 +70,9 @@ export class JatsReader {
     p.on('closetag', (tag) => this.onClose(tag));
     p.on('text', (t) => this.top.sink?.add(t));
     p.on('cdata', (t) => this.top.sink?.add(t));
-    p.on('error', (err) => { throw this.fault(err); });
+    p.on('error', (err) => {
+      if (!RECOVERABLE.has(err.message)) throw this.fault(err);
+    });
     p.ENTITIES = lenientEntityTable(new Map());
     p.write(this.xml).close();
     if (this.articlesOpened === 0) {
@@ -140,10 +145,13 @@ export class JatsReader {
   private openElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): void {
     const c = this.collected;
     if (name === 'article') this.articlesOpened++;
-    if ((this.inside('article-meta') || this.inside('journal-meta')) && this.inMainArticle && openFrontMatter(c, this.frontElement(name, attrs, frame, parent))) return;
+    const inFrontMatter = (this.inside('article-meta') || this.inside('journal-meta')) && this.inMainArticle;
+    if (inFrontMatter && openFrontMatter(c, this.frontElement(name, attrs, frame, parent))) return;
     switch (name) {
       case 'abstract':
-        if (parent.name === 'article-meta' && this.inMainArticle) c.abstracts.push({ type: attrs['abstract-type'] ?? null, sections: [], loose: null });
+        if (parent.name === 'article-meta' && this.inMainArticle) {
+          c.abstracts.push({ type: attrs['abstract-type'] ?? null, sections: [], loose: null });
+        }
         return;
       case 'p':
         if ((this.inside('body') || this.inside('app')) && !this.detachedDepth && !this.paragraph) return this.openParagraph(frame);

@@ -24,7 +24,10 @@ export const FigureRecordSchema = z.object({
   graphicHref: z.string(),
   /** 0-based position among the chosen graphics of this fig */
   graphicIndex: z.number().int().nonnegative(),
-  /** body paragraphs that cite this fig (xref ref-type="fig"), deduplicated, in document order */
+  /**
+   * Paragraphs that cite this fig (xref ref-type="fig", rid lists split, nested xrefs included), from the
+   * body, sub-article bodies and appendices; captions never count. Deduplicated, in document order.
+   */
   mentions: z.array(z.string()),
 });
 export type FigureRecord = z.infer<typeof FigureRecordSchema>;

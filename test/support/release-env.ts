@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { temporalCliPath } from '../../config/dev-server';
+import { loadDevServerConfig, temporalCliPath } from '../../config/dev-server';
 import { fixturePaths } from '../../config/paths';
 import { readWorkerEnv } from '../../config/release';
 import { SEARCH_ATTRIBUTES } from '../../config/task-queues';
@@ -37,6 +37,8 @@ export async function createReleaseTestEnv(opts: { faults?: { corruptImages?: nu
       executable: { type: 'existing-path', path: temporalCliPath() },
       searchAttributes: Object.values(SEARCH_ATTRIBUTES).map((name) => defineSearchAttributeKey(name, SearchAttributeType.KEYWORD)),
       log: { format: 'pretty', level: 'warn' },
+      // The same dynamic config as the embedded default (temporal-dev.yaml), e.g. one partition per task queue.
+      extraArgs: Object.entries(loadDevServerConfig().dynamicConfig).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`]),
     },
   });
   const built = await ensureSampleMirror(dataDir, { faults: opts.faults });
