@@ -46,7 +46,10 @@ export async function startMirrorServer(root: string, opts: { port?: number; hos
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://mirror');
     const key = decodeURIComponent(url.pathname.slice(1));
-    if (req.method !== 'GET' && req.method !== 'HEAD') return s3Error(res, 405, 'MethodNotAllowed', 'Method not allowed', key);
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      requests.push({ method: req.method ?? '', key, status: 405 });
+      return s3Error(res, 405, 'MethodNotAllowed', 'Method not allowed', key);
+    }
     if (key === '' && url.searchParams.get('list-type') === '2') {
       const prefix = url.searchParams.get('prefix') ?? '';
       const delimiter = url.searchParams.get('delimiter') ?? undefined;
@@ -69,12 +72,15 @@ export async function startMirrorServer(root: string, opts: { port?: number; hos
       res.end(body);
       return;
     }
-    if (key.split('/').includes('..') || key.startsWith('/')) return s3Error(res, 403, 'AccessDenied', 'Access Denied', key);
+    if (key.split('/').includes('..') || key.startsWith('/')) {
+      requests.push({ method: req.method ?? 'GET', key, status: 403 });
+      return s3Error(res, 403, 'AccessDenied', 'Access Denied', key);
+    }
     let data: Buffer;
     try {
       data = await fs.readFile(path.join(root, key));
     } catch {
-      requests.push({ method: 'GET', key, status: 404 });
+      requests.push({ method: req.method ?? 'GET', key, status: 404 });
       return s3Error(res, 404, 'NoSuchKey', 'The specified key does not exist.', key);
     }
     requests.push({ method: req.method ?? 'GET', key, status: 200 });

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tar from 'tar';
+import { Worker } from '@temporalio/worker';
 import { readNdjson, sha256File } from '../activities/common/files';
 import { testPython } from '../config/paths';
 import type { QuarantineRecord } from '../activities/common/quarantine';
@@ -140,6 +141,16 @@ describe('the sample release end to end on a real Temporal dev server', function
     const card = fs.readFileSync(path.join(hub, 'README.md'), 'utf8');
     assert.match(card, /^---\nlicense: other\n/);
     assert.match(card, /config_name: commercial\n/);
+  });
+
+  it('replays every workflow history of the run deterministically', async () => {
+    const histories = t.env.client.workflow.list({ query: `WorkflowId STARTS_WITH "release-${releaseId}"` }).intoHistories();
+    let replayed = 0;
+    for await (const r of Worker.runReplayHistories({ workflowsPath: require.resolve('../workflows') }, histories)) {
+      assert.equal(r.error, undefined, `${r.workflowId}: ${r.error?.message}`);
+      replayed++;
+    }
+    assert.equal(replayed, 1 + Object.values(result.plan.subsets).reduce((n, s) => n + s.units, 0), 'the release and each unit workflow');
   });
 
   it('starting the finished release again reports it finished and changes no output byte', async () => {

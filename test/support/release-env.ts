@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
+import { installQuietRuntime } from './runtime';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { loadDevServerConfig, temporalCliPath } from '../../config/dev-server';
 import { fixturePaths } from '../../config/paths';
@@ -12,8 +13,6 @@ import { startEutilsStandin, type EutilsStandin } from '../../sample/eutils-stan
 import { startMirrorServer, type MirrorServer } from '../../sample/mirror-server';
 import { POOLS, createPoolWorkers } from '../../workers/pools';
 import { ensureSampleMirror } from '../../cli/sample';
-
-let runtimeInstalled = false;
 
 /** A real Temporal dev server (the project's pinned CLI), loopback stand-ins, and every worker pool in this process. */
 export interface ReleaseTestEnv {
@@ -27,10 +26,7 @@ export interface ReleaseTestEnv {
 }
 
 export async function createReleaseTestEnv(opts: { faults?: { corruptImages?: number; missingImages?: number } } = {}): Promise<ReleaseTestEnv> {
-  if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-    runtimeInstalled = true;
-  }
+  installQuietRuntime();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-e2e-'));
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
