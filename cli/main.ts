@@ -12,7 +12,7 @@ import { devServerStatus, ensureDevServer, stopDevServer } from './server';
 
 const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durable Temporal workflows
 
-  demo                         whole sample release on the embedded default (dev server, all pools, local data dir)
+  demo [--release ID]          whole sample release on the embedded default (dev server, all pools, local data dir)
   server start|stop|status     the Temporal dev server from temporal-dev.yaml (SQLite under the data dir, UI :8233)
   sample build                 build the sample mirror (PMC bucket layout) from ../shared/fixtures/real/nxml
   worker [--pool io|entrez|cpu|gpu]   run worker pools (all of them in one process by default)
@@ -35,14 +35,14 @@ function quietLogger(): DefaultLogger {
   });
 }
 
-async function demo(): Promise<number> {
+async function demo(releaseId: string): Promise<number> {
   const dataDir = defaultDataDir();
   console.log(`data dir: ${dataDir}; shared fixtures: ${path.dirname(path.dirname(fixturePaths.nxml()))}`);
   const server = await ensureDevServer(dataDir);
   const client = await connectClient(server.address);
-  const existing = await releaseStatus(client, SAMPLE_RELEASE_ID);
+  const existing = await releaseStatus(client, releaseId);
   if (existing?.status === 'COMPLETED') {
-    console.log(`release ${SAMPLE_RELEASE_ID} already completed; nothing to do (outputs unchanged).`);
+    console.log(`release ${releaseId} already completed; nothing to do (outputs unchanged).`);
     console.log(formatStatus(existing));
     return 0;
   }
@@ -58,11 +58,11 @@ async function demo(): Promise<number> {
   const ac = new AbortController();
   const workers = runPools(POOLS, { signal: ac.signal });
   try {
-    const outcome = await startRelease(client, sampleReleaseInput(dataDir, mirrorServer.baseUrl));
+    const outcome = await startRelease(client, sampleReleaseInput(dataDir, mirrorServer.baseUrl, releaseId));
     console.log(`${outcome.kind === 'started' ? 'started' : outcome.kind === 'attached' ? 'attached to running' : 'found finished'} release workflow ${outcome.workflowId}`);
     const handle = client.workflow.getHandle(outcome.workflowId);
     await Promise.race([handle.result(), workers.then(() => Promise.reject(new Error('workers stopped before the release finished')))]);
-    const status = await releaseStatus(client, SAMPLE_RELEASE_ID);
+    const status = await releaseStatus(client, releaseId);
     console.log(formatStatus(status!));
     return 0;
   } finally {
@@ -78,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
   const dataDir = defaultDataDir();
   switch (cmd) {
     case 'demo':
-      return demo();
+      return demo(flag(argv, 'release') ?? SAMPLE_RELEASE_ID);
     case 'server': {
       if (sub === 'start') await ensureDevServer(dataDir);
       else if (sub === 'stop') console.log((await stopDevServer(dataDir)) ? 'stopped' : 'no dev server started from this data dir');

@@ -99,7 +99,9 @@ function pickExtension(pmcid: string, href: string): string {
 }
 
 function citationOf(xml: string, journal: string | null, pubDate: string | null, doi: string | null): string {
-  const tag = (name: string) => new RegExp(`<${name}[^>]*>([^<]*)</${name}>`).exec(xml)?.[1]?.trim();
+  // Only the article's own <article-meta>: the reference list below it has volumes, issues and pages of other papers.
+  const front = xml.split('</article-meta>')[0]!;
+  const tag = (name: string) => new RegExp(`<${name}[^>]*>([^<]*)</${name}>`).exec(front)?.[1]?.trim();
   const [y, m, d] = (pubDate ?? '').split('-');
   const date = [y, m ? MONTHS[Number(m) - 1] : undefined, d ? String(Number(d)) : undefined].filter(Boolean).join(' ');
   const vol = tag('volume');

@@ -93,7 +93,7 @@ export async function fetchFigureMedia(task: UnitTask): Promise<FetchMediaResult
     const wanted = new Map<string, { key: string; md5: string | null; article: string; figures: string[] }>();
     for (const line of parsed) {
       for (const f of line.figures) {
-        if (!f.mediaKey) continue;
+        if (!f.mediaKey || f.rejected) continue; // rejected figures never need their image
         const w = wanted.get(f.mediaKey) ?? { key: f.mediaKey, md5: f.mediaMd5, article: line.article, figures: [] };
         w.figures.push(f.key);
         wanted.set(f.mediaKey, w);

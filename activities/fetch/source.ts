@@ -127,7 +127,9 @@ export class DirPmcSource implements PmcSource {
     try {
       body = await fs.readFile(path.join(this.root, key));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SourceError(`${key} not in mirror`, 'not-found', false, key);
+      // A prefix such as `PMC1.1/` is a directory here but no object in S3 (NoSuchKey): not-found, never retried.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') throw new SourceError(`${key} not in mirror`, 'not-found', false, key);
       throw new SourceError(`read ${key}: ${(err as Error).message}`, 'network', true, key);
     }
     verify(key, body, opts.expectedMd5);
