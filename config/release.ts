@@ -43,8 +43,10 @@ export const ReleaseInputSchema = z.object({
       enabled: z.boolean().default(true),
       /** PMIDs per efetch POST (NCBI: POST above ~200). */
       batchSize: z.number().int().positive().max(10000).default(200),
+      /** Send requests only on weekends or 21:00-05:00 US Eastern, as NCBI asks of large jobs; waits on durable timers. */
+      offPeak: z.boolean().default(false),
     })
-    .default({ enabled: true, batchSize: 200 }),
+    .default({ enabled: true, batchSize: 200, offPeak: false }),
   images: z
     .object({
       minSide: z.number().int().positive().default(21),

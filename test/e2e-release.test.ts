@@ -128,6 +128,10 @@ describe('the sample release end to end on a real Temporal dev server', function
     assert.equal(t.eutils.stats.rejected429, 0, `no request was refused for going over the rate: ${JSON.stringify(t.eutils.stats.log.map((l) => [l.t, l.status, l.ids.length]))}`);
     assert.ok(t.eutils.stats.perSecondMax <= 3, `at most 3 requests in any one-second window (saw ${t.eutils.stats.perSecondMax})`);
     assert.ok(t.eutils.stats.log.every((l) => l.method === 'POST'));
+    const e = result.summary.enrichment;
+    assert.equal(e.returned + e.notReturned, e.pmids, 'every PMID asked for is accounted for');
+    const notes = fs.readFileSync(path.join(t.dataDir, 'releases', releaseId, 'report', 'enrichment.ndjson'), 'utf8').trim().split('\n').filter(Boolean);
+    assert.equal(notes.length, e.notReturned + e.withoutPmid, 'each article published without PubMed data is listed with its reason');
   });
 
   it('publishes a Hub-shaped folder with a dataset card', () => {

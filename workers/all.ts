@@ -3,7 +3,7 @@ import { runPools, POOLS } from './pools';
 
 /** The embedded default: every pool in one process. `npm run worker` (or `tsx workers/all.ts`). */
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger((process.env.LOG_LEVEL as 'INFO' | 'WARN') ?? 'WARN') });
+  Runtime.install({ logger: new DefaultLogger((process.env.LOG_LEVEL as 'INFO' | 'WARN' | 'ERROR') ?? 'WARN') });
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
   process.once('SIGTERM', () => ac.abort());

@@ -6,7 +6,7 @@ import { POOLS, runPools } from './pools';
 async function main(): Promise<void> {
   const pool = process.argv[2] as PoolName;
   if (!POOLS.includes(pool)) throw new Error(`usage: workers/pool.ts <${POOLS.join('|')}>`);
-  Runtime.install({ logger: new DefaultLogger((process.env.LOG_LEVEL as 'INFO' | 'WARN') ?? 'INFO') });
+  Runtime.install({ logger: new DefaultLogger((process.env.LOG_LEVEL as 'INFO' | 'WARN' | 'ERROR') ?? 'INFO') });
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
   process.once('SIGTERM', () => ac.abort());

@@ -1,8 +1,9 @@
-import { proxyActivities, setCurrentDetails } from '@temporalio/workflow';
+import { proxyActivities, setCurrentDetails, sleep } from '@temporalio/workflow';
 import type { CpuActivities, EntrezActivities, GpuActivities, IoActivities } from '../activities';
 import type { UnitTask } from '../activities/common/stage';
 import type { ParquetResult } from '../activities/parquet/activity';
 import type { ShardResult } from '../activities/shard/activity';
+import { msUntilOffPeak } from './off-peak';
 import { cpuOptions, entrezOptions, gpuOptions, ioOptions } from './options';
 
 const io = proxyActivities<IoActivities>(ioOptions);
@@ -24,7 +25,7 @@ export async function unitWorkflow(task: UnitTask): Promise<UnitResult> {
   await io.fetchArticles(task);
   setCurrentDetails(`unit ${task.unitId}: parse`);
   const parsed = await cpu.parseArticles(task);
-  const enriched = Promise.all(Array.from({ length: parsed.pmidBatches }, (_, b) => entrez.enrichBatch(task, b)));
+  const enriched = enrichAll(task, parsed.pmidBatches);
   setCurrentDetails(`unit ${task.unitId}: images`);
   await io.fetchFigureMedia(task);
   await cpu.prepareImages(task);
@@ -36,4 +37,17 @@ export async function unitWorkflow(task: UnitTask): Promise<UnitResult> {
   const parquet = await cpu.writeParquet(task);
   setCurrentDetails(`unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shard}`);
   return { unitId: task.unitId, articles: parsed.parsed, figures: parsed.figures, shard, parquet };
+}
+
+/** Every PMID batch of the unit, one request each; with `offPeak`, each waits on a durable timer for NCBI's quiet hours. */
+async function enrichAll(task: UnitTask, batches: number): Promise<void> {
+  await Promise.all(
+    Array.from({ length: batches }, async (_, b) => {
+      if (task.release.entrez?.offPeak) {
+        // Re-checked after each wait: a batch retried past 05:00 Eastern waits for the next window.
+        for (let wait = msUntilOffPeak(Date.now()); wait > 0; wait = msUntilOffPeak(Date.now())) await sleep(wait);
+      }
+      await entrez.enrichBatch(task, b);
+    }),
+  );
 }

@@ -6,8 +6,14 @@ import * as path from 'node:path';
 export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  await fs.writeFile(tmp, data);
-  await fs.rename(tmp, file);
+  try {
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, file);
+  } catch (err) {
+    // A failed write (disk full) or rename must not leave a stray temporary file behind, retry after retry.
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
 }
 
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {

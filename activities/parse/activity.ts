@@ -5,7 +5,7 @@ import { quarantine } from '../common/quarantine';
 import { heartbeat, runUnitStage, type UnitTask } from '../common/stage';
 import { articleXmlPath } from '../fetch/activity';
 import type { PlannedArticle } from '../plan/plan';
-import { parseJats } from './jats';
+import { DEFAULT_JATS_LIMITS, JatsParseError, parseJats } from './jats';
 import { resolveMediaFile } from './media';
 import type { ArticleRecord } from './records';
 
@@ -38,14 +38,25 @@ export interface ParseResult {
   candidates: number;
   pmids: number;
   pmidBatches: number;
+  /** Articles PubMed cannot be asked about (no PMID in the metadata or the XML); listed in enrich-notes.ndjson. */
+  withoutPmid: number;
 }
 
 export function figureKey(pmcid: string, version: number, index: number): string {
   return `${pmcid}_${version}_${String(index).padStart(3, '0')}`;
 }
 
+function pmidOf(l: ParsedArticleLine): string | null {
+  const p = l.planned.pmid ?? l.record.pmid;
+  return p && /^\d+$/.test(p) ? p : null;
+}
+
+function hasPmid(l: ParsedArticleLine): boolean {
+  return pmidOf(l) !== null;
+}
+
 export function pmidBatchesOf(lines: readonly ParsedArticleLine[], batchSize: number): string[][] {
-  const pmids = [...new Set(lines.map((l) => l.planned.pmid ?? l.record.pmid).filter((p): p is string => !!p && /^\d+$/.test(p)))].sort(
+  const pmids = [...new Set(lines.map(pmidOf).filter((p): p is string => p !== null))].sort(
     (a, b) => Number(a) - Number(b),
   );
   const batches: string[][] = [];
@@ -57,21 +68,26 @@ export async function parseArticles(task: UnitTask): Promise<ParseResult> {
   return runUnitStage(task, 'parse', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const lines: ParsedArticleLine[] = [];
-    const result: ParseResult = { articles: unit.articles.length, parsed: 0, failed: 0, figures: 0, candidates: 0, pmids: 0, pmidBatches: 0 };
+    const result: ParseResult = { articles: unit.articles.length, parsed: 0, failed: 0, figures: 0, candidates: 0, pmids: 0, pmidBatches: 0, withoutPmid: 0 };
     for (const planned of unit.articles) {
       const article = `${planned.pmcid}.${planned.version}`;
-      let xml: Buffer;
-      try {
-        xml = await fs.readFile(articleXmlPath(unitDir, planned.pmcid, planned.version));
-      } catch {
-        continue; // not fetched: fetch already quarantined it
-      }
+      const file = articleXmlPath(unitDir, planned.pmcid, planned.version);
+      const size = await fs.stat(file).then((st) => st.size, () => null);
+      if (size === null) continue; // not fetched: fetch already quarantined it
       let record: ArticleRecord;
       try {
-        record = parseJats(xml, { pmcidHint: planned.pmcid });
+        // Checked before reading, so a freak file never reaches memory.
+        if (size > DEFAULT_JATS_LIMITS.maxBytes) {
+          throw new JatsParseError(`article too large: ${size} bytes, over the limit of ${DEFAULT_JATS_LIMITS.maxBytes}`, null, null, 'too-large');
+        }
+        record = parseJats(await fs.readFile(file), { pmcidHint: planned.pmcid });
       } catch (err) {
         result.failed++;
-        q.push(quarantine({ article, stage: 'parse', reason: 'invalid-xml', detail: (err as Error).message }));
+        // A JatsParseError is the article's fault; anything else is a reader bug, kept apart so it is noticed.
+        const reason = err instanceof JatsParseError ? err.reason : 'parser-error';
+        const detail = err instanceof JatsParseError ? err.message : `${(err as Error).name}: ${(err as Error).message}`;
+        q.push(quarantine({ article, stage: 'parse', reason, detail }));
+        heartbeat({ parsed: result.parsed, failed: result.failed, of: unit.articles.length });
         continue;
       }
       const mediaNames = planned.media.map((m) => path.posix.basename(m.key));
@@ -106,6 +122,11 @@ export async function parseArticles(task: UnitTask): Promise<ParseResult> {
     result.pmidBatches = task.release.entrez.enabled ? batches.length : 0;
     const out = path.join(unitDir, 'articles.ndjson');
     await writeFileAtomic(out, ndjson(lines));
-    return { result, outputs: [out] };
+    // Not a rejection (the article is still published), but never silent: enrichment skips these, with the reason.
+    const notes = lines.filter((l) => !hasPmid(l)).map((l) => ({ article: l.article, reason: 'no-pmid', detail: 'neither the metadata nor the article XML carries a PMID' }));
+    result.withoutPmid = notes.length;
+    const notesFile = path.join(unitDir, 'enrich-notes.ndjson');
+    await writeFileAtomic(notesFile, ndjson(notes));
+    return { result, outputs: [out, notesFile] };
   });
 }

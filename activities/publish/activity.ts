@@ -47,6 +47,7 @@ export async function publishRelease(release: ReleaseInput): Promise<PublishResu
   }
   placements.push([path.join(layout.reportDir, 'summary.json'), path.join(target, 'metadata', 'summary.json')]);
   placements.push([path.join(layout.reportDir, 'quarantine.ndjson'), path.join(target, 'metadata', 'quarantine.ndjson')]);
+  placements.push([path.join(layout.reportDir, 'enrichment.ndjson'), path.join(target, 'metadata', 'enrichment.ndjson')]);
   const result: PublishResult = { target, files: placements.length + 1, uploaded: 0, unchanged: 0 };
   for (const [src, dst] of placements) {
     result[await place(src, dst)]++;

@@ -64,7 +64,7 @@ as WebDataset shards (\`{subset}/NNNNNN.tar\`, members \`<key>.jpg\`, \`<key>.tx
 - Articles planned: ${summary.articles.planned}; parsed: ${summary.articles.parsed}; left out at planning: ${JSON.stringify(summary.articles.excludedAtPlan)}.
 - Figures: ${summary.figures}; samples: ${summary.samples}; figures rejected: ${summary.rejected}.
 - Taxonomy: ${summary.annotation.taxonomyVersion ?? 'none'} (embeddings on ${summary.annotation.provider ?? 'n/a'}).
-- PubMed enrichment: ${summary.enrichment.returned} of ${summary.enrichment.pmids} PMIDs returned.
+- PubMed enrichment: ${summary.enrichment.returned} of ${summary.enrichment.pmids} PMIDs returned; ${summary.enrichment.withoutPmid} articles have no PMID (listed in \`metadata/enrichment.ndjson\`).
 
 | subset | shards | articles | samples | licenses |
 | --- | --- | --- | --- | --- |

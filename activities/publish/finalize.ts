@@ -24,6 +24,14 @@ export interface ShardIndexEntry {
   parquetSha256: string;
 }
 
+/** An article published without PubMed enrichment, and why. */
+export interface EnrichmentNote {
+  article: string | null;
+  pmid?: string;
+  reason: string;
+  detail: string;
+}
+
 export interface ReleaseSummary {
   releaseId: string;
   inventoryManifest: string;
@@ -33,7 +41,7 @@ export interface ReleaseSummary {
   rejected: number;
   rejectedByReason: Record<string, number>;
   subsets: Record<Subset, { shards: number; samples: number; articles: number; bytes: number }>;
-  enrichment: { pmids: number; returned: number; notReturned: number; failedBatches: number };
+  enrichment: { pmids: number; returned: number; notReturned: number; failedBatches: number; withoutPmid: number };
   annotation: { provider: string | null; taxonomyVersion: string | null };
 }
 
@@ -52,10 +60,11 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     rejected: 0,
     rejectedByReason: {},
     subsets: Object.fromEntries(SUBSETS.map((s) => [s, { shards: 0, samples: 0, articles: 0, bytes: 0 }])) as ReleaseSummary['subsets'],
-    enrichment: { pmids: 0, returned: 0, notReturned: 0, failedBatches: 0 },
+    enrichment: { pmids: 0, returned: 0, notReturned: 0, failedBatches: 0, withoutPmid: 0 },
     annotation: { provider: null, taxonomyVersion: null },
   };
   const quarantined: QuarantineRecord[] = [];
+  const enrichmentNotes: EnrichmentNote[] = [];
   for (const subset of SUBSETS) {
     const index: ShardIndexEntry[] = [];
     const sizes: Record<string, number> = {};
@@ -70,12 +79,16 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
       summary.articles.parsed += parse.parsed;
       summary.figures += parse.figures;
       summary.annotation = { provider: annotate.provider, taxonomyVersion: annotate.taxonomyVersion };
+      summary.enrichment.withoutPmid += parse.withoutPmid ?? 0;
+      enrichmentNotes.push(...(await readNdjson<EnrichmentNote>(path.join(layout.unitDir(unit.unitId), 'enrich-notes.ndjson'))));
       for (let b = 0; b < parse.pmidBatches; b++) {
         const e = (await manifest<EnrichBatchResult>(`enrich-${String(b).padStart(4, '0')}`)).result;
         summary.enrichment.pmids += e.requested;
         summary.enrichment.returned += e.returned;
         summary.enrichment.notReturned += e.notReturned.length;
         if (e.failed) summary.enrichment.failedBatches++;
+        const reason = e.failed ? 'batch-failed' : 'not-returned';
+        for (const pmid of e.notReturned) enrichmentNotes.push({ article: null, pmid, reason, detail: e.failed ?? 'PubMed returned no record for this PMID' });
       }
       for (const stage of ['fetch', 'parse', 'media', 'images', 'annotate'] as const) {
         quarantined.push(...(await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, stage))));
@@ -102,6 +115,7 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     if (q.figure) summary.rejected++;
   }
   await writeFileAtomic(path.join(layout.reportDir, 'quarantine.ndjson'), ndjson(quarantined));
+  await writeFileAtomic(path.join(layout.reportDir, 'enrichment.ndjson'), ndjson(enrichmentNotes));
   await writeJsonAtomic(path.join(layout.reportDir, 'summary.json'), summary);
   return summary;
 }
