@@ -6,7 +6,7 @@ import { ReleaseInputSchema, type ReleaseInputArgs } from '../config/release';
 import { startEutilsStandin } from '../sample/eutils-standin';
 import { startMirrorServer } from '../sample/mirror-server';
 import { POOLS, runPools } from '../workers/pools';
-import { connectClient, formatStatus, releaseStatus, startRelease } from './release';
+import { connectClient, formatStatus, progressLine, releaseStatus, startRelease } from './release';
 import { SAMPLE_RELEASE_ID, ensureSampleMirror, samplePorts, sampleReleaseInput } from './sample';
 import { devServerStatus, ensureDevServer, stopDevServer } from './server';
 
@@ -113,12 +113,24 @@ async function main(argv: string[]): Promise<number> {
       }
       if (sub === 'status') {
         const id = flag(rest, 'release') ?? SAMPLE_RELEASE_ID;
-        do {
-          const s = await releaseStatus(client, id);
-          console.log(s ? formatStatus(s) : `no release ${id} on this server`);
-          if (!rest.includes('--watch') || !s || s.status !== 'RUNNING') return s ? 0 : 1;
-          await new Promise((r) => setTimeout(r, 2000));
-        } while (true);
+        let s = await releaseStatus(client, id);
+        if (!s) {
+          console.log(`no release ${id} on this server`);
+          return 1;
+        }
+        if (rest.includes('--watch') && s.status === 'RUNNING') {
+          // Redraw one line until the release closes; the rate and ETA come from what this watcher saw.
+          const started = Date.now();
+          const unitsAtStart = s.progress?.units.done ?? 0;
+          while (s && s.status === 'RUNNING') {
+            if (s.progress) process.stdout.write(`\r${progressLine(s.progress, Date.now() - started, unitsAtStart)}\x1b[K`);
+            await new Promise((r) => setTimeout(r, 2000));
+            s = await releaseStatus(client, id);
+          }
+          process.stdout.write('\n');
+        }
+        console.log(s ? formatStatus(s) : `no release ${id} on this server`);
+        return s ? 0 : 1;
       }
       console.error(USAGE);
       return 2;

@@ -104,3 +104,14 @@ export function formatStatus(s: ReleaseStatus): string {
 }
 
 export { SEARCH_ATTRIBUTES };
+
+/** A one-line progress bar for `release status --watch`, with a rate and ETA from the watcher's own observations. */
+export function progressLine(p: ReleaseProgress, elapsedMs: number, unitsAtStart: number, width = 30): string {
+  const { total, done, inFlight, failed } = p.units;
+  const filled = total > 0 ? Math.round((done / total) * width) : 0;
+  const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
+  const rate = elapsedMs > 0 ? ((done - unitsAtStart) / elapsedMs) * 60_000 : 0;
+  const minutesLeft = rate > 0 ? (total - done) / rate : NaN;
+  const eta = Number.isNaN(minutesLeft) ? 'ETA after the first unit' : minutesLeft < 1 ? `${Math.ceil(minutesLeft * 60)} s left` : `${Math.ceil(minutesLeft)} min left`;
+  return `${bar} ${p.stage}: ${done}/${total} units, ${inFlight} in flight, ${failed} failed, ${p.samples} samples; ${rate.toFixed(1)} units/min, ${eta}`;
+}
