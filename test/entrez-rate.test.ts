@@ -43,6 +43,43 @@ describe('PubMed enrichment with 4 entrez workers stays within NCBI rate limit',
     if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
+  it('keeps the API key in the worker environment: NCBI gets it, history and worker logs never show it', async () => {
+    const secret = 'e2e-ncbi-key-7f3a91c2';
+    const release = ReleaseInputSchema.parse({ releaseId: 'secret', dataDir, source: { kind: 'pmc-cloud-dir', root: dataDir }, entrez: { batchSize: 2 } });
+    const layout = new ReleaseLayout(dataDir, 'secret');
+    const unitId = 'other-000000';
+    const articles = RECORDED_PMIDS.map((pmid, j) => ({ pmcid: `PMC${j + 1}`, version: 1, pmid }));
+    await writeJsonAtomic(layout.unitFile(unitId), { unitId, subset: 'other', index: 0, articles });
+    await writeFileAtomic(path.join(layout.unitDir(unitId), 'articles.ndjson'), ndjson(articles.map((a) => ({ article: `${a.pmcid}.1`, planned: a, record: { pmid: null }, figures: [] }))));
+    eutils.inject({ status502: 1 }); // one failure, so an error message passes through history too
+    const before = eutils.stats.log.length;
+    const logs: string[] = [];
+    const worker = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'workers', 'pool.ts'), 'entrez'], {
+      env: { ...process.env, TEMPORAL_ADDRESS: env.address, NCBI_EUTILS_URL: eutils.baseUrl, NCBI_EMAIL: 'tests@localhost', NCBI_API_KEY: secret, LOG_LEVEL: 'INFO' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    worker.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
+    worker.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.stdout!.on('data', (d: Buffer) => d.toString().includes('running') && resolve());
+        worker.once('exit', (code) => reject(new Error(`entrez worker exited with ${code}`)));
+      });
+      const workflowWorker = await Worker.create({ connection: env.nativeConnection, taskQueue: 'entrez-secret-test', workflowsPath: require.resolve('./workflows/entrez-load') });
+      const returned = await workflowWorker.runUntil(
+        env.client.workflow.execute('entrezLoadWorkflow', { taskQueue: 'entrez-secret-test', workflowId: 'entrez-secret', args: [release, [unitId], 2] }),
+      );
+      assert.equal(returned, RECORDED_PMIDS.length);
+    } finally {
+      worker.kill('SIGTERM');
+    }
+    assert.ok(eutils.stats.log.slice(before).some((l) => l.apiKeyPresent), 'the key reached NCBI');
+    const history = JSON.stringify(await env.client.workflow.getHandle('entrez-secret').fetchHistory());
+    assert.ok(history.includes('Eutils-server'), 'the injected failure is in history');
+    assert.ok(!history.includes(secret), 'the key is not in history');
+    assert.ok(logs.join('').length > 0 && !logs.join('').includes(secret), 'the key is not in the worker log');
+  });
+
   it('sends 64 requests through 4 workers, never more than 3 in any second, and every article gets its record despite 429s and 502s', async () => {
     const release = ReleaseInputSchema.parse({ releaseId: 'rate', dataDir, source: { kind: 'pmc-cloud-dir', root: dataDir }, entrez: { batchSize: 1 } });
     const layout = new ReleaseLayout(dataDir, 'rate');
