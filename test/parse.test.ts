@@ -52,14 +52,16 @@ describe('parseJats: every real fixture', () => {
     }
   });
 
-  it('parses the largest fixture (783 KB) in well under 100 ms', () => {
+  it('parses the largest fixture (783 KB) in well under 100 ms of CPU', () => {
     const xml = fs.readFileSync(fixtureFile('PMC12505609'));
     parseJats(xml); // JIT warm-up
     let best = Infinity;
-    for (let i = 0; i < 3; i++) {
-      const start = performance.now();
+    // CPU time, best of five: the machine is shared, and this bounds the parser, not the neighbours
+    for (let i = 0; i < 5; i++) {
+      const start = process.cpuUsage();
       parseJats(xml);
-      best = Math.min(best, performance.now() - start);
+      const used = process.cpuUsage(start);
+      best = Math.min(best, (used.user + used.system) / 1000);
     }
     assert.ok(best < 100, `took ${best.toFixed(1)} ms`);
   });
@@ -184,23 +186,30 @@ describe('parseJats: figures', () => {
 });
 
 describe('parseJats: mentions', () => {
-  it('a real paragraph citing two figures is credited to both (PMC7302504)', () => {
+  it('a real paragraph citing two figures is credited to both, each marking only its own citation (PMC7302504)', () => {
     const r = article('PMC7302504');
-    const start = 'The enteric CH4 intensity was similar between different scenarios (Fig 2), showing the greatest sensitivity index';
+    const start = 'The enteric CH4 intensity was similar between different scenarios (';
     const cited = (id: string) => figure(r, id).mentions.filter((m) => m.startsWith(start));
-    assert.equal(cited('pone.0234687.g002').length, 1);
-    assert.deepEqual(cited('pone.0234687.g003'), cited('pone.0234687.g002'));
+    const [fig2] = cited('pone.0234687.g002');
+    const [fig3] = cited('pone.0234687.g003');
+    assert.ok(fig2?.startsWith(`${start}[[Fig 2]]), showing the greatest sensitivity index`));
+    assert.ok(fig2.includes('may change between 5.3 and 6.2% (Fig 3).'));
+    assert.ok(fig3?.startsWith(`${start}Fig 2), showing the greatest sensitivity index`));
+    assert.ok(fig3.includes('may change between 5.3 and 6.2% ([[Fig 3]]).'));
+    const unmarked = (m: string) => m.replace(/\[\[|\]\]/g, '');
+    assert.equal(unmarked(fig2), unmarked(fig3));
+    assert.ok(r.fullText.split('\n\n').includes(unmarked(fig2)));
   });
 
   it('PMC4222443: a fig placed inside the citing <p> does not leak its caption into the paragraph', () => {
     const r = article('PMC4222443');
-    const paragraph =
-      'In Figures 3 and 4, a comparison in terms of correlation (averaged on the leave-one-out folds) between the investigated clustering ' +
+    const paragraph = (figures: string) =>
+      `In Figures ${figures}, a comparison in terms of correlation (averaged on the leave-one-out folds) between the investigated clustering ` +
       'approaches is depicted reporting the traditional p-Median, Probabilistic D-Clustering, k-Means, SVTQ, Relational k-Means and the ' +
       'proposed Consensus p-Median. For the Consensus p-Median two series are reported, i.e. Consensus p-Median (g-d) and Consensus p-Median (d-g).';
-    assert.deepEqual(figure(r, 'Fig3').mentions, [paragraph]);
-    assert.deepEqual(figure(r, 'Fig4').mentions, [paragraph]);
-    assert.ok(r.fullText.split('\n\n').includes(paragraph));
+    assert.deepEqual(figure(r, 'Fig3').mentions, [paragraph('[[3]] and 4')]);
+    assert.deepEqual(figure(r, 'Fig4').mentions, [paragraph('3 and [[4]]')]);
+    assert.ok(r.fullText.split('\n\n').includes(paragraph('3 and 4')));
     assert.ok(!r.fullText.includes('Correlation indices for the Sherf dataset'));
   });
 
@@ -212,10 +221,27 @@ describe('parseJats: mentions', () => {
       <p>Both panels (<italic><xref ref-type="fig" rid="f1">Fig. 1</xref></italic>) agree.</p>
       <fig id="f1"><label>Figure 1</label><caption><title>One.</title><p>Unlike <xref ref-type="fig" rid="f2">Fig. 2</xref>.</p></caption><graphic xlink:href="f1"/></fig>
       <fig id="f2"><label>Figure 2</label><caption><p>Two.</p></caption><graphic xlink:href="f2"/></fig></sec>`));
-    assert.deepEqual(figure(r, 'f1').mentions, ['Both panels (Fig. 1) agree.', 'See Figs 1 and 2; again Fig. 2.']);
-    assert.deepEqual(figure(r, 'f2').mentions, ['See Figs 1 and 2; again Fig. 2.']);
+    assert.deepEqual(figure(r, 'f1').mentions, ['Both panels ([[Fig. 1]]) agree.', 'See [[Figs 1 and 2]]; again Fig. 2.']);
+    assert.deepEqual(figure(r, 'f2').mentions, ['See [[Figs 1 and 2]]; again [[Fig. 2]].']);
     assert.equal(figure(r, 'f1').caption, 'One. Unlike Fig. 2.');
     assert.equal(r.fullText, 'Results\n\nBoth panels (Fig. 1) agree.\n\nSee Figs 1 and 2; again Fig. 2.\n\nOnly a table: Table 1.\n\nBoth panels (Fig. 1) agree.');
+  });
+});
+
+describe('parseJats: citation marks', () => {
+  it('spaces move outside the marks, empty xrefs are not marked, nested xrefs are one citation, literal brackets never touch a mark', () => {
+    const r = parseJats(jats(`<sec><p>See [<xref ref-type="fig" rid="f1"> Fig. 1 </xref>] and <xref ref-type="fig" rid="f1"/> [[7], x]
+      <xref ref-type="fig" rid="f1"><xref ref-type="fig" rid="f2">Fig. 1/2</xref></xref>.</p>
+      <fig id="f1"><caption><p>One.</p></caption><graphic xlink:href="a"/></fig><fig id="f2"><caption><p>Two.</p></caption><graphic xlink:href="b"/></fig></sec>`));
+    assert.equal(r.fullText, 'See [ Fig. 1 ] and [[7], x] Fig. 1/2.');
+    assert.deepEqual(figure(r, 'f1').mentions, ['See [ [[Fig. 1]] ] and [ [7], x] [[Fig. 1/2]].']);
+    assert.deepEqual(figure(r, 'f2').mentions, ['See [ Fig. 1 ] and [ [7], x] [[Fig. 1/2]].']);
+  });
+
+  it('a citation inside inline markup or split over text nodes and entities is marked whole', () => {
+    const r = parseJats(jats(`<sec><p>(<xref ref-type="fig" rid="f1"><bold>Figure&#x000a0;1</bold>A&#x02013;C</xref>)&#x000a0;shows it.</p>
+      <fig id="f1"><caption><p>One.</p></caption><graphic xlink:href="a"/></fig></sec>`));
+    assert.deepEqual(figure(r, 'f1').mentions, ['([[Figure 1A\u2013C]]) shows it.']);
   });
 });
 

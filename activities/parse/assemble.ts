@@ -3,9 +3,44 @@ import {
 } from './metadata';
 import type { AbstractRecord, ArticleRecord, CcLicenseCode, FigureRecord, GraphicCounts, LicenseRecord } from './records';
 
+// What JavaScript's \s matches (no-break, thin and hair spaces included).
+function isSpace(c: number): boolean {
+  if (c <= 32) return c === 32 || (c >= 9 && c <= 13);
+  return c >= 0xa0 && (c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 ||
+    c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff);
+}
+
+/**
+ * s.replace(/\s+/g, ' ').trim(), in one scan that copies nothing when nothing changes: flattening is
+ * the parser's largest cost after saxes itself on text-heavy articles.
+ */
+export function collapseWhitespace(s: string): string {
+  const n = s.length;
+  let out = '';
+  let copied = 0;
+  for (let i = 0; i < n; ) {
+    const c = s.charCodeAt(i);
+    if (!isSpace(c)) {
+      i++;
+      continue;
+    }
+    let end = i + 1;
+    while (end < n && isSpace(s.charCodeAt(end))) end++;
+    if (c === 32 && end === i + 1 && i > 0 && end < n) {
+      i = end; // one plain space between words stays as it is
+      continue;
+    }
+    out += s.slice(copied, i);
+    if (i > 0 && end < n && out.length > 0) out += ' ';
+    copied = end;
+    i = end;
+  }
+  return copied === 0 ? s : out + s.slice(copied);
+}
+
 /** Text of one element region, flattened in reading order; whitespace is collapsed once at the end. */
 export class TextSink {
-  private readonly parts: string[] = [];
+  protected readonly parts: string[] = [];
 
   add(text: string): void {
     this.parts.push(text);
@@ -17,7 +52,70 @@ export class TextSink {
   }
 
   text(): string {
-    return this.parts.join('').replace(/\s+/g, ' ').trim();
+    return collapseWhitespace(this.parts.join(''));
+  }
+}
+
+/** One <xref ref-type="fig"> inside a paragraph: where its text starts and ends among the parts. */
+interface Citation {
+  readonly start: number;
+  end: number;
+  readonly rids: string[];
+}
+
+// Stand-ins for [[ and ]] while whitespace is collapsed; never left in output (stripped from input text).
+const OPEN = '\u0001';
+const CLOSE = '\u0002';
+const STAND_INS = /[\u0001\u0002]/g;
+
+/**
+ * A body paragraph that remembers where its figure citations are, so each figure's mention can mark
+ * its own citations: "as shown in [[Fig. 2A]] and Fig. 3" for fig2. Stripping the brackets gives text().
+ */
+export class CitingText extends TextSink {
+  private readonly citations: Citation[] = [];
+  private open: Citation | null = null;
+
+  /** An xref inside another xref is part of the outer citation. */
+  openCitation(rids: string[]): Citation | null {
+    if (this.open) {
+      this.open.rids.push(...rids);
+      return null;
+    }
+    this.open = { start: this.parts.length, end: -1, rids };
+    this.citations.push(this.open);
+    return this.open;
+  }
+
+  closeCitation(citation: Citation | null): void {
+    if (!citation) return;
+    citation.end = this.parts.length;
+    this.open = null;
+  }
+
+  /** The paragraph with every citation of `rid` wrapped in [[...]]; empty citations are not marked. */
+  citing(rid: string): string {
+    const marks: { at: number; mark: string }[] = [];
+    for (const c of this.citations) {
+      if (c.end >= 0 && c.rids.includes(rid)) marks.push({ at: c.start, mark: OPEN }, { at: c.end, mark: CLOSE });
+    }
+    if (marks.length === 0) return this.text();
+    const out: string[] = [];
+    let next = 0;
+    for (let i = 0; i <= this.parts.length; i++) {
+      for (; next < marks.length && (marks[next] as { at: number }).at === i; next++) out.push((marks[next] as { mark: string }).mark);
+      const part = this.parts[i];
+      if (part !== undefined) out.push(part.includes(OPEN) || part.includes(CLOSE) ? part.replace(STAND_INS, '') : part);
+    }
+    // Spaces at a citation's edges move outside it; an empty citation is dropped.
+    let text = collapseWhitespace(out.join('')).replace(/ ?\u0001 ?/g, (m) => (m.length > 1 ? ' \u0001' : m)).replace(/ ?\u0002 ?/g, (m) => (m.length > 1 ? '\u0002 ' : m));
+    if (text.includes('\u0001\u0002')) text = collapseWhitespace(text.replace(/\u0001\u0002/g, ''));
+    else if (text.charCodeAt(0) === 32 || text.charCodeAt(text.length - 1) === 32) text = text.trim();
+    // Literal brackets never touch each other or a mark ("[[39], …]" → "[ [39], …]"), so every [[ opens a
+    // citation and every ]] closes one.
+    if (text.includes('[[') || text.includes('[\u0001') || text.includes('\u0001[')) text = text.replace(/\[(?=[[\u0001])/g, '[ ').replace(/\u0001\[/g, '\u0001 [');
+    if (text.includes(']]') || text.includes(']\u0002') || text.includes('\u0002]')) text = text.replace(/(?<=[\]\u0002])\]/g, ' ]').replace(/\](?=\u0002)/g, '] ');
+    return text.replace(/\u0001/g, '[[').replace(/\u0002/g, ']]');
   }
 }
 
@@ -31,7 +129,7 @@ export interface FigureState {
 }
 
 export interface Paragraph {
-  text: TextSink;
+  text: CitingText;
   /** every fig id cited by an xref ref-type="fig" anywhere inside (rid lists split) */
   figRids: Set<string>;
   /** in the main article body, so part of fullText */
@@ -71,7 +169,12 @@ export interface Collected {
   license: { seen: boolean; hrefs: string[]; types: string[]; refs: string[]; links: string[]; text: TextSink; copyright: string | null };
   abstracts: AbstractState[];
   bodyBlocks: string[];
-  mentionsByFigId: Map<string, string[]>;
+  /** per cited fig id: its mention paragraphs (citations marked), deduplicated with `seen` */
+  mentionsByFigId: Map<string, { texts: string[]; seen: Set<string> }>;
+  /** an <article-meta> was read in the main article */
+  sawArticleMeta: boolean;
+  /** why the record is degraded (set by the caller for decoding repairs) */
+  warnings: string[];
   figures: FigureState[];
   counts: Omit<GraphicCounts, 'figures'>;
 }
@@ -88,6 +191,8 @@ export function emptyCollected(): Collected {
     abstracts: [],
     bodyBlocks: [],
     mentionsByFigId: new Map(),
+    sawArticleMeta: false,
+    warnings: [],
     figures: [],
     counts: { graphics: 0, tableGraphics: 0, formulaGraphics: 0, inlineGraphics: 0, supplementary: 0 },
   };
@@ -102,9 +207,13 @@ export function closeParagraph(c: Collected, paragraph: Paragraph): void {
   if (!text) return;
   if (paragraph.main) c.bodyBlocks.push(text);
   for (const rid of paragraph.figRids) {
-    const list = c.mentionsByFigId.get(rid);
-    if (!list) c.mentionsByFigId.set(rid, [text]);
-    else if (!list.includes(text)) list.push(text);
+    const marked = paragraph.text.citing(rid);
+    let mentions = c.mentionsByFigId.get(rid);
+    if (!mentions) c.mentionsByFigId.set(rid, (mentions = { texts: [], seen: new Set() }));
+    if (!mentions.seen.has(marked)) {
+      mentions.seen.add(marked);
+      mentions.texts.push(marked);
+    }
   }
 }
 
@@ -140,6 +249,10 @@ export function assembleArticle(c: Collected, pmcidHint: string | null): Article
     fullText: c.bodyBlocks.join('\n\n'),
     figures,
     counts: { figures: c.figures.filter((f) => f.hrefs.length > 0).length, ...c.counts },
+    warnings: [
+      ...c.warnings,
+      ...(c.sawArticleMeta ? [] : ['no <article-meta>: ids, title, dates, keywords and licence are missing from the XML']),
+    ],
   };
 }
 
@@ -189,7 +302,7 @@ function toFigureRecords(c: Collected): FigureRecord[] {
   for (const f of c.figures) {
     const captionTitle = orNull(f.captionTitle.text());
     const caption = [captionTitle, f.caption.text()].filter(Boolean).join(' ');
-    const mentions = f.id ? c.mentionsByFigId.get(f.id) ?? [] : [];
+    const mentions = (f.id ? c.mentionsByFigId.get(f.id)?.texts : undefined) ?? [];
     f.hrefs.forEach((graphicHref, graphicIndex) => {
       records.push({ id: f.id, label: orNull(f.label.text()), captionTitle, caption, graphicHref, graphicIndex, mentions: [...mentions] });
     });

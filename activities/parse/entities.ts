@@ -43,36 +43,100 @@ export const HTML_ENTITIES: ReadonlyMap<string, string> = buildHtmlEntities();
 
 const XML_BUILTINS: ReadonlyMap<string, string> = new Map([['amp', '&'], ['lt', '<'], ['gt', '>'], ['quot', '"'], ['apos', "'"]]);
 
-function decodeCharRefs(value: string): string {
-  return value.replace(/&#x([0-9a-f]+);|&#([0-9]+);/gi, (ref, hex: string | undefined, dec: string | undefined) => {
-    const cp = hex !== undefined ? parseInt(hex, 16) : parseInt(dec ?? '', 10);
-    return Number.isInteger(cp) && cp > 0 && cp <= 0x10ffff ? String.fromCodePoint(cp) : '';
-  });
+/** Declared entities expand past the limits: a billion-laughs bomb, a reference cycle or a runaway chain. */
+export class EntityExpansionError extends Error {}
+
+export interface EntityLimits {
+  /** nesting of entity references inside entity values (billion laughs needs about 10) */
+  maxDepth: number;
+  /** characters that declared entities may add to the whole document, repeated references included */
+  maxChars: number;
 }
 
 /**
- * Internal general entities declared as literals in a DOCTYPE's internal subset.
- * SYSTEM/PUBLIC (external) and parameter entities are deliberately not matched: nothing is fetched.
+ * Internal general entities declared as literals in a DOCTYPE's internal subset, as written (their
+ * references are expanded on use). SYSTEM/PUBLIC (external) and parameter entities are deliberately not
+ * matched: nothing is fetched, nothing is read from disk.
  */
 export function internalSubsetEntities(doctype: string): Map<string, string> {
   const declared = new Map<string, string>();
   const declaration = /<!ENTITY\s+([^\s%"'>]+)\s+(?:"([^"]*)"|'([^']*)')\s*>/g;
   for (let m = declaration.exec(doctype); m !== null; m = declaration.exec(doctype)) {
     const name = m[1] as string;
-    if (!declared.has(name)) declared.set(name, decodeCharRefs(m[2] ?? m[3] ?? ''));
+    if (!declared.has(name)) declared.set(name, m[2] ?? m[3] ?? '');
   }
   return declared;
 }
 
+const REFERENCE = /&(?:#x([0-9a-f]+)|#([0-9]+)|([^\s&;#]+));/gi;
+
+function charRef(hex: string | undefined, dec: string | undefined): string {
+  const cp = hex !== undefined ? parseInt(hex, 16) : parseInt(dec ?? '', 10);
+  return Number.isInteger(cp) && cp > 0 && cp <= 0x10ffff ? String.fromCodePoint(cp) : '';
+}
+
 /**
- * The object handed to saxes as ENTITIES: XML built-ins, then the DOCTYPE's own literals, then HTML
- * names; any other name reads as '' so an undefined entity never aborts the parse.
+ * Expands declared entities the way XML does (references inside a value are expanded too), memoised,
+ * within a budget: a value nested deeper than maxDepth, a cycle, or more than maxChars characters added
+ * to the document in all throws EntityExpansionError instead of exhausting memory.
  */
-export function lenientEntityTable(declared: ReadonlyMap<string, string>): Record<string, string> {
+class EntityExpander {
+  private readonly expanded = new Map<string, string>();
+  private readonly active = new Set<string>();
+  private added = 0;
+
+  constructor(private readonly declared: ReadonlyMap<string, string>, private readonly limits: EntityLimits) {}
+
+  lookup(name: string): string {
+    const builtin = XML_BUILTINS.get(name);
+    if (builtin !== undefined) return builtin;
+    if (this.declared.has(name)) {
+      const value = this.expand(name, 1);
+      this.added += value.length;
+      if (this.added > this.limits.maxChars) {
+        throw new EntityExpansionError(`entity expansion limit: declared entities add more than ${this.limits.maxChars} characters (at &${name};)`);
+      }
+      return value;
+    }
+    return HTML_ENTITIES.get(name) ?? '';
+  }
+
+  private expand(name: string, depth: number): string {
+    const done = this.expanded.get(name);
+    if (done !== undefined) return done;
+    if (depth > this.limits.maxDepth) throw new EntityExpansionError(`entity expansion limit: references nest deeper than ${this.limits.maxDepth} (at &${name};)`);
+    if (this.active.has(name)) throw new EntityExpansionError(`entity expansion limit: &${name}; refers to itself`);
+    this.active.add(name);
+    const raw = this.declared.get(name) ?? '';
+    let out = '';
+    let last = 0;
+    for (const m of raw.matchAll(REFERENCE)) {
+      out += raw.slice(last, m.index);
+      last = (m.index as number) + m[0].length;
+      const ref = m[3];
+      if (ref === undefined) out += charRef(m[1], m[2]);
+      else if (this.declared.has(ref) && !XML_BUILTINS.has(ref)) out += this.expand(ref, depth + 1);
+      else out += XML_BUILTINS.get(ref) ?? HTML_ENTITIES.get(ref) ?? '';
+      if (out.length > this.limits.maxChars) {
+        throw new EntityExpansionError(`entity expansion limit: &${name}; expands past ${this.limits.maxChars} characters`);
+      }
+    }
+    out += raw.slice(last);
+    this.active.delete(name);
+    this.expanded.set(name, out);
+    return out;
+  }
+}
+
+/**
+ * The object handed to saxes as ENTITIES: XML built-ins, then the DOCTYPE's own literals (expanded within
+ * `limits`), then HTML names; any other name reads as '' so an undefined entity never aborts the parse.
+ */
+export function lenientEntityTable(declared: ReadonlyMap<string, string>, limits: EntityLimits): Record<string, string> {
+  const expander = new EntityExpander(declared, limits);
   return new Proxy(Object.create(null) as Record<string, string>, {
     get(_target, name): string {
-      if (typeof name !== 'string') return '';
-      return XML_BUILTINS.get(name) ?? declared.get(name) ?? HTML_ENTITIES.get(name) ?? '';
+      return typeof name === 'string' ? expander.lookup(name) : '';
     },
   });
 }

@@ -1,15 +1,24 @@
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
-import { addBodyBlock, closeParagraph, emptyCollected, type Collected, type FigureState, type Paragraph, TextSink } from './assemble';
-import { internalSubsetEntities, lenientEntityTable } from './entities';
+import { addBodyBlock, CitingText, closeParagraph, emptyCollected, type Collected, type FigureState, type Paragraph, TextSink } from './assemble';
+import { EntityExpansionError, internalSubsetEntities, lenientEntityTable, type EntityLimits } from './entities';
 import { openFrontMatter, type FrontElement } from './front';
 import { chooseFigureGraphic, type GraphicCandidate } from './media';
 import { texFormula } from './metadata';
 
+/** What kind of fault: a well-formedness error, a non-JATS root, or a limit that protects the worker. */
+export type XmlFaultKind = 'invalid-xml' | 'not-jats' | 'entity-limit' | 'too-deep';
+
 /** Why the XML could not be read, and where (UTF-16 offset into the text); jats.ts adds line numbers. */
 export class XmlFault extends Error {
-  constructor(message: string, readonly offset: number) {
+  constructor(message: string, readonly offset: number, readonly kind: XmlFaultKind = 'invalid-xml') {
     super(message);
   }
+}
+
+export interface ReaderLimits {
+  /** element nesting; real JATS stays under 50 (MathML included) */
+  maxElementDepth: number;
+  entities: EntityLimits;
 }
 
 const localName = (qname: string): string => qname.slice(qname.indexOf(':') + 1);
@@ -34,10 +43,16 @@ const RECOVERABLE: ReadonlySet<string> = new Set(['disallowed character.', 'malf
 /** Ancestors whose presence decides where text goes; only these are counted, to keep the pass cheap. */
 const TRACKED = ['body', 'app', 'sub-article', 'response', 'article-meta', 'journal-meta', 'license', 'article-title'] as const;
 type Tracked = (typeof TRACKED)[number];
-const TRACKED_NAMES: ReadonlySet<string> = new Set(TRACKED);
+const TRACKED_INDEX: ReadonlyMap<string, number> = new Map(TRACKED.map((name, i) => [name, i]));
+const T = Object.fromEntries(TRACKED.map((name, i) => [name, i])) as Record<Tracked, number>;
 
 interface Frame {
   readonly name: string;
+  /** index into the tracked depths, or -1 */
+  readonly tracked: number;
+  readonly block: boolean;
+  /** a floating object: its text is dropped here (fig, table-wrap...) */
+  readonly detached: boolean;
   /** where text inside this element goes; null = dropped */
   sink: TextSink | null;
   closers: (() => void)[] | null;
@@ -52,8 +67,8 @@ export class JatsReader {
   readonly collected: Collected = emptyCollected();
   // Line tracking is off for speed; a fault carries the offset and the caller derives the line.
   private readonly parser = new SaxesParser({ xmlns: false, position: false });
-  private readonly stack: Frame[] = [{ name: '#document', sink: null, closers: null }];
-  private readonly depth = Object.fromEntries(TRACKED.map((name) => [name, 0])) as Record<Tracked, number>;
+  private readonly stack: Frame[] = [{ name: '#document', tracked: -1, block: false, detached: false, sink: null, closers: null }];
+  private readonly depths = new Int32Array(TRACKED.length);
   private readonly figures: FigureState[] = [];
   private articlesOpened = 0;
   private detachedDepth = 0;
@@ -61,11 +76,10 @@ export class JatsReader {
   private lastClosed = '';
   private rootName: string | null = null;
 
-  constructor(private readonly xml: string) {}
-
-  run(): void {
+  /** `source` gives the whole text, read only to describe a fault (the pass itself streams). */
+  constructor(private readonly source: () => string, private readonly limits: ReaderLimits) {
     const p = this.parser;
-    p.on('doctype', (doctype) => { p.ENTITIES = lenientEntityTable(internalSubsetEntities(doctype)); });
+    p.on('doctype', (doctype) => { p.ENTITIES = lenientEntityTable(internalSubsetEntities(doctype), this.limits.entities); });
     p.on('opentag', (tag) => this.onOpen(tag));
     p.on('closetag', (tag) => this.onClose(tag));
     p.on('text', (t) => this.top.sink?.add(t));
@@ -73,10 +87,28 @@ export class JatsReader {
     p.on('error', (err) => {
       if (!RECOVERABLE.has(err.message)) throw this.fault(err);
     });
-    p.ENTITIES = lenientEntityTable(new Map());
-    p.write(this.xml).close();
+    p.ENTITIES = lenientEntityTable(new Map(), this.limits.entities);
+  }
+
+  /** The next piece of the document, in order; pieces may split anywhere. */
+  write(chunk: string): void {
+    this.guarded(() => this.parser.write(chunk));
+  }
+
+  /** The end of the document: unclosed elements and a missing <article> are faults. */
+  end(): void {
+    this.guarded(() => this.parser.close());
     if (this.articlesOpened === 0) {
-      throw new XmlFault(`expected an <article> element, found <${this.rootName ?? 'nothing'}> as the root`, 0);
+      throw new XmlFault(`not a JATS article: expected an <article> element, found <${this.rootName ?? 'nothing'}> as the root`, 0, 'not-jats');
+    }
+  }
+
+  private guarded(step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      if (err instanceof EntityExpansionError) throw new XmlFault(err.message, this.parser.position, 'entity-limit');
+      throw err;
     }
   }
 
@@ -89,7 +121,7 @@ export class JatsReader {
   }
 
   private inside(name: Tracked): boolean {
-    return this.depth[name] > 0;
+    return (this.depths[T[name]] as number) > 0;
   }
 
   /** In the one article we describe, not a sub-article (eLife decision letters) or a second article. */
@@ -102,16 +134,18 @@ export class JatsReader {
     const name = localName(tag.name);
     const attrs = tag.attributes;
     const parent = this.top;
-    const frame: Frame = { name, sink: parent.sink, closers: null };
-    if (BLOCKS.has(name)) parent.sink?.gap();
-    if (parent.alternatives) this.enterAlternative(parent, frame);
+    const block = BLOCKS.has(name);
+    const tracked = TRACKED_INDEX.get(name) ?? -1;
+    const detached = DETACHED.has(name);
+    const frame: Frame = { name, tracked, block, detached, sink: detached ? null : parent.sink, closers: null };
+    if (block) parent.sink?.gap();
+    if (parent.alternatives && !detached) this.enterAlternative(parent, frame);
     this.stack.push(frame);
-    if (TRACKED_NAMES.has(name)) this.depth[name as Tracked]++;
-    if (DETACHED.has(name)) {
-      frame.sink = null;
-      this.detachedDepth++;
-      this.onClosing(frame, () => { this.detachedDepth--; });
+    if (this.stack.length > this.limits.maxElementDepth) {
+      throw new XmlFault(`elements nest deeper than ${this.limits.maxElementDepth} levels (at <${tag.name}>)`, this.parser.position, 'too-deep');
     }
+    if (tracked >= 0) (this.depths[tracked] as number)++;
+    if (detached) this.detachedDepth++;
     this.openElement(name, attrs, frame, parent);
   }
 
@@ -119,8 +153,9 @@ export class JatsReader {
     this.lastClosed = tag.name;
     const frame = this.stack.pop() as Frame;
     if (frame.closers) for (let i = frame.closers.length - 1; i >= 0; i--) (frame.closers[i] as () => void)();
-    if (TRACKED_NAMES.has(frame.name)) this.depth[frame.name as Tracked]--;
-    if (BLOCKS.has(frame.name)) this.top.sink?.gap();
+    if (frame.detached) this.detachedDepth--;
+    if (frame.tracked >= 0) (this.depths[frame.tracked] as number)--;
+    if (frame.block) this.top.sink?.gap();
   }
 
   private onClosing(frame: Frame, closer: () => void): void {
@@ -145,6 +180,7 @@ export class JatsReader {
   private openElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): void {
     const c = this.collected;
     if (name === 'article') this.articlesOpened++;
+    else if (name === 'article-meta' && this.inMainArticle) c.sawArticleMeta = true;
     const inFrontMatter = (this.inside('article-meta') || this.inside('journal-meta')) && this.inMainArticle;
     if (inFrontMatter && openFrontMatter(c, this.frontElement(name, attrs, frame, parent))) return;
     switch (name) {
@@ -162,7 +198,7 @@ export class JatsReader {
       case 'fn':
         if (this.inside('article-title')) frame.sink = null;
         else if (name === 'xref' && attrs['ref-type'] === 'fig' && this.paragraph && !this.detachedDepth) {
-          for (const rid of (attrs['rid'] ?? '').split(/\s+/)) if (rid) this.paragraph.figRids.add(rid);
+          this.openCitation(attrs['rid'] ?? '', frame, this.paragraph);
         }
         return;
       case 'fig':
@@ -225,13 +261,22 @@ export class JatsReader {
 
   // The outermost <p> of a body is one paragraph: lists or formulas inside it stay part of it.
   private openParagraph(frame: Frame): void {
-    const paragraph: Paragraph = { text: new TextSink(), figRids: new Set(), main: this.inMainArticle && this.inside('body') };
+    const paragraph: Paragraph = { text: new CitingText(), figRids: new Set(), main: this.inMainArticle && this.inside('body') };
     this.paragraph = paragraph;
     frame.sink = paragraph.text;
     this.onClosing(frame, () => {
       this.paragraph = null;
       closeParagraph(this.collected, paragraph);
     });
+  }
+
+  // The citation is marked only where the xref's text flows into the paragraph itself.
+  private openCitation(ridList: string, frame: Frame, paragraph: Paragraph): void {
+    const rids = ridList.split(/\s+/).filter(Boolean);
+    for (const rid of rids) paragraph.figRids.add(rid);
+    if (rids.length === 0 || frame.sink !== paragraph.text) return;
+    const citation = paragraph.text.openCitation(rids);
+    this.onClosing(frame, () => paragraph.text.closeCitation(citation));
   }
 
   private openTitle(frame: Frame, parent: Frame): void {
@@ -313,8 +358,9 @@ export class JatsReader {
     if (unclosed) return new XmlFault(`truncated XML: expected </${unclosed[1]}> before the end of input`, offset);
     if (reason === 'unexpected close tag.') {
       // saxes has already popped the element it expected to close; the tag it met is in the text.
-      const start = this.xml.lastIndexOf('</', offset - 1);
-      const found = /^<\/([^\s>]+)/.exec(this.xml.slice(start, start + 200))?.[1] ?? '?';
+      const xml = this.source();
+      const start = xml.lastIndexOf('</', offset - 1);
+      const found = /^<\/([^\s>]+)/.exec(xml.slice(start, start + 200))?.[1] ?? '?';
       return new XmlFault(`mis-nested XML: expected </${this.lastClosed}> but found </${found}>`, start >= 0 ? start : offset);
     }
     return new XmlFault(`malformed XML: ${reason}`, offset);

@@ -26,7 +26,9 @@ export const FigureRecordSchema = z.object({
   graphicIndex: z.number().int().nonnegative(),
   /**
    * Paragraphs that cite this fig (xref ref-type="fig", rid lists split, nested xrefs included), from the
-   * body, sub-article bodies and appendices; captions never count. Deduplicated, in document order.
+   * body, sub-article bodies and appendices; captions and tables never count. Plain text in which each
+   * citation of this fig is wrapped in [[...]] ("as shown in [[Fig. 2A]] and Fig. 3"). Deduplicated, in
+   * document order.
    */
   mentions: z.array(z.string()),
 });
@@ -101,5 +103,7 @@ export const ArticleRecordSchema = z.object({
   fullText: z.string(),
   figures: z.array(FigureRecordSchema),
   counts: GraphicCountsSchema,
+  /** why this record is degraded (invalid UTF-8 replaced, no front matter); empty for a clean article */
+  warnings: z.array(z.string()),
 });
 export type ArticleRecord = z.infer<typeof ArticleRecordSchema>;

@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { devServerArgs, loadDevServerConfig, temporalCliPath } from '../../config/dev-server';
+import { projectRoot } from '../../config/paths';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The dev server as the embedded default runs it (temporal-dev.yaml, SQLite under the data dir), on given ports. */
+export class DevServerProcess {
+  private child: ChildProcess | null = null;
+  constructor(readonly dataDir: string, readonly port: number, readonly uiPort: number) {}
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const cfg = loadDevServerConfig();
+    fs.mkdirSync(path.join(this.dataDir, 'temporal'), { recursive: true });
+    const log = fs.openSync(path.join(this.dataDir, 'temporal', 'dev-server.log'), 'a');
+    this.child = spawn(temporalCliPath(), devServerArgs(cfg, this.dataDir, { port: this.port, uiPort: this.uiPort }), { stdio: ['ignore', log, log] });
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      try {
+        const c = await Connection.connect({ address: this.address, connectTimeout: 1000 });
+        await c.workflowService.getSystemInfo({});
+        await c.close();
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+    throw new Error('dev server did not start');
+  }
+
+  async kill(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+    this.child = null;
+  }
+}
+
+/** All worker pools in one child process (workers/all.ts), as the embedded default runs them. */
+export class WorkerProcess {
+  private child: ChildProcess | null = null;
+  constructor(private readonly env: NodeJS.ProcessEnv) {}
+
+  async start(): Promise<void> {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'workers', 'all.ts')], { env: { ...process.env, LOG_LEVEL: 'ERROR', ...this.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    this.child = child;
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('workers running') && resolve());
+      child.once('exit', (code) => reject(new Error(`workers exited with ${code} before they were ready`)));
+    });
+  }
+
+  get running(): boolean {
+    return this.child !== null && this.child.exitCode === null;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill(signal);
+    await exited;
+    this.child = null;
+  }
+}
