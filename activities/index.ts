@@ -1,21 +1,27 @@
 import { annotateUnit, ensureAnnotationModels } from './annotate/activity';
+import { buildTaxonomyReviewPack, fitTaxonomyModel, sampleTaxonomyEmbeddings } from './annotate/taxonomy-activity';
 import { enrichBatch } from './enrich/activity';
+import { exportSubset } from './export/activity';
 import { fetchArticles, fetchFigureMedia } from './fetch/activity';
 import { prepareImages } from './images/activity';
 import { writeParquet } from './parquet/activity';
 import { parseArticles } from './parse/activity';
 import { planRelease } from './plan/activity';
 import { publishRelease } from './publish/activity';
+import { commitHubBatch, planHubPublish } from './publish/hub-activity';
 import { finalizeRelease } from './publish/finalize';
 import { writeShard } from './shard/activity';
 
 /** Activities by pool: each worker registers only its own pool's activities on its own task queue. */
-export const ioActivities = { planRelease, fetchArticles, fetchFigureMedia, publishRelease };
+export const ioActivities = { planRelease, fetchArticles, fetchFigureMedia, publishRelease, planHubPublish };
+/** Hub commits: hosted by the io pool on their own rate-limited queue (biomedica-hub). */
+export const hubActivities = { commitHubBatch };
 export const entrezActivities = { enrichBatch };
-export const cpuActivities = { parseArticles, prepareImages, writeShard, writeParquet, finalizeRelease };
-export const gpuActivities = { ensureAnnotationModels, annotateUnit };
+export const cpuActivities = { parseArticles, prepareImages, writeShard, writeParquet, finalizeRelease, exportSubset, fitTaxonomyModel, buildTaxonomyReviewPack };
+export const gpuActivities = { ensureAnnotationModels, annotateUnit, sampleTaxonomyEmbeddings };
 
 export type IoActivities = typeof ioActivities;
+export type HubActivities = typeof hubActivities;
 export type EntrezActivities = typeof entrezActivities;
 export type CpuActivities = typeof cpuActivities;
 export type GpuActivities = typeof gpuActivities;

@@ -7,6 +7,7 @@ import { startEutilsStandin } from '../sample/eutils-standin';
 import { startMirrorServer } from '../sample/mirror-server';
 import { POOLS, runPools } from '../workers/pools';
 import { connectClient, formatStatus, progressLine, releaseStatus, startRelease } from './release';
+import { runExport } from './export';
 import { SAMPLE_RELEASE_ID, ensureSampleMirror, samplePorts, sampleReleaseInput } from './sample';
 import { devServerStatus, ensureDevServer, stopDevServer } from './server';
 
@@ -18,6 +19,7 @@ const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durab
   worker [--pool io|entrez|cpu|gpu]   run worker pools (all of them in one process by default)
   release start --config FILE  start (or attach to) a release described by a JSON ReleaseInput
   release status [--release ID] [--watch]   stage progress, counts, outputs, UI link
+  export --help                subset export: filter a release's parquet and write a new WebDataset
 
 Environment: BIOMEDICA_DATA_DIR (default ./data), BIOMEDICA_SHARED_DIR (default ../shared), TEMPORAL_ADDRESS,
 NCBI_EUTILS_URL, NCBI_TOOL, NCBI_EMAIL, NCBI_API_KEY (workers only), ORT_EXECUTION_PROVIDERS (default cpu).`;
@@ -77,6 +79,8 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   const dataDir = defaultDataDir();
   switch (cmd) {
+    case 'export':
+      return runExport(argv.slice(1));
     case 'demo':
       return demo(flag(argv, 'release') ?? SAMPLE_RELEASE_ID);
     case 'server': {

@@ -18,8 +18,69 @@ export const SourceSchema = z.discriminatedUnion('kind', [
     /** A local directory holding the bucket's layout (a synced mirror). */
     root: z.string().min(1),
   }),
+  z.object({
+    /**
+     * The legacy PMC FTP service (removed by NCBI in August 2026; mirrors and archived copies remain):
+     * `oa_file_list.csv` (or the older `.txt`) and `oa_package/xx/yy/PMC<id>.tar.gz` (docs/sources.md).
+     */
+    kind: z.literal('pmc-legacy'),
+    /** ftp://host[:port]/pub/pmc or https://host/pub/pmc: the folder holding the file list and oa_package/. */
+    baseUrl: z
+      .string()
+      .url()
+      .refine((u) => /^(ftp|https?):\/\//.test(u), 'ftp://, http:// or https://'),
+    /** The file list, relative to baseUrl: oa_file_list.csv, or the older tab-separated oa_file_list.txt. */
+    fileList: z.string().min(1).default('oa_file_list.csv'),
+    /** Largest package member extracted (nXML or image); larger ones are rejected with a recorded reason. */
+    maxEntryBytes: z.number().int().positive().default(256 * 1024 * 1024),
+    /** Largest decompressed package; past it the package is rejected. */
+    maxPackageBytes: z.number().int().positive().default(4 * 1024 * 1024 * 1024),
+    /**
+     * The list has no figure counts, so units are cut at min(units.maxArticles, floor(units.maxImages / this)) articles
+     * to keep a unit's figures within units.maxImages.
+     */
+    assumedImagesPerArticle: z.number().int().positive().default(8),
+    /** FTP connections (or HTTPS downloads) per worker process. */
+    connections: z.number().int().positive().max(64).default(4),
+  }),
 ]);
 export type SourceConfig = z.infer<typeof SourceSchema>;
+
+/** The embedded default: a local folder laid out like the Hub dataset repo (no network, no token). */
+export const LocalFolderPublishSchema = z.object({
+  kind: z.literal('local-folder').default('local-folder'),
+  /** Relative to the release folder unless absolute. */
+  path: z.string().default('hub'),
+  repoId: z.string().default('local/biomedica-sample'),
+});
+
+/**
+ * A Hugging Face Hub dataset repo (docs/publishing.md). The token is never part of this: workers read HF_TOKEN from
+ * their environment. Commit bounds follow the Hub's advice (about 50-100 files per commit, a 60 s commit timeout).
+ */
+export const HubPublishSchema = z.object({
+  kind: z.literal('hub'),
+  /** `namespace/name` of the dataset repo; created (private unless `private: false`) when missing. */
+  repoId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'namespace/name'),
+  /** The Hub's base URL (no trailing slash needed); a loopback stand-in in tests. */
+  endpoint: z
+    .string()
+    .url()
+    .default('https://huggingface.co')
+    .transform((u) => u.replace(/\/+$/, '')),
+  /** Visibility when the repo has to be created; an existing repo keeps its own. */
+  private: z.boolean().default(true),
+  /** Files per commit (the Hub advises 50-100 and caps a commit's processing at 60 s). */
+  maxFilesPerCommit: z.number().int().positive().max(1000).default(50),
+  /** Bytes per commit (LFS uploads happen inside the commit's activity; this bounds one activity's work). */
+  maxBytesPerCommit: z.number().int().positive().default(50_000_000_000),
+});
+
+export const PublishSchema = z
+  .union([LocalFolderPublishSchema, HubPublishSchema])
+  .default({ kind: 'local-folder', path: 'hub', repoId: 'local/biomedica-sample' });
+export type PublishConfig = z.infer<typeof PublishSchema>;
+export type HubPublishConfig = z.infer<typeof HubPublishSchema>;
 
 /**
  * Everything that defines a release. It travels in the workflow input, so it must never hold a secret:
@@ -30,6 +91,16 @@ export const ReleaseInputSchema = z.object({
   /** Shared by every worker (a local path here, a shared filesystem on a cluster). */
   dataDir: z.string().min(1),
   source: SourceSchema,
+  /**
+   * Plan incrementally against this earlier release in the same data dir: versions whose inventory ETag (legacy:
+   * package path and Last Updated) is unchanged reuse that plan's facts without a metadata GET, and the plan
+   * reports new, changed, unchanged, removed and newly retracted versions. Downloads are reused through the
+   * content-addressed cache under <dataDir>/cache either way.
+   */
+  previousRelease: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/)
+    .optional(),
   units: z
     .object({
       /** Articles per unit; one unit becomes one shard (published shards hold at most 10,000 samples). */
@@ -47,6 +118,13 @@ export const ReleaseInputSchema = z.object({
       offPeak: z.boolean().default(false),
     })
     .default({ enabled: true, batchSize: 200, offPeak: false }),
+  shard: z
+    .object({
+      /** The published shards hold at most 10,000 samples and about 1 GB; a unit that would not fit fails with a clear error. */
+      maxBytes: z.number().int().min(10240).default(1_000_000_000),
+      maxSamples: z.number().int().positive().max(10000).default(10000),
+    })
+    .default({ maxBytes: 1_000_000_000, maxSamples: 10000 }),
   images: z
     .object({
       minSide: z.number().int().positive().default(21),
@@ -63,14 +141,7 @@ export const ReleaseInputSchema = z.object({
       batchSize: z.number().int().positive().default(16),
     })
     .default({ modelPath: 'models/tiny-vit-seed1.onnx', taxonomyPath: 'models/taxonomy-bootstrap-v0.json', batchSize: 16 }),
-  publish: z
-    .object({
-      kind: z.literal('local-folder').default('local-folder'),
-      /** Relative to the release folder unless absolute. */
-      path: z.string().default('hub'),
-      repoId: z.string().default('local/biomedica-sample'),
-    })
-    .default({ kind: 'local-folder', path: 'hub', repoId: 'local/biomedica-sample' }),
+  publish: PublishSchema,
   /** Unit workflows in flight at once. */
   window: z.number().int().positive().max(500).default(4),
 });

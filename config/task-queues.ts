@@ -5,6 +5,8 @@ export const TASK_QUEUES = {
   entrez: 'biomedica-entrez',
   cpu: 'biomedica-cpu',
   gpu: 'biomedica-gpu',
+  /** Hub commits only, polled by the io pool with a task-queue-wide rate under the Hub's commit limit. */
+  hub: 'biomedica-hub',
 } as const;
 
 export const SEARCH_ATTRIBUTES = {

@@ -6,7 +6,8 @@ import sharp from 'sharp';
 import { fixturePaths } from '../config/paths';
 import { encodeModel, TensorDataType } from '../activities/annotate/onnx-proto';
 import { buildTinyVitModel } from '../activities/annotate/tiny-vit';
-import { createEmbedder, preprocessImage, type Embedder } from '../activities/annotate/embedder';
+import { createEmbedder, preprocessImage, preprocessSidecarPath, type Embedder, type TraceEvent } from '../activities/annotate/embedder';
+import { float32ToHalfBits, halfBitsToFloat32, halfToFloat32Array } from '../activities/annotate/half';
 import {
   assignCluster,
   buildBootstrapTaxonomy,
@@ -358,6 +359,153 @@ describe('annotate', function () {
       } finally {
         await e.release();
       }
+    });
+  });
+
+  describe('float16 models', () => {
+    it('converts float32 <-> half bits like numpy (round to nearest even, subnormals, overflow)', () => {
+      // Expected bits from numpy: np.array(v, np.float32).astype(np.float16).view(np.uint16).
+      const cases: Array<[number, number]> = [
+        [1, 0x3c00], [-2, 0xc000], [0.1, 0x2e66], [1 / 3, 0x3555], [65504, 0x7bff], [65519.99, 0x7bff], [65520, 0x7c00],
+        [2 ** -24, 0x0001], [2 ** -25, 0x0000], [3 * 2 ** -26, 0x0001], [6.1e-5, 0x03ff], [-0, 0x8000], [Infinity, 0x7c00], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02],
+      ];
+      for (const [v, bits] of cases) assert.equal(float32ToHalfBits(v), bits, `${v}`);
+      assert.ok(Number.isNaN(halfBitsToFloat32(float32ToHalfBits(NaN))));
+      // Every finite half survives the round trip exactly.
+      for (let h = 0; h < 0x10000; h++) {
+        const v = halfBitsToFloat32(h);
+        if (!Number.isNaN(v)) assert.equal(float32ToHalfBits(v), h);
+      }
+      assert.deepEqual([...halfToFloat32Array(Uint16Array.of(0x3c00, 0xc000, 0x0001), 1)], [-2, 2 ** -24]);
+    });
+
+    it('the generated fp16 model takes and returns float16 and embeds within 2e-3 of the fp32 one', async () => {
+      const half = path.join(tmp, 'tiny-vit-fp16.onnx');
+      const bytes = buildTinyVitModel({ seed: 7, dtype: 'float16' });
+      assert.ok(bytes.equals(buildTinyVitModel({ seed: 7, dtype: 'float16' })));
+      assert.ok(bytes.length < buildTinyVitModel({ seed: 7 }).length * 0.6, 'half the weights');
+      fs.writeFileSync(half, bytes);
+      const e16 = await createEmbedder({ modelPath: half, batchSize: 2 });
+      const e32 = await createEmbedder({ modelPath, batchSize: 2 });
+      try {
+        assert.deepEqual([e16.inputType, e16.outputType, e16.dim], ['float16', 'float16', 64]);
+        assert.equal(e32.inputType, 'float32');
+        const imgs = await Promise.all([solid(30, 30, [10, 200, 30]), painted(90, 60, (x, y) => [(x * 3) % 256, (y * 5) % 256, 128])]);
+        const a = await e16.embed(imgs);
+        const b = await e32.embed(imgs);
+        for (const [i, v] of a.entries()) {
+          assert.ok(v instanceof Float32Array && v.length === 64);
+          v.forEach((x, k) => assert.ok(Math.abs(x - b[i]![k]!) < 2e-3, `image ${i} value ${k}: ${x} vs ${b[i]![k]}`));
+        }
+        assert.deepEqual(await e16.embed(imgs), a); // deterministic
+      } finally {
+        await e16.release();
+        await e32.release();
+      }
+    });
+  });
+
+  describe('preprocessing config', () => {
+    it('applies mean/std normalisation when configured (the original applies none)', async () => {
+      const img = await solid(10, 10, [255, 0, 51]);
+      const x = await preprocessImage(img, { size: 8, mean: [0.5, 0.5, 0.5], std: [0.5, 0.25, 0.2] });
+      assert.ok(Math.abs(x[0]! - 1) < 1e-6 && Math.abs(x[64]! + 2) < 1e-6 && Math.abs(x[128]! + 1.5) < 1e-6);
+      await assert.rejects(preprocessImage(img, { std: [0, 1, 1] } as never), /std must be positive/);
+    });
+
+    it("'center-crop' keeps the middle of a wide image; 'squash' keeps it all", async () => {
+      const img = await painted(300, 100, (x) => (x < 100 ? [0, 0, 255] : [0, 255, 0]));
+      const crop = await preprocessImage(img, { size: 32, resize: 'center-crop' });
+      const blue = (t: Float32Array) => Array.from({ length: 32 }, (_, c) => t[2 * 1024 + 16 * 32 + c]! > 0.5).filter(Boolean).length;
+      assert.equal(blue(crop), 0); // the blue third lies outside the central square
+      assert.ok(blue(await preprocessImage(img, { size: 32 })) > 8);
+    });
+
+    it("reads the model's sidecar <model>.preprocess.json, and refuses a size the model does not take", async () => {
+      const m = path.join(tmp, 'sidecar-model.onnx');
+      fs.writeFileSync(m, buildTinyVitModel({ seed: 7 }));
+      assert.equal(preprocessSidecarPath(m), path.join(tmp, 'sidecar-model.preprocess.json'));
+      fs.writeFileSync(preprocessSidecarPath(m), JSON.stringify({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }));
+      const e = await createEmbedder({ modelPath: m });
+      const plain = await createEmbedder({ modelPath });
+      try {
+        assert.equal(e.preprocessSource, 'sidecar');
+        assert.deepEqual(e.preprocess.mean, [0.485, 0.456, 0.406]);
+        assert.equal(plain.preprocessSource, 'default');
+        const img = await solid(20, 20, [200, 100, 50]);
+        const [a] = await e.embed([img]);
+        const [b] = await plain.embed([img]);
+        assert.notDeepEqual(a, b);
+      } finally {
+        await e.release();
+        await plain.release();
+      }
+      fs.writeFileSync(preprocessSidecarPath(m), JSON.stringify({ size: 112 }));
+      await assert.rejects(createEmbedder({ modelPath: m }), /preprocess size 112 but the model takes 224x224/);
+      fs.writeFileSync(preprocessSidecarPath(m), JSON.stringify({ sise: 224 }));
+      await assert.rejects(createEmbedder({ modelPath: m }), /invalid .*preprocess\.json/);
+    });
+  });
+
+  describe('pipeline', () => {
+    it('issues the decode of batch n+1 before inference of batch n starts, in every batch', async () => {
+      const e = await createEmbedder({ modelPath, batchSize: 2 });
+      try {
+        const imgs = await Promise.all(Array.from({ length: 9 }, (_, i) => solid(40 + i, 30, [i * 20, 100, 200 - i * 20])));
+        const batches = [0, 2, 4, 6, 8];
+        const events: TraceEvent[] = [];
+        const out: number[] = [];
+        for await (const b of e.embedBatches(batches, async (i) => imgs.slice(i, i + 2), { trace: (ev) => events.push(ev) })) out.push(b.item);
+        assert.deepEqual(out, batches);
+        const at = (event: TraceEvent['event'], batch: number) => events.findIndex((x) => x.event === event && x.batch === batch);
+        for (let k = 0; k < batches.length; k++) {
+          assert.ok(at('decoded', k) < at('run-start', k), `batch ${k} decoded before its run`);
+          if (k + 1 < batches.length) {
+            assert.ok(at('decode-issued', k + 1) < at('run-start', k), `decode of batch ${k + 1} issued before batch ${k} runs`);
+            assert.ok(at('load', k + 1) < at('run-start', k), `batch ${k + 1} read before batch ${k} runs`);
+          }
+        }
+      } finally {
+        await e.release();
+      }
+    });
+
+    it('a bad image fails alone; its batch-mates embed as they would without it', async () => {
+      const e = await createEmbedder({ modelPath, batchSize: 3 });
+      try {
+        const good = await Promise.all([solid(20, 20, [1, 2, 3]), solid(30, 20, [200, 10, 10])]);
+        const items = [[good[0]!, Buffer.from('junk'), good[1]!, new Error('unreadable')]];
+        const [b] = await (async () => {
+          const r = [];
+          for await (const x of e.embedBatches(items, async (i) => i)) r.push(x);
+          return r;
+        })();
+        assert.deepEqual(b!.embeddings.map((v) => v !== null), [true, false, true, false]);
+        assert.match(b!.errors[1]!, /decode failed/);
+        assert.match(b!.errors[3]!, /unreadable/);
+        const alone = await e.embed(good);
+        assert.ok(b!.embeddings[0]!.every((x, k) => Math.abs(x - alone[0]![k]!) < 1e-5));
+        assert.ok(b!.embeddings[2]!.every((x, k) => Math.abs(x - alone[1]![k]!) < 1e-5));
+      } finally {
+        await e.release();
+      }
+    });
+
+    it('same images, same embeddings and the same clusters, run after run', async () => {
+      const labels = await loadClusterLabels(fixturePaths.clusterLabels());
+      const model = buildBootstrapTaxonomy({ clusterLabels: labels, embeddingDim: 64, clusters: 32 });
+      const imgs = [fs.readFileSync(path.join(fixturePaths.images(), 'PMC7159286', 'gr1_lrg.jpg')), await solid(50, 50, [0, 128, 255])];
+      const runs = [];
+      for (let r = 0; r < 2; r++) {
+        const e = await createEmbedder({ modelPath, batchSize: 2 });
+        try {
+          runs.push(await e.embed(imgs));
+        } finally {
+          await e.release();
+        }
+      }
+      assert.deepEqual(runs[0], runs[1]);
+      assert.deepEqual(runs[0]!.map((v) => assignCluster(model, v)), runs[1]!.map((v) => assignCluster(model, v)));
     });
   });
 });

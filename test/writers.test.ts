@@ -7,11 +7,14 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import * as tar from 'tar';
 import { fixturePaths, testPython } from '../config/paths';
-import { isValidSampleKey, TarShardWriter } from '../activities/shard/tar-writer';
+import { isValidSampleKey, ShardLimitError, tarArchiveBytes, tarSampleBytes, TarShardWriter } from '../activities/shard/tar-writer';
+import { readTarEntries, splitMemberName } from '../activities/shard/tar-reader';
+import * as zlib from 'node:zlib';
 import { pyFloat, pyJsonDumps, PyFloat } from '../activities/shard/pyjson';
 import { normalizeFigureImage } from '../activities/images/normalize';
 import { ParquetReader } from '@dsnp/parquetjs';
-import { readSamplesParquet, SampleRow, writeSamplesParquet } from '../activities/parquet/writer';
+import { planRowGroups, publishedJsonOf, readSamplesParquet, SampleRow, writeSamplesParquet } from '../activities/parquet/writer';
+import { PUBLISHED_KEYS } from '../activities/shard/sample-json';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -169,6 +172,65 @@ for out, fmt in zip(sys.argv[1:], (tarfile.USTAR_FORMAT, tarfile.DEFAULT_FORMAT)
     );
     const ours = fs.readFileSync(res.path);
     for (const out of outs) assert.ok(fs.readFileSync(out).equals(ours), path.basename(out));
+  });
+
+  it('refuses a sample that would take the shard past maxSamples or maxBytes, and stays usable', async () => {
+    const file = path.join(tmp, 'tar', 'limits.tar');
+    const sizesOf = (s: (typeof samples)[number]) => members(s).map((m) => m.data.length);
+    const first = tarSampleBytes(sizesOf(samples[0]));
+    const both = first + tarSampleBytes(sizesOf(samples[1]));
+    // Exactly room for the first two samples' archive; the third would need another record.
+    const w = await TarShardWriter.create(file, { maxBytes: tarArchiveBytes(both), maxSamples: 2 });
+    await w.addSample(samples[0].key, members(samples[0]));
+    await w.addSample(samples[1].key, members(samples[1]));
+    const full = await w.addSample(samples[2].key, members(samples[2])).then(() => null, (e: unknown) => e);
+    assert.ok(full instanceof ShardLimitError && full.limit === 'samples' && full.max === 2, String(full));
+    const res = await w.close();
+    assert.equal(res.samples, 2);
+    assert.equal(res.bytes, tarArchiveBytes(both), 'tarSampleBytes and tarArchiveBytes give the file size');
+    assert.ok(res.bytes <= w.maxBytes);
+
+    const big = { ...samples[2], jpg: Buffer.alloc(20_000, 7) };
+    const w2 = await TarShardWriter.create(path.join(tmp, 'tar', 'limits2.tar'), { maxBytes: 20_480 });
+    await w2.addSample(samples[0].key, members(samples[0]));
+    const over = await w2.addSample(big.key, members(big)).then(() => null, (e: unknown) => e);
+    assert.ok(over instanceof ShardLimitError && over.limit === 'bytes' && over.wouldBe > 20_480, String(over));
+    assert.match(over.message, /over the limit of 20480 bytes per shard/);
+    await w2.addSample(samples[1].key, members(samples[1])); // still usable after the refusal
+    const res2 = await w2.close();
+    assert.equal(res2.samples, 2);
+    assert.ok(res2.bytes <= 20_480);
+    assert.deepEqual(readBack(res2.path).map((e) => e.name.split('.')[0]), [samples[0].key, samples[0].key, samples[0].key, samples[1].key, samples[1].key, samples[1].key]);
+    await assert.rejects(TarShardWriter.create(path.join(tmp, 'tar', 'x.tar'), { maxBytes: 100 }), /maxBytes/);
+    await assert.rejects(TarShardWriter.create(path.join(tmp, 'tar', 'x.tar'), { maxSamples: 0 }), /maxSamples/);
+  });
+
+  it('readTarEntries reads our shards and Python PAX archives with long names', async () => {
+    const res = await writeShard(path.join(tmp, 'tar', 'read.tar'));
+    const got: [string, number, number, string][] = [];
+    for await (const e of readTarEntries(res.path)) got.push([e.name, e.mode, e.mtime, sha256(await e.read())]);
+    assert.deepEqual(got, expected().map((e) => [e.name, 0o444, 0, sha256(e.data)]));
+    assert.deepEqual(splitMemberName('a/b_c.tar.gz'), { key: 'a/b_c', ext: 'tar.gz' });
+    assert.deepEqual(splitMemberName('PMC1_1_0.json'), { key: 'PMC1_1_0', ext: 'json' });
+    assert.equal(splitMemberName('noext'), null);
+    const pax = path.join(tmp, 'tar', 'pax.tar');
+    const long = `${'k'.repeat(150)}-é.txt`;
+    python(
+      `import tarfile, io, sys
+with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as tf:
+    for name, data in ((sys.argv[2], b'long'), ('short.json', b'{}')):
+        ti = tarfile.TarInfo(name); ti.size = len(data); ti.mtime = 1700000000.5
+        tf.addfile(ti, io.BytesIO(data))`,
+      [pax, long],
+    );
+    const entries: [string, string, number][] = [];
+    for await (const e of readTarEntries(pax)) entries.push([e.name, (await e.read()).toString(), e.mtime]);
+    assert.deepEqual(entries, [[long, 'long', 1700000000], ['short.json', '{}', 1700000000]]);
+    const corrupt = fs.readFileSync(res.path);
+    corrupt[600] ^= 0xff; // inside the first member's data (1000 bytes, padded to 1024): not checked
+    corrupt[512 + 1024] ^= 0xff; // the second header's name: its checksum no longer matches
+    fs.writeFileSync(path.join(tmp, 'tar', 'corrupt.tar'), corrupt);
+    await assert.rejects((async () => { for await (const e of readTarEntries(path.join(tmp, 'tar', 'corrupt.tar'))) await e.read(); })(), /bad header checksum/);
   });
 });
 
@@ -374,6 +436,57 @@ describe('normalizeFigureImage', () => {
     assert.deepEqual(big.ok ? null : [big.reason, big.width, big.height], ['too-many-pixels', 750, 1041]);
     assert.ok((await normalizeFigureImage(realJpeg(), { maxPixels: 750 * 1041 })).ok);
   });
+
+  it('passes a progressive JPEG through unchanged, and refuses it truncated', async () => {
+    const progressive = await sharp(realJpeg()).jpeg({ progressive: true, quality: 85 }).toBuffer();
+    assert.equal((await sharp(progressive).metadata()).isProgressive, true);
+    const r = await normalizeFigureImage(progressive);
+    assert.ok(r.ok && r.passthrough && r.jpeg.equals(progressive), JSON.stringify(r.ok ? r.sourceFormat : r));
+    for (const cut of [0.5, 0.95]) {
+      const t = await normalizeFigureImage(progressive.subarray(0, Math.floor(progressive.length * cut)));
+      assert.ok(!t.ok && t.reason === 'corrupt', JSON.stringify(t));
+    }
+    const noEoi = await normalizeFigureImage(progressive.subarray(0, progressive.length - 2));
+    assert.ok(!noEoi.ok && noEoi.reason === 'corrupt', 'missing end-of-image marker');
+  });
+
+  it('refuses a decompression bomb (a PNG declaring 30000x30000) from its header, quickly', async () => {
+    const crc32 = (buf: Buffer): number => {
+      let c = ~0;
+      for (const b of buf) {
+        c ^= b;
+        for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+      }
+      return ~c >>> 0;
+    };
+    const chunk = (type: string, data: Buffer) => {
+      const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+      const out = Buffer.alloc(12 + data.length);
+      out.writeUInt32BE(data.length, 0);
+      body.copy(out, 4);
+      out.writeUInt32BE(crc32(body), 8 + data.length);
+      return out;
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(30000, 0);
+    ihdr.writeUInt32BE(30000, 4);
+    ihdr[8] = 1; // 1-bit greyscale: 900 million pixels from a ~110 kB deflate stream of zeros
+    const png = Buffer.concat([
+      Buffer.from('89504e470d0a1a0a', 'hex'),
+      chunk('IHDR', ihdr),
+      chunk('IDAT', zlib.deflateSync(Buffer.alloc((30000 / 8 + 1) * 30000), { level: 9 })),
+      chunk('IEND', Buffer.alloc(0)),
+    ]);
+    assert.ok(png.length < 200_000, `${png.length} bytes`);
+    const t0 = performance.now();
+    const r = await normalizeFigureImage(png);
+    const ms = performance.now() - t0;
+    assert.deepEqual(r.ok ? null : [r.reason, r.width, r.height], ['too-many-pixels', 30000, 30000]);
+    assert.ok(ms < 500, `refused in ${ms.toFixed(0)} ms`);
+    // The default limit is Pillow's bomb threshold, the release's images.maxPixels default.
+    const limit = await normalizeFigureImage(await solid(30, 30).png().toBuffer(), { maxPixels: 899 });
+    assert.ok(!limit.ok && limit.reason === 'too-many-pixels');
+  });
 });
 
 describe('writeSamplesParquet', () => {
@@ -396,6 +509,12 @@ describe('writeSamplesParquet', () => {
       image_panel_subtype: 'single panel',
       image_primary_label: i === 0 ? [] : ['Microscopy', 'Plots and Charts'].slice(0, i),
       image_secondary_label: ['light microscopy'],
+      image_size: [750 + i, 1041],
+      image_set: [
+        { image_id: `gr${i}_lrg`, image_file_name: `gr${i}_lrg.jpg`, image_path: `PMC715928${i}.1/gr${i}_lrg.jpg`, caption: `Figure ${i}. é`, hash: 'ab'.repeat(32) },
+        { image_id: 'gr9', image_file_name: 'gr9.gif', image_path: '', caption: '', hash: null },
+      ].slice(0, i === 0 ? 0 : 2),
+      image_context: i === 1 ? [] : [{ image_id: `gr${i}_lrg`, paragraphs: ['As Fig 1 shows “x”.', 'Again.'] }, { image_id: '7', paragraphs: i === 2 ? [] : ['p'] }],
       article_accession_id: `PMC715928${i}`,
       article_title: 'A title',
       article_journal: 'J Test',
@@ -405,9 +524,11 @@ describe('writeSamplesParquet', () => {
       article_keywords: [''],
       article_reference_ids: ['12345', '67890'],
       article_reference_count: 2 ** 40 + i,
+      article_reference_list: [],
       article_subject: ['Article'],
       article_citation: 'J Test. 2020;1:1.',
       article_license: 'CC BY',
+      article_text: `Introduction\n\nBody ${i} ` + 'text '.repeat(200),
       article_pmid: i === 3 ? null : `3229${i}`,
       article_doi: i % 2 ? null : `10.1000/x${i}`,
     };
@@ -455,8 +576,14 @@ describe('writeSamplesParquet', () => {
       assert.deepEqual(shape('image_primary_label'), ['BYTE_ARRAY', 'UTF8', 'REPEATED']);
       assert.deepEqual(shape('article_pmid'), ['BYTE_ARRAY', 'UTF8', 'OPTIONAL']);
       assert.deepEqual(shape('image'), ['BYTE_ARRAY', null, 'OPTIONAL']);
-      assert.deepEqual(Object.keys(f).slice(0, 10), ['key', 'shard', 'subset', 'caption', 'image_width', 'image_height', 'image_bytes_size', 'image_sha256', 'image', 'image_file_name']);
-      assert.equal(Object.keys(f).length, 31);
+      assert.deepEqual(shape('image_size'), ['INT64', null, 'REPEATED']);
+      assert.deepEqual([f.image_set.repetitionType, f.image_set.isNested, Object.keys(f.image_set.fields!)], ['REPEATED', true, ['image_id', 'image_file_name', 'image_path', 'caption', 'hash']]);
+      assert.deepEqual([f.image_context.repetitionType, Object.keys(f.image_context.fields!)], ['REPEATED', ['image_id', 'paragraphs']]);
+      assert.deepEqual(shape('article_text'), ['BYTE_ARRAY', 'UTF8', 'REQUIRED']);
+      const top = reader.schema.fieldList.filter((x) => x.path.length === 1).map((x) => x.name);
+      assert.deepEqual(top.slice(0, 10), ['key', 'shard', 'subset', 'caption', 'image_width', 'image_height', 'image_bytes_size', 'image_sha256', 'image', 'image_file_name']);
+      assert.deepEqual(top.slice(9, 34), [...PUBLISHED_KEYS], 'every published json key, in the published order');
+      assert.deepEqual(top.slice(34), ['article_pmid', 'article_doi']);
       const groups = reader.metadata!.row_groups;
       assert.deepEqual(groups.map((g) => Number(g.num_rows)), [2, 2, 1]);
       const SNAPPY = 1; // parquet.thrift CompressionCodec
@@ -484,5 +611,48 @@ describe('writeSamplesParquet', () => {
     assert.match(types.image_primary_label, /^list</);
     assert.equal(types.article_reference_count, 'int64');
     assert.equal(types.image, 'binary');
+  });
+
+  it('sizes row groups by rows and by bytes (images included)', async () => {
+    assert.deepEqual(planRowGroups([10, 10, 10, 10, 10], 2, 1000), [2, 2, 1]);
+    assert.deepEqual(planRowGroups([10, 10, 10, 10, 10], 1000, 25), [2, 2, 1]);
+    assert.deepEqual(planRowGroups([50, 5, 5, 50], 1000, 20), [1, 2, 1], 'a row bigger than the limit gets a group of its own');
+    assert.deepEqual(planRowGroups([], 10, 10), []);
+    const big = rows.map((r, i) => {
+      const image = Buffer.alloc(40_000 + i, i + 1);
+      return { ...r, image, image_bytes_size: image.length, image_sha256: sha256(image) };
+    });
+    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'groups.parquet'), big, { includeImageBytes: true, rowGroupBytes: 100_000 });
+    const reader = await ParquetReader.openFile(a.path);
+    try {
+      assert.deepEqual(reader.metadata!.row_groups.map((g) => Number(g.num_rows)), [2, 2, 1]);
+    } finally {
+      await reader.close();
+    }
+    assert.deepEqual(await readSamplesParquet(a.path), big);
+  });
+
+  it('holds every published json key: publishedJsonOf gives the json back', () => {
+    const r = rows[3]!;
+    const doc = publishedJsonOf(r);
+    assert.deepEqual(Object.keys(doc), [...PUBLISHED_KEYS]);
+    assert.deepEqual(doc.image_context, { gr3_lrg: ['As Fig 1 shows “x”.', 'Again.'], 7: ['p'] });
+    assert.equal(doc.image_size, r.image_size);
+    assert.equal(pyJsonDumps(doc).includes('"image_set": [{"image_id": "gr3_lrg"'), true);
+  });
+
+  it('is read by pyarrow with image_set and image_context as list<struct>', async () => {
+    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'nested.parquet'), rows);
+    const out = JSON.parse(
+      python('import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({"types": {f.name: str(f.type) for f in t.schema}, "rows": t.to_pylist()}))', [a.path]),
+    ) as { types: Record<string, string>; rows: Record<string, unknown>[] };
+    assert.match(out.types.image_set!, /^list<image_set: struct<image_id: string not null, image_file_name: string not null, image_path: string not null, caption: string not null, hash: string> not null>$/);
+    assert.match(out.types.image_context!, /^list<image_context: struct<image_id: string not null, paragraphs: list<paragraphs: string not null> not null> not null>$/);
+    assert.equal(out.types.image_size, 'list<image_size: int64 not null>');
+    assert.equal(out.types.article_text, 'string');
+    rows.forEach((r, i) => {
+      const py = out.rows[i]!;
+      for (const k of PUBLISHED_KEYS) assert.deepEqual(py[k], r[k], `row ${i} ${k}`);
+    });
   });
 });

@@ -1,6 +1,7 @@
 import * as os from 'node:os';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import { cpuActivities, entrezActivities, gpuActivities, ioActivities, type PoolName } from '../activities';
+import { cpuActivities, entrezActivities, gpuActivities, hubActivities, ioActivities, type PoolName } from '../activities';
+import { hubCommitRatePerSecond, readHubWorkerEnv } from '../activities/publish/hub-env';
 import { entrezRatePerSecond, readWorkerEnv, type WorkerEnv } from '../config/release';
 import { TASK_QUEUES } from '../config/task-queues';
 
@@ -23,6 +24,7 @@ export async function createPoolWorkers(pool: PoolName, connection: NativeConnec
   switch (pool) {
     case 'io':
       workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.io, activities: ioActivities, maxConcurrentActivityTaskExecutions: 16 }));
+      workers.push(await Worker.create({ ...base, ...hubQueueWorkerOptions() }));
       break;
     case 'entrez':
       workers.push(
@@ -47,6 +49,20 @@ export async function createPoolWorkers(pool: PoolName, connection: NativeConnec
     workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.workflows, workflowsPath: require.resolve('../workflows') }));
   }
   return workers;
+}
+
+/**
+ * The hub queue's worker, hosted by the io pool: Hub commits only, dispatched at a queue-wide rate under the Hub's
+ * commit limit (HF_COMMITS_PER_HOUR, retries included) whatever the number of io workers. Commits of one repo run
+ * one at a time anyway (each carries its parentCommit); a few slots let releases publish to different repos at once.
+ */
+export function hubQueueWorkerOptions(env: NodeJS.ProcessEnv = process.env) {
+  return {
+    taskQueue: TASK_QUEUES.hub,
+    activities: hubActivities,
+    maxConcurrentActivityTaskExecutions: 4,
+    maxTaskQueueActivitiesPerSecond: hubCommitRatePerSecond(readHubWorkerEnv(env)),
+  } satisfies Partial<WorkerOptions>;
 }
 
 /** Runs the given pools until `signal` aborts (or a worker fails), then shuts them down gracefully. */

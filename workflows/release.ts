@@ -1,6 +1,8 @@
 import {
   ApplicationFailure,
   defineQuery,
+  executeChild,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -17,6 +19,7 @@ import type { ReleaseSummary } from '../activities/publish/finalize';
 import type { ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { cpuOptions, gpuOptions, ioOptions } from './options';
+import { publishWorkflow } from './publish';
 import { unitWorkflow } from './unit';
 
 const io = proxyActivities<IoActivities>(ioOptions);
@@ -107,7 +110,16 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   enter('finalize', 'writing shard indexes and the rejection report');
   const summary = await cpu.finalizeRelease(input);
   enter('publish', 'publishing');
-  const publish = await io.publishRelease(input);
+  let publish: PublishResult;
+  // hub-publish-v1: Hub publishing runs as a child workflow (plan, then one commit activity per batch). Histories
+  // recorded before it (no marker) replay the single publish activity; local-folder publishing still uses it.
+  if (patched('hub-publish-v1') && input.publish.kind === 'hub') {
+    const publishId = `${workflowInfo().workflowId}/publish`;
+    setCurrentDetails(`publishing to the Hub repo ${input.publish.repoId} (child workflow ${publishId})`);
+    publish = await executeChild(publishWorkflow, { workflowId: publishId, taskQueue: TASK_QUEUES.workflows, args: [{ release: input }] });
+  } else {
+    publish = await io.publishRelease(input);
+  }
   enter('done', `${summary.samples} samples in ${Object.values(summary.subsets).reduce((n, s) => n + s.shards, 0)} shards; published to ${publish.target}`);
   return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}` };
 }

@@ -1,15 +1,27 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { fixturePaths } from '../../config/paths';
 import { readWorkerEnv, type ReleaseInput } from '../../config/release';
 import { exists, ndjson, readJson, readNdjson, sha256Hex, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { quarantine } from '../common/quarantine';
-import { heartbeat, layoutOf, runUnitStage, type UnitTask } from '../common/stage';
+import { cancellationSignal, heartbeat, layoutOf, runUnitStage, type UnitTask } from '../common/stage';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
-import { createEmbedder, type Embedder } from './embedder';
+import { createEmbedder, sha256OfFile, type Embedder } from './embedder';
 import { assignCluster, buildBootstrapTaxonomy, loadClusterLabels, parseTaxonomyModel, type TaxonomyModel } from './taxonomy';
 import { buildTinyVitModel } from './tiny-vit';
+import {
+  bytesToRows,
+  readUnitEmbeddingsMeta,
+  resumableProgress,
+  rowsToBytes,
+  sameIdentity,
+  unitEmbeddingPaths,
+  type AnnotateProgress,
+  type EmbeddingFailure,
+  type EmbeddingIdentity,
+  type UnitEmbeddingsMeta,
+} from './unit-embeddings';
 
 /** The figure's place in the taxonomy: its cluster and that cluster's expert labels. */
 export interface FigureLabel {
@@ -30,15 +42,27 @@ export interface AnnotateResult {
   images: number;
   labelled: number;
   failed: number;
+  /** The execution provider that ran the model. */
   provider: string;
   taxonomyVersion: string;
+  // The fields below are absent from results recorded (stage manifests) before they existed.
+  /** Providers tried before `provider`, with why each failed ("cuda: <error>"). */
+  fallbacks?: string[];
+  /** The model's input tensor type (an fp16 export takes float16). */
+  inputType?: 'float32' | 'float16';
+  modelSha256?: string;
+  /** Images already embedded by an earlier attempt (from its last heartbeat) that this attempt kept. */
+  resumedFrom?: number;
+  /** Images this attempt put through the model. */
+  embeddedNow?: number;
 }
 
-const GENERATED_MODEL = /(^|\/)tiny-vit-seed(\d+)\.onnx$/;
+const GENERATED_MODEL = /(^|\/)tiny-vit-seed(\d+)(-fp16)?\.onnx$/;
 
 /**
- * Makes sure the embedding model and the taxonomy exist. The sample's small ViT-shaped model and bootstrap
- * taxonomy are generated deterministically; any other model must be supplied by the operator.
+ * Makes sure the embedding model and the taxonomy exist. The sample's small ViT-shaped model (tiny-vit-seed<N>.onnx,
+ * or tiny-vit-seed<N>-fp16.onnx for the half-precision variant) and bootstrap taxonomy are generated
+ * deterministically; any other model must be supplied by the operator.
  */
 export async function ensureAnnotationModels(release: ReleaseInput): Promise<AnnotationModels> {
   const layout = layoutOf(release);
@@ -48,7 +72,7 @@ export async function ensureAnnotationModels(release: ReleaseInput): Promise<Ann
   if (!(await exists(modelPath))) {
     const m = GENERATED_MODEL.exec(release.annotate.modelPath);
     if (!m) throw ApplicationFailure.nonRetryable(`embedding model ${modelPath} not found; export one as docs/annotation.md shows`, 'ModelMissing');
-    await writeFileAtomic(modelPath, buildTinyVitModel({ seed: Number(m[2]) }));
+    await writeFileAtomic(modelPath, buildTinyVitModel({ seed: Number(m[2]), dtype: m[3] ? 'float16' : 'float32' }));
     generated = true;
   }
   if (!(await exists(taxonomyPath))) {
@@ -59,61 +83,166 @@ export async function ensureAnnotationModels(release: ReleaseInput): Promise<Ann
     generated = true;
   }
   const taxonomy = parseTaxonomyModel(await readJson(taxonomyPath));
-  return { modelPath, modelSha256: sha256Hex(await fs.readFile(modelPath)), taxonomyPath, taxonomyVersion: taxonomy.version, generated };
+  return { modelPath, modelSha256: await sha256OfFile(modelPath), taxonomyPath, taxonomyVersion: taxonomy.version, generated };
+}
+
+interface InfoLogger {
+  info(message: string, meta?: Record<string, unknown>): void;
+}
+
+/** The activity's logger (the worker's, with the activity's metadata), or stderr outside an activity. */
+function activityLogger(): InfoLogger {
+  try {
+    return Context.current().log;
+  } catch {
+    return { info: (message, meta) => console.error(message, meta ? JSON.stringify(meta) : '') };
+  }
 }
 
 // One onnxruntime session per worker process and model: creating it is expensive (and on a GPU, memory-bound).
 const embedders = new Map<string, Promise<Embedder>>();
-function embedderFor(modelPath: string): Promise<Embedder> {
+
+/** The process's embedder for a model, created on first use; the provider in use is logged once, when it is created. */
+export function embedderFor(modelPath: string): Promise<Embedder> {
   const providers = readWorkerEnv().ORT_EXECUTION_PROVIDERS.split(',').map((p) => p.trim()).filter(Boolean);
   const cacheKey = `${modelPath}|${providers.join(',')}`;
   let e = embedders.get(cacheKey);
   if (!e) {
-    e = createEmbedder({ modelPath, executionProviders: providers, batchSize: 16 });
+    e = createEmbedder({ modelPath, executionProviders: providers, batchSize: 16 }).then((emb) => {
+      const fallbacks = emb.fallbacks.map((f) => `${f.provider}: ${f.error.split('\n')[0]}`);
+      activityLogger().info(`annotate: onnxruntime execution provider ${emb.provider} for ${path.basename(modelPath)}`, {
+        provider: emb.provider,
+        tried: providers,
+        fallbacks,
+        inputType: emb.inputType,
+        dim: emb.dim,
+        preprocess: emb.preprocessSource,
+        modelSha256: emb.modelSha256,
+        pid: process.pid,
+      });
+      return emb;
+    });
     e.catch(() => embedders.delete(cacheKey));
     embedders.set(cacheKey, e);
   }
   return e;
 }
 
+/** Release every cached session (worker shutdown, tests). */
+export async function releaseEmbedders(): Promise<void> {
+  const all = [...embedders.values()];
+  embedders.clear();
+  for (const e of all) await (await e.catch(() => null))?.release();
+}
+
+function heartbeatDetails(): unknown {
+  try {
+    return Context.current().info.heartbeatDetails;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Embeds a unit's staged images and assigns each to its taxonomy cluster (labels.ndjson); keeps the embeddings
+ * (embeddings.f32, unit-embeddings.ts) for the taxonomy fit. Batches flow through the embedder's pipeline (decode
+ * of batch n+1 overlaps inference of batch n). After every batch the rows go to a partial file and the activity
+ * heartbeats how many images are done; a retried attempt resumes from its last heartbeat.
+ */
 export async function annotateUnit(task: UnitTask): Promise<AnnotateResult> {
   return runUnitStage(task, 'annotate', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
+    const indexText = await fs.readFile(path.join(unitDir, 'images.ndjson'), 'utf8').catch(() => '');
     const prepared = await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'));
     const embedder = await embedderFor(layout.resolveData(task.release.annotate.modelPath));
     const taxonomy: TaxonomyModel = parseTaxonomyModel(await readJson(layout.resolveData(task.release.annotate.taxonomyPath)));
-    const labels: FigureLabel[] = [];
-    let failed = 0;
-    const batch = task.release.annotate.batchSize;
-    for (let i = 0; i < prepared.length; i += batch) {
-      const slice = prepared.slice(i, i + batch);
-      const images = await Promise.all(slice.map((p) => fs.readFile(stagedImagePath(unitDir, p.key))));
-      let embeddings: Float32Array[];
-      try {
-        embeddings = await embedder.embed(images);
-      } catch {
-        // A batch failed: embed one by one so a single bad image cannot take the others with it.
-        embeddings = [];
-        for (const [j, img] of images.entries()) {
-          try {
-            embeddings.push((await embedder.embed([img]))[0]!);
-          } catch (err) {
-            embeddings.push(new Float32Array(0));
-            failed++;
-            q.push(quarantine({ article: slice[j]!.article, figure: slice[j]!.key, stage: 'annotate', reason: 'embedding-failed', detail: (err as Error).message }));
-          }
-        }
+    const dim = embedder.dim;
+    const rowBytes = dim * 4;
+    const identity: EmbeddingIdentity = { dim, rows: prepared.length, modelSha256: embedder.modelSha256, imagesSha256: sha256Hex(indexText) };
+    const files = unitEmbeddingPaths(unitDir);
+
+    let failures: EmbeddingFailure[] = [];
+    let resumedFrom = 0;
+    let embeddedNow = 0;
+    const stored = await readUnitEmbeddingsMeta(unitDir);
+    const storedSize = (await fs.stat(files.file).catch(() => null))?.size;
+    if (stored && sameIdentity(stored, identity) && storedSize === prepared.length * rowBytes) {
+      // Finished by an earlier attempt that stopped before its manifest: nothing to embed again.
+      failures = stored.failed;
+      resumedFrom = prepared.length;
+    } else {
+      const progress = resumableProgress(heartbeatDetails(), identity);
+      const onDisk = Math.floor(((await fs.stat(files.partial).catch(() => null))?.size ?? 0) / rowBytes);
+      const start = progress ? Math.min(progress.done, onDisk) : 0;
+      if (start > 0) {
+        failures = (await readNdjson<EmbeddingFailure>(files.failedPartial)).filter((f) => f.index < start);
       }
-      slice.forEach((p, j) => {
-        const e = embeddings[j]!;
-        if (e.length === 0) return;
-        const { clusterId, distance } = assignCluster(taxonomy, e);
-        labels.push({ key: p.key, clusterId, distance: Math.round(distance * 1e6) / 1e6 });
-      });
-      heartbeat({ embedded: Math.min(i + batch, prepared.length), of: prepared.length, provider: embedder.provider });
+      await fs.mkdir(unitDir, { recursive: true });
+      await writeFileAtomic(files.failedPartial, ndjson(failures));
+      const fh = await fs.open(files.partial, start > 0 ? 'r+' : 'w');
+      try {
+        await fh.truncate(start * rowBytes); // rows written after the last recorded heartbeat are redone
+        resumedFrom = start;
+        const batch = task.release.annotate.batchSize;
+        const starts: number[] = [];
+        for (let i = start; i < prepared.length; i += batch) starts.push(i);
+        const load = (i: number) =>
+          Promise.all(prepared.slice(i, i + batch).map((p) => fs.readFile(stagedImagePath(unitDir, p.key)).catch((err: Error) => new Error(`staged image unreadable: ${err.message}`))));
+        for await (const b of embedder.embedBatches(starts, load)) {
+          const i = b.item;
+          const rows = new Float32Array(b.embeddings.length * dim).fill(NaN);
+          const failedNow: EmbeddingFailure[] = [];
+          b.embeddings.forEach((e, j) => {
+            if (e) rows.set(e, j * dim);
+            else failedNow.push({ index: i + j, key: prepared[i + j]!.key, article: prepared[i + j]!.article, detail: b.errors[j] ?? 'unknown error' });
+          });
+          await fh.write(rowsToBytes(rows), 0, rows.length * 4, i * rowBytes);
+          if (failedNow.length) {
+            await fs.appendFile(files.failedPartial, ndjson(failedNow));
+            failures.push(...failedNow);
+          }
+          embeddedNow += b.embeddings.length;
+          const done: AnnotateProgress = { kind: 'annotate-progress', ...identity, done: i + b.embeddings.length, provider: embedder.provider };
+          heartbeat(done);
+          const signal = cancellationSignal();
+          if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledFailure('annotateUnit cancelled');
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const meta: UnitEmbeddingsMeta = { format: 'f32le-rows', ...identity, provider: embedder.provider, inputType: embedder.inputType, failed: failures };
+      // Meta first, then the rename: a crash in between leaves a meta that no longer matches a complete file.
+      await writeJsonAtomic(files.meta, meta);
+      await fs.rename(files.partial, files.file);
+      await fs.rm(files.failedPartial, { force: true });
     }
+
+    const all = bytesToRows(await fs.readFile(files.file));
+    const failedIdx = new Set(failures.map((f) => f.index));
+    const labels: FigureLabel[] = [];
+    prepared.forEach((p, i) => {
+      if (failedIdx.has(i)) return;
+      const { clusterId, distance } = assignCluster(taxonomy, all.subarray(i * dim, (i + 1) * dim));
+      labels.push({ key: p.key, clusterId, distance: Math.round(distance * 1e6) / 1e6 });
+    });
+    for (const f of failures) q.push(quarantine({ article: f.article, figure: f.key, stage: 'annotate', reason: 'embedding-failed', detail: f.detail }));
     const out = path.join(unitDir, 'labels.ndjson');
     await writeFileAtomic(out, ndjson(labels));
-    return { result: { images: prepared.length, labelled: labels.length, failed, provider: embedder.provider, taxonomyVersion: taxonomy.version }, outputs: [out] };
+    return {
+      result: {
+        images: prepared.length,
+        labelled: labels.length,
+        failed: failures.length,
+        provider: embedder.provider,
+        fallbacks: embedder.fallbacks.map((f) => `${f.provider}: ${f.error.split('\n')[0]}`),
+        inputType: embedder.inputType,
+        modelSha256: embedder.modelSha256,
+        taxonomyVersion: taxonomy.version,
+        resumedFrom,
+        embeddedNow,
+      },
+      outputs: [out, files.file, files.meta],
+    };
   });
 }

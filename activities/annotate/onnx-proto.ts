@@ -8,7 +8,7 @@
  */
 
 /** TensorProto.DataType values we emit. */
-export const TensorDataType = { FLOAT: 1, INT64: 7 } as const;
+export const TensorDataType = { FLOAT: 1, INT64: 7, FLOAT16: 10 } as const;
 export type TensorDataTypeValue = (typeof TensorDataType)[keyof typeof TensorDataType];
 
 /** AttributeProto.AttributeType values we emit. */
@@ -28,10 +28,17 @@ export interface OnnxNode {
   attributes?: OnnxAttribute[];
 }
 
-/** A constant tensor; `data` is stored as little-endian raw_data. */
+/** A constant tensor; `data` is stored as little-endian raw_data. float16 data are half bit patterns (half.ts). */
 export type OnnxTensor =
   | { name: string; dims: number[]; dataType: 'float32'; data: Float32Array }
+  | { name: string; dims: number[]; dataType: 'float16'; data: Uint16Array }
   | { name: string; dims: number[]; dataType: 'int64'; data: BigInt64Array };
+
+const TENSOR_TYPES = {
+  float32: { code: TensorDataType.FLOAT, width: 4 },
+  float16: { code: TensorDataType.FLOAT16, width: 2 },
+  int64: { code: TensorDataType.INT64, width: 8 },
+} as const;
 
 /** A graph input/output; a string dimension is symbolic (dim_param), e.g. "batch". */
 export interface OnnxValueInfo {
@@ -160,13 +167,14 @@ function encodeTensor(w: ProtoWriter, t: OnnxTensor): void {
     throw new Error(`tensor ${t.name}: ${t.data.length} values for dims [${t.dims.join(',')}]`);
   }
   w.packedInts(1, t.dims);
-  w.int(2, t.dataType === 'float32' ? TensorDataType.FLOAT : TensorDataType.INT64);
+  const { code, width } = TENSOR_TYPES[t.dataType];
+  w.int(2, code);
   w.string(8, t.name);
   // raw_data must be little-endian; copy through a DataView so host endianness never matters.
-  const width = t.dataType === 'float32' ? 4 : 8;
   const raw = new Uint8Array(t.data.length * width);
   const view = new DataView(raw.buffer);
   if (t.dataType === 'float32') t.data.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  else if (t.dataType === 'float16') t.data.forEach((v, i) => view.setUint16(i * 2, v, true));
   else t.data.forEach((v, i) => view.setBigInt64(i * 8, v, true));
   w.bytes(9, raw);
 }

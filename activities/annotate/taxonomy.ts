@@ -25,19 +25,51 @@ export type ClusterLabels = z.infer<typeof ClusterLabelsSchema>;
 
 const finite = z.number().refine(Number.isFinite, 'must be finite');
 
+/** Where a fitted artifact came from (taxonomy-activity.ts); carried unchanged into label-import versions. */
+export const TaxonomyFitInfoSchema = z.object({
+  releaseId: z.string(),
+  /** The sample's folder, relative to the data dir: sample.f32 (rows), sample.ndjson (keys), sample.json. */
+  sampleDir: z.string(),
+  samples: z.number().int().nonnegative(),
+  sampleSha256: z.string(),
+  modelSha256: z.string(),
+  seed: z.number().int(),
+  pcaComponents: z.number().int().nonnegative(),
+  clusters: z.number().int().positive(),
+  kmeansSteps: z.number().int().nonnegative(),
+  /** Sum of squared distances of the sample to its centroid, in the centroid space. */
+  inertia: z.number(),
+  /** Sample rows per centroid (index-aligned with centroids). */
+  sizes: z.array(z.number().int().nonnegative()),
+});
+export type TaxonomyFitInfo = z.infer<typeof TaxonomyFitInfoSchema>;
+
 export const TaxonomyModelSchema = z
   .object({
     version: z.string().min(1),
     /** Width of the raw embedding fed to assignCluster (before PCA). */
     embeddingDim: z.number().int().positive(),
     /** y = components · (x - mean); components is [k][embeddingDim]. null = centroids live in embedding space. */
-    pca: z.object({ mean: z.array(finite), components: z.array(z.array(finite)).min(1) }).nullable(),
+    pca: z
+      .object({
+        mean: z.array(finite),
+        components: z.array(z.array(finite)).min(1),
+        explainedVariance: z.array(finite).optional(),
+        explainedVarianceRatio: z.array(finite).optional(),
+      })
+      .nullable(),
     centroids: z.array(z.array(finite)).min(1),
     /** The cluster id (key into labels) of each centroid, index-aligned with centroids. */
     clusterIds: z.array(z.number().int().nonnegative()),
     labels: z.record(z.string(), ClusterLabelSchema),
     /** Provenance, e.g. "bootstrap:seed=1" or the fitting run that produced the centroids. */
     createdFrom: z.string(),
+    /** The version this one was derived from (a label import keeps the geometry and replaces the labels). */
+    parent: z.string().optional(),
+    /** sha256 of the expert labels file imported into this version. */
+    labelsSha256: z.string().optional(),
+    /** Fitting provenance of the geometry (absent for the bootstrap taxonomy). */
+    fit: TaxonomyFitInfoSchema.optional(),
   })
   .superRefine((m, ctx) => {
     const issue = (message: string) => ctx.addIssue({ code: 'custom', message });
@@ -48,6 +80,7 @@ export const TaxonomyModelSchema = z
     }
     if (m.centroids.some((c) => c.length !== space)) issue(`every centroid must have ${space} values`);
     if (m.clusterIds.length !== m.centroids.length) issue(`${m.clusterIds.length} clusterIds for ${m.centroids.length} centroids`);
+    if (new Set(m.clusterIds).size !== m.clusterIds.length) issue('clusterIds must be distinct');
     const missing = m.clusterIds.filter((id) => !(String(id) in m.labels));
     if (missing.length) issue(`no labels for cluster ids ${missing.slice(0, 5).join(', ')}`);
   });
@@ -163,4 +196,86 @@ export function labelFor(model: TaxonomyModel, clusterId: number): ClusterLabel 
   const label = model.labels[String(clusterId)];
   if (!label) throw new Error(`taxonomy ${model.version} has no labels for cluster ${clusterId}`);
   return label;
+}
+
+/** The labels of a cluster nobody has labelled yet (a freshly fitted taxonomy): empty values in the published fields. */
+export function emptyClusterLabel(): ClusterLabel {
+  return { panel_type: '', panel_subtype: '', global_class: [], local_class: [] };
+}
+
+/** True when every cluster of the artifact carries expert labels (not the empty placeholder). */
+export function isLabelled(model: TaxonomyModel): boolean {
+  return model.clusterIds.every((id) => {
+    const l = model.labels[String(id)];
+    return !!l && l.panel_type !== '' && l.global_class.length > 0;
+  });
+}
+
+/** The file the experts fill: cluster_labels.json's format, one key per cluster id ("0".."K-1"), empty values. */
+export function labelsTemplate(model: TaxonomyModel): Record<string, ClusterLabel> {
+  const out: Record<string, ClusterLabel> = {};
+  for (const id of [...model.clusterIds].sort((a, b) => a - b)) out[String(id)] = emptyClusterLabel();
+  return out;
+}
+
+const nonEmpty = z.string().trim().min(1, 'must not be empty');
+
+/**
+ * One filled cluster: the values cluster_labels.json uses (panel_type single|multiple, a panel_subtype, 1+ global
+ * and 1+ local classes; upstream has 1-3 and 1-4). Unknown fields are refused, to catch typos in field names.
+ */
+export const FilledClusterLabelSchema = z
+  .object({
+    panel_type: z.enum(['single', 'multiple']),
+    panel_subtype: nonEmpty,
+    global_class: z.array(nonEmpty).min(1, 'needs at least one global class'),
+    local_class: z.array(nonEmpty).min(1, 'needs at least one local class'),
+  })
+  .strict();
+
+/**
+ * Validate an expert-filled labels file against the artifact it labels: exactly one entry per cluster id, each
+ * complete. Every problem is reported at once, with its cluster id.
+ */
+export function validateFilledLabels(model: TaxonomyModel, value: unknown): ClusterLabels {
+  const problems: string[] = [];
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    problems.push('the file must hold one object keyed by cluster id');
+  } else {
+    const expected = new Set(model.clusterIds.map(String));
+    const keys = Object.keys(value);
+    const missing = [...expected].filter((k) => !keys.includes(k));
+    const extra = keys.filter((k) => !expected.has(k));
+    if (missing.length) problems.push(`${missing.length} clusters missing: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}`);
+    if (extra.length) problems.push(`clusters not in taxonomy ${model.version}: ${extra.slice(0, 10).join(', ')}${extra.length > 10 ? ', ...' : ''}`);
+    for (const k of keys.filter((key) => expected.has(key))) {
+      const parsed = FilledClusterLabelSchema.safeParse((value as Record<string, unknown>)[k]);
+      if (!parsed.success) {
+        for (const issue of parsed.error.issues) problems.push(`cluster "${k}"${issue.path.length ? ` ${issue.path.join('.')}` : ''}: ${issue.message}`);
+      }
+    }
+  }
+  if (problems.length) throw new Error(`invalid labels for taxonomy ${model.version} (${problems.length} problems):\n  ${problems.slice(0, 50).join('\n  ')}${problems.length > 50 ? '\n  ...' : ''}`);
+  return value as ClusterLabels;
+}
+
+/** The next version string: "<v>-r1", then "-r2"...: a label import never reuses its parent's version. */
+export function nextTaxonomyVersion(version: string): string {
+  const m = /^(.*)-r(\d+)$/.exec(version);
+  return m ? `${m[1]}-r${Number(m[2]) + 1}` : `${version}-r1`;
+}
+
+/** A new version with the same geometry (PCA, centroids, cluster ids) and the given labels. */
+export function withLabels(model: TaxonomyModel, labels: ClusterLabels, opts: { version: string; labelsSha256: string; source: string }): TaxonomyModel {
+  if (opts.version === model.version) throw new Error(`the new version must differ from ${model.version}`);
+  const ordered: Record<string, ClusterLabel> = {};
+  for (const id of [...model.clusterIds].sort((a, b) => a - b)) ordered[String(id)] = labels[String(id)]!;
+  return TaxonomyModelSchema.parse({
+    ...model,
+    version: opts.version,
+    labels: ordered,
+    parent: model.version,
+    labelsSha256: opts.labelsSha256,
+    createdFrom: `${model.createdFrom};labels=${opts.source} sha256=${opts.labelsSha256} onto ${model.version}`,
+  });
 }

@@ -14,6 +14,7 @@
  * outputs through untouched, as the original pipeline fed DINOv2's output straight into PCA; a unit-norm
  * output then matches the bootstrap taxonomy's unit-vector centroids (taxonomy.ts).
  */
+import { float32ToHalfArray } from './half';
 import { encodeModel, TensorDataType, type OnnxNode, type OnnxTensor } from './onnx-proto';
 
 export interface TinyVitOptions {
@@ -25,8 +26,13 @@ export interface TinyVitOptions {
   patch?: number;
   /** Square input side (default 224); must be a multiple of `patch`. */
   imageSize?: number;
-  /** Only float32 is emitted; fp16 would need Cast nodes and is not needed for a CPU stand-in. */
-  dtype?: 'float32';
+  /**
+   * 'float32' (default), or 'float16': the same weights rounded to half, a half input and output, and every
+   * node computing in half, as a DINOv2 export converted to fp16 would (the production fp16 file halves the
+   * 1.2 GB checkpoint). onnxruntime's CPU EP lacks half kernels for most of these ops and runs them through
+   * inserted Casts; CUDA and WebGPU run them in half.
+   */
+  dtype?: 'float32' | 'float16';
 }
 
 export const TINY_VIT_INPUT = 'pixel_values';
@@ -92,7 +98,8 @@ export function buildTinyVitModel(opts: TinyVitOptions = {}): Buffer {
   const dim = opts.dim ?? 64;
   const patch = opts.patch ?? 14;
   const imageSize = opts.imageSize ?? 224;
-  if ((opts.dtype ?? 'float32') !== 'float32') throw new Error(`unsupported dtype ${String(opts.dtype)}`);
+  const dtype = opts.dtype ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'float16') throw new Error(`unsupported dtype ${String(opts.dtype)}`);
   for (const [k, v] of Object.entries({ dim, patch, imageSize })) {
     if (!Number.isInteger(v) || v <= 0) throw new Error(`tiny-vit: ${k} must be a positive integer, got ${v}`);
   }
@@ -104,7 +111,9 @@ export function buildTinyVitModel(opts: TinyVitOptions = {}): Buffer {
   const fanIn = 3 * patch * patch;
   const rand = mulberry32(seed);
 
-  const f32 = (name: string, dims: number[], data: Float32Array): OnnxTensor => ({ name, dims, dataType: 'float32', data });
+  // Weights are drawn in float32 whatever the dtype, so the fp16 model is the fp32 model rounded to half.
+  const f32 = (name: string, dims: number[], data: Float32Array): OnnxTensor =>
+    dtype === 'float16' ? { name, dims, dataType: 'float16', data: float32ToHalfArray(data) } : { name, dims, dataType: 'float32', data };
   const { weight, bias } = patchEmbedding(rand, dim, fanIn, patch * patch);
   // Small position embedding and biases, and a zero-centred activation (Tanh): a ReLU MLP added a
   // shared positive component that made all white-background figures embed alike (cosine > 0.99).
@@ -117,7 +126,8 @@ export function buildTinyVitModel(opts: TinyVitOptions = {}): Buffer {
     f32('mlp.fc2.weight', [hidden, dim], uniformTensor(rand, hidden * dim, Math.sqrt(1 / hidden))),
     f32('mlp.fc2.bias', [dim], uniformTensor(rand, dim, 0.01)),
     { name: 'tokens_shape', dims: [3], dataType: 'int64', data: BigInt64Array.from([0n, BigInt(dim), -1n]) },
-    f32('norm_eps', [], Float32Array.of(1e-12)),
+    // 1e-12 underflows to 0 in half; 1e-6 is a half subnormal.
+    f32('norm_eps', [], Float32Array.of(dtype === 'float16' ? 1e-6 : 1e-12)),
   ];
 
   const node = (opType: string, inputs: string[], output: string, attributes?: OnnxNode['attributes']): OnnxNode => ({
@@ -154,16 +164,17 @@ export function buildTinyVitModel(opts: TinyVitOptions = {}): Buffer {
     node('Div', ['pooled', 'safe_norm'], TINY_VIT_OUTPUT),
   ];
 
+  const elem = dtype === 'float16' ? TensorDataType.FLOAT16 : TensorDataType.FLOAT;
   return encodeModel({
     irVersion: IR_VERSION,
     producerName: 'biomedica-release/tiny-vit',
     opsetImports: [{ domain: '', version: OPSET }],
     graph: {
-      name: `tiny_vit_d${dim}_p${patch}_s${imageSize}_seed${seed}`,
+      name: `tiny_vit_d${dim}_p${patch}_s${imageSize}_seed${seed}${dtype === 'float16' ? '_fp16' : ''}`,
       nodes,
       initializers,
-      inputs: [{ name: TINY_VIT_INPUT, elemType: TensorDataType.FLOAT, shape: ['batch', 3, imageSize, imageSize] }],
-      outputs: [{ name: TINY_VIT_OUTPUT, elemType: TensorDataType.FLOAT, shape: ['batch', dim] }],
+      inputs: [{ name: TINY_VIT_INPUT, elemType: elem, shape: ['batch', 3, imageSize, imageSize] }],
+      outputs: [{ name: TINY_VIT_OUTPUT, elemType: elem, shape: ['batch', dim] }],
     },
   });
 }

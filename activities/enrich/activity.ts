@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { readWorkerEnv } from '../../config/release';
+import { entrezRatePerSecond, readWorkerEnv } from '../../config/release';
 import { readJsonIfExists, readNdjson, writeJsonAtomic } from '../common/files';
 
 import { cancellationSignal, runUnitStage, type UnitTask } from '../common/stage';
@@ -24,6 +24,16 @@ export interface PubmedBatchFile {
   failed: string | null;
 }
 
+// The task queue's server-side rate spaces dispatches across all workers; this keeps one busy process from sending
+// two of them back to back when its event loop was held up (observed under load).
+let nextRequestAt = 0;
+async function paceRequests(perSecond: number): Promise<void> {
+  const now = Date.now();
+  const wait = Math.max(0, nextRequestAt - now);
+  nextRequestAt = Math.max(now, nextRequestAt) + 1000 / perSecond;
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+}
+
 export function pubmedBatchPath(unitDir: string, batch: number): string {
   return path.join(unitDir, 'pubmed', `${String(batch).padStart(4, '0')}.json`);
 }
@@ -44,6 +54,7 @@ export async function enrichBatch(task: UnitTask, batch: number): Promise<Enrich
       const file: PubmedBatchFile = { batch, requested: pmids, records: [], notReturned: [], failed: null };
       if (pmids.length > 0) {
         try {
+          await paceRequests(entrezRatePerSecond(env));
           const xml = await efetchPubmed({
             baseUrl: env.NCBI_EUTILS_URL,
             pmids,

@@ -1,19 +1,26 @@
+import { createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { ReleaseInput } from '../../config/release';
 import { exists, insideRoot, readNdjson, writeFileAtomic } from '../common/files';
-import { quarantine } from '../common/quarantine';
+import { quarantine, type QuarantineRecord } from '../common/quarantine';
 import { cancellationSignal, heartbeat, mapLimit, runUnitStage, type UnitTask } from '../common/stage';
+import { fetchLegacyArticle, LegacyPmcSource } from '../legacy/fetch';
+import { openLegacyTransport, type LegacyTransport } from '../legacy/transport';
 import type { ParsedArticleLine } from '../parse/activity';
-import { md5Hex, openSource, SourceError, type PmcSource } from './source';
-
-/** Downloads in flight per activity; the task queue's rate limit bounds the total across workers. */
-const CONCURRENCY = 8;
+import type { PlannedArticle, PlannedUnit } from '../plan/plan';
+import { md5File, ObjectCache } from './cache';
+import { downloadLimiter, fetchTuning, withRetries } from './retry';
+import { DirPmcSource, HttpPmcSource, SourceError, type PmcSource } from './source';
 
 export interface FetchArticlesResult {
   articles: number;
   fetched: number;
   reused: number;
   failed: number;
+  /** Placed from the content-addressed cache (<dataDir>/cache), without a download. */
+  cached?: number;
 }
 
 export function articleXmlPath(unitDir: string, pmcid: string, version: number): string {
@@ -24,55 +31,167 @@ export function mediaPath(unitDir: string, mediaKey: string): string {
   return insideRoot(path.join(unitDir, 'media'), mediaKey);
 }
 
+/** The source a worker reads a release from, with the worker's timeout. */
+export function sourceOf(release: ReleaseInput): PmcSource {
+  const cfg = release.source;
+  if (cfg.kind === 'pmc-cloud-http') return new HttpPmcSource(cfg.baseUrl, fetchTuning().timeoutMs);
+  if (cfg.kind === 'pmc-cloud-dir') return new DirPmcSource(cfg.root);
+  throw new Error(`source ${cfg.kind} is read through its package adapter, not by key`);
+}
+
 /** A file already in place counts only if its md5 is the one the metadata promised. */
 async function intactCopy(file: string, md5: string | null): Promise<boolean> {
   if (!(await exists(file))) return false;
-  return md5 === null ? true : md5Hex(await fs.readFile(file)) === md5;
+  return md5 === null ? true : (await md5File(file)) === md5.toLowerCase();
 }
 
-/**
- * Downloads one object into place unless an intact copy is there. Transient failures escape, so Temporal retries
- * the activity with backoff; permanent ones (404, 403, a persistent md5 mismatch) are thrown as SourceError for
- * the caller to quarantine.
- */
-async function downloadOnce(source: PmcSource, obj: { key: string; md5: string | null }, file: string): Promise<'fetched' | 'reused'> {
-  if (await intactCopy(file, obj.md5)) return 'reused';
-  try {
-    const got = await source.get(obj.key, { expectedMd5: obj.md5, signal: cancellationSignal() });
+/** Streams an object into `file` through a temporary name; the rename happens only after the md5 checked out. */
+async function downloadToFile(source: PmcSource, key: string, md5: string | null, file: string, signal?: AbortSignal): Promise<void> {
+  if (!source.getStream) {
+    const got = await source.get(key, { expectedMd5: md5, signal });
     await writeFileAtomic(file, got.body);
-    return 'fetched';
+    return;
+  }
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    const body = await source.getStream(key, { expectedMd5: md5, signal });
+    await pipeline(body, createWriteStream(tmp));
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+export type PlaceOutcome = 'fetched' | 'reused' | 'cached';
+
+/**
+ * Puts one object in place unless an intact copy is there: from the content-addressed cache when its md5 is known
+ * and cached (so an unchanged object is never downloaded twice, across units and releases), else downloaded with
+ * retries and backoff (timeouts, resets, 5xx, md5 mismatches) inside the worker's download bound. A failure that
+ * outlasts the retries escapes: retryable ones as TransientFetchError (the activity fails, Temporal retries it),
+ * permanent ones (404, 403, an md5 that never matches) as SourceError for the caller to quarantine.
+ */
+export async function placeObject(
+  source: PmcSource,
+  obj: { key: string; md5: string | null },
+  file: string,
+  opts: { cache?: ObjectCache | null; signal?: AbortSignal } = {},
+): Promise<PlaceOutcome> {
+  if (await intactCopy(file, obj.md5)) return 'reused';
+  if (obj.md5 && opts.cache && (await opts.cache.restore(obj.md5, file))) return 'cached';
+  try {
+    await withRetries(() => downloadLimiter().run(() => downloadToFile(source, obj.key, obj.md5, file, opts.signal)), { signal: opts.signal });
   } catch (err) {
     const permanent = err instanceof SourceError && (!err.retryable || err.kind === 'checksum');
     if (!permanent) throw new TransientFetchError(err as Error);
     throw err;
   }
+  if (obj.md5 && opts.cache) await opts.cache.store(obj.md5, file);
+  return 'fetched';
 }
 
-class TransientFetchError extends Error {
+export class TransientFetchError extends Error {
   constructor(override readonly cause: Error) {
     super(cause.message);
   }
 }
 
+function legacyContext(release: ReleaseInput, unitDir: string, transport: LegacyTransport) {
+  const cfg = release.source;
+  if (cfg.kind !== 'pmc-legacy') throw new Error('not a legacy source');
+  return {
+    transport,
+    cache: new ObjectCache(release.dataDir),
+    packageIndexDir: path.join(release.dataDir, 'cache', 'packages'),
+    unitDir,
+    limits: { maxEntryBytes: cfg.maxEntryBytes, maxPackageBytes: cfg.maxPackageBytes },
+    signal: cancellationSignal(),
+  };
+}
+
 export async function fetchArticles(task: UnitTask): Promise<FetchArticlesResult> {
+  if (task.release.source.kind === 'pmc-legacy') return fetchLegacyArticles(task);
   return runUnitStage(task, 'fetch', async ({ layout, unit, quarantine: q }) => {
-    const source = openSource(task.release.source);
+    const source = sourceOf(task.release);
+    const cache = new ObjectCache(task.release.dataDir);
+    const signal = cancellationSignal();
     const unitDir = layout.unitDir(unit.unitId);
-    const result: FetchArticlesResult = { articles: unit.articles.length, fetched: 0, reused: 0, failed: 0 };
+    const result: FetchArticlesResult = { articles: unit.articles.length, fetched: 0, reused: 0, failed: 0, cached: 0 };
     const outputs: string[] = [];
-    await mapLimit(unit.articles, CONCURRENCY, async (a) => {
+    await mapLimit(unit.articles, fetchTuning().perActivity, async (a) => {
       const file = articleXmlPath(unitDir, a.pmcid, a.version);
       try {
-        result[await downloadOnce(source, a.xml, file)]++;
+        const outcome = await placeObject(source, a.xml, file, { cache, signal });
+        result[outcome] = (result[outcome] ?? 0) + 1;
         outputs.push(file);
       } catch (err) {
         if (err instanceof TransientFetchError) throw err.cause;
         result.failed++;
         q.push(quarantine({ article: `${a.pmcid}.${a.version}`, stage: 'fetch', reason: err instanceof SourceError ? `xml-${err.kind}` : 'xml-error', detail: (err as Error).message }));
       }
-      heartbeat({ fetched: result.fetched + result.reused, of: unit.articles.length });
+      heartbeat({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
     });
     outputs.sort();
+    return { result, outputs };
+  });
+}
+
+/**
+ * Legacy packages: each article's package is downloaded (or taken from the cache), stream-extracted and verified;
+ * its nXML lands at `articles/<PMCID>.1.xml` and its images at `media/<PMCID>.1/<name>`, exactly where the cloud
+ * path puts them. The list names no media, so this stage fills the unit's `media` (key and md5 of each image) in
+ * plan/units/<unit>.json, which parse reads next; that file is one of the stage's outputs, so a re-plan that
+ * rewrites it makes this stage run again (reusing every extracted file).
+ */
+async function fetchLegacyArticles(task: UnitTask): Promise<FetchArticlesResult> {
+  return runUnitStage(task, 'fetch', async ({ layout, unit, quarantine: q }) => {
+    const cfg = task.release.source;
+    if (cfg.kind !== 'pmc-legacy') throw new Error('unreachable');
+    const transport = openLegacyTransport(cfg, fetchTuning().timeoutMs);
+    const unitDir = layout.unitDir(unit.unitId);
+    const ctx = legacyContext(task.release, unitDir, transport);
+    const result: FetchArticlesResult = { articles: unit.articles.length, fetched: 0, reused: 0, failed: 0, cached: 0 };
+    const outputs: string[] = [];
+    const records = new Map<string, QuarantineRecord[]>();
+    const updated: PlannedArticle[] = unit.articles.map((a) => ({ ...a }));
+    try {
+      await mapLimit(updated, fetchTuning().perActivity, async (a) => {
+        const article = `${a.pmcid}.${a.version}`;
+        const recs: QuarantineRecord[] = [];
+        records.set(article, recs);
+        try {
+          const { index, outcome } = await fetchLegacyArticle(ctx, a);
+          a.media = index.images.map((m) => ({ key: `${article}/${m.name}`, md5: m.md5 }));
+          for (const r of index.rejected) recs.push(quarantine({ article, stage: 'fetch', reason: `package-${r.reason}`, detail: `${a.package?.path}: ${r.detail}` }));
+          if (!index.xml) {
+            result.failed++;
+            recs.push(quarantine({ article, stage: 'fetch', reason: 'xml-not-in-package', detail: `${a.package?.path} holds no .nxml member` }));
+          } else {
+            result[outcome] = (result[outcome] ?? 0) + 1;
+            outputs.push(articleXmlPath(unitDir, a.pmcid, a.version));
+          }
+        } catch (err) {
+          const permanent = err instanceof SourceError && (!err.retryable || err.kind === 'checksum');
+          if (!permanent) throw err;
+          result.failed++;
+          a.media = [];
+          recs.push(quarantine({ article, stage: 'fetch', reason: `xml-${(err as SourceError).kind}`, detail: (err as Error).message }));
+        }
+        heartbeat({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
+      });
+    } finally {
+      await transport.close();
+      await fs.rm(path.join(unitDir, '.staging'), { recursive: true, force: true }).catch(() => undefined);
+    }
+    // Quarantine in plan order, whatever order the downloads finished in.
+    for (const a of updated) q.push(...(records.get(`${a.pmcid}.${a.version}`) ?? []));
+    const unitFile = layout.unitFile(unit.unitId);
+    const next: PlannedUnit = { ...unit, articles: updated };
+    await writeFileAtomic(unitFile, JSON.stringify(next) + '\n');
+    outputs.sort();
+    outputs.push(unitFile);
     return { result, outputs };
   });
 }
@@ -82,13 +201,21 @@ export interface FetchMediaResult {
   fetched: number;
   reused: number;
   failed: number;
+  cached?: number;
 }
 
 /** Fetches only the media files that parse resolved for figures (never PDFs, text or supplements). */
 export async function fetchFigureMedia(task: UnitTask): Promise<FetchMediaResult> {
   return runUnitStage(task, 'media', async ({ layout, unit, quarantine: q }) => {
-    const source = openSource(task.release.source);
+    const cfg = task.release.source;
     const unitDir = layout.unitDir(unit.unitId);
+    const transport = cfg.kind === 'pmc-legacy' ? openLegacyTransport(cfg, fetchTuning().timeoutMs) : null;
+    const source =
+      cfg.kind === 'pmc-legacy'
+        ? new LegacyPmcSource(transport!, unit.articles, { maxEntryBytes: cfg.maxEntryBytes, maxPackageBytes: cfg.maxPackageBytes }, path.join(unitDir, '.staging'))
+        : sourceOf(task.release);
+    const cache = new ObjectCache(task.release.dataDir);
+    const signal = cancellationSignal();
     const parsed = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));
     const wanted = new Map<string, { key: string; md5: string | null; article: string; figures: string[] }>();
     for (const line of parsed) {
@@ -99,22 +226,27 @@ export async function fetchFigureMedia(task: UnitTask): Promise<FetchMediaResult
         wanted.set(f.mediaKey, w);
       }
     }
-    const result: FetchMediaResult = { wanted: wanted.size, fetched: 0, reused: 0, failed: 0 };
+    const result: FetchMediaResult = { wanted: wanted.size, fetched: 0, reused: 0, failed: 0, cached: 0 };
     const outputs: string[] = [];
-    await mapLimit([...wanted.values()], CONCURRENCY, async (w) => {
-      const file = mediaPath(unitDir, w.key);
-      try {
-        result[await downloadOnce(source, w, file)]++;
-        outputs.push(file);
-      } catch (err) {
-        if (err instanceof TransientFetchError) throw err.cause;
-        result.failed++;
-        for (const figure of w.figures) {
-          q.push(quarantine({ article: w.article, figure, stage: 'media', reason: err instanceof SourceError ? `image-${err.kind}` : 'image-error', detail: (err as Error).message }));
+    try {
+      await mapLimit([...wanted.values()], fetchTuning().perActivity, async (w) => {
+        const file = mediaPath(unitDir, w.key);
+        try {
+          const outcome = await placeObject(source, w, file, { cache, signal });
+          result[outcome] = (result[outcome] ?? 0) + 1;
+          outputs.push(file);
+        } catch (err) {
+          if (err instanceof TransientFetchError) throw err.cause;
+          result.failed++;
+          for (const figure of w.figures) {
+            q.push(quarantine({ article: w.article, figure, stage: 'media', reason: err instanceof SourceError ? `image-${err.kind}` : 'image-error', detail: (err as Error).message }));
+          }
         }
-      }
-      heartbeat({ fetched: result.fetched + result.reused, of: wanted.size });
-    });
+        heartbeat({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: wanted.size });
+      });
+    } finally {
+      await transport?.close();
+    }
     outputs.sort();
     return { result, outputs };
   });

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { SourceConfig } from '../../config/release';
 
 /** One object read from the bucket, verified complete before it is returned. */
@@ -15,18 +18,30 @@ export interface ListedPrefixes {
   keys: string[];
 }
 
+export interface GetOptions {
+  expectedMd5?: string | null;
+  /** Cancellation (the activity's); a timeout applies on top of it. */
+  signal?: AbortSignal;
+}
+
 /** The PMC cloud bucket, over S3's HTTP API or from a directory holding the same layout. */
 export interface PmcSource {
   readonly description: string;
-  get(key: string, opts?: { expectedMd5?: string | null; signal?: AbortSignal }): Promise<SourceObject>;
+  get(key: string, opts?: GetOptions): Promise<SourceObject>;
   list(prefix: string, delimiter?: string): Promise<ListedPrefixes>;
+  /**
+   * The object as a stream, for objects too large to hold (inventory data files, big images). The stream ends
+   * with an error (a SourceError) instead of its last chunk when the bytes are short or the md5 differs, so a
+   * consumer that sees `end` has seen the whole, verified object.
+   */
+  getStream?(key: string, opts?: GetOptions): Promise<Readable>;
 }
 
 /** Why a read failed, and whether trying again can help. */
 export class SourceError extends Error {
   constructor(
     message: string,
-    readonly kind: 'not-found' | 'forbidden' | 'checksum' | 'server' | 'network' | 'unsafe-key',
+    readonly kind: 'not-found' | 'forbidden' | 'checksum' | 'server' | 'network' | 'unsafe-key' | 'too-large',
     readonly retryable: boolean,
     readonly key: string,
   ) {
@@ -54,6 +69,45 @@ function assertSafeKey(key: string): void {
   }
 }
 
+/**
+ * Counts and hashes the bytes that pass; at the end, fails the stream (instead of ending it) when fewer bytes
+ * came than declared or the md5 differs from the expected one.
+ */
+export class VerifyingStream extends Transform {
+  private readonly hash = createHash('md5');
+  bytes = 0;
+  constructor(private readonly key: string, private readonly expectedMd5: string | null | undefined, private readonly declaredLength: number | null) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.declaredLength !== null && this.declaredLength !== this.bytes) {
+      cb(new SourceError(`GET ${this.key}: got ${this.bytes} of ${this.declaredLength} bytes`, 'network', true, this.key));
+      return;
+    }
+    const got = this.hash.digest('hex');
+    if (this.expectedMd5 && got !== this.expectedMd5.toLowerCase()) {
+      cb(new SourceError(`md5 mismatch for ${this.key}: expected ${this.expectedMd5}, got ${got} (${this.bytes} bytes)`, 'checksum', true, this.key));
+      return;
+    }
+    cb();
+  }
+}
+
+/** The error a stream of `key` failed with, as a SourceError (a reset or abort mid-body is a retryable 'network' error). */
+export function asSourceError(err: unknown, key: string, what = 'GET'): SourceError | Error {
+  if (err instanceof SourceError) return err;
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e?.name === 'AbortError' && !/timeout/i.test(String(e.message))) return e; // cancellation: not the object's fault
+  const cause = e?.cause?.code ?? e?.cause?.message;
+  const timedOut = e?.name === 'TimeoutError' || /timeout|timed out/i.test(String(e?.message));
+  return new SourceError(`${what} ${key} ${timedOut ? 'timed out' : 'failed'}: ${e?.message ?? String(err)}${cause ? ` (${cause})` : ''}`, 'network', true, key);
+}
+
 function verify(key: string, body: Buffer, expectedMd5: string | null | undefined): void {
   if (expectedMd5 && md5Hex(body) !== expectedMd5.toLowerCase()) {
     throw new SourceError(`md5 mismatch for ${key}: expected ${expectedMd5}, got ${md5Hex(body)} (${body.length} bytes)`, 'checksum', true, key);
@@ -62,28 +116,57 @@ function verify(key: string, body: Buffer, expectedMd5: string | null | undefine
 
 export class HttpPmcSource implements PmcSource {
   readonly description: string;
-  constructor(private readonly baseUrl: string, private readonly timeoutMs = 60_000) {
+  /**
+   * `timeoutMs` bounds a whole `get` and every silence in a stream; `deadlineMs` (10 x timeoutMs unless given)
+   * bounds a whole stream, so a body that trickles just fast enough to stay alive still ends.
+   */
+  constructor(
+    private readonly baseUrl: string,
+    private readonly timeoutMs = 60_000,
+    private readonly deadlineMs = timeoutMs * 10,
+  ) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.description = `PMC cloud bucket at ${this.baseUrl}`;
   }
 
-  async get(key: string, opts: { expectedMd5?: string | null; signal?: AbortSignal } = {}): Promise<SourceObject> {
+  private url(key: string): string {
+    return `${this.baseUrl}/${key.split('/').map(encodeURIComponent).join('/')}`;
+  }
+
+  /** The caller's cancellation plus this source's timeout: a stalled or trickling body fails as a retryable timeout. */
+  private signalFor(opts: GetOptions): AbortSignal {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    return opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+  }
+
+  private async request(key: string, opts: GetOptions, signal: AbortSignal = this.signalFor(opts)): Promise<Response> {
     assertSafeKey(key);
-    const url = `${this.baseUrl}/${key.split('/').map(encodeURIComponent).join('/')}`;
     let res: Response;
     try {
-      res = await fetch(url, { signal: opts.signal ?? AbortSignal.timeout(this.timeoutMs) });
+      res = await fetch(this.url(key), { signal });
     } catch (err) {
-      throw new SourceError(`GET ${key} failed: ${(err as Error).message}`, 'network', true, key);
+      if (opts.signal?.aborted) throw err;
+      throw asSourceError(err, key);
     }
     if (res.status === 404) throw new SourceError(`GET ${key}: 404 NoSuchKey`, 'not-found', false, key);
     if (res.status === 403) throw new SourceError(`GET ${key}: 403 AccessDenied`, 'forbidden', false, key);
-    if (!res.ok) throw new SourceError(`GET ${key}: HTTP ${res.status}`, 'server', true, key);
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new SourceError(`GET ${key}: HTTP ${res.status}`, 'server', true, key);
+    }
+    return res;
+  }
+
+  async get(key: string, opts: GetOptions = {}): Promise<SourceObject> {
+    const res = await this.request(key, opts);
     let body: Buffer;
     try {
       body = Buffer.from(await res.arrayBuffer());
     } catch (err) {
-      throw new SourceError(`GET ${key}: body interrupted: ${(err as Error).message}`, 'network', true, key);
+      if (opts.signal?.aborted) throw err;
+      const e = err as Error;
+      const timedOut = e?.name === 'TimeoutError' || /timeout|timed out/i.test(String(e?.message));
+      throw new SourceError(`GET ${key}: body ${timedOut ? 'timed out' : 'interrupted'}: ${e?.message ?? String(err)}`, 'network', true, key);
     }
     const declared = res.headers.get('content-length');
     if (declared !== null && Number(declared) !== body.length) {
@@ -91,6 +174,43 @@ export class HttpPmcSource implements PmcSource {
     }
     verify(key, body, opts.expectedMd5);
     return { key, body, etag: res.headers.get('etag')?.replace(/"/g, '') ?? null };
+  }
+
+  /** Streams the body; the timeout here is an idle one (no byte for timeoutMs), so a long healthy transfer is never cut. */
+  async getStream(key: string, opts: GetOptions = {}): Promise<Readable> {
+    const idle = new AbortController();
+    let timer = setTimeout(() => idle.abort(new DOMException(`no data for ${this.timeoutMs} ms`, 'TimeoutError')), this.timeoutMs);
+    const rearm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(new DOMException(`no data for ${this.timeoutMs} ms`, 'TimeoutError')), this.timeoutMs);
+    };
+    const deadline = AbortSignal.timeout(this.deadlineMs);
+    const signal = AbortSignal.any([...(opts.signal ? [opts.signal] : []), idle.signal, deadline]);
+    let res: Response;
+    try {
+      res = await this.request(key, opts, signal);
+    } catch (err) {
+      clearTimeout(timer);
+      throw err;
+    }
+    const declared = res.headers.get('content-length');
+    const verifier = new VerifyingStream(key, opts.expectedMd5, declared === null ? null : Number(declared));
+    const body = res.body ? Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
+    body.on('data', rearm);
+    body.on('error', (err) => {
+      clearTimeout(timer);
+      const reason = idle.signal.aborted ? idle.signal.reason : deadline.aborted ? new DOMException(`not done within ${this.deadlineMs} ms`, 'TimeoutError') : err;
+      verifier.destroy(opts.signal?.aborted ? (err as Error) : asSourceError(reason, key));
+    });
+    body.on('end', () => clearTimeout(timer));
+    verifier.on('close', () => {
+      clearTimeout(timer);
+      if (!body.readableEnded) body.destroy();
+    });
+    // A reset can come before the caller attaches its handlers: the error stays on the stream (`errored`, and
+    // any later read or iteration throws it) instead of crashing the process as an unhandled 'error' event.
+    verifier.on('error', () => undefined);
+    return body.pipe(verifier);
   }
 
   async list(prefix: string, delimiter?: string): Promise<ListedPrefixes> {
@@ -121,7 +241,7 @@ export class DirPmcSource implements PmcSource {
     this.description = `PMC bucket mirror in ${root}`;
   }
 
-  async get(key: string, opts: { expectedMd5?: string | null } = {}): Promise<SourceObject> {
+  async get(key: string, opts: GetOptions = {}): Promise<SourceObject> {
     assertSafeKey(key);
     let body: Buffer;
     try {
@@ -134,6 +254,21 @@ export class DirPmcSource implements PmcSource {
     }
     verify(key, body, opts.expectedMd5);
     return { key, body, etag: md5Hex(body) };
+  }
+
+  async getStream(key: string, opts: GetOptions = {}): Promise<Readable> {
+    assertSafeKey(key);
+    const file = path.join(this.root, key);
+    const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new SourceError(`${key} not in mirror`, 'not-found', false, key);
+      throw new SourceError(`read ${key}: ${err.message}`, 'network', true, key);
+    });
+    if (!st.isFile()) throw new SourceError(`${key} not in mirror`, 'not-found', false, key);
+    const verifier = new VerifyingStream(key, opts.expectedMd5, st.size);
+    const input = createReadStream(file);
+    input.on('error', (err) => verifier.destroy(new SourceError(`read ${key}: ${err.message}`, 'network', true, key)));
+    verifier.on('error', () => undefined); // kept on the stream for the consumer, as in HttpPmcSource.getStream
+    return input.pipe(verifier);
   }
 
   async list(prefix: string, delimiter?: string): Promise<ListedPrefixes> {
@@ -173,6 +308,9 @@ export async function listDirectory(root: string, prefix: string, delimiter?: st
   return { prefixes: [...prefixes].sort(), keys: direct };
 }
 
-export function openSource(cfg: SourceConfig): PmcSource {
-  return cfg.kind === 'pmc-cloud-http' ? new HttpPmcSource(cfg.baseUrl) : new DirPmcSource(cfg.root);
+/** The cloud bucket by key. The legacy tree has no keys: it is read through activities/legacy (packages, file list). */
+export function openSource(cfg: SourceConfig, timeoutMs?: number): PmcSource {
+  if (cfg.kind === 'pmc-cloud-http') return new HttpPmcSource(cfg.baseUrl, timeoutMs);
+  if (cfg.kind === 'pmc-cloud-dir') return new DirPmcSource(cfg.root);
+  throw new Error(`source kind ${cfg.kind} is not a bucket: read it through activities/legacy`);
 }

@@ -1,12 +1,21 @@
 /**
  * Parquet export of the published samples (one row per figure), written with @dsnp/parquetjs.
  *
+ * Every one of the 25 json keys is a column of the same name with the same value (docs/dataset-format.md),
+ * plus key, shard, subset, caption, width, height, byte size, sha256, pmid, doi and optionally the jpg bytes.
  * Layout choices, fixed so files are reproducible and readable by pyarrow / HF datasets:
- * - strings UTF8, integers INT64, lists as repeated UTF8 fields (pyarrow reads list<string>),
+ * - strings UTF8, integers INT64, lists as repeated fields (pyarrow reads list<string> / list<int64>),
  *   nullable pmid/doi as optional UTF8, the image as an optional BYTE_ARRAY column that exists
  *   only when includeImageBytes is set;
+ * - image_set as a repeated group (pyarrow: list<struct<image_id, image_file_name, image_path, caption, hash>>),
+ *   image_context, a JSON object keyed by figure id, as a repeated group of (image_id, paragraphs) in the
+ *   object's key order (list<struct<image_id: string, paragraphs: list<string>>>): typed, and one schema for
+ *   every row, where a struct keyed by figure ids would differ from article to article;
  * - SNAPPY compression, data page v1, no page index, and no min/max statistics on the image
  *   and long free-text columns (parquetjs does not truncate them, so they would bloat the footer);
+ *   statistics on the short columns you filter by (key, subset, labels, journal, date, license, ...);
+ * - row groups of at most 1,000 rows and about 128 MiB of values, so a reader skips whole groups by their
+ *   statistics and a writer or reader never holds more than one group (images included) in memory;
  * - parquetjs writes no timestamps (created_by is a constant), so equal rows give equal bytes.
  * Like the tar shards, the file is written under a temp name, fsynced and renamed.
  */
@@ -16,6 +25,21 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
 import { z } from 'zod';
+
+/** One entry of the published `image_set`: every figure of the article. */
+export interface ImageSetEntry {
+  image_id: string;
+  image_file_name: string;
+  image_path: string;
+  caption: string;
+  hash: string | null;
+}
+
+/** One key of the published `image_context` object: a figure id and the paragraphs that cite it. */
+export interface ImageContextEntry {
+  image_id: string;
+  paragraphs: string[];
+}
 
 export type SampleRow = {
   key: string;
@@ -35,6 +59,9 @@ export type SampleRow = {
   image_panel_subtype: string;
   image_primary_label: string[];
   image_secondary_label: string[];
+  image_size: [number, number];
+  image_set: ImageSetEntry[];
+  image_context: ImageContextEntry[];
   article_accession_id: string;
   article_title: string;
   article_journal: string;
@@ -44,9 +71,11 @@ export type SampleRow = {
   article_keywords: string[];
   article_reference_ids: string[];
   article_reference_count: number;
+  article_reference_list: string[];
   article_subject: string[];
   article_citation: string;
   article_license: string;
+  article_text: string;
   article_pmid: string | null;
   article_doi: string | null;
   caption_json?: never;
@@ -74,6 +103,9 @@ export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
   image_panel_subtype: z.string(),
   image_primary_label: strList,
   image_secondary_label: strList,
+  image_size: z.tuple([count, count]),
+  image_set: z.array(z.strictObject({ image_id: z.string(), image_file_name: z.string(), image_path: z.string(), caption: z.string(), hash: z.string().nullable() })),
+  image_context: z.array(z.strictObject({ image_id: z.string(), paragraphs: strList })),
   article_accession_id: z.string(),
   article_title: z.string(),
   article_journal: z.string(),
@@ -83,46 +115,85 @@ export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
   article_keywords: strList,
   article_reference_ids: strList,
   article_reference_count: count,
+  article_reference_list: strList,
   article_subject: strList,
   article_citation: z.string(),
   article_license: z.string(),
+  article_text: z.string(),
   article_pmid: z.string().nullable(),
   article_doi: z.string().nullable(),
   caption_json: z.never().optional(),
 });
 
-type Kind = 'str' | 'int' | 'list' | 'nullable' | 'bytes';
+type Kind = 'str' | 'int' | 'list' | 'intList' | 'nullable' | 'bytes' | 'imageSet' | 'imageContext';
 
 /** Column order of the file; `image` is dropped when image bytes are not included. */
 const COLUMNS: readonly (readonly [keyof SampleRow, Kind])[] = [
   ['key', 'str'], ['shard', 'str'], ['subset', 'str'], ['caption', 'str'],
   ['image_width', 'int'], ['image_height', 'int'], ['image_bytes_size', 'int'], ['image_sha256', 'str'],
   ['image', 'bytes'],
+  // The 25 published json keys, in the published order.
   ['image_file_name', 'str'], ['image_cluster_id', 'str'], ['image_hash', 'str'], ['image_label_id', 'str'],
   ['image_panel_type', 'str'], ['image_panel_subtype', 'str'],
-  ['image_primary_label', 'list'], ['image_secondary_label', 'list'],
+  ['image_primary_label', 'list'], ['image_secondary_label', 'list'], ['image_size', 'intList'],
+  ['image_set', 'imageSet'], ['image_context', 'imageContext'],
   ['article_accession_id', 'str'], ['article_title', 'str'], ['article_journal', 'str'], ['article_date', 'str'],
   ['article_abstract', 'str'], ['article_mesh_terms', 'list'], ['article_keywords', 'list'],
-  ['article_reference_ids', 'list'], ['article_reference_count', 'int'], ['article_subject', 'list'],
-  ['article_citation', 'str'], ['article_license', 'str'], ['article_pmid', 'nullable'], ['article_doi', 'nullable'],
+  ['article_reference_ids', 'list'], ['article_reference_count', 'int'], ['article_reference_list', 'list'],
+  ['article_subject', 'list'], ['article_citation', 'str'], ['article_license', 'str'], ['article_text', 'str'],
+  ['article_pmid', 'nullable'], ['article_doi', 'nullable'],
 ];
 
-/** Columns whose min/max statistics would be whole images or paragraphs. */
-const NO_STATS = new Set<string>(['image', 'caption', 'article_title', 'article_abstract', 'article_citation', 'article_mesh_terms', 'article_reference_ids']);
+/** Columns whose min/max statistics would be whole images or paragraphs (or nested groups of them). */
+const NO_STATS = new Set<string>([
+  'image', 'caption', 'image_set', 'image_context', 'article_title', 'article_abstract', 'article_citation',
+  'article_mesh_terms', 'article_reference_ids', 'article_reference_list', 'article_text',
+]);
 
 export const PARQUET_COMPRESSION = 'SNAPPY' as const;
 export const DEFAULT_ROW_GROUP_SIZE = 1000;
+/** Upper bound of a row group's values (image bytes and text), before compression. */
+export const DEFAULT_ROW_GROUP_BYTES = 128 * 1024 * 1024;
+
+type FieldDef = Record<string, unknown>;
+
+function utf8(name: string, extra: FieldDef = {}): FieldDef {
+  return { type: 'UTF8', compression: PARQUET_COMPRESSION, ...(NO_STATS.has(name) ? { statistics: false } : {}), ...extra };
+}
 
 export function sampleParquetSchema(includeImageBytes: boolean): ParquetSchema {
-  const def: Record<string, Record<string, unknown>> = {};
+  const def: Record<string, FieldDef> = {};
+  const text = (extra: FieldDef = {}): FieldDef => ({ type: 'UTF8', compression: PARQUET_COMPRESSION, statistics: false, ...extra });
   for (const [name, kind] of COLUMNS) {
-    if (kind === 'bytes' && !includeImageBytes) continue;
-    const field: Record<string, unknown> = { compression: PARQUET_COMPRESSION };
-    if (kind === 'int') field.type = 'INT64';
-    else if (kind === 'bytes') Object.assign(field, { type: 'BYTE_ARRAY', optional: true });
-    else Object.assign(field, { type: 'UTF8', ...(kind === 'list' ? { repeated: true } : {}), ...(kind === 'nullable' ? { optional: true } : {}) });
-    if (NO_STATS.has(name)) field.statistics = false;
-    def[name] = field;
+    switch (kind) {
+      case 'bytes':
+        if (includeImageBytes) def[name] = { type: 'BYTE_ARRAY', optional: true, compression: PARQUET_COMPRESSION, statistics: false };
+        break;
+      case 'int':
+        def[name] = { type: 'INT64', compression: PARQUET_COMPRESSION };
+        break;
+      case 'intList':
+        def[name] = { type: 'INT64', repeated: true, compression: PARQUET_COMPRESSION };
+        break;
+      case 'str':
+        def[name] = utf8(name);
+        break;
+      case 'list':
+        def[name] = utf8(name, { repeated: true });
+        break;
+      case 'nullable':
+        def[name] = utf8(name, { optional: true });
+        break;
+      case 'imageSet':
+        def[name] = {
+          repeated: true,
+          fields: { image_id: text(), image_file_name: text(), image_path: text(), caption: text(), hash: text({ optional: true }) },
+        };
+        break;
+      case 'imageContext':
+        def[name] = { repeated: true, fields: { image_id: text(), paragraphs: text({ repeated: true }) } };
+        break;
+    }
   }
   return new ParquetSchema(def as ConstructorParameters<typeof ParquetSchema>[0]);
 }
@@ -130,8 +201,13 @@ export function sampleParquetSchema(includeImageBytes: boolean): ParquetSchema {
 export interface ParquetWriteOptions {
   /** Add the `image` column with the jpg bytes (rows without `image` get null). Default false. */
   includeImageBytes?: boolean;
-  /** Rows per row group; default 1000 (bounds writer memory when images are included). */
+  /** Most rows per row group; default 1000. */
   rowGroupSize?: number;
+  /**
+   * Most bytes of values (image bytes, strings, 8 per integer) per row group, before compression; default
+   * 128 MiB. A group always holds at least one row. Bounds writer and reader memory when images are included.
+   */
+  rowGroupBytes?: number;
 }
 
 export interface WrittenParquet {
@@ -145,20 +221,66 @@ function toRecord(row: SampleRow, includeImageBytes: boolean): Record<string, un
   const rec: Record<string, unknown> = {};
   for (const [name, kind] of COLUMNS) {
     const v = row[name];
-    if (kind === 'bytes') {
-      if (includeImageBytes && v !== undefined) rec[name] = v;
-    } else if (kind === 'int') rec[name] = BigInt(v as number);
-    else if (kind === 'nullable') {
-      if (v !== null) rec[name] = v;
-    } else rec[name] = v;
+    switch (kind) {
+      case 'bytes':
+        if (includeImageBytes && v !== undefined) rec[name] = v;
+        break;
+      case 'int':
+        rec[name] = BigInt(v as number);
+        break;
+      case 'intList':
+        rec[name] = (v as number[]).map((x) => BigInt(x));
+        break;
+      case 'nullable':
+        if (v !== null) rec[name] = v;
+        break;
+      case 'imageSet':
+        rec[name] = (v as ImageSetEntry[]).map((e) => (e.hash === null ? { image_id: e.image_id, image_file_name: e.image_file_name, image_path: e.image_path, caption: e.caption } : e));
+        break;
+      default:
+        rec[name] = v;
+    }
   }
   return rec;
+}
+
+/** The value bytes a row adds to its row group: what rowGroupBytes counts. */
+export function rowValueBytes(row: SampleRow, includeImageBytes: boolean): number {
+  let n = includeImageBytes && row.image ? row.image.length : 0;
+  const add = (v: unknown): void => {
+    if (typeof v === 'string') n += Buffer.byteLength(v, 'utf8');
+    else if (typeof v === 'number') n += 8;
+    else if (Array.isArray(v)) v.forEach(add);
+    else if (v !== null && typeof v === 'object' && !Buffer.isBuffer(v)) Object.values(v).forEach(add);
+  };
+  for (const [name, kind] of COLUMNS) if (kind !== 'bytes') add(row[name]);
+  return n;
+}
+
+/** Row counts of the row groups: at most `maxRows` rows and (unless a single row is bigger) `maxBytes` bytes each. */
+export function planRowGroups(rowBytes: readonly number[], maxRows: number, maxBytes: number): number[] {
+  const groups: number[] = [];
+  let rows = 0;
+  let bytes = 0;
+  for (const b of rowBytes) {
+    if (rows > 0 && (rows >= maxRows || bytes + b > maxBytes)) {
+      groups.push(rows);
+      rows = 0;
+      bytes = 0;
+    }
+    rows++;
+    bytes += b;
+  }
+  if (rows > 0) groups.push(rows);
+  return groups;
 }
 
 export async function writeSamplesParquet(finalPath: string, rows: SampleRow[], opts: ParquetWriteOptions = {}): Promise<WrittenParquet> {
   const includeImageBytes = opts.includeImageBytes ?? false;
   const rowGroupSize = opts.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE;
+  const rowGroupBytes = opts.rowGroupBytes ?? DEFAULT_ROW_GROUP_BYTES;
   if (!Number.isInteger(rowGroupSize) || rowGroupSize < 1) throw new RangeError(`rowGroupSize must be a positive integer, got ${rowGroupSize}`);
+  if (!Number.isInteger(rowGroupBytes) || rowGroupBytes < 1) throw new RangeError(`rowGroupBytes must be a positive integer, got ${rowGroupBytes}`);
   // Validate everything before creating a file, so a bad row never leaves a partial behind.
   rows.forEach((row, i) => {
     const parsed = SampleRowSchema.safeParse(row);
@@ -168,7 +290,11 @@ export async function writeSamplesParquet(finalPath: string, rows: SampleRow[], 
       const sha = createHash('sha256').update(row.image).digest('hex');
       if (sha !== row.image_sha256) throw new Error(`sample ${row.key}: image bytes do not match image_sha256`);
     }
+    if (row.image_size[0] !== row.image_width || row.image_size[1] !== row.image_height) {
+      throw new Error(`sample ${row.key}: image_size ${JSON.stringify(row.image_size)} is not [image_width, image_height]`);
+    }
   });
+  const groups = planRowGroups(rows.map((r) => rowValueBytes(r, includeImageBytes)), rowGroupSize, rowGroupBytes);
 
   await fsp.mkdir(path.dirname(finalPath), { recursive: true });
   const partialPath = `${finalPath}.partial-${process.pid}`;
@@ -181,7 +307,13 @@ export async function writeSamplesParquet(finalPath: string, rows: SampleRow[], 
       useDataPageV2: false,
       pageIndex: false,
     });
-    for (const row of rows) await writer.appendRow(toRecord(row, includeImageBytes));
+    // parquetjs flushes a row group when it holds rowGroupSize rows: set each group's own size before its first row.
+    let next = 0;
+    for (const size of groups) {
+      writer.setRowGroupSize(size);
+      for (const row of rows.slice(next, next + size)) await writer.appendRow(toRecord(row, includeImageBytes));
+      next += size;
+    }
     await writer.close();
     const fh = await fsp.open(partialPath, 'r+');
     try {
@@ -208,28 +340,89 @@ async function hashFile(file: string): Promise<{ bytes: number; sha256: string }
   return { bytes, sha256: h.digest('hex') };
 }
 
-/** Reads a file written by writeSamplesParquet back into SampleRows (for checks and tests). */
-export async function readSamplesParquet(file: string): Promise<SampleRow[]> {
+function fromRecord(r: Record<string, unknown>): SampleRow {
+  const row: Record<string, unknown> = {};
+  const list = <T>(v: unknown): T[] => (v === undefined || v === null ? [] : (v as T[]));
+  for (const [name, kind] of COLUMNS) {
+    const v = r[name];
+    switch (kind) {
+      case 'bytes':
+        if (v !== undefined && v !== null) row[name] = Buffer.from(v as Buffer);
+        break;
+      case 'int':
+        row[name] = Number(v);
+        break;
+      case 'intList':
+        row[name] = list<bigint>(v).map(Number);
+        break;
+      case 'list':
+        row[name] = list<string>(v);
+        break;
+      case 'nullable':
+        row[name] = v === undefined ? null : v;
+        break;
+      case 'imageSet':
+        row[name] = list<Record<string, unknown>>(v).map((e) => ({
+          image_id: e.image_id, image_file_name: e.image_file_name, image_path: e.image_path, caption: e.caption, hash: e.hash ?? null,
+        }));
+        break;
+      case 'imageContext':
+        row[name] = list<Record<string, unknown>>(v).map((e) => ({ image_id: e.image_id, paragraphs: list<string>(e.paragraphs) }));
+        break;
+      default:
+        row[name] = v;
+    }
+  }
+  return row as SampleRow;
+}
+
+/** Streams the rows of a file written by writeSamplesParquet, one row group in memory at a time. */
+export async function* iterateSamplesParquet(file: string): AsyncGenerator<SampleRow> {
   const reader = await ParquetReader.openFile(file);
   try {
     const cursor = reader.getCursor();
-    const rows: SampleRow[] = [];
-    for (let rec = await cursor.next(); rec; rec = await cursor.next()) {
-      const r = rec as Record<string, unknown>;
-      const row: Record<string, unknown> = {};
-      for (const [name, kind] of COLUMNS) {
-        const v = r[name];
-        if (kind === 'bytes') {
-          if (v !== undefined && v !== null) row[name] = Buffer.from(v as Buffer);
-        } else if (kind === 'int') row[name] = Number(v);
-        else if (kind === 'list') row[name] = v === undefined || v === null ? [] : (v as string[]);
-        else if (kind === 'nullable') row[name] = v === undefined ? null : v;
-        else row[name] = v;
-      }
-      rows.push(row as SampleRow);
-    }
-    return rows;
+    for (let rec = await cursor.next(); rec; rec = await cursor.next()) yield fromRecord(rec as Record<string, unknown>);
   } finally {
     await reader.close();
   }
+}
+
+/** Reads a file written by writeSamplesParquet back into SampleRows (for checks and tests). */
+export async function readSamplesParquet(file: string): Promise<SampleRow[]> {
+  const rows: SampleRow[] = [];
+  for await (const row of iterateSamplesParquet(file)) rows.push(row);
+  return rows;
+}
+
+/** The published json object of a row: the 25 keys in the published order, image_context back as an object. */
+export function publishedJsonOf(row: SampleRow): Record<string, unknown> {
+  const context: Record<string, string[]> = {};
+  for (const e of row.image_context) context[e.image_id] = e.paragraphs;
+  return {
+    image_file_name: row.image_file_name,
+    image_cluster_id: row.image_cluster_id,
+    image_hash: row.image_hash,
+    image_label_id: row.image_label_id,
+    image_panel_type: row.image_panel_type,
+    image_panel_subtype: row.image_panel_subtype,
+    image_primary_label: row.image_primary_label,
+    image_secondary_label: row.image_secondary_label,
+    image_size: row.image_size,
+    image_set: row.image_set,
+    image_context: context,
+    article_accession_id: row.article_accession_id,
+    article_title: row.article_title,
+    article_journal: row.article_journal,
+    article_date: row.article_date,
+    article_abstract: row.article_abstract,
+    article_mesh_terms: row.article_mesh_terms,
+    article_keywords: row.article_keywords,
+    article_reference_ids: row.article_reference_ids,
+    article_reference_count: row.article_reference_count,
+    article_reference_list: row.article_reference_list,
+    article_subject: row.article_subject,
+    article_citation: row.article_citation,
+    article_license: row.article_license,
+    article_text: row.article_text,
+  };
 }

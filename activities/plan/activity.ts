@@ -1,78 +1,191 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { SUBSETS, type ReleaseInput, type Subset } from '../../config/release';
-import { ndjson, readJsonIfExists, sha256Hex, writeFileAtomic, writeJsonAtomic } from '../common/files';
-import { heartbeat, layoutOf, mapLimit } from '../common/stage';
-import { openSource, SourceError } from '../fetch/source';
-import { ArticleMetadataSchema, cutUnits, latestInventoryManifest, readInventory, selectArticles, type ArticleMetadata, type InventoryRow } from './plan';
+import type { ReleaseInput, Subset } from '../../config/release';
+import { readJsonIfExists, sha256Hex, writeJsonAtomic } from '../common/files';
+import { ReleaseLayout } from '../common/layout';
+import { cancellationSignal, heartbeat, layoutOf } from '../common/stage';
+import { downloadLimiter, fetchTuning, withRetries } from '../fetch/retry';
+import { openSource, SourceError, type PmcSource } from '../fetch/source';
+import { legacyPlanRows } from '../legacy/plan';
+import { openLegacyTransport } from '../legacy/transport';
+import { ArticleMetadataSchema, factsOf, latestInventoryManifest, readInventory, type VersionFacts } from './plan';
+import { StreamingPlanner, type PlanChanges, type PlannerResult, type PlanRow } from './planner';
 
-/** Small enough for workflow history: counts and unit ids per subset, never the article lists. */
+/**
+ * Small enough for workflow history: counts and unit ids per subset, never the article lists. The last three
+ * fields are always set by planRelease; optional only for plans (and test fixtures) made before they existed.
+ */
 export interface PlanSummary {
   releaseId: string;
+  /** The inventory manifest key (cloud) or the file list (legacy) the plan was made from. */
   inventoryManifest: string;
   inventoryRows: number;
   selectedArticles: number;
   excluded: Record<string, number>;
   subsets: Record<Subset, { units: number; articles: number; figureImages: number }>;
   planHash: string;
+  /** Metadata JSONs read (one GET each); unchanged versions of an incremental plan and legacy rows need none. */
+  metadataFetched?: number;
+  /** Against `previousRelease` (all versions are new without one). */
+  changes?: PlanChanges;
+  /** Articles in `other` by exact license code: unknown codes are never silently merged. */
+  otherLicenses?: Record<string, number>;
+}
+
+const METADATA_KEY = /^metadata\/PMC(\d+)\.(\d+)\.json$/;
+
+function inputsHashOf(release: ReleaseInput): string {
+  // previousRelease joins the hash only when set, so plans made before it existed are still recognised.
+  const inputs: Record<string, unknown> = { source: release.source, units: release.units };
+  if (release.previousRelease) inputs.previousRelease = release.previousRelease;
+  return sha256Hex(JSON.stringify(inputs));
+}
+
+/** The facts of one metadata JSON; unreadable or inconsistent metadata is recorded, retryable failures throw. */
+export async function resolveCloudFacts(source: PmcSource, row: PlanRow, signal?: AbortSignal): Promise<VersionFacts> {
+  const unreadable = (reason: 'unreadable-metadata' | 'bad-metadata', detail: string): VersionFacts => ({
+    key: row.key,
+    pmcid: row.pmcid,
+    version: row.version,
+    etag: row.etag,
+    oa: false,
+    retracted: false,
+    article: null,
+    error: { reason, detail: detail.slice(0, 500) },
+  });
+  let facts: VersionFacts;
+  try {
+    const obj = await withRetries(() => downloadLimiter().run(() => source.get(row.key, { signal })), { signal });
+    const meta = ArticleMetadataSchema.parse(JSON.parse(obj.body.toString('utf8')));
+    facts = factsOf(row.key, row.etag, meta);
+  } catch (err) {
+    if (err instanceof SourceError && err.retryable) throw err; // the plan fails; its next attempt resumes from the facts written so far
+    if (signal?.aborted) throw err;
+    return unreadable('unreadable-metadata', (err as Error).message);
+  }
+  if (facts.pmcid !== row.pmcid || facts.version !== row.version) {
+    return unreadable('bad-metadata', `${row.key} describes PMC${facts.pmcid}.${facts.version}`);
+  }
+  return facts;
+}
+
+async function previousOf(release: ReleaseInput): Promise<{ releaseId: string; factsDir: string } | null> {
+  const prev = release.previousRelease;
+  if (!prev) return null;
+  if (prev === release.releaseId) throw ApplicationFailure.nonRetryable(`previousRelease is the release itself (${prev})`, 'BadPreviousRelease');
+  const layout = new ReleaseLayout(release.dataDir, prev);
+  const plan = await readJsonIfExists<PlanSummary>(layout.planFile);
+  if (!plan) throw ApplicationFailure.nonRetryable(`previous release ${prev} has no finished plan (${layout.planFile})`, 'BadPreviousRelease');
+  const factsDir = path.join(layout.planDir, 'facts');
+  if (!(await fs.stat(factsDir).then((s) => s.isDirectory(), () => false))) {
+    throw ApplicationFailure.nonRetryable(`previous release ${prev} was planned without facts (${factsDir}); plan it again or plan this one in full`, 'BadPreviousRelease');
+  }
+  return { releaseId: prev, factsDir };
 }
 
 export async function planRelease(release: ReleaseInput): Promise<PlanSummary> {
   const layout = layoutOf(release);
-  const source = openSource(release.source);
-  const inputsHash = sha256Hex(JSON.stringify({ source: release.source, units: release.units }));
+  const inputsHash = inputsHashOf(release);
   const existing = await readJsonIfExists<PlanSummary & { inputsHash: string }>(layout.planFile);
   if (existing && existing.inputsHash === inputsHash) {
     const { inputsHash: _ignored, ...summary } = existing;
     return summary;
   }
-
-  let manifestKey: string;
-  try {
-    manifestKey = await latestInventoryManifest(source);
-  } catch (err) {
-    if (err instanceof SourceError && !err.retryable) throw ApplicationFailure.nonRetryable(err.message, 'SourceUnavailable');
-    throw err;
-  }
-  const rows: InventoryRow[] = [];
-  for await (const row of readInventory(source, manifestKey)) {
-    if (/^metadata\/PMC\d+\.\d+\.json$/.test(row.key)) rows.push(row);
-    if (rows.length % 10_000 === 0) heartbeat({ phase: 'inventory', rows: rows.length });
-  }
-  let done = 0;
-  const entries = await mapLimit(rows, 16, async (row) => {
-    try {
-      const obj = await source.get(row.key);
-      const meta: ArticleMetadata = ArticleMetadataSchema.parse(JSON.parse(obj.body.toString('utf8')));
-      return { row, meta };
-    } catch (err) {
-      if (err instanceof SourceError && err.retryable) throw err; // let Temporal retry the activity
-      return { row, meta: null, error: (err as Error).message };
-    } finally {
-      if (++done % 200 === 0) heartbeat({ phase: 'metadata', done, of: rows.length });
-    }
-  });
-  const { selected, excluded } = selectArticles(entries);
-  const units = cutUnits(selected, release.units);
-  for (const unit of units) await writeJsonAtomic(layout.unitFile(unit.unitId), unit);
-
-  const subsets = Object.fromEntries(SUBSETS.map((s) => [s, { units: 0, articles: 0, figureImages: 0 }])) as PlanSummary['subsets'];
-  for (const u of units) {
-    subsets[u.subset].units++;
-    subsets[u.subset].articles += u.articles.length;
-    subsets[u.subset].figureImages += u.articles.reduce((n, a) => n + a.media.length, 0);
-  }
-  const excludedCounts: Record<string, number> = {};
-  for (const e of excluded) excludedCounts[e.reason] = (excludedCounts[e.reason] ?? 0) + 1;
-  await writeFileAtomic(`${layout.planDir}/excluded.ndjson`, ndjson(excluded));
+  const signal = cancellationSignal();
+  const previous = await previousOf(release);
+  const { result, listed } = await runPlan(release, layout, previous, signal);
   const summary: PlanSummary = {
     releaseId: release.releaseId,
-    inventoryManifest: manifestKey,
-    inventoryRows: rows.length,
-    selectedArticles: selected.length,
-    excluded: excludedCounts,
-    subsets,
-    planHash: sha256Hex(JSON.stringify(units)),
+    inventoryManifest: listed,
+    inventoryRows: result.rows,
+    selectedArticles: result.selected,
+    excluded: result.excluded,
+    subsets: result.subsets,
+    planHash: result.planHash,
+    metadataFetched: result.resolved,
+    changes: result.changes,
+    otherLicenses: result.otherLicenses,
   };
   await writeJsonAtomic(layout.planFile, { ...summary, inputsHash });
   return summary;
+}
+
+/** Plans a release into `layout` (plan/units, plan/facts, plan/excluded.ndjson) without writing plan.json. */
+export async function runPlan(
+  release: ReleaseInput,
+  layout: ReleaseLayout,
+  previous: { releaseId: string; factsDir: string } | null,
+  signal?: AbortSignal,
+  /** For benchmarks: another bucket reader, or facts supplied without the metadata GET (cloud sources only). */
+  hooks: { source?: PmcSource; resolve?: (row: PlanRow) => Promise<VersionFacts>; heartbeat?: (details: Record<string, unknown>) => void } = {},
+): Promise<{ result: PlannerResult; listed: string }> {
+  const beat = hooks.heartbeat ?? heartbeat;
+  const src = release.source;
+  const unitFile = (unitId: string) => layout.unitFile(unitId);
+  if (src.kind === 'pmc-legacy') {
+    const transport = openLegacyTransport(src, fetchTuning().timeoutMs);
+    try {
+      // The list has no figure counts: cap articles per unit so units.maxImages holds at the assumed density.
+      const maxArticles = Math.max(1, Math.min(release.units.maxArticles, Math.floor(release.units.maxImages / src.assumedImagesPerArticle)));
+      const planner = new StreamingPlanner({
+        planDir: layout.planDir,
+        unitFile,
+        limits: { maxArticles, maxImages: release.units.maxImages },
+        previous,
+        resolve: async (row) => {
+          throw new Error(`legacy row ${row.key} carries no facts`);
+        },
+        concurrency: 1,
+        heartbeat: beat,
+      });
+      await planner.start();
+      for await (const item of legacyPlanRows(transport, src.fileList, signal)) {
+        if ('exclusion' in item) planner.exclude(item.exclusion);
+        else planner.addRow(item.row);
+        if (planner.rows % 50_000 === 0) beat({ phase: 'list', rows: planner.rows });
+      }
+      return { result: await planner.finish(), listed: src.fileList };
+    } catch (err) {
+      throw failureOf(err);
+    } finally {
+      await transport.close();
+    }
+  }
+
+  const source = hooks.source ?? openSource(src, fetchTuning().timeoutMs);
+  let manifestKey: string;
+  try {
+    manifestKey = await withRetries(() => latestInventoryManifest(source), { signal });
+  } catch (err) {
+    throw failureOf(err);
+  }
+  const planner = new StreamingPlanner({
+    planDir: layout.planDir,
+    unitFile,
+    limits: release.units,
+    previous,
+    resolve: hooks.resolve ?? ((row) => resolveCloudFacts(source, row, signal)),
+    concurrency: fetchTuning().planConcurrency,
+    heartbeat: beat,
+  });
+  try {
+    await planner.start();
+    for await (const r of readInventory(source, manifestKey, { signal })) {
+      const m = METADATA_KEY.exec(r.key);
+      if (!m) continue;
+      planner.addRow({ pmcid: Number(m[1]), version: Number(m[2]), key: r.key, etag: r.etag, inline: null });
+      if (planner.rows % 50_000 === 0) beat({ phase: 'inventory', rows: planner.rows });
+    }
+    return { result: await planner.finish(), listed: manifestKey };
+  } catch (err) {
+    await planner.abandon().catch(() => undefined);
+    throw failureOf(err);
+  }
+}
+
+/** A source that can never answer (404/403 on the inventory or list) fails the plan without retries. */
+function failureOf(err: unknown): unknown {
+  if (err instanceof SourceError && !err.retryable) return ApplicationFailure.nonRetryable(err.message, 'SourceUnavailable');
+  return err;
 }

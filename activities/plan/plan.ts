@@ -1,10 +1,10 @@
-import * as readline from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { z } from 'zod';
 import { SUBSETS, type Subset } from '../../config/release';
-import { parseObjectUrl, type PmcSource } from '../fetch/source';
+import { parseObjectUrl, SourceError, type PmcSource } from '../fetch/source';
 import { licenseGroup } from './license';
+import { readLines, splitCsvLine } from './lines';
 
 /** The per-version metadata JSON as PMC publishes it (reference/pmc-sources.md §1.4); unknown fields pass through. */
 export const ArticleMetadataSchema = z
@@ -39,6 +39,11 @@ export interface PlannedArticle {
   xml: { key: string; md5: string | null };
   media: { key: string; md5: string | null }[];
   etag: string;
+  /**
+   * Legacy source only: the package this article comes from (`oa_package/xx/yy/PMC<id>.tar.gz`) and the list's
+   * Last Updated. The fetch stage extracts the package and fills `media` in (the list names no files).
+   */
+  package?: { path: string; updated: string | null };
 }
 
 export interface PlannedUnit {
@@ -61,6 +66,24 @@ export interface Exclusion {
   detail: string;
 }
 
+/**
+ * What planning keeps of one article version (one metadata JSON, or one legacy list row): its identity, the
+ * inventory ETag it was read at, the two flags selection needs, and the planned article when it can be selected.
+ * These are the plan's facts (plan/facts/*.ndjson), which the next release reuses for unchanged ETags.
+ */
+export interface VersionFacts {
+  key: string;
+  pmcid: number;
+  version: number;
+  etag: string;
+  oa: boolean;
+  retracted: boolean;
+  /** Present when oa and not retracted. */
+  article: PlannedArticle | null;
+  /** Set when the metadata could not be read or does not describe this key: never stored, always read again. */
+  error?: { reason: 'unreadable-metadata' | 'bad-metadata'; detail: string };
+}
+
 const IMAGE_MEDIA = /\.(jpe?g|png|gif|tiff?)$/i;
 const INVENTORY_PREFIX = 'inventory-reports/pmc-oa-opendata/metadata/';
 
@@ -77,21 +100,38 @@ const ManifestSchema = z.object({
   files: z.array(z.object({ key: z.string(), MD5checksum: z.string().optional() })),
 });
 
-/** Streams inventory rows; columns are located by the manifest's fileSchema, never by position. */
-export async function* readInventory(source: PmcSource, manifestKey: string): AsyncGenerator<InventoryRow> {
-  const manifest = ManifestSchema.parse(JSON.parse((await source.get(manifestKey)).body.toString('utf8')));
+/**
+ * Streams inventory rows; columns are located by the manifest's fileSchema, never by position. Each data file is
+ * streamed (never held whole) and checked against the manifest's MD5checksum at its end; a truncated gzip, a
+ * short body or a checksum mismatch fails the iteration, so no caller ever takes a partial inventory for whole.
+ */
+export async function* readInventory(source: PmcSource, manifestKey: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<InventoryRow> {
+  const manifest = ManifestSchema.parse(JSON.parse((await source.get(manifestKey, { signal: opts.signal })).body.toString('utf8')));
   const columns = manifest.fileSchema.split(',').map((c) => c.trim());
   const iKey = columns.indexOf('Key');
   const iEtag = columns.indexOf('ETag');
   const iModified = columns.indexOf('LastModifiedDate');
   if (iKey < 0 || iEtag < 0) throw new Error(`inventory fileSchema lacks Key or ETag: ${manifest.fileSchema}`);
   for (const file of manifest.files) {
-    const obj = await source.get(file.key, { expectedMd5: file.MD5checksum ?? null });
-    const lines = readline.createInterface({ input: Readable.from(obj.body).pipe(createGunzip()), crlfDelay: Infinity });
-    for await (const line of lines) {
-      if (!line.trim()) continue;
-      const cells = parseCsvLine(line);
-      yield { key: cells[iKey]!, etag: cells[iEtag]!, lastModified: iModified >= 0 ? cells[iModified]! : '' };
+    const expectedMd5 = file.MD5checksum ?? null;
+    const body: Readable = source.getStream
+      ? await source.getStream(file.key, { expectedMd5, signal: opts.signal })
+      : Readable.from([(await source.get(file.key, { expectedMd5, signal: opts.signal })).body]);
+    const gunzip = createGunzip();
+    gunzip.on('error', () => undefined); // kept on the stream; readLines throws it
+    body.on('error', (err) => gunzip.destroy(err));
+    const lines = readLines(body.pipe(gunzip));
+    try {
+      for await (const line of lines) {
+        if (!line.trim()) continue;
+        const cells = splitCsvLine(line, parseCsvLine);
+        yield { key: cells[iKey]!, etag: cells[iEtag]!, lastModified: iModified >= 0 ? (cells[iModified] ?? '') : '' };
+      }
+    } catch (err) {
+      body.destroy();
+      if (err instanceof SourceError) throw err;
+      // zlib: "unexpected end of file" (truncated), "incorrect header check", "invalid block type"...
+      throw new SourceError(`inventory data file ${file.key} is not a whole gzip: ${(err as Error).message}`, 'checksum', true, file.key);
     }
   }
 }
@@ -133,61 +173,126 @@ export function toPlannedArticle(meta: ArticleMetadata, etag: string): PlannedAr
 }
 
 /**
+ * Selection for the versions of one PMCID: the newest readable version decides (a retraction or loss of OA
+ * status of the newest version removes the article); every other version is recorded as superseded, every
+ * unreadable one as such. `pmcid` is `PMC<n>`, or null when the key names none.
+ */
+export function selectVersions(pmcid: string | null, versions: readonly VersionFacts[]): { selected: PlannedArticle | null; excluded: Exclusion[] } {
+  const excluded: Exclusion[] = [];
+  let newest: VersionFacts | null = null;
+  const readable: VersionFacts[] = [];
+  for (const v of versions) {
+    if (v.error) {
+      excluded.push({ key: v.key, pmcid, reason: v.error.reason, detail: v.error.detail });
+      continue;
+    }
+    readable.push(v);
+    if (!newest || v.version > newest.version) newest = v;
+  }
+  for (const v of readable) {
+    if (v !== newest) excluded.push({ key: v.key, pmcid, reason: 'superseded-version', detail: `version ${v.version} superseded by ${newest!.version}` });
+  }
+  if (!newest) return { selected: null, excluded };
+  if (!newest.oa) excluded.push({ key: newest.key, pmcid, reason: 'not-open-access', detail: 'is_pmc_openaccess is false' });
+  else if (newest.retracted) excluded.push({ key: newest.key, pmcid, reason: 'retracted', detail: 'is_retracted is true' });
+  else if (newest.article) return { selected: newest.article, excluded };
+  return { selected: null, excluded };
+}
+
+/** The facts of one metadata JSON, as read for inventory key `key` (identity taken from the metadata itself). */
+export function factsOf(key: string, etag: string, meta: ArticleMetadata): VersionFacts {
+  const oa = meta.is_pmc_openaccess;
+  const retracted = meta.is_retracted === true;
+  return {
+    key,
+    pmcid: Number(meta.pmcid.slice(3)),
+    version: meta.version,
+    etag,
+    oa,
+    retracted,
+    article: oa && !retracted ? toPlannedArticle(meta, etag) : null,
+  };
+}
+
+/**
  * Keeps open-access, non-retracted versions, the newest version of each PMCID, and records every exclusion.
- * Pure: the caller fetched the metadata.
+ * Pure: the caller fetched the metadata. (The streaming planner applies the same `selectVersions` per PMCID.)
  */
 export function selectArticles(entries: { row: InventoryRow; meta: ArticleMetadata | null; error?: string }[]): {
   selected: PlannedArticle[];
   excluded: Exclusion[];
 } {
-  const excluded: Exclusion[] = [];
-  const newest = new Map<string, { meta: ArticleMetadata; row: InventoryRow }>();
+  const groups = new Map<string, VersionFacts[]>();
+  const unreadable: Exclusion[] = [];
   for (const { row, meta, error } of entries) {
     if (!meta) {
-      excluded.push({ key: row.key, pmcid: /PMC\d+/.exec(row.key)?.[0] ?? null, reason: 'unreadable-metadata', detail: error ?? 'no metadata' });
+      unreadable.push({ key: row.key, pmcid: /PMC\d+/.exec(row.key)?.[0] ?? null, reason: 'unreadable-metadata', detail: error ?? 'no metadata' });
       continue;
     }
-    const prev = newest.get(meta.pmcid);
-    if (!prev || meta.version > prev.meta.version) {
-      if (prev) excluded.push({ key: prev.row.key, pmcid: meta.pmcid, reason: 'superseded-version', detail: `version ${prev.meta.version} superseded by ${meta.version}` });
-      newest.set(meta.pmcid, { meta, row });
-    } else {
-      excluded.push({ key: row.key, pmcid: meta.pmcid, reason: 'superseded-version', detail: `version ${meta.version} superseded by ${prev.meta.version}` });
-    }
+    const list = groups.get(meta.pmcid) ?? [];
+    list.push(factsOf(row.key, row.etag, meta));
+    groups.set(meta.pmcid, list);
   }
   const selected: PlannedArticle[] = [];
-  for (const { meta, row } of newest.values()) {
-    // Decided on the newest version only: a retraction or loss of OA status of the newest version removes the article.
-    if (!meta.is_pmc_openaccess) excluded.push({ key: row.key, pmcid: meta.pmcid, reason: 'not-open-access', detail: 'is_pmc_openaccess is false' });
-    else if (meta.is_retracted) excluded.push({ key: row.key, pmcid: meta.pmcid, reason: 'retracted', detail: 'is_retracted is true' });
-    else selected.push(toPlannedArticle(meta, row.etag));
+  const excluded: Exclusion[] = [...unreadable];
+  for (const [pmcid, versions] of groups) {
+    const r = selectVersions(pmcid, versions);
+    if (r.selected) selected.push(r.selected);
+    excluded.push(...r.excluded);
   }
   selected.sort((a, b) => Number(a.pmcid.slice(3)) - Number(b.pmcid.slice(3)));
   excluded.sort((a, b) => a.key.localeCompare(b.key));
   return { selected, excluded };
 }
 
+/**
+ * Cuts the articles of one subset into units as they come (PMCIDs ascending): a unit closes before an article
+ * that would take it past maxArticles articles or maxImages figure images; an article with more images than
+ * maxImages gets a unit of its own.
+ */
+export class UnitCutter {
+  private current: PlannedArticle[] = [];
+  private images = 0;
+  units = 0;
+  articles = 0;
+  figureImages = 0;
+  constructor(
+    readonly subset: Subset,
+    private readonly limits: { maxArticles: number; maxImages: number },
+  ) {}
+  /** Adds the next article; returns the unit it closed, if any. */
+  push(a: PlannedArticle): PlannedUnit | null {
+    const n = Math.min(a.media.length, this.limits.maxImages);
+    const closed = this.current.length >= this.limits.maxArticles || (this.current.length > 0 && this.images + n > this.limits.maxImages) ? this.flush() : null;
+    this.current.push(a);
+    this.images += n;
+    return closed;
+  }
+  /** Closes the open unit, if it has any article. */
+  flush(): PlannedUnit | null {
+    if (this.current.length === 0) return null;
+    const unit: PlannedUnit = { unitId: `${this.subset}-${String(this.units).padStart(6, '0')}`, subset: this.subset, index: this.units, articles: this.current };
+    this.units++;
+    this.articles += this.current.length;
+    this.figureImages += this.current.reduce((n, a) => n + a.media.length, 0);
+    this.current = [];
+    this.images = 0;
+    return unit;
+  }
+}
+
 /** Units fixed at planning time: per subset, sorted PMCIDs, cut by article count and by figure-image count. */
 export function cutUnits(selected: readonly PlannedArticle[], limits: { maxArticles: number; maxImages: number }): PlannedUnit[] {
   const units: PlannedUnit[] = [];
   for (const subset of SUBSETS) {
-    let current: PlannedArticle[] = [];
-    let images = 0;
-    const flush = () => {
-      if (current.length === 0) return;
-      const index = units.filter((u) => u.subset === subset).length;
-      units.push({ unitId: `${subset}-${String(index).padStart(6, '0')}`, subset, index, articles: current });
-      current = [];
-      images = 0;
-    };
+    const cutter = new UnitCutter(subset, limits);
     for (const a of selected) {
       if (licenseGroup(a.licenseCode) !== subset) continue;
-      const n = Math.min(a.media.length, limits.maxImages);
-      if (current.length >= limits.maxArticles || (current.length > 0 && images + n > limits.maxImages)) flush();
-      current.push(a);
-      images += n;
+      const closed = cutter.push(a);
+      if (closed) units.push(closed);
     }
-    flush();
+    const last = cutter.flush();
+    if (last) units.push(last);
   }
   return units;
 }

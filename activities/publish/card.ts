@@ -1,56 +1,101 @@
-import { SUBSETS } from '../../config/release';
+import type { PipelineType } from '@huggingface/hub';
+import type { ApiDatasetMetadata } from '@huggingface/hub/dist/src/types/api/api-dataset';
+import { stringify as stringifyYaml } from 'yaml';
+import { SUBSETS, type Subset } from '../../config/release';
 import type { ReleaseSummary } from './finalize';
 
-function sizeCategory(n: number): string {
-  if (n < 1_000) return 'n<1K';
-  if (n < 10_000) return '1K<n<10K';
-  if (n < 100_000) return '10K<n<100K';
-  if (n < 1_000_000) return '100K<n<1M';
-  if (n < 10_000_000) return '1M<n<10M';
-  if (n < 100_000_000) return '10M<n<100M';
-  return '100M<n<1B';
+/**
+ * The Hub's size categories (huggingface_hub DatasetCardData / datasets' size_categories), by sample count.
+ * Upper bounds are exclusive: 1,000 samples is 1K<n<10K, as the Hub's own parser has it.
+ */
+export const HUB_SIZE_CATEGORIES: readonly [number, string][] = [
+  [1_000, 'n<1K'],
+  [10_000, '1K<n<10K'],
+  [100_000, '10K<n<100K'],
+  [1_000_000, '100K<n<1M'],
+  [10_000_000, '1M<n<10M'],
+  [100_000_000, '10M<n<100M'],
+  [1_000_000_000, '100M<n<1B'],
+  [10_000_000_000, '1B<n<10B'],
+  [100_000_000_000, '10B<n<100B'],
+  [1_000_000_000_000, '100B<n<1T'],
+];
+
+export function sizeCategory(n: number): string {
+  for (const [below, cat] of HUB_SIZE_CATEGORIES) if (n < below) return cat;
+  return 'n>1T';
 }
 
-const LICENSE_TEXT: Record<string, string> = {
+/** Task categories of the card: ids of the Hub's task list (@huggingface/tasks PIPELINE_DATA). */
+export const CARD_TASK_CATEGORIES = ['image-to-text', 'zero-shot-image-classification'] as const satisfies readonly PipelineType[];
+
+/** PMC's license codes of each subset (reference/pmc-sources.md §1.7) and what they allow. */
+const LICENSE_TEXT: Record<Subset, string> = {
   commercial: 'CC0, CC BY, CC BY-SA, CC BY-ND (commercial use allowed)',
   noncommercial: 'CC BY-NC, CC BY-NC-SA, CC BY-NC-ND (non-commercial use only)',
   other: 'no machine-readable Creative Commons license, no license, or a custom license (check each article)',
 };
 
-/** The dataset card: YAML front matter the Hub reads (configs per subset and view) and the release's provenance. */
+function licenseCounts(counts: Record<string, number> | undefined): string {
+  if (!counts || Object.keys(counts).length === 0) return 'n/a';
+  return Object.entries(counts)
+    .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))
+    .map(([code, n]) => `${code === 'none' ? 'no license code' : code}: ${n}`)
+    .join(', ');
+}
+
+/**
+ * The dataset card README.md: YAML front matter the Hub validates and reads (license, task and size categories,
+ * one webdataset and one parquet config per subset with shards) and the release's provenance. The checks the Hub
+ * applies, and which of them the tests repeat, are in docs/publishing.md.
+ *
+ * License: PMC's codes carry no version ("CC BY"), and the subsets mix several licenses, so the repo-level
+ * `license` is `other` with `license_name` / `license_link` (the Hub's rule for a license outside its list), and
+ * `license_details` states the licenses of each subset; each sample's json carries its article's own license.
+ */
+/**
+ * The card's front matter, typed against the installed Hub client's dataset metadata shape (ApiDatasetMetadata)
+ * with its license and task ids; docs/publishing.md lists the rules checked (card-rules.ts) and their sources.
+ */
+export function cardMetadata(summary: ReleaseSummary): ApiDatasetMetadata {
+  const present = SUBSETS.filter((s) => summary.subsets[s].shards > 0);
+  const details = present.map((s) => `${s}: ${LICENSE_TEXT[s]}`).join('; ');
+  return {
+    license: 'other',
+    license_name: 'pmc-open-access-subset',
+    license_link: 'https://pmc.ncbi.nlm.nih.gov/tools/openftlist/',
+    license_details: `Per subset (config): ${details || 'none'}. Each sample's json has its article's license in article_license.`,
+    pretty_name: `BIOMEDICA-style PMC figure-caption release ${summary.releaseId}`,
+    language: ['en'],
+    task_categories: [...CARD_TASK_CATEGORIES],
+    tags: ['biology', 'medical', 'webdataset'],
+    size_categories: [sizeCategory(summary.samples)],
+    configs: [
+      ...present.map((s) => ({ config_name: s, data_files: [{ split: 'train', path: `${s}/*.tar` }] })),
+      ...present.map((s) => ({ config_name: `${s}_parquet`, data_files: [{ split: 'train', path: `parquet/${s}/*.parquet` }] })),
+    ],
+  } satisfies ApiDatasetMetadata;
+}
+
+/**
+ * The dataset card README.md: YAML front matter the Hub validates and reads (license, task and size categories,
+ * one webdataset and one parquet config per subset with shards) and the release's provenance.
+ *
+ * License: PMC's codes carry no version ("CC BY"), and the subsets mix several licenses, so the repo-level
+ * `license` is `other` with `license_name` / `license_link` (the Hub's rule for a license outside its list), and
+ * `license_details` states the licenses of each subset; each sample's json carries its article's own license.
+ */
 export function datasetCard(summary: ReleaseSummary, opts: { repoId: string; snapshot: string }): string {
   const present = SUBSETS.filter((s) => summary.subsets[s].shards > 0);
-  const yaml: string[] = [
-    '---',
-    'license: other',
-    'license_name: pmc-open-access-subset',
-    'license_link: https://pmc.ncbi.nlm.nih.gov/tools/openftlist/',
-    `pretty_name: BIOMEDICA-style PMC figure-caption release ${summary.releaseId}`,
-    'language:',
-    '- en',
-    'task_categories:',
-    '- image-to-text',
-    '- zero-shot-image-classification',
-    'tags:',
-    '- biology',
-    '- medical',
-    '- webdataset',
-    'size_categories:',
-    `- ${sizeCategory(summary.samples)}`,
-    'configs:',
-  ];
-  for (const s of present) {
-    yaml.push(`- config_name: ${s}`, '  data_files:', '  - split: train', `    path: ${s}/*.tar`);
-  }
-  for (const s of present) {
-    yaml.push(`- config_name: ${s}_parquet`, '  data_files:', '  - split: train', `    path: parquet/${s}/*.parquet`);
-  }
-  yaml.push('---');
+  const frontMatter = stringifyYaml(cardMetadata(summary), { indentSeq: false, lineWidth: 0 }).trimEnd();
   const rows = present.map((s) => `| ${s} | ${summary.subsets[s].shards} | ${summary.subsets[s].articles} | ${summary.subsets[s].samples} | ${LICENSE_TEXT[s]} |`);
+  const licenseRows = present.map((s) => `| ${s} | ${licenseCounts(summary.subsets[s].licenses)} |`);
   const rejected = Object.entries(summary.rejectedByReason)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, n]) => `| ${k} | ${n} |`);
-  return `${yaml.join('\n')}
+  return `---
+${frontMatter}
+---
 
 # ${summary.releaseId}
 
@@ -58,13 +103,17 @@ Figure images, captions, article metadata and taxonomy labels from the PubMed Ce
 as WebDataset shards (\`{subset}/NNNNNN.tar\`, members \`<key>.jpg\`, \`<key>.txt\`, \`<key>.json\`) and Parquet
 (\`parquet/{subset}/NNNNNN.parquet\`, one file per shard, same rows in the same order). Repository: \`${opts.repoId}\`.
 
+Configs: \`<subset>\` reads the WebDataset shards, \`<subset>_parquet\` the Parquet files; \`{subset}/sizes.json\`
+gives the samples per shard.
+
 ## Provenance
 
 - Source: PMC Cloud Service inventory \`${summary.inventoryManifest}\` (snapshot ${opts.snapshot}).
 - Articles planned: ${summary.articles.planned}; parsed: ${summary.articles.parsed}; left out at planning: ${JSON.stringify(summary.articles.excludedAtPlan)}.
 - Figures: ${summary.figures}; samples: ${summary.samples}; figures rejected: ${summary.rejected}.
 - Taxonomy: ${summary.annotation.taxonomyVersion ?? 'none'} (embeddings on ${summary.annotation.provider ?? 'n/a'}).
-- PubMed enrichment: ${summary.enrichment.returned} of ${summary.enrichment.pmids} PMIDs returned; ${summary.enrichment.withoutPmid} articles have no PMID (listed in \`metadata/enrichment.ndjson\`).
+- PubMed enrichment: ${summary.enrichment.returned} of ${summary.enrichment.pmids} PMIDs returned.
+- Published without PubMed data: ${summary.enrichment.withoutPmid} articles without a PMID and ${summary.enrichment.notReturned} PMIDs PubMed did not return (each listed in \`metadata/enrichment.ndjson\`).
 
 | subset | shards | articles | samples | licenses |
 | --- | --- | --- | --- | --- |
@@ -82,5 +131,11 @@ Every rejection is listed with its article, figure, stage and cause in \`metadat
 
 Each article keeps its own license; the subset folders group them as PMC does. Use the \`commercial\`
 subset for commercial work, and check \`article_license\` in each sample's json.
+
+Planned articles per PMC license code:
+
+| subset | articles per license code |
+| --- | --- |
+${licenseRows.join('\n')}
 `;
 }

@@ -40,7 +40,8 @@ export interface ReleaseSummary {
   samples: number;
   rejected: number;
   rejectedByReason: Record<string, number>;
-  subsets: Record<Subset, { shards: number; samples: number; articles: number; bytes: number }>;
+  /** `licenses`: planned articles per PMC license code (`none` without one); absent in summaries written before it. */
+  subsets: Record<Subset, { shards: number; samples: number; articles: number; bytes: number; licenses?: Record<string, number> }>;
   enrichment: { pmids: number; returned: number; notReturned: number; failedBatches: number; withoutPmid: number };
   annotation: { provider: string | null; taxonomyVersion: string | null };
 }
@@ -96,6 +97,11 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
       index.push({ shard: shard.shard, unit: unit.unitId, samples: shard.samples, articles: shard.articles, bytes: shard.bytes, sha256: shard.sha256, parquet: parquet.file, parquetRows: parquet.rows, parquetSha256: parquet.sha256 });
       sizes[path.posix.basename(shard.shard)] = shard.samples;
       const s = summary.subsets[subset];
+      s.licenses ??= {};
+      for (const a of unit.articles) {
+        const code = a.licenseCode ?? 'none';
+        s.licenses[code] = (s.licenses[code] ?? 0) + 1;
+      }
       s.shards++;
       s.samples += shard.samples;
       s.articles += shard.articles;

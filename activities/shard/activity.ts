@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Subset } from '../../config/release';
+import { ApplicationFailure } from '@temporalio/activity';
+import type { ReleaseInput, Subset } from '../../config/release';
 import type { FigureLabel } from '../annotate/activity';
 import { parseTaxonomyModel, labelFor } from '../annotate/taxonomy';
 import { ndjson, readJson, readNdjson, writeFileAtomic } from '../common/files';
@@ -12,7 +13,7 @@ import type { SampleRow } from '../parquet/writer';
 import type { ParsedArticleLine } from '../parse/activity';
 import { pyJsonDumps } from './pyjson';
 import { buildSampleJson } from './sample-json';
-import { TarShardWriter } from './tar-writer';
+import { DEFAULT_SHARD_MAX_BYTES, DEFAULT_SHARD_MAX_SAMPLES, ShardLimitError, TarShardWriter, tarArchiveBytes, tarSampleBytes } from './tar-writer';
 
 export interface ShardResult {
   subset: Subset;
@@ -21,6 +22,33 @@ export interface ShardResult {
   articles: number;
   bytes: number;
   sha256: string;
+}
+
+/**
+ * The shard limits of a release: `shard.maxBytes` / `shard.maxSamples` when the release input carries them,
+ * else about 1 GB and the published 10,000 samples.
+ */
+export function shardLimitsOf(release: ReleaseInput): { maxBytes: number; maxSamples: number } {
+  const shard = (release as ReleaseInput & { shard?: { maxBytes?: number; maxSamples?: number } }).shard;
+  return { maxBytes: shard?.maxBytes ?? DEFAULT_SHARD_MAX_BYTES, maxSamples: shard?.maxSamples ?? DEFAULT_SHARD_MAX_SAMPLES };
+}
+
+/**
+ * A unit is exactly one shard (units are cut at plan time by article and image counts, and shard numbers are
+ * unit numbers), so a unit whose samples do not fit the byte limit cannot be split here without renumbering
+ * every later shard. It fails the unit, without retries, and says what to change.
+ */
+function shardTooLarge(task: UnitTask, limit: { kind: 'bytes' | 'samples'; max: number; wouldBe: number }): ApplicationFailure {
+  const what = limit.kind === 'bytes' ? `${limit.wouldBe} bytes or more, over the shard limit of ${limit.max} bytes (shard.maxBytes)` : `${limit.wouldBe} samples or more, over the shard limit of ${limit.max} samples (shard.maxSamples)`;
+  return ApplicationFailure.create({
+    type: 'ShardTooLarge',
+    nonRetryable: true,
+    message:
+      `unit ${task.unitId}: its shard would be ${what}. One unit is one shard, so lower units.maxImages ` +
+      `(now ${task.release.units.maxImages}) or units.maxArticles (now ${task.release.units.maxArticles}) and plan the release again ` +
+      `(a new release id): at about 1.1 MB per published sample, 1 GB shards need units.maxImages of about 800.`,
+    details: [{ unitId: task.unitId, ...limit }],
+  });
 }
 
 /** Writes the unit's WebDataset shard (jpg/json/txt per sample, fixed member metadata) and the rows parquet needs. */
@@ -36,7 +64,21 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
 
     const shard = `${unit.subset}/${shardName(unit.index)}.tar`;
     const shardPath = layout.shardFile(unit.subset, unit.index);
-    const writer = await TarShardWriter.create(shardPath);
+    const limits = shardLimitsOf(task.release);
+    // Fail before writing anything when the staged images alone cannot fit (the writer checks the exact size).
+    let samples = 0;
+    let imageBytes = 0;
+    for (const line of lines) {
+      for (const figure of line.figures) {
+        const image = images.get(figure.key);
+        if (figure.rejected || !image || !labels.has(figure.key)) continue;
+        samples++;
+        imageBytes += tarSampleBytes([image.bytes]);
+      }
+    }
+    if (samples > limits.maxSamples) throw shardTooLarge(task, { kind: 'samples', max: limits.maxSamples, wouldBe: samples });
+    if (tarArchiveBytes(imageBytes) > limits.maxBytes) throw shardTooLarge(task, { kind: 'bytes', max: limits.maxBytes, wouldBe: tarArchiveBytes(imageBytes) });
+    const writer = await TarShardWriter.create(shardPath, limits);
     const rows: SampleRow[] = [];
     const articles = new Set<string>();
     try {
@@ -73,6 +115,9 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
             image_panel_subtype: json.image_panel_subtype,
             image_primary_label: json.image_primary_label,
             image_secondary_label: json.image_secondary_label,
+            image_size: json.image_size,
+            image_set: json.image_set,
+            image_context: Object.entries(json.image_context).map(([image_id, paragraphs]) => ({ image_id, paragraphs })),
             article_accession_id: json.article_accession_id,
             article_title: json.article_title,
             article_journal: json.article_journal,
@@ -82,9 +127,11 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
             article_keywords: json.article_keywords,
             article_reference_ids: json.article_reference_ids,
             article_reference_count: json.article_reference_count,
+            article_reference_list: json.article_reference_list,
             article_subject: json.article_subject,
             article_citation: json.article_citation,
             article_license: json.article_license,
+            article_text: json.article_text,
             article_pmid: pmid ?? null,
             article_doi: line.planned.doi ?? line.record.doi ?? null,
           });
@@ -93,6 +140,7 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
       }
     } catch (err) {
       await writer.abort();
+      if (err instanceof ShardLimitError) throw shardTooLarge(task, { kind: err.limit, max: err.max, wouldBe: err.wouldBe });
       throw err;
     }
     const closed = await writer.close();

@@ -24,9 +24,41 @@ const MAX_MEMBER_BYTES = 8 ** 11 - 1;
 const MAX_MTIME = 8 ** 11 - 1;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
+/** Published shards hold at most 10,000 samples (biomedica-etl.md §6, §10). */
+export const DEFAULT_SHARD_MAX_SAMPLES = 10_000;
+/** About 1 GB per shard: the whole archive, end blocks and record padding included. */
+export const DEFAULT_SHARD_MAX_BYTES = 1_000_000_000;
+
 export interface TarShardWriterOptions {
   /** Fixed mtime (seconds since the epoch) stamped on every member; default 0 (the epoch). */
   mtime?: number;
+  /** Most samples in the shard; default 10,000. */
+  maxSamples?: number;
+  /** Most bytes of the finished archive file (padding included); default 1,000,000,000. */
+  maxBytes?: number;
+}
+
+/**
+ * A sample that would take the shard past maxSamples or maxBytes. addSample rejects with it without writing
+ * anything, so the caller can close the shard and start the next one (the exporter does), or stop (a release
+ * unit is one shard, so there it is a planning error: see activities/shard/activity.ts).
+ */
+export class ShardLimitError extends Error {
+  override readonly name = 'ShardLimitError';
+  constructor(
+    readonly limit: 'samples' | 'bytes',
+    readonly max: number,
+    /** What the finished shard would have been with this sample: samples, or archive bytes. */
+    readonly wouldBe: number,
+    readonly key: string,
+    readonly shardPath: string,
+  ) {
+    super(
+      limit === 'samples'
+        ? `sample ${key} would be sample ${wouldBe} of ${shardPath}, over the limit of ${max} samples per shard`
+        : `sample ${key} would make ${shardPath} ${wouldBe} bytes, over the limit of ${max} bytes per shard`,
+    );
+  }
 }
 
 export interface TarMember {
@@ -58,6 +90,9 @@ export class TarShardWriter {
   private readonly keys = new Set<string>();
   private bytes = 0;
   private samples = 0;
+  /** Samples and bytes accepted by addSample, including those still queued for writing. */
+  private acceptedSamples = 0;
+  private acceptedBytes = 0;
   private state: 'open' | 'closed' | 'aborted' | 'failed' = 'open';
   /** Serialises writes so un-awaited concurrent addSample calls cannot interleave members. */
   private tail: Promise<void> = Promise.resolve();
@@ -67,6 +102,8 @@ export class TarShardWriter {
     readonly partialPath: string,
     private readonly fh: FileHandle,
     private readonly mtime: number,
+    readonly maxSamples: number,
+    readonly maxBytes: number,
   ) {}
 
   static async create(finalPath: string, opts: TarShardWriterOptions = {}): Promise<TarShardWriter> {
@@ -74,11 +111,15 @@ export class TarShardWriter {
     if (!Number.isInteger(mtime) || mtime < 0 || mtime > MAX_MTIME) {
       throw new RangeError(`tar mtime must be an integer in [0, ${MAX_MTIME}], got ${mtime}`);
     }
+    const maxSamples = opts.maxSamples ?? DEFAULT_SHARD_MAX_SAMPLES;
+    const maxBytes = opts.maxBytes ?? DEFAULT_SHARD_MAX_BYTES;
+    if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`maxSamples must be a positive integer, got ${maxSamples}`);
+    if (!Number.isInteger(maxBytes) || maxBytes < RECORD) throw new RangeError(`maxBytes must be an integer of at least ${RECORD}, got ${maxBytes}`);
     const partialPath = `${finalPath}.partial-${process.pid}`;
     await fsp.mkdir(path.dirname(finalPath), { recursive: true });
     // 'w' truncates a leftover partial from an earlier crashed attempt of this same pid.
     const fh = await fsp.open(partialPath, 'w', 0o644);
-    return new TarShardWriter(finalPath, partialPath, fh, mtime);
+    return new TarShardWriter(finalPath, partialPath, fh, mtime, maxSamples, maxBytes);
   }
 
   get sampleCount(): number {
@@ -90,11 +131,22 @@ export class TarShardWriter {
     return this.bytes;
   }
 
-  /** Rejects (without writing anything, so the writer stays usable) on an invalid key or member. */
+  /**
+   * Rejects (without writing anything, so the writer stays usable) on an invalid key or member, and with a
+   * ShardLimitError when the sample would take the shard past maxSamples or maxBytes.
+   */
   addSample(key: string, members: TarMember[]): Promise<void> {
     let chunks: Buffer[];
     try {
       chunks = this.encodeSample(key, members);
+      const size = chunks.reduce((n, c) => n + c.length, 0);
+      if (this.acceptedSamples + 1 > this.maxSamples) {
+        throw new ShardLimitError('samples', this.maxSamples, this.acceptedSamples + 1, key, this.finalPath);
+      }
+      const archive = tarArchiveBytes(this.acceptedBytes + size);
+      if (archive > this.maxBytes) throw new ShardLimitError('bytes', this.maxBytes, archive, key, this.finalPath);
+      this.acceptedSamples++;
+      this.acceptedBytes += size;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -221,6 +273,16 @@ export class TarShardWriter {
     h.write(sum.toString(8).padStart(6, '0') + '\0', 148, 'ascii');
     return h;
   }
+}
+
+/** Bytes one sample takes in a shard: a header block per member plus its data padded to whole blocks. */
+export function tarSampleBytes(memberSizes: readonly number[]): number {
+  return memberSizes.reduce((n, size) => n + BLOCK + Math.ceil(size / BLOCK) * BLOCK, 0);
+}
+
+/** Size of the finished archive file whose members take `memberBytes`: two end blocks, padded to a 10,240-byte record. */
+export function tarArchiveBytes(memberBytes: number): number {
+  return Math.ceil((memberBytes + 2 * BLOCK) / RECORD) * RECORD;
 }
 
 /** Zero-padded octal with a trailing NUL, filling the whole field. */

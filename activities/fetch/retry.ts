@@ -1,0 +1,123 @@
+import { SourceError } from './source';
+
+/**
+ * How downloads behave in a worker process. Worker-side settings (the environment), never workflow input:
+ * BIOMEDICA_FETCH_PER_WORKER     downloads in flight in the whole process, all activities together (32)
+ * BIOMEDICA_FETCH_PER_ACTIVITY   downloads in flight per fetch activity (8)
+ * BIOMEDICA_FETCH_ATTEMPTS       tries per object inside the activity before the failure escapes to Temporal (4)
+ * BIOMEDICA_FETCH_BACKOFF_MS     first backoff, doubled per try with jitter, capped at BIOMEDICA_FETCH_BACKOFF_MAX_MS (500 / 10000)
+ * BIOMEDICA_FETCH_TIMEOUT_MS     per request (HTTP: whole body; streams and FTP: idle) (60000)
+ * BIOMEDICA_PLAN_CONCURRENCY     metadata GETs in flight while planning (32)
+ */
+export interface FetchTuning {
+  perWorker: number;
+  perActivity: number;
+  attempts: number;
+  backoffMs: number;
+  backoffMaxMs: number;
+  timeoutMs: number;
+  planConcurrency: number;
+}
+
+function envInt(name: string, fallback: number): number {
+  const v = Number(process.env[name]);
+  return Number.isFinite(v) && v > 0 ? Math.floor(v) : fallback;
+}
+
+const tuning: FetchTuning = {
+  perWorker: envInt('BIOMEDICA_FETCH_PER_WORKER', 32),
+  perActivity: envInt('BIOMEDICA_FETCH_PER_ACTIVITY', 8),
+  attempts: envInt('BIOMEDICA_FETCH_ATTEMPTS', 4),
+  backoffMs: envInt('BIOMEDICA_FETCH_BACKOFF_MS', 500),
+  backoffMaxMs: envInt('BIOMEDICA_FETCH_BACKOFF_MAX_MS', 10_000),
+  timeoutMs: envInt('BIOMEDICA_FETCH_TIMEOUT_MS', 60_000),
+  planConcurrency: envInt('BIOMEDICA_PLAN_CONCURRENCY', 32),
+};
+
+export function fetchTuning(): Readonly<FetchTuning> {
+  return tuning;
+}
+
+/** For tests and benchmarks: change the process's tuning; returns the previous values. */
+export function setFetchTuning(change: Partial<FetchTuning>): FetchTuning {
+  const before = { ...tuning };
+  Object.assign(tuning, change);
+  if (change.perWorker !== undefined && change.perWorker !== before.perWorker) workerLimiter = null;
+  return before;
+}
+
+/** A FIFO counting semaphore. */
+export class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(readonly limit: number) {}
+  get inFlight(): number {
+    return this.active;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
+
+let workerLimiter: Limiter | null = null;
+
+/** The process-wide bound on downloads in flight (every fetch activity and the planner share it). */
+export function downloadLimiter(): Limiter {
+  workerLimiter ??= new Limiter(tuning.perWorker);
+  return workerLimiter;
+}
+
+/** Errors worth another try now: resets, timeouts, 5xx and checksum mismatches (a corrupted transfer). */
+export function isRetryable(err: unknown): boolean {
+  return err instanceof SourceError && err.retryable;
+}
+
+export function backoffDelay(attempt: number, t: Pick<FetchTuning, 'backoffMs' | 'backoffMaxMs'> = tuning): number {
+  const exp = Math.min(t.backoffMaxMs, t.backoffMs * 2 ** (attempt - 1));
+  return Math.round(exp / 2 + Math.random() * (exp / 2));
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason as Error);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Runs `fn` up to `attempts` times, backing off exponentially with jitter between tries, as long as it fails
+ * with a retryable SourceError. The last error escapes unchanged: a retryable one then fails the activity, and
+ * Temporal retries it with its own (longer) backoff; a non-retryable one (404, 403) is the caller's to record.
+ */
+export async function withRetries<T>(
+  fn: (attempt: number) => Promise<T>,
+  opts: { signal?: AbortSignal; attempts?: number; onRetry?: (err: SourceError, attempt: number, delayMs: number) => void } = {},
+): Promise<T> {
+  const attempts = opts.attempts ?? tuning.attempts;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      if (!isRetryable(err) || attempt >= attempts || opts.signal?.aborted) throw err;
+      const delay = backoffDelay(attempt);
+      opts.onRetry?.(err as SourceError, attempt, delay);
+      await sleep(delay, opts.signal);
+    }
+  }
+}

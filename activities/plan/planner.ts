@@ -1,0 +1,435 @@
+import { createHash, type Hash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { SUBSETS, type Subset } from '../../config/release';
+import { exists, writeFileAtomic } from '../common/files';
+import { mapLimit } from '../common/stage';
+import { licenseGroup } from './license';
+import { selectVersions, UnitCutter, type Exclusion, type PlannedArticle, type PlannedUnit, type VersionFacts } from './plan';
+
+/**
+ * The streaming planner. Memory is bounded by one bucket of PMCIDs, never by the number of inventory rows:
+ *
+ * pass 1  rows stream in (inventory csv.gz, or the legacy file list) and are appended, unparsed beyond their
+ *         identity, to one spill file per bucket of BUCKET_SPAN consecutive PMCIDs (plan/work/rows-NNNNNN.tsv);
+ * pass 2  bucket by bucket, in PMCID order: the facts of each row are taken from the previous release's facts
+ *         when its ETag is unchanged, from this plan's own checkpoint when an interrupted attempt already read
+ *         them, and are otherwise resolved (one metadata GET; inline for the legacy list); the bucket's facts are
+ *         written to plan/facts/NNNNNN.tsv (the checkpoint, and the next release's previous facts); every
+ *         PMCID's versions are selected (all versions of a PMCID share a bucket) and the selected articles,
+ *         already in PMCID order, go through one unit cutter per subset that writes each unit as it closes.
+ *
+ * Facts reused by ETag carry flags only; the article of a version that is selected again is read back from the
+ * unit files of the plan it came from (the previous release's, or this plan's own interrupted attempt's, kept
+ * aside in plan/units.resume), and checked to carry the same ETag. When no such article is found (the version was
+ * superseded then, or its unit was never written), its metadata is read again.
+ *
+ * Exclusions are appended to plan/excluded.ndjson in the same order, so the plan's outputs are deterministic.
+ */
+export const BUCKET_SPAN = 1 << 15;
+const FLUSH_BYTES = 64 * 1024;
+
+export interface PlanRow {
+  pmcid: number;
+  version: number;
+  key: string;
+  etag: string;
+  /** Facts carried by the row itself (the legacy list); null when they must be resolved (a metadata GET). */
+  inline: VersionFacts | null;
+}
+
+export interface PlanChanges {
+  previousRelease: string | null;
+  /** Versions (keys) absent from the previous plan's facts. */
+  new: number;
+  /** Versions whose ETag differs from the previous plan's. */
+  changed: number;
+  /** Versions with the same ETag: their facts were reused, no metadata GET. */
+  unchanged: number;
+  /** Versions in the previous plan that are gone from the inventory. */
+  removed: number;
+  /** Versions retracted now that the previous plan knew as not retracted. */
+  newlyRetracted: number;
+}
+
+export interface PlannerResult {
+  rows: number;
+  selected: number;
+  excluded: Record<string, number>;
+  subsets: Record<Subset, { units: number; articles: number; figureImages: number }>;
+  planHash: string;
+  /** Rows whose facts had to be resolved (metadata GETs). */
+  resolved: number;
+  /** Seconds spent in each part of pass 2, summed over buckets (for benchmarks; not part of any summary). */
+  seconds: { readRows: number; facts: number; selectAndCut: number; writeFacts: number };
+  changes: PlanChanges;
+  /** Selected articles in `other` by their exact license code ('(none)' for null): the code is always recorded. */
+  otherLicenses: Record<string, number>;
+}
+
+export interface PlannerConfig {
+  planDir: string;
+  unitFile: (unitId: string) => string;
+  limits: { maxArticles: number; maxImages: number };
+  previous: { releaseId: string; factsDir: string } | null;
+  /** Facts of a row that has none inline and none to reuse. Retryable failures should throw (the plan fails and resumes). */
+  resolve: (row: PlanRow) => Promise<VersionFacts>;
+  concurrency: number;
+  heartbeat?: (details: Record<string, unknown>) => void;
+}
+
+const MAX_LICENSE_CODES = 50;
+
+function bucketName(b: number): string {
+  return String(b).padStart(6, '0');
+}
+
+function bucketIds(dir: string, re: RegExp): number[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.map((n) => re.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1]));
+}
+
+/**
+ * The facts files (plan/facts/NNNNNN.tsv, one line per readable version of the bucket) keep what selection needs,
+ * never the planned article itself: `pmcid, version, flags (1 oa, 2 retracted), etag, key`. The planned articles of
+ * the selected versions are in the plan's unit files already; a later plan reads them back from there (see
+ * UnitArticleStore), so a plan writes each article once.
+ */
+export function encodeFacts(f: Pick<VersionFacts, 'pmcid' | 'version' | 'oa' | 'retracted' | 'etag' | 'key'>): string {
+  return `${f.pmcid}\t${f.version}\t${(f.oa ? 1 : 0) | (f.retracted ? 2 : 0)}\t${f.etag}\t${f.key}`;
+}
+
+export function decodeFacts(line: string): VersionFacts {
+  const t1 = line.indexOf('\t');
+  const t2 = line.indexOf('\t', t1 + 1);
+  const t3 = line.indexOf('\t', t2 + 1);
+  const t4 = line.indexOf('\t', t3 + 1);
+  const flags = Number(line.slice(t2 + 1, t3));
+  return { pmcid: Number(line.slice(0, t1)), version: Number(line.slice(t1 + 1, t2)), oa: (flags & 1) !== 0, retracted: (flags & 2) !== 0, etag: line.slice(t3 + 1, t4), key: line.slice(t4 + 1), article: null };
+}
+
+function readFacts(file: string): Map<string, VersionFacts> {
+  const out = new Map<string, VersionFacts>();
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out;
+    throw err;
+  }
+  let start = 0;
+  while (start < text.length) {
+    let nl = text.indexOf('\n', start);
+    if (nl < 0) nl = text.length;
+    if (nl > start) {
+      const f = decodeFacts(text.slice(start, nl));
+      out.set(f.key, f);
+    }
+    start = nl + 1;
+  }
+  return out;
+}
+
+/**
+ * The planned articles of an earlier plan's unit files, read in PMCID order (each subset's units are, and the
+ * three are merged by bucket): `take(end)` returns every article below PMCID number `end` not taken yet, keyed
+ * `PMC<id>.<version>`. Only one unit file per subset is held at a time.
+ */
+export class UnitArticleStore {
+  private readonly cursors: { subset: Subset; next: number; buffer: PlannedArticle[]; pos: number; done: boolean }[];
+  constructor(private readonly unitsDir: string) {
+    this.cursors = SUBSETS.map((subset) => ({ subset, next: 0, buffer: [], pos: 0, done: false }));
+  }
+  take(end: number): Map<string, PlannedArticle> {
+    const out = new Map<string, PlannedArticle>();
+    for (const c of this.cursors) {
+      for (;;) {
+        if (c.pos >= c.buffer.length) {
+          if (c.done) break;
+          const file = path.join(this.unitsDir, `${c.subset}-${String(c.next).padStart(6, '0')}.json`);
+          let unit: PlannedUnit;
+          try {
+            unit = JSON.parse(fs.readFileSync(file, 'utf8')) as PlannedUnit;
+          } catch {
+            c.done = true; // no more units (or a torn one: its articles are read again from the bucket)
+            break;
+          }
+          c.next++;
+          c.buffer = unit.articles;
+          c.pos = 0;
+          continue;
+        }
+        const a = c.buffer[c.pos]!;
+        if (Number(a.pmcid.slice(3)) >= end) break;
+        out.set(`${a.pmcid}.${a.version}`, a);
+        c.pos++;
+      }
+    }
+    return out;
+  }
+}
+
+export class StreamingPlanner {
+  private readonly workDir: string;
+  private readonly factsDir: string;
+  private readonly excludedTmp: string;
+  private readonly buffers = new Map<number, { parts: string[]; size: number }>();
+  private excludedBuf: string[] = [];
+  private excludedSize = 0;
+  private readonly excludedCounts: Record<string, number> = {};
+  rows = 0;
+
+  constructor(private readonly cfg: PlannerConfig) {
+    this.workDir = path.join(cfg.planDir, 'work');
+    this.factsDir = path.join(cfg.planDir, 'facts');
+    this.excludedTmp = path.join(this.workDir, 'excluded.ndjson');
+  }
+
+  /**
+   * Clears an earlier attempt's spill. Its facts stay (they are the checkpoint), and its unit files are set aside
+   * in plan/units.resume, where pass 2 finds the articles it already read.
+   */
+  async start(): Promise<void> {
+    await fsp.rm(this.workDir, { recursive: true, force: true });
+    await fsp.mkdir(this.workDir, { recursive: true });
+    await fsp.mkdir(this.factsDir, { recursive: true });
+    const unitsDir = this.unitsDir();
+    const aside = `${unitsDir}.resume`;
+    if (await exists(aside)) await fsp.rm(unitsDir, { recursive: true, force: true });
+    else if (await exists(unitsDir)) await fsp.rename(unitsDir, aside);
+    fs.writeFileSync(this.excludedTmp, '');
+  }
+
+  private unitsDir(): string {
+    return path.dirname(this.cfg.unitFile('commercial-000000'));
+  }
+
+  /** Pass 1: one row. Identity must already be valid (the row readers check keys). */
+  addRow(row: PlanRow): void {
+    if (!Number.isSafeInteger(row.pmcid) || row.pmcid <= 0 || !Number.isSafeInteger(row.version) || row.version <= 0) throw new Error(`bad row identity for ${row.key}`);
+    if (/[\t\n\r]/.test(row.key) || /[\t\n\r]/.test(row.etag)) throw new Error(`row with a tab or newline in key or ETag: ${JSON.stringify(row.key)}`);
+    this.rows++;
+    const b = Math.floor(row.pmcid / BUCKET_SPAN);
+    const line = `${row.pmcid}\t${row.version}\t${row.etag}\t${row.key}\t${row.inline ? JSON.stringify(row.inline) : ''}\n`;
+    let buf = this.buffers.get(b);
+    if (!buf) this.buffers.set(b, (buf = { parts: [], size: 0 }));
+    buf.parts.push(line);
+    buf.size += line.length;
+    if (buf.size >= FLUSH_BYTES) this.flushBucket(b, buf);
+  }
+
+  /** An exclusion known before pass 2 (e.g. an unreadable list row). */
+  exclude(e: Exclusion): void {
+    this.excludedCounts[e.reason] = (this.excludedCounts[e.reason] ?? 0) + 1;
+    const line = JSON.stringify(e) + '\n';
+    this.excludedBuf.push(line);
+    this.excludedSize += line.length;
+    if (this.excludedSize >= FLUSH_BYTES) this.flushExcluded();
+  }
+
+  private flushBucket(b: number, buf: { parts: string[]; size: number }): void {
+    if (buf.size === 0) return;
+    fs.appendFileSync(path.join(this.workDir, `rows-${bucketName(b)}.tsv`), buf.parts.join(''));
+    buf.parts = [];
+    buf.size = 0;
+  }
+
+  private flushExcluded(): void {
+    if (this.excludedSize === 0) return;
+    fs.appendFileSync(this.excludedTmp, this.excludedBuf.join(''));
+    this.excludedBuf = [];
+    this.excludedSize = 0;
+  }
+
+  private readRows(b: number): PlanRow[] {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(this.workDir, `rows-${bucketName(b)}.tsv`), 'utf8');
+    } catch {
+      return [];
+    }
+    const byKey = new Map<string, PlanRow>(); // a key listed twice: the later row wins
+    let start = 0;
+    while (start < text.length) {
+      let nl = text.indexOf('\n', start);
+      if (nl < 0) nl = text.length;
+      const line = text.slice(start, nl);
+      start = nl + 1;
+      if (!line) continue;
+      const t1 = line.indexOf('\t');
+      const t2 = line.indexOf('\t', t1 + 1);
+      const t3 = line.indexOf('\t', t2 + 1);
+      const t4 = line.indexOf('\t', t3 + 1);
+      const key = line.slice(t3 + 1, t4);
+      const inline = line.slice(t4 + 1);
+      byKey.set(key, {
+        pmcid: Number(line.slice(0, t1)),
+        version: Number(line.slice(t1 + 1, t2)),
+        etag: line.slice(t2 + 1, t3),
+        key,
+        inline: inline ? (JSON.parse(inline) as VersionFacts) : null,
+      });
+    }
+    return [...byKey.values()].sort((a, b) => a.pmcid - b.pmcid || a.version - b.version || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** Pass 2 and the plan's outputs. */
+  async finish(): Promise<PlannerResult> {
+    for (const [b, buf] of this.buffers) this.flushBucket(b, buf);
+    this.buffers.clear();
+    const cfg = this.cfg;
+    const cutters = Object.fromEntries(SUBSETS.map((s) => [s, new UnitCutter(s, cfg.limits)])) as Record<Subset, UnitCutter>;
+    const hashes = Object.fromEntries(SUBSETS.map((s) => [s, createHash('sha256')])) as Record<Subset, Hash>;
+    const changes: PlanChanges = { previousRelease: cfg.previous?.releaseId ?? null, new: 0, changed: 0, unchanged: 0, removed: 0, newlyRetracted: 0 };
+    const otherLicenses: Record<string, number> = {};
+    let selected = 0;
+    let resolved = 0;
+    const seconds: PlannerResult['seconds'] = { readRows: 0, facts: 0, selectAndCut: 0, writeFacts: 0 };
+
+    const writeUnit = async (unit: PlannedUnit | null) => {
+      if (!unit) return;
+      const json = JSON.stringify(unit);
+      hashes[unit.subset].update(json);
+      await writeFileAtomic(cfg.unitFile(unit.unitId), json + '\n');
+    };
+
+    const ids = new Set(bucketIds(this.workDir, /^rows-(\d+)\.tsv$/));
+    if (cfg.previous) for (const b of bucketIds(cfg.previous.factsDir, /^(\d+)\.tsv$/)) ids.add(b);
+    const stale = new Set(bucketIds(this.factsDir, /^(\d+)\.tsv$/));
+    const order = [...ids].sort((a, b) => a - b);
+    // Articles of versions selected before: the previous release's units, and this plan's interrupted attempt's.
+    const unitsDir = this.unitsDir();
+    const stores = [...(cfg.previous ? [new UnitArticleStore(path.join(path.dirname(cfg.previous.factsDir), 'units'))] : []), new UnitArticleStore(`${unitsDir}.resume`)];
+    let done = 0;
+    for (const b of order) {
+      stale.delete(b);
+      let t = process.hrtime.bigint();
+      const lap = (k: keyof PlannerResult['seconds']) => {
+        const now = process.hrtime.bigint();
+        seconds[k] += Number(now - t) / 1e9;
+        t = now;
+      };
+      const rows = this.readRows(b);
+      lap('readRows');
+      const prev = cfg.previous ? readFacts(path.join(cfg.previous.factsDir, `${bucketName(b)}.tsv`)) : new Map<string, VersionFacts>();
+      const factsFile = path.join(this.factsDir, `${bucketName(b)}.tsv`);
+      const checkpoint = readFacts(factsFile);
+      const known = new Map<string, PlannedArticle>();
+      for (const store of stores) for (const [k, a] of store.take((b + 1) * BUCKET_SPAN)) known.set(k, a);
+      const facts: (VersionFacts | null)[] = new Array(rows.length).fill(null);
+      const needs: number[] = [];
+      /** Reused facts (flags only) with the article selected earlier for the same ETag, when there is one. */
+      const reuse = (row: PlanRow, f: VersionFacts): VersionFacts => {
+        const a = f.oa && !f.retracted ? known.get(`PMC${row.pmcid}.${row.version}`) : undefined;
+        return { ...f, key: row.key, article: a && a.etag === row.etag ? a : null };
+      };
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!;
+        const p = prev.get(row.key);
+        if (!p) changes.new++;
+        else if (p.etag === row.etag) changes.unchanged++;
+        else changes.changed++;
+        if (row.inline) facts[i] = row.inline;
+        else if (p && p.etag === row.etag) facts[i] = reuse(row, p);
+        else {
+          const c = checkpoint.get(row.key);
+          if (c && c.etag === row.etag) facts[i] = reuse(row, c);
+          else needs.push(i);
+        }
+      }
+      if (prev.size > 0) {
+        const present = new Set(rows.map((r) => r.key));
+        for (const k of prev.keys()) if (!present.has(k)) changes.removed++;
+      }
+      const resolve = async (i: number) => {
+        facts[i] = await cfg.resolve(rows[i]!);
+        if (++resolved % 500 === 0) cfg.heartbeat?.({ phase: 'metadata', resolved, bucket: done, of: order.length });
+      };
+      await mapLimit(needs, cfg.concurrency, resolve);
+      // A reused version that is selected now but whose article was not kept (it was superseded then): read it.
+      for (;;) {
+        const missing: number[] = [];
+        for (let i = 0; i < rows.length; ) {
+          let j = i;
+          let newest = -1;
+          while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) {
+            const f = facts[j]!;
+            if (!f.error && (newest < 0 || f.version > facts[newest]!.version)) newest = j;
+            j++;
+          }
+          const f = newest >= 0 ? facts[newest]! : null;
+          if (f && f.oa && !f.retracted && !f.article) missing.push(newest);
+          i = j;
+        }
+        if (missing.length === 0) break;
+        await mapLimit(missing, cfg.concurrency, resolve);
+      }
+      for (let i = 0; i < rows.length; i++) {
+        const p = prev.get(rows[i]!.key);
+        if (p && !p.retracted && facts[i]!.retracted && !facts[i]!.error) changes.newlyRetracted++;
+      }
+      lap('facts');
+      // The bucket's facts: this plan's checkpoint and the next release's previous facts (unreadable ones are not kept).
+      const keep = facts.filter((f): f is VersionFacts => f !== null && !f.error);
+      if (keep.length > 0) await writeFileAtomic(factsFile, keep.map(encodeFacts).join('\n') + '\n');
+      else await fsp.rm(factsFile, { force: true });
+      lap('writeFacts');
+
+      for (let i = 0; i < rows.length; ) {
+        let j = i;
+        while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) j++;
+        const r = selectVersions(`PMC${rows[i]!.pmcid}`, facts.slice(i, j) as VersionFacts[]);
+        for (const e of r.excluded) this.exclude(e);
+        if (r.selected) {
+          selected++;
+          const subset = licenseGroup(r.selected.licenseCode);
+          if (subset === 'other') {
+            const code = r.selected.licenseCode ?? '(none)';
+            const k = code in otherLicenses || Object.keys(otherLicenses).length < MAX_LICENSE_CODES ? code : '(more codes)';
+            otherLicenses[k] = (otherLicenses[k] ?? 0) + 1;
+          }
+          await writeUnit(cutters[subset].push(r.selected));
+        }
+        i = j;
+      }
+      lap('selectAndCut');
+      done++;
+      cfg.heartbeat?.({ phase: 'buckets', bucket: done, of: order.length, selected });
+    }
+    for (const s of SUBSETS) await writeUnit(cutters[s].flush());
+    // Facts of buckets that no longer have rows, and units past the new counts, are an earlier attempt's leftovers.
+    for (const b of stale) await fsp.rm(path.join(this.factsDir, `${bucketName(b)}.tsv`), { force: true });
+    await fsp.rm(`${unitsDir}.resume`, { recursive: true, force: true });
+    for (const name of await fsp.readdir(unitsDir).catch(() => [] as string[])) {
+      const m = /^(commercial|noncommercial|other)-(\d{6})\.json$/.exec(name);
+      if (m && Number(m[2]) >= cutters[m[1] as Subset].units) await fsp.rm(path.join(unitsDir, name), { force: true });
+    }
+    this.flushExcluded();
+    await fsp.rename(this.excludedTmp, path.join(cfg.planDir, 'excluded.ndjson'));
+    await fsp.rm(this.workDir, { recursive: true, force: true });
+
+    const subsetDigests = SUBSETS.map((s) => hashes[s].digest('hex'));
+    return {
+      rows: this.rows,
+      selected,
+      excluded: { ...this.excludedCounts },
+      subsets: Object.fromEntries(SUBSETS.map((s) => [s, { units: cutters[s].units, articles: cutters[s].articles, figureImages: cutters[s].figureImages }])) as PlannerResult['subsets'],
+      planHash: createHash('sha256').update(JSON.stringify(subsetDigests)).digest('hex'),
+      resolved,
+      seconds: Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, +v.toFixed(2)])) as PlannerResult['seconds'],
+      changes,
+      otherLicenses,
+    };
+  }
+
+  /** Removes the spill after a failed attempt that will not be resumed (the facts checkpoint stays). */
+  async abandon(): Promise<void> {
+    await fsp.rm(this.workDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,281 @@
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from '@temporalio/worker';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { exportSubset as exportSubsetActivity } from '../activities/export/activity';
+import { exportSubset, ExportConfigError, resolveExportTarget, type ExportInput } from '../activities/export/export';
+import { compileFilter, yearOfArticleDate, type ExportFilterArgs } from '../activities/export/filter';
+import { readSamplesParquet, type SampleRow } from '../activities/parquet/writer';
+import { publishedArticleDate } from '../activities/shard/sample-json';
+import { readTarEntries } from '../activities/shard/tar-reader';
+import { parseExportArgs, runExport } from '../cli/export';
+import { temporalCliPath } from '../config/dev-server';
+import { TASK_QUEUES } from '../config/task-queues';
+import { testPython } from '../config/paths';
+import { installQuietRuntime } from './support/runtime';
+import { writeSyntheticRelease, type SyntheticSample } from './support/synthetic-release';
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+function python(script: string, args: string[] = []): string {
+  const r = spawnSync(testPython(), ['-c', script, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${testPython()} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Every member of a tar with its raw 512-byte header block. */
+async function members(file: string): Promise<{ name: string; header: Buffer; data: Buffer }[]> {
+  const bytes = fs.readFileSync(file);
+  const out: { name: string; header: Buffer; data: Buffer }[] = [];
+  for await (const e of readTarEntries(file)) out.push({ name: e.name, header: bytes.subarray(e.offset - 512, e.offset), data: await e.read() });
+  return out;
+}
+
+function row(over: Partial<SampleRow>): SampleRow {
+  return {
+    key: 'PMC1_1_0', shard: 'commercial/000000.tar', subset: 'commercial', caption: 'Confocal image of HeLa cells (Fig. 2B)',
+    image_width: 100, image_height: 80, image_bytes_size: 10, image_sha256: 'a'.repeat(64), image_file_name: 'f.jpg', image_cluster_id: 'f',
+    image_hash: 'a'.repeat(64), image_label_id: '17', image_panel_type: 'single', image_panel_subtype: '', image_primary_label: ['Microscopy'],
+    image_secondary_label: ['confocal'], image_size: [100, 80], image_set: [], image_context: [], article_accession_id: 'PMC1', article_title: 't',
+    article_journal: 'PLoS One', article_date: publishedArticleDate('2020-01-01'), article_abstract: '', article_mesh_terms: [], article_keywords: ['HeLa', 'Confocal'],
+    article_reference_ids: [], article_reference_count: 0, article_reference_list: [], article_subject: [], article_citation: '', article_license: 'CC BY',
+    article_text: '', article_pmid: null, article_doi: null, ...over,
+  };
+}
+
+describe('export filter', () => {
+  const cases: [ExportFilterArgs, Partial<SampleRow>, boolean][] = [
+    [{}, {}, true],
+    [{ subsets: ['commercial'] }, {}, true],
+    [{ subsets: ['noncommercial', 'other'] }, {}, false],
+    [{ licenses: ['cc by'] }, {}, true],
+    [{ licenses: ['CC BY-NC'] }, {}, false],
+    [{ primaryLabels: ['microscopy '] }, {}, true],
+    [{ primaryLabels: ['Micro'] }, {}, false],
+    [{ primaryLabels: ['Plots and Charts', 'Microscopy'] }, {}, true],
+    [{ secondaryLabels: ['CONFOCAL'] }, {}, true],
+    [{ labelIds: [17] }, {}, true],
+    [{ labelIds: ['3', '170'] }, {}, false],
+    [{ journals: ['plos one'] }, {}, true],
+    [{ journals: ['PLoS'] }, {}, false],
+    [{ years: { from: 2020, to: 2020 } }, {}, true],
+    [{ years: { from: 2021 } }, {}, false],
+    [{ years: { to: 2019 } }, { article_date: publishedArticleDate('2019-12-31') }, true],
+    [{ years: { from: 2000 } }, { article_date: '' }, false],
+    [{ keywords: ['hela'] }, {}, true],
+    [{ keywords: ['mice'] }, {}, false],
+    [{ captionContains: ['hela', 'CONFOCAL'] }, {}, true],
+    [{ captionContains: ['hela', 'mouse'] }, {}, false],
+    [{ captionRegex: { source: 'Fig\\. \\d+[A-Z]' } }, {}, true],
+    [{ captionRegex: { source: 'fig\\. \\d' } }, {}, false],
+    [{ captionRegex: { source: 'fig\\. \\d', flags: 'i' } }, {}, true],
+    [{ subsets: ['commercial'], primaryLabels: ['Microscopy'], years: { from: 2020 }, journals: ['eLife'] }, {}, false],
+    [{ subsets: ['commercial'], primaryLabels: ['Microscopy'], years: { from: 2020 }, journals: ['eLife', 'PLoS One'] }, {}, true],
+  ];
+  cases.forEach(([filter, over, want], i) => {
+    it(`case ${i}: ${JSON.stringify(filter)} -> ${want}`, () => assert.equal(compileFilter(filter)(row(over)), want));
+  });
+
+  it('reads the year in Los Angeles time, as article_date is written', () => {
+    assert.equal(yearOfArticleDate(publishedArticleDate('2020-01-01')), 2020);
+    assert.equal(yearOfArticleDate(publishedArticleDate('2019-12-31')), 2019);
+    assert.equal(yearOfArticleDate(''), null);
+    assert.equal(yearOfArticleDate('None'), null);
+  });
+
+  it('refuses invalid filters', () => {
+    assert.throws(() => compileFilter({ captionRegex: { source: '(' } }), /invalid regular expression/);
+    assert.throws(() => compileFilter({ captionRegex: { source: 'x', flags: 'g' } }), /flags/);
+    assert.throws(() => compileFilter({ subsets: ['public'] } as unknown as ExportFilterArgs));
+    assert.throws(() => compileFilter({ label: ['x'] } as unknown as ExportFilterArgs), /label/);
+    assert.throws(() => compileFilter({ years: { from: 2021, to: 2020 } }), /after/);
+    assert.throws(() => compileFilter({ journals: [] }));
+  });
+});
+
+describe('subset export', function () {
+  this.timeout(60_000);
+  let dataDir: string;
+  let source: SyntheticSample[][];
+  const releaseId = 'synthetic-2026';
+  const base = (over: Partial<ExportInput>): ExportInput => ({ dataDir, releaseId, target: 'exports/x', filter: {}, ...over });
+
+  before(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-test-'));
+    source = await writeSyntheticRelease(dataDir, releaseId, { commercial: [7, 6], noncommercial: [5], other: [4] });
+  });
+  after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
+  it('refuses targets outside the data dir, the data dir itself and its release folders', async () => {
+    for (const t of ['../outside', '/tmp/elsewhere', '.', '', 'releases/synthetic-2026/x', 'releases', 'models/m', 'temporal']) {
+      await assert.rejects(resolveExportTarget(dataDir, t), ExportConfigError, t);
+    }
+    fs.mkdirSync(path.join(dataDir, 'links'));
+    fs.symlinkSync(os.tmpdir(), path.join(dataDir, 'links', 'out'));
+    await assert.rejects(resolveExportTarget(dataDir, 'links/out/x'), /outside the data dir/);
+    assert.equal(await resolveExportTarget(dataDir, path.join(dataDir, 'exports', 'a')), path.join(dataDir, 'exports', 'a'));
+    await assert.rejects(exportSubset(base({ target: '../x' })), ExportConfigError);
+    await assert.rejects(exportSubset(base({ releaseId: 'missing' })), /no finished release/);
+    await assert.rejects(exportSubset(base({ filter: { captionRegex: { source: '[' } } })), /invalid export filter/);
+    assert.ok(!fs.existsSync(path.join(dataDir, 'exports')), 'nothing written for a refused export');
+  });
+
+  it('writes only the matching samples, members copied byte for byte, in release order, with sizes.json and parquet', async () => {
+    const filter: ExportFilterArgs = { primaryLabels: ['Microscopy'], years: { from: 2019 } };
+    const res = await exportSubset(base({ target: 'exports/micro', filter }));
+    const predicate = compileFilter(filter);
+    const want = new Map<string, string[]>();
+    for (const s of source.flat()) if (predicate(s.row)) want.set(s.row.subset, [...(want.get(s.row.subset) ?? []), s.row.key]);
+    assert.ok([...want.values()].flat().length > 3 && [...want.values()].flat().length < source.flat().length, 'the filter selects some, not all');
+    assert.equal(res.samples, [...want.values()].flat().length);
+    assert.equal(res.scanned.rows, source.flat().length);
+    assert.equal(res.reused, false);
+    const out = path.join(dataDir, 'exports', 'micro');
+    assert.equal(res.target, out);
+
+    // Source members by name, with their raw header blocks.
+    const src = new Map<string, { header: Buffer; data: Buffer }>();
+    for (const f of fs.readdirSync(path.join(dataDir, 'releases', releaseId, 'webdataset'), { recursive: true }).map(String).filter((f) => f.endsWith('.tar'))) {
+      for (const m of await members(path.join(dataDir, 'releases', releaseId, 'webdataset', f))) src.set(m.name, m);
+    }
+    for (const [subset, keys] of want) {
+      const dir = path.join(out, 'webdataset', subset);
+      assert.deepEqual(fs.readdirSync(dir).sort(), ['000000.tar', 'index.json', 'sizes.json']);
+      assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'sizes.json'), 'utf8')), { '000000.tar': keys.length });
+      const got = await members(path.join(dir, '000000.tar'));
+      assert.deepEqual(got.map((m) => m.name), keys.flatMap((k) => ['jpg', 'json', 'txt'].map((e) => `${k}.${e}`)));
+      for (const m of got) {
+        assert.ok(m.data.equals(src.get(m.name)!.data), `${m.name} data`);
+        assert.ok(m.header.equals(src.get(m.name)!.header), `${m.name} header`);
+      }
+      const rows = await readSamplesParquet(path.join(out, 'parquet', subset, '000000.parquet'));
+      assert.deepEqual(rows.map((r) => r.key), keys);
+      assert.ok(rows.every((r) => r.shard === `${subset}/000000.tar`));
+      const byKey = new Map(source.flat().map((s) => [s.row.key, s.row]));
+      for (const r of rows) assert.deepEqual({ ...r, shard: '' }, { ...byKey.get(r.key)!, shard: '' });
+    }
+    for (const subset of ['commercial', 'noncommercial', 'other']) {
+      if (!want.has(subset)) assert.ok(!fs.existsSync(path.join(out, 'webdataset', subset)));
+    }
+    const record = JSON.parse(fs.readFileSync(path.join(out, 'export.json'), 'utf8'));
+    assert.equal(record.result.samples, res.samples);
+    assert.deepEqual(fs.readdirSync(path.dirname(out)), ['micro'], 'no partial folder left');
+
+    // Python's webdataset reads the export.
+    const tars = [...want.keys()].map((s) => path.join(out, 'webdataset', s, '000000.tar'));
+    const n = python('import sys, webdataset as wds\nprint(sum(1 for s in wds.WebDataset(sys.argv[1:], shardshuffle=False, empty_check=False).decode("pil") if s["jpg"].size and s["json"]["image_primary_label"]))', tars);
+    assert.equal(Number(n.trim()), res.samples);
+  });
+
+  it('rolls over to a new shard at the sample and byte limits, numbering contiguously', async () => {
+    const res = await exportSubset(base({ target: 'exports/small', filter: { subsets: ['commercial'] }, maxSamplesPerShard: 4, maxBytesPerShard: 250_000 }));
+    assert.equal(res.samples, 13);
+    const dir = path.join(dataDir, 'exports', 'small', 'webdataset', 'commercial');
+    const sizes = JSON.parse(fs.readFileSync(path.join(dir, 'sizes.json'), 'utf8')) as Record<string, number>;
+    const names = Object.keys(sizes);
+    assert.deepEqual(names, names.map((_, i) => `${String(i).padStart(6, '0')}.tar`));
+    assert.ok(names.slice(0, -1).some((n) => sizes[n]! < 4), `the byte limit closed a shard early: ${JSON.stringify(sizes)}`);
+    assert.equal(Object.values(sizes).reduce((a, b) => a + b, 0), 13);
+    for (const name of names) {
+      assert.ok(sizes[name]! <= 4);
+      const bytes = fs.statSync(path.join(dir, name)).size;
+      assert.ok(bytes <= 250_000, `${name}: ${bytes} bytes`);
+    }
+    // A sample bigger than the byte limit on its own is refused rather than written into an oversize shard.
+    await assert.rejects(exportSubset(base({ target: 'exports/tiny', maxBytesPerShard: 10_240 })), /over the limit of 10240 bytes/);
+    assert.ok(!fs.existsSync(path.join(dataDir, 'exports', 'tiny')));
+  });
+
+  it('is deterministic, returns an intact earlier export as is, and replaces one only with overwrite', async () => {
+    const filter: ExportFilterArgs = { journals: ['eLife', 'PLoS One'] };
+    const a = await exportSubset(base({ target: 'exports/det-a', filter }));
+    const b = await exportSubset(base({ target: 'exports/det-b', filter }));
+    const digest = (t: string) => fs.readdirSync(t, { recursive: true }).map(String).filter((f) => /\.(tar|parquet|json)$/.test(f)).sort().map((f) => [f, sha256(fs.readFileSync(path.join(t, f)))]);
+    assert.deepEqual(digest(a.target), digest(b.target));
+    const mtime = fs.statSync(path.join(a.target, 'export.json')).mtimeMs;
+    const again = await exportSubset(base({ target: 'exports/det-a', filter }));
+    assert.equal(again.reused, true);
+    assert.equal(again.samples, a.samples);
+    assert.equal(fs.statSync(path.join(a.target, 'export.json')).mtimeMs, mtime);
+    await assert.rejects(exportSubset(base({ target: 'exports/det-a', filter: { journals: ['eLife'] } })), /pass overwrite/);
+    const replaced = await exportSubset(base({ target: 'exports/det-a', filter: { journals: ['eLife'] }, overwrite: true }));
+    assert.ok(replaced.samples < a.samples);
+    assert.deepEqual(fs.readdirSync(path.join(dataDir, 'exports')).filter((f) => f.startsWith('det-a')), ['det-a']);
+    // A folder that is not an export is never replaced.
+    fs.mkdirSync(path.join(dataDir, 'exports', 'mine'));
+    fs.writeFileSync(path.join(dataDir, 'exports', 'mine', 'notes.txt'), 'keep');
+    await assert.rejects(exportSubset(base({ target: 'exports/mine', overwrite: true })), /not an export folder/);
+    assert.equal(fs.readFileSync(path.join(dataDir, 'exports', 'mine', 'notes.txt'), 'utf8'), 'keep');
+  });
+
+  it('the CLI parses filters and runs a local export', async () => {
+    const p = parseExportArgs(['--to', 'exports/cli', '--release', releaseId, '--data-dir', dataDir, '--subset', 'commercial,other', '--label', 'Microscopy', '--label-id=0,3', '--journal', 'PLoS One', '--year', '2019-2021', '--keyword', 'HeLa', '--caption', 'confocal', '--caption-regex', '/hela/i', '--max-samples', '100', '--local']);
+    assert.deepEqual(p.input, {
+      dataDir, releaseId, target: 'exports/cli', maxSamplesPerShard: 100,
+      filter: { subsets: ['commercial', 'other'], primaryLabels: ['Microscopy'], labelIds: ['0', '3'], journals: ['PLoS One'], keywords: ['HeLa'], years: { from: 2019, to: 2021 }, captionContains: ['confocal'], captionRegex: { source: 'hela', flags: 'i' } },
+    });
+    assert.equal(p.local, true);
+    assert.deepEqual(parseExportArgs(['--to', 'x', '--year', '2020']).input.filter, { years: { from: 2020, to: 2020 } });
+    assert.deepEqual(parseExportArgs(['--to', 'x', '--year', '-2020', '--filter', '{"licenses":["CC0"]}']).input.filter, { licenses: ['CC0'], years: { to: 2020 } });
+    for (const bad of [['--year', '2020'], ['--to', 'x', '--year', '20'], ['--to', 'x', '--bogus', '1'], ['--to', 'x', '--caption-regex', '('], ['--to', 'x', '--subset', 'public'], ['--to', 'x', '--max-samples', '-1']]) {
+      assert.throws(() => parseExportArgs(bad), ExportConfigError, bad.join(' '));
+    }
+    const log = console.log;
+    const err = console.error;
+    const out: string[] = [];
+    console.log = (...a: unknown[]) => out.push(a.join(' '));
+    console.error = (...a: unknown[]) => out.push(a.join(' '));
+    try {
+      assert.equal(await runExport(['--local', '--data-dir', dataDir, '--release', releaseId, '--to', 'exports/cli', '--label', 'Microscopy', '--year', '2018-2019']), 0);
+      assert.equal(await runExport(['--local', '--data-dir', dataDir, '--release', releaseId, '--to', '../outside']), 2);
+    } finally {
+      console.log = log;
+      console.error = err;
+    }
+    assert.match(out.join('\n'), /samples of 22 .* exported to/);
+    assert.match(out.join('\n'), /not inside the data dir/);
+    const n = JSON.parse(fs.readFileSync(path.join(dataDir, 'exports', 'cli', 'export.json'), 'utf8')).result.samples;
+    assert.equal(n, source.flat().filter((s) => compileFilter({ primaryLabels: ['Microscopy'], years: { from: 2018, to: 2019 } })(s.row)).length);
+  });
+
+  it('runs as exportSubsetWorkflow on a real dev server, a bad target failing without retries', async function () {
+    installQuietRuntime();
+    const env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCliPath() }, log: { format: 'pretty', level: 'warn' } } });
+    try {
+      const worker = await Worker.create({
+        connection: env.nativeConnection,
+        taskQueue: 'export-test',
+        workflowsPath: require.resolve('../workflows/export'),
+        activities: { exportSubset: exportSubsetActivity },
+      });
+      // The workflow sends its activity to the cpu queue, as the pools do.
+      const cpuWorker = await Worker.create({ connection: env.nativeConnection, taskQueue: TASK_QUEUES.cpu, activities: { exportSubset: exportSubsetActivity } });
+      let done!: () => void;
+      const finished = new Promise<void>((r) => (done = r));
+      await Promise.all([
+        worker.runUntil(async () => {
+          const ok = await env.client.workflow.execute('exportSubsetWorkflow', { taskQueue: 'export-test', workflowId: 'export-ok', args: [base({ target: 'exports/wf', filter: { subsets: ['other'] } })] });
+          assert.equal((ok as { samples: number }).samples, 4);
+          assert.ok(fs.existsSync(path.join(dataDir, 'exports', 'wf', 'webdataset', 'other', '000000.tar')));
+          const handle = await env.client.workflow.start('exportSubsetWorkflow', { taskQueue: 'export-test', workflowId: 'export-bad', args: [base({ target: '../escape' })] });
+          const err = await handle.result().then(() => null, (e: unknown) => e);
+          assert.ok(err instanceof WorkflowFailedError);
+          const cause = (err.cause as { cause?: unknown }).cause;
+          assert.ok(cause instanceof ApplicationFailure && cause.type === 'ExportConfigError', String(cause));
+          const history = await handle.fetchHistory();
+          const attempts = history.events!.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt);
+          assert.deepEqual(attempts, [1], 'not retried');
+        }).finally(() => done()),
+        cpuWorker.runUntil(finished),
+      ]);
+    } finally {
+      await env.teardown();
+    }
+  });
+});

@@ -1,0 +1,302 @@
+/**
+ * The published outputs of a real release (the sample built from the real fixtures, activities called in the
+ * release workflow's order in this process) read by the Python ecosystem's own readers: webdataset, pyarrow and
+ * Hugging Face datasets. Also: tar and parquet agree sample by sample, a recompute is byte-identical, and a unit
+ * too big for one shard fails loudly instead of writing an oversize shard.
+ */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { readNdjson } from '../activities/common/files';
+import type { PreparedImage } from '../activities/images/activity';
+import { stagedImagePath } from '../activities/images/activity';
+import { writeParquet } from '../activities/parquet/activity';
+import { publishedJsonOf, readSamplesParquet, writeSamplesParquet, type SampleRow } from '../activities/parquet/writer';
+import type { ShardIndexEntry } from '../activities/publish/finalize';
+import { writeShard } from '../activities/shard/activity';
+import { pyJsonDumps } from '../activities/shard/pyjson';
+import { PUBLISHED_KEYS } from '../activities/shard/sample-json';
+import { readTarEntries, splitMemberName } from '../activities/shard/tar-reader';
+import { tarArchiveBytes, tarSampleBytes } from '../activities/shard/tar-writer';
+import { testPython } from '../config/paths';
+import { SUBSETS, type ReleaseInput } from '../config/release';
+import { buildReleaseInProcess, type InProcessRelease } from './support/in-process-release';
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+function python(script: string, args: string[], env: NodeJS.ProcessEnv = {}): unknown {
+  const r = spawnSync(testPython(), ['-c', script, ...args], { encoding: 'utf8', maxBuffer: 256 << 20, env: { ...process.env, ...env } });
+  if (r.status !== 0) throw new Error(`${testPython()} failed (${r.status}): ${r.stderr.slice(-4000)}`);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!);
+}
+
+/** The datasets Features of a sample, as docs/dataset-format.md gives them for load_dataset("webdataset"). */
+const PY_FEATURES = `
+from datasets import Features, Value, List, Image, Json
+S = Value("string"); SL = List(S)
+JSON_FEATURES = {
+    "image_file_name": S, "image_cluster_id": S, "image_hash": S, "image_label_id": S,
+    "image_panel_type": S, "image_panel_subtype": S, "image_primary_label": SL, "image_secondary_label": SL,
+    "image_size": List(Value("int64")),
+    "image_set": List({"image_id": S, "image_file_name": S, "image_path": S, "caption": S, "hash": S}),
+    "image_context": Json(),
+    "article_accession_id": S, "article_title": S, "article_journal": S, "article_date": S, "article_abstract": S,
+    "article_mesh_terms": SL, "article_keywords": SL, "article_reference_ids": SL,
+    "article_reference_count": Value("int64"), "article_reference_list": SL, "article_subject": SL,
+    "article_citation": S, "article_license": S, "article_text": S,
+}
+FEATURES = Features({"jpg": Image(), "json": JSON_FEATURES, "txt": S, "__key__": S, "__url__": S})
+`;
+
+const EXPECTED_ARROW: Record<string, string> = {
+  key: 'string', shard: 'string', subset: 'string', caption: 'string',
+  image_width: 'int64', image_height: 'int64', image_bytes_size: 'int64', image_sha256: 'string',
+  image_file_name: 'string', image_cluster_id: 'string', image_hash: 'string', image_label_id: 'string',
+  image_panel_type: 'string', image_panel_subtype: 'string',
+  image_primary_label: 'list<image_primary_label: string not null>',
+  image_secondary_label: 'list<image_secondary_label: string not null>',
+  image_size: 'list<image_size: int64 not null>',
+  image_set: 'list<image_set: struct<image_id: string not null, image_file_name: string not null, image_path: string not null, caption: string not null, hash: string> not null>',
+  image_context: 'list<image_context: struct<image_id: string not null, paragraphs: list<paragraphs: string not null> not null> not null>',
+  article_accession_id: 'string', article_title: 'string', article_journal: 'string', article_date: 'string', article_abstract: 'string',
+  article_mesh_terms: 'list<article_mesh_terms: string not null>',
+  article_keywords: 'list<article_keywords: string not null>',
+  article_reference_ids: 'list<article_reference_ids: string not null>',
+  article_reference_count: 'int64',
+  article_reference_list: 'list<article_reference_list: string not null>',
+  article_subject: 'list<article_subject: string not null>',
+  article_citation: 'string', article_license: 'string', article_text: 'string', article_pmid: 'string', article_doi: 'string',
+};
+
+describe('published format read by webdataset, pyarrow and datasets (real sample release)', function () {
+  this.timeout(120_000);
+  let rel: InProcessRelease;
+  let tmp: string;
+  let tars: string[];
+  let parquets: string[];
+  /** One parquet per shard with the image bytes column, from the same rows. */
+  let imageParquets: string[];
+  let sizes: Record<string, number>;
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'format-readers-'));
+    rel = await buildReleaseInProcess({ dataDir: path.join(tmp, 'data') });
+    tars = [];
+    parquets = [];
+    imageParquets = [];
+    sizes = {};
+    for (const subset of SUBSETS) {
+      const dir = path.join(rel.root, 'webdataset', subset);
+      const s = JSON.parse(fs.readFileSync(path.join(dir, 'sizes.json'), 'utf8')) as Record<string, number>;
+      for (const [name, n] of Object.entries(s)) {
+        tars.push(path.join(dir, name));
+        parquets.push(path.join(rel.root, 'parquet', subset, name.replace('.tar', '.parquet')));
+        sizes[`${subset}/${name}`] = n;
+      }
+    }
+    for (const { task } of rel.units) {
+      const unitDir = path.join(rel.root, 'units', task.unitId);
+      const rows = await readNdjson<SampleRow>(path.join(unitDir, 'samples.ndjson'));
+      const withImages = rows.map((r) => ({ ...r, image: fs.readFileSync(stagedImagePath(unitDir, r.key)) }));
+      const [subset, index] = task.unitId.split('-') as [string, string];
+      const out = path.join(tmp, 'pq-images', subset, `${index}.parquet`);
+      await writeSamplesParquet(out, withImages, { includeImageBytes: true });
+      imageParquets.push(out);
+    }
+  });
+  after(() => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('has samples in every subset, with contiguous shards', () => {
+    assert.equal(tars.length, rel.units.length);
+    assert.ok(rel.summary.samples > 100, `${rel.summary.samples} samples`);
+    for (const subset of SUBSETS) {
+      const names = Object.keys(sizes).filter((k) => k.startsWith(`${subset}/`));
+      assert.ok(names.length > 0, subset);
+      assert.deepEqual(names, names.map((_, i) => `${subset}/${String(i).padStart(6, '0')}.tar`));
+    }
+  });
+
+  it("Python's webdataset iterates every shard and decodes every sample", () => {
+    const got = python(
+      `import json, sys, webdataset as wds
+keys = json.loads(sys.argv[1])
+counts = {}
+for tar in sys.argv[2:]:
+    n = 0
+    for s in wds.WebDataset([tar], shardshuffle=False, empty_check=False).decode("pil"):
+        assert set(s) >= {"__key__", "jpg", "json", "txt"}, sorted(s)
+        assert "." not in s["__key__"]
+        s["jpg"].load()
+        assert list(s["jpg"].size) == s["json"]["image_size"], (s["__key__"], s["jpg"].size, s["json"]["image_size"])
+        assert list(s["json"]) == keys, list(s["json"])
+        assert isinstance(s["txt"], str) and s["txt"]
+        n += 1
+    counts[tar] = n
+print(json.dumps(counts))`,
+      [JSON.stringify(PUBLISHED_KEYS), ...tars],
+    ) as Record<string, number>;
+    assert.deepEqual(Object.values(got), Object.values(sizes));
+    assert.equal(Object.values(got).reduce((a, b) => a + b, 0), rel.summary.samples);
+  });
+
+  it('pyarrow reads every parquet file with the expected schema, one row per sample', () => {
+    const got = python(
+      `import json, sys, pyarrow.parquet as pq
+out = []
+for f in sys.argv[1:]:
+    pf = pq.ParquetFile(f)
+    t = pf.read()
+    out.append({"schema": {x.name: str(x.type) for x in t.schema}, "rows": t.num_rows, "keys": t.column("key").to_pylist()})
+print(json.dumps(out))`,
+      [...parquets, ...imageParquets],
+    ) as { schema: Record<string, string>; rows: number; keys: string[] }[];
+    const entries = Object.entries(EXPECTED_ARROW);
+    const at = entries.findIndex(([k]) => k === 'image_sha256') + 1;
+    const expectedWithImage = Object.fromEntries([...entries.slice(0, at), ['image', 'binary'], ...entries.slice(at)]);
+    got.forEach((g, i) => {
+      const isImage = i >= parquets.length;
+      assert.deepEqual(Object.entries(g.schema), Object.entries(isImage ? expectedWithImage : EXPECTED_ARROW), `${i}`);
+      assert.equal(g.rows, Object.values(sizes)[i % parquets.length]);
+    });
+  });
+
+  it('datasets.load_dataset reads the WebDataset and the parquet files offline', () => {
+    const hf = path.join(tmp, 'hf');
+    const got = python(
+      `${PY_FEATURES}
+import json, sys, datasets, PIL.Image
+n = int(sys.argv[1]); tars = sys.argv[2:2 + n]; pqs = sys.argv[2 + n:]
+wds = datasets.load_dataset("webdataset", data_files={"train": tars}, split="train", features=FEATURES, cache_dir="${hf}/cache")
+pq = datasets.load_dataset("parquet", data_files={"train": pqs}, split="train", cache_dir="${hf}/cache")
+assert wds["__key__"] == pq["key"]
+for i, (a, b) in enumerate(zip(wds, pq)):
+    assert isinstance(a["jpg"], PIL.Image.Image) and list(a["jpg"].size) == a["json"]["image_size"] == b["image_size"]
+    assert a["txt"] == b["caption"]
+    assert a["json"]["image_context"] == {e["image_id"]: e["paragraphs"] for e in b["image_context"]}
+    assert a["json"]["image_set"] == b["image_set"]
+    for k, v in a["json"].items():
+        if k != "image_context": assert v == b[k], (k, v, b[k])
+print(json.dumps({"wds": wds.num_rows, "pq": pq.num_rows, "pq_features": sorted(pq.features), "image_set": str(pq.features["image_set"])}))`,
+      [String(tars.length), ...tars, ...imageParquets],
+      { HF_DATASETS_OFFLINE: '1', HF_HUB_OFFLINE: '1', HF_HOME: hf, HF_DATASETS_CACHE: path.join(hf, 'cache'), HF_HUB_DISABLE_PROGRESS_BARS: '1' },
+    ) as { wds: number; pq: number; pq_features: string[]; image_set: string };
+    assert.equal(got.wds, rel.summary.samples);
+    assert.equal(got.pq, rel.summary.samples);
+    assert.deepEqual(got.pq_features, [...Object.keys(EXPECTED_ARROW), 'image'].sort());
+    assert.match(got.image_set, /^List\(\{'image_id': Value\('string'\)/);
+  });
+
+  it('json, txt and jpg are equal between each tar and its parquet file (Python readers)', () => {
+    const got = python(
+      `import json, sys, tarfile, pyarrow.parquet as pq
+n = int(sys.argv[1]); tars = sys.argv[2:2 + n]; plain = sys.argv[2 + n:2 + 2 * n]; images = sys.argv[2 + 2 * n:]
+checked = 0
+for tar, p, pi in zip(tars, plain, images):
+    members = {}
+    order = []
+    with tarfile.open(tar) as tf:
+        for m in tf:
+            key, ext = m.name.split(".", 1)
+            if key not in members: order.append(key); members[key] = {}
+            members[key][ext] = tf.extractfile(m).read()
+    rows = pq.read_table(pi).to_pylist()
+    plain_rows = pq.read_table(p).to_pylist()
+    assert [r["key"] for r in rows] == order == [r["key"] for r in plain_rows]
+    for r, pr in zip(rows, plain_rows):
+        m = members[r["key"]]
+        assert sorted(m) == ["jpg", "json", "txt"]
+        assert m["jpg"] == r["image"], r["key"]
+        assert len(m["jpg"]) == r["image_bytes_size"]
+        assert m["txt"].decode("utf-8") == r["caption"]
+        doc = json.loads(m["json"])
+        for k, v in doc.items():
+            want = {e["image_id"]: e["paragraphs"] for e in r[k]} if k == "image_context" else r[k]
+            assert v == want, (r["key"], k, v, want)
+        assert {k: v for k, v in pr.items()} == {k: v for k, v in r.items() if k != "image"}
+        checked += 1
+print(json.dumps(checked))`,
+      [String(tars.length), ...tars, ...parquets, ...imageParquets],
+    );
+    assert.equal(got, rel.summary.samples);
+  });
+
+  it('the parquet row rebuilds the json member byte for byte (and the sha256 and size of the jpg)', async () => {
+    for (const [i, tar] of tars.entries()) {
+      const rows = new Map((await readSamplesParquet(imageParquets[i]!)).map((r) => [r.key, r]));
+      for await (const e of readTarEntries(tar)) {
+        const { key, ext } = splitMemberName(e.name)!;
+        const row = rows.get(key)!;
+        const data = await e.read();
+        if (ext === 'json') assert.equal(data.toString('utf8'), pyJsonDumps(publishedJsonOf(row)), key);
+        if (ext === 'jpg') assert.deepEqual([sha256(data), data.length, data.equals(row.image!)], [row.image_sha256, row.image_bytes_size, true]);
+      }
+    }
+  });
+
+  it('a recomputed release gives byte-identical shards and parquet files', async () => {
+    const data2 = path.join(tmp, 'data2');
+    const root2 = path.join(data2, 'releases', rel.release.releaseId);
+    fs.cpSync(path.join(rel.dataDir, 'models'), path.join(data2, 'models'), { recursive: true });
+    fs.cpSync(path.join(rel.root, 'plan'), path.join(root2, 'plan'), { recursive: true });
+    fs.cpSync(path.join(rel.root, 'units'), path.join(root2, 'units'), { recursive: true });
+    const release2: ReleaseInput = { ...rel.release, dataDir: data2 };
+    for (const { task, pmidBatches } of rel.units) {
+      const unitDir = path.join(root2, 'units', task.unitId);
+      for (const f of ['manifests/shard.json', 'manifests/parquet.json', 'samples.ndjson']) fs.rmSync(path.join(unitDir, f));
+      await writeShard({ release: release2, unitId: task.unitId }, pmidBatches);
+      await writeParquet({ release: release2, unitId: task.unitId });
+    }
+    const digest = (root: string, dir: string) => fs.readdirSync(path.join(root, dir), { recursive: true }).map(String).filter((f) => /\.(tar|parquet)$/.test(f)).sort().map((f) => [f, sha256(fs.readFileSync(path.join(root, dir, f)))]);
+    for (const dir of ['webdataset', 'parquet']) {
+      const a = digest(rel.root, dir);
+      assert.equal(a.length, rel.units.length);
+      assert.deepEqual(digest(root2, dir), a, dir);
+    }
+    for (const subset of SUBSETS) {
+      const index = JSON.parse(fs.readFileSync(path.join(rel.root, 'webdataset', subset, 'index.json'), 'utf8')) as ShardIndexEntry[];
+      for (const e of index) {
+        assert.equal(sha256(fs.readFileSync(path.join(root2, 'webdataset', e.shard))), e.sha256);
+        assert.equal(sha256(fs.readFileSync(path.join(root2, 'parquet', e.parquet))), e.parquetSha256);
+      }
+    }
+    // The image-bytes variant is reproducible too.
+    const rows = await readSamplesParquet(imageParquets[0]!);
+    const again = await writeSamplesParquet(path.join(tmp, 'again.parquet'), rows, { includeImageBytes: true });
+    assert.equal(again.sha256, sha256(fs.readFileSync(imageParquets[0]!)));
+  });
+
+  it('a unit too big for one shard fails without retries, writing no shard, whichever check sees it first', async () => {
+    const data3 = path.join(tmp, 'data3');
+    const root3 = path.join(data3, 'releases', rel.release.releaseId);
+    fs.cpSync(path.join(rel.dataDir, 'models'), path.join(data3, 'models'), { recursive: true });
+    fs.cpSync(path.join(rel.root, 'plan'), path.join(root3, 'plan'), { recursive: true });
+    fs.cpSync(path.join(rel.root, 'units'), path.join(root3, 'units'), { recursive: true });
+    const { task, pmidBatches } = rel.units.find((u) => sizes[`${u.task.unitId.replace('-', '/')}.tar`]! >= 10)!;
+    const unitDir = path.join(root3, 'units', task.unitId);
+    fs.rmSync(path.join(unitDir, 'manifests', 'shard.json'));
+    const images = await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'));
+    const imagesOnly = tarArchiveBytes(images.reduce((n, i) => n + tarSampleBytes([i.bytes]), 0));
+    const shardDir = path.join(root3, 'webdataset', task.unitId.split('-')[0]!);
+    for (const shard of [{ maxBytes: 20_480, maxSamples: 10000 }, { maxBytes: imagesOnly, maxSamples: 10000 }, { maxBytes: 1_000_000_000, maxSamples: 3 }]) {
+      const release = { ...rel.release, dataDir: data3, shard } as ReleaseInput;
+      const err = await writeShard({ release, unitId: task.unitId }, pmidBatches).then(() => null, (e: unknown) => e);
+      assert.ok(err instanceof ApplicationFailure, `${JSON.stringify(shard)}: ${String(err)}`);
+      assert.equal(err.type, 'ShardTooLarge');
+      assert.equal(err.nonRetryable, true);
+      assert.match(err.message, /lower units\.maxImages \(now 10000\)/);
+      assert.match(err.message, shard.maxSamples ? /over the shard limit of 3 samples/ : new RegExp(`over the shard limit of ${shard.maxBytes} bytes`));
+      assert.deepEqual(fs.existsSync(shardDir) ? fs.readdirSync(shardDir) : [], [], 'no shard and no partial file');
+      assert.ok(!fs.existsSync(path.join(unitDir, 'manifests', 'shard.json')));
+    }
+    // With the default limits the same unit writes its shard.
+    const ok = await writeShard({ release: { ...rel.release, dataDir: data3 }, unitId: task.unitId }, pmidBatches);
+    assert.equal(ok.samples, sizes[ok.shard]);
+  });
+});
