@@ -8,6 +8,7 @@ import { startMirrorServer } from '../sample/mirror-server';
 import { POOLS, runPools } from '../workers/pools';
 import { connectClient, formatStatus, progressLine, releaseStatus, startRelease } from './release';
 import { runExport } from './export';
+import { taxonomyCommand, TAXONOMY_USAGE } from './taxonomy';
 import { SAMPLE_RELEASE_ID, ensureSampleMirror, samplePorts, sampleReleaseInput } from './sample';
 import { devServerStatus, ensureDevServer, stopDevServer } from './server';
 
@@ -79,6 +80,8 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   const dataDir = defaultDataDir();
   switch (cmd) {
+    case 'taxonomy':
+      return taxonomyCommand(sub, rest);
     case 'export':
       return runExport(argv.slice(1));
     case 'demo':
@@ -140,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     default:
-      console.log(USAGE);
+      console.log(`${USAGE}\n\n${TAXONOMY_USAGE}`);
       return cmd ? 2 : 0;
   }
 }

@@ -87,7 +87,8 @@ export type HubPublishConfig = z.infer<typeof HubPublishSchema>;
  * the NCBI API key and the Hub token are read by workers from their environment.
  */
 export const ReleaseInputSchema = z.object({
-  releaseId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, . _ - (max 64)'),
+  /** `{year}` is replaced by the year the run starts (for a yearly Temporal Schedule). */
+  releaseId: z.string().regex(/^[A-Za-z0-9{][A-Za-z0-9._{}-]{0,63}$/, 'letters, digits, . _ - and {year} (max 64)'),
   /** Shared by every worker (a local path here, a shared filesystem on a cluster). */
   dataDir: z.string().min(1),
   source: SourceSchema,
@@ -142,8 +143,10 @@ export const ReleaseInputSchema = z.object({
     })
     .default({ modelPath: 'models/tiny-vit-seed1.onnx', taxonomyPath: 'models/taxonomy-bootstrap-v0.json', batchSize: 16 }),
   publish: PublishSchema,
-  /** Unit workflows in flight at once. */
+  /** Unit workflows in flight at once (shared out among the subsets by size). */
   window: z.number().int().positive().max(500).default(4),
+  /** Units a subset driver starts before it continues as new (bounds every history). */
+  unitsPerRun: z.number().int().positive().max(2000).default(400),
 });
 export type ReleaseInput = z.infer<typeof ReleaseInputSchema>;
 export type ReleaseInputArgs = z.input<typeof ReleaseInputSchema>;

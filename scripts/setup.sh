@@ -22,7 +22,20 @@ ensure_test_python() { # a venv with the Python readers the tests use on our out
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
   cp "$req" "$venv/.requirements"
 }
-ensure_test_python
+ensure_chromium() { # headless Chromium for the review-gallery test (Debian's package; CHROMIUM= points elsewhere)
+  if [[ -n "${CHROMIUM:-}" ]] || command -v chromium >/dev/null 2>&1; then return 0; fi
+  echo "setup: installing Debian's chromium for the gallery test" >&2
+  if [[ "$(id -u)" == "0" ]]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "setup: could not install chromium; the gallery test will say so" >&2
+  else
+    echo "setup: not root: install chromium (apt-get install chromium) or set CHROMIUM=/path/to/chromium" >&2
+  fi
+}
+
+if [[ "${1:-}" == "--tests" ]]; then
+  ensure_test_python
+  ensure_chromium
+fi
 
 if [[ -x "$BIN" ]] && [[ "$(cat "$STAMP" 2>/dev/null)" == "$TEMPORAL_CLI_VERSION" ]]; then
   exit 0

@@ -291,7 +291,7 @@ print(json.dumps(checked))`,
       assert.equal(err.type, 'ShardTooLarge');
       assert.equal(err.nonRetryable, true);
       assert.match(err.message, /lower units\.maxImages \(now 10000\)/);
-      assert.match(err.message, shard.maxSamples ? /over the shard limit of 3 samples/ : new RegExp(`over the shard limit of ${shard.maxBytes} bytes`));
+      assert.match(err.message, shard.maxSamples === 3 ? /over the shard limit of 3 samples/ : new RegExp(`over the shard limit of ${shard.maxBytes} bytes`));
       assert.deepEqual(fs.existsSync(shardDir) ? fs.readdirSync(shardDir) : [], [], 'no shard and no partial file');
       assert.ok(!fs.existsSync(path.join(unitDir, 'manifests', 'shard.json')));
     }

@@ -3,3 +3,4 @@ export { unitWorkflow } from './unit';
 export { publishWorkflow, publishProgressQuery } from './publish';
 export { exportSubsetWorkflow } from './export';
 export { subsetWorkflow } from './subset';
+export { fitTaxonomyWorkflow } from './taxonomy';

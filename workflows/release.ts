@@ -1,6 +1,8 @@
 import {
   ApplicationFailure,
+  condition,
   defineQuery,
+  getExternalWorkflowHandle,
   executeChild,
   patched,
   proxyActivities,
@@ -20,6 +22,7 @@ import type { ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { cpuOptions, gpuOptions, ioOptions } from './options';
 import { publishWorkflow } from './publish';
+import { pauseSignal, resumeSignal, subsetWorkflow, type SubsetResult, UNITS_PER_RUN } from './subset';
 import { unitWorkflow } from './unit';
 
 const io = proxyActivities<IoActivities>(ioOptions);
@@ -34,6 +37,9 @@ export type ReleaseStage = 'models' | 'plan' | 'units' | 'finalize' | 'publish' 
 export interface ReleaseProgress {
   releaseId: string;
   stage: ReleaseStage;
+  paused: boolean;
+  /** Workflow ids of the subset drivers while units run (query each with subsetProgress for live counts). */
+  subsetWorkflows: string[];
   units: { total: number; done: number; inFlight: number; failed: number };
   samples: number;
   plan: PlanSummary | null;
@@ -51,8 +57,22 @@ export const progressQuery = defineQuery<ReleaseProgress>('progress');
 
 /** The yearly release: models and plan, every unit through every stage (a bounded window of child workflows), then finalize and publish. */
 export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResult> {
-  const progress: ReleaseProgress = { releaseId: input.releaseId, stage: 'models', units: { total: 0, done: 0, inFlight: 0, failed: 0 }, samples: 0, plan: null };
+  input = resolveScheduledRelease(input);
+  const progress: ReleaseProgress = { releaseId: input.releaseId, stage: 'models', paused: false, subsetWorkflows: [], units: { total: 0, done: 0, inFlight: 0, failed: 0 }, samples: 0, plan: null };
   setHandler(progressQuery, () => progress);
+  // Pause and resume: stages wait between steps; subset drivers stop starting new units (running ones finish).
+  const forward = (signal: typeof pauseSignal | typeof resumeSignal) => {
+    for (const id of progress.subsetWorkflows) void getExternalWorkflowHandle(id).signal(signal).catch(() => undefined);
+  };
+  setHandler(pauseSignal, () => {
+    progress.paused = true;
+    forward(pauseSignal);
+  });
+  setHandler(resumeSignal, () => {
+    progress.paused = false;
+    forward(resumeSignal);
+  });
+  const unpaused = () => condition(() => !progress.paused);
   const enter = (stage: ReleaseStage, details: string) => {
     progress.stage = stage;
     upsertSearchAttributes([{ key: stageKey, value: stage }]);
@@ -66,49 +86,58 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   const plan = await io.planRelease(input);
   progress.plan = plan;
 
-  const units: string[] = [];
-  for (const subset of ['commercial', 'noncommercial', 'other'] as const) {
-    for (let i = 0; i < plan.subsets[subset].units; i++) units.push(`${subset}-${String(i).padStart(6, '0')}`);
-  }
-  progress.units.total = units.length;
-  enter('units', `${units.length} units`);
+  await unpaused();
+  // subset-drivers-v1: units run under one driver workflow per subset (sliding window, continue-as-new), so no
+  // history grows with the release. Histories recorded before it replay the inline window below.
+  if (patched('subset-drivers-v1')) {
+    await runSubsets(input, plan, progress, enter);
+  } else {
+    const units: string[] = [];
+    for (const subset of ['commercial', 'noncommercial', 'other'] as const) {
+      for (let i = 0; i < plan.subsets[subset].units; i++) units.push(`${subset}-${String(i).padStart(6, '0')}`);
+    }
+    progress.units.total = units.length;
+    enter('units', `${units.length} units`);
 
-  const failures: string[] = [];
-  const running = new Set<Promise<void>>();
-  for (const unitId of units) {
-    while (running.size >= input.window) await Promise.race(running);
-    const handle: ChildWorkflowHandle<typeof unitWorkflow> = await startChild(unitWorkflow, {
-      workflowId: `${workflowInfo().workflowId}/${unitId}`,
-      taskQueue: TASK_QUEUES.workflows,
-      args: [{ release: input, unitId }],
-    });
-    progress.units.inFlight++;
-    const p: Promise<void> = handle
-      .result()
-      .then(
-        (r) => {
-          progress.units.done++;
-          progress.samples += r.shard.samples;
-        },
-        (err: Error) => {
-          progress.units.failed++;
-          failures.push(`${unitId}: ${err.message}`);
-        },
-      )
-      .finally(() => {
-        progress.units.inFlight--;
-        running.delete(p);
-        setCurrentDetails(`units: ${progress.units.done}/${progress.units.total} done, ${progress.units.inFlight} in flight, ${progress.samples} samples`);
+    const failures: string[] = [];
+    const running = new Set<Promise<void>>();
+    for (const unitId of units) {
+      while (running.size >= input.window) await Promise.race(running);
+      const handle: ChildWorkflowHandle<typeof unitWorkflow> = await startChild(unitWorkflow, {
+        workflowId: `${workflowInfo().workflowId}/${unitId}`,
+        taskQueue: TASK_QUEUES.workflows,
+        args: [{ release: input, unitId }],
       });
-    running.add(p);
-  }
-  await Promise.all(running);
-  if (failures.length > 0) {
-    throw ApplicationFailure.nonRetryable(`${failures.length} of ${units.length} units failed: ${failures.slice(0, 5).join('; ')}`, 'UnitsFailed');
+      progress.units.inFlight++;
+      const p: Promise<void> = handle
+        .result()
+        .then(
+          (r) => {
+            progress.units.done++;
+            progress.samples += r.shard.samples;
+          },
+          (err: Error) => {
+            progress.units.failed++;
+            failures.push(`${unitId}: ${err.message}`);
+          },
+        )
+        .finally(() => {
+          progress.units.inFlight--;
+          running.delete(p);
+          setCurrentDetails(`units: ${progress.units.done}/${progress.units.total} done, ${progress.units.inFlight} in flight, ${progress.samples} samples`);
+        });
+      running.add(p);
+    }
+    await Promise.all(running);
+    if (failures.length > 0) {
+      throw ApplicationFailure.nonRetryable(`${failures.length} of ${units.length} units failed: ${failures.slice(0, 5).join('; ')}`, 'UnitsFailed');
+    }
   }
 
+  await unpaused();
   enter('finalize', 'writing shard indexes and the rejection report');
   const summary = await cpu.finalizeRelease(input);
+  await unpaused();
   enter('publish', 'publishing');
   let publish: PublishResult;
   // hub-publish-v1: Hub publishing runs as a child workflow (plan, then one commit activity per batch). Histories
@@ -122,4 +151,59 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   }
   enter('done', `${summary.samples} samples in ${Object.values(summary.subsets).reduce((n, s) => n + s.shards, 0)} shards; published to ${publish.target}`);
   return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}` };
+}
+
+/** A release id with `{year}` (a Temporal Schedule's yearly run) takes the year the run started, in UTC. */
+export function resolveScheduledRelease(input: ReleaseInput): ReleaseInput {
+  if (!input.releaseId.includes('{year}')) return input;
+  return { ...input, releaseId: input.releaseId.replace('{year}', String(new Date(workflowInfo().startTime).getUTCFullYear())) };
+}
+
+async function runSubsets(input: ReleaseInput, plan: PlanSummary, progress: ReleaseProgress, enter: (stage: ReleaseStage, details: string) => void): Promise<void> {
+  const subsets = (['commercial', 'noncommercial', 'other'] as const).filter((s) => plan.subsets[s].units > 0);
+  const total = subsets.reduce((n, s) => n + plan.subsets[s].units, 0);
+  progress.units.total = total;
+  enter('units', `${total} units in ${subsets.length} subsets`);
+  const parentId = workflowInfo().workflowId;
+  // The window is shared out by size, so the small subsets do not starve the large one (at least one each).
+  const handles = await Promise.all(
+    subsets.map((subset) =>
+      startChild(subsetWorkflow, {
+        workflowId: `${parentId}/subset-${subset}`,
+        taskQueue: TASK_QUEUES.workflows,
+        args: [
+          {
+            release: { ...input, window: Math.max(1, Math.floor((input.window * plan.subsets[subset].units) / total)) },
+            subset,
+            units: plan.subsets[subset].units,
+            nextIndex: 0,
+            done: 0,
+            failed: 0,
+            samples: 0,
+            articles: 0,
+            failures: [],
+            paused: progress.paused,
+            runs: 1,
+            unitsPerRun: input.unitsPerRun ?? UNITS_PER_RUN,
+          },
+        ],
+      }),
+    ),
+  );
+  progress.subsetWorkflows = handles.map((h) => h.workflowId);
+  const results: SubsetResult[] = await Promise.all(
+    handles.map((h) =>
+      h.result().then((r) => {
+        progress.units.done += r.done;
+        progress.units.failed += r.failed;
+        progress.samples += r.samples;
+        setCurrentDetails(`units: ${progress.units.done}/${total} done in finished subsets, ${progress.samples} samples`);
+        return r;
+      }),
+    ),
+  );
+  progress.subsetWorkflows = [];
+  const failures = results.flatMap((r) => r.failures);
+  const failed = results.reduce((n, r) => n + r.failed, 0);
+  if (failed > 0) throw ApplicationFailure.nonRetryable(`${failed} of ${total} units failed: ${failures.slice(0, 5).join('; ')}`, 'UnitsFailed');
 }

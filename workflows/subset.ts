@@ -33,6 +33,8 @@ export interface SubsetState {
   paused: boolean;
   /** Runs of this driver so far (1 + continue-as-new count). */
   runs: number;
+  /** Units started per run before continuing as new. */
+  unitsPerRun: number;
 }
 
 export interface SubsetProgress {
@@ -46,7 +48,7 @@ export interface SubsetProgress {
   runs: number;
 }
 
-export type SubsetResult = Omit<SubsetState, 'release' | 'nextIndex' | 'paused'>;
+export type SubsetResult = Omit<SubsetState, 'release' | 'nextIndex' | 'paused' | 'unitsPerRun'>;
 
 export const subsetProgressQuery = defineQuery<SubsetProgress>('subsetProgress');
 export const pauseSignal = defineSignal('pause');
@@ -78,7 +80,7 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
   const details = () =>
     setCurrentDetails(`${state.subset}: ${state.done}/${state.units} units done, ${inFlight} in flight, ${state.failed} failed, ${state.samples} samples${state.paused ? ' (paused)' : ''}`);
 
-  while (state.nextIndex < state.units && startedThisRun.n < UNITS_PER_RUN) {
+  while (state.nextIndex < state.units && startedThisRun.n < state.unitsPerRun) {
     await condition(() => !state.paused && running.size < state.release.window);
     const unitId = unitIdOf(state.subset, state.nextIndex);
     const child = await startChild(unitWorkflow, {
@@ -86,6 +88,10 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
       taskQueue: TASK_QUEUES.workflows,
       args: [{ release: state.release, unitId }],
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      typedSearchAttributes: [
+        { key: releaseKeyForSubset, value: state.release.releaseId },
+        { key: subsetKey, value: state.subset },
+      ],
     });
     state.nextIndex++;
     startedThisRun.n++;
@@ -117,6 +123,6 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
   if (state.nextIndex < state.units) {
     await continueAsNew<typeof subsetWorkflow>({ ...state, runs: state.runs + 1 });
   }
-  const { release: _r, nextIndex: _n, paused: _p, ...result } = state;
+  const { release: _r, nextIndex: _n, paused: _p, unitsPerRun: _u, ...result } = state;
   return result;
 }

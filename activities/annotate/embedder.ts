@@ -367,15 +367,14 @@ function makeEmbedder(p: {
     if (ok > 0) {
       try {
         outs = await runTensor(b.body, ok);
-      } catch (batchErr) {
+      } catch {
         outs = [];
         for (let j = 0; j < ok; j++) {
           try {
-            outs.push((await runTensor(b.body.subarray(j * 3 * plane, (j + 1) * 3 * plane), 1))[0]!);
+            outs.push((await runTensor(b.body.slice(j * 3 * plane, (j + 1) * 3 * plane), 1))[0]!);
           } catch (err) {
             outs.push(null);
-            const i = b.slot.indexOf(j);
-            errors[i] = `inference failed: ${(err as Error).message ?? String(batchErr)}`;
+            errors[b.slot.indexOf(j)] = `inference failed: ${err instanceof Error ? err.message : String(err)}`;
           }
         }
       }
