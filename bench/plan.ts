@@ -141,12 +141,21 @@ const LICENSES: [number, string | null][] = [
   [1, null],
 ];
 
-/** The facts a metadata GET would give for this row (what part A supplies in place of the GETs). */
+/** Strings that do not depend on the PMCID come from pools (built once), so the source costs the planner little. */
+const CITATIONS = Array.from({ length: 4096 }, (_, i) => `J Synth Biol. 2024 Jan ${1 + (i % 28)};${i % 90}(${1 + (i % 12)}):e${100000 + i * 37}. doi: 10.1000/j.${100000 + i * 37}`);
+const DOIS = Array.from({ length: 4096 }, (_, i) => `10.1000/j.${100000 + i * 37}`);
+const FIGURE_NAMES = Array.from({ length: 4096 }, (_, i) => Array.from({ length: 12 }, (_, k) => `fig-${i % 1000}-g${String(k + 1).padStart(3, '0')}.jpg`));
+
+/**
+ * The facts a metadata GET would give for this row (what part A supplies in place of the GETs): per row only the
+ * PMCID-dependent strings are built (PMCID, PMID, XML and media keys); citation, DOI and md5s come from pools.
+ */
 export function syntheticFacts(row: Pick<PlanRow, 'pmcid' | 'version' | 'key' | 'etag'>): VersionFacts {
   const h = mix(row.pmcid * 16 + row.version);
   const h2 = mix(h);
   const oa = h % 1000 < 920;
   const retracted = h2 % 1000 === 0;
+  if (!oa || retracted) return { key: row.key, pmcid: row.pmcid, version: row.version, etag: row.etag, oa, retracted, article: null };
   const u = ((h >>> 10) % 1000) / 1000;
   let licenseCode: string | null = null;
   for (const [p, code] of LICENSES) {
@@ -155,19 +164,20 @@ export function syntheticFacts(row: Pick<PlanRow, 'pmcid' | 'version' | 'key' | 
       break;
     }
   }
-  if (!oa || retracted) return { key: row.key, pmcid: row.pmcid, version: row.version, etag: row.etag, oa, retracted, article: null };
-  const prefix = `PMC${row.pmcid}.${row.version}`;
+  const pmcid = `PMC${row.pmcid}`;
+  const prefix = `${pmcid}.${row.version}/`;
   const images = Math.min(12, (((h2 >>> 8) % 13) * ((h2 >>> 16) % 13)) / 9) | 0; // 0-12, mean about 3.7
+  const names = FIGURE_NAMES[h2 & 4095]!;
   const media: { key: string; md5: string | null }[] = [];
-  for (let i = 0; i < images; i++) media.push({ key: `${prefix}/fig-${row.pmcid % 1000}-g00${i + 1}.jpg`, md5: HEX[(h2 + i * 7919) & 8191]! });
+  for (let i = 0; i < images; i++) media.push({ key: prefix + names[i], md5: HEX[(h2 + i * 7919) & 8191]! });
   const article: PlannedArticle = {
-    pmcid: `PMC${row.pmcid}`,
+    pmcid,
     version: row.version,
     pmid: String(30_000_000 + row.pmcid),
-    doi: `10.1000/j.${row.pmcid}`,
-    citation: `J Synth Biol. 2024 Jan ${1 + (row.pmcid % 28)};${row.pmcid % 90}(${row.version}):e${row.pmcid}. doi: 10.1000/j.${row.pmcid}`,
+    doi: DOIS[h & 4095]!,
+    citation: CITATIONS[h & 4095]!,
     licenseCode,
-    xml: { key: `${prefix}/${prefix}.xml`, md5: HEX[h & 8191]! },
+    xml: { key: `${prefix}${pmcid}.${row.version}.xml`, md5: HEX[h & 8191]! },
     media,
     etag: row.etag,
   };

@@ -6,6 +6,7 @@ import { ReleaseInputSchema, type ReleaseInputArgs } from '../config/release';
 import { startEutilsStandin } from '../sample/eutils-standin';
 import { startMirrorServer } from '../sample/mirror-server';
 import { POOLS, runPools } from '../workers/pools';
+import { cancelRelease, createYearlySchedule, pauseRelease, resumeRelease } from './control';
 import { connectClient, formatStatus, progressLine, releaseStatus, startRelease } from './release';
 import { runExport } from './export';
 import { taxonomyCommand, TAXONOMY_USAGE } from './taxonomy';
@@ -20,6 +21,8 @@ const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durab
   worker [--pool io|entrez|cpu|gpu]   run worker pools (all of them in one process by default)
   release start --config FILE  start (or attach to) a release described by a JSON ReleaseInput
   release status [--release ID] [--watch]   stage progress, counts, outputs, UI link
+  release pause|resume|cancel [--release ID]  running units finish; no new unit or stage starts until resume
+  release schedule --config FILE [--month 1 --day 15 --hour 3 --id biomedica-yearly]   a yearly Temporal Schedule
   export --help                subset export: filter a release's parquet and write a new WebDataset
 
 Environment: BIOMEDICA_DATA_DIR (default ./data), BIOMEDICA_SHARED_DIR (default ../shared), TEMPORAL_ADDRESS,
@@ -116,6 +119,26 @@ async function main(argv: string[]): Promise<number> {
         args.dataDir = path.resolve(args.dataDir ?? dataDir);
         const outcome = await startRelease(client, ReleaseInputSchema.parse(args));
         console.log(`${outcome.kind}: ${outcome.workflowId} (run ${outcome.runId})`);
+        return 0;
+      }
+      if (sub === 'pause' || sub === 'resume' || sub === 'cancel') {
+        const id = flag(rest, 'release') ?? SAMPLE_RELEASE_ID;
+        await { pause: pauseRelease, resume: resumeRelease, cancel: cancelRelease }[sub](client, id);
+        console.log(`${sub} sent to release ${id}`);
+        return 0;
+      }
+      if (sub === 'schedule') {
+        const file = flag(rest, 'config');
+        if (!file) throw new Error('release schedule needs --config FILE (a JSON ReleaseInput whose releaseId contains {year})');
+        const args = JSON.parse(await (await import('node:fs/promises')).readFile(file, 'utf8')) as ReleaseInputArgs;
+        args.dataDir = path.resolve(args.dataDir ?? dataDir);
+        const id = await createYearlySchedule(client, args, {
+          scheduleId: flag(rest, 'id') ?? 'biomedica-yearly',
+          month: Number(flag(rest, 'month') ?? 1),
+          day: Number(flag(rest, 'day') ?? 15),
+          hourUtc: Number(flag(rest, 'hour') ?? 3),
+        });
+        console.log(`schedule ${id} created: see it in the UI under Schedules, or \`temporal schedule describe --schedule-id ${id}\``);
         return 0;
       }
       if (sub === 'status') {

@@ -4,6 +4,8 @@ import { loadDevServerConfig } from '../config/dev-server';
 import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInputArgs, type ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { progressQuery, releaseWorkflow, releaseKey, type ReleaseProgress, type ReleaseResult } from '../workflows/release';
+import type { SubsetProgress } from '../workflows/subset';
+import { subsetProgress } from './control';
 
 export async function connectClient(address = process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233', namespace = process.env.TEMPORAL_NAMESPACE ?? 'default'): Promise<Client> {
   const connection = await Connection.connect({ address });
@@ -54,6 +56,7 @@ export interface ReleaseStatus {
   closeTime: Date | undefined;
   historyLength: number;
   progress: ReleaseProgress | null;
+  subsets: SubsetProgress[];
   result: ReleaseResult | null;
   ui: string;
 }
@@ -75,11 +78,23 @@ export async function releaseStatus(client: Client, releaseId: string): Promise<
     closeTime: desc.closeTime,
     historyLength: desc.historyLength,
     progress: null,
+    subsets: [],
     result: null,
     ui: uiLink(workflowId),
   };
   if (desc.status.name === 'COMPLETED') status.result = await handle.result();
-  else if (desc.status.name === 'RUNNING') status.progress = await handle.query(progressQuery).catch(() => null);
+  else if (desc.status.name === 'RUNNING') {
+    status.progress = await handle.query(progressQuery).catch(() => null);
+    if (status.progress?.subsetWorkflows?.length) {
+      // Live unit counts come from the subset drivers; the release only adds them up when a subset finishes.
+      status.subsets = await subsetProgress(client, status.progress.subsetWorkflows);
+      const u = status.progress.units;
+      u.done = status.subsets.reduce((n, s) => n + s.done, 0);
+      u.inFlight = status.subsets.reduce((n, s) => n + s.inFlight, 0);
+      u.failed = status.subsets.reduce((n, s) => n + s.failed, 0);
+      status.progress.samples = status.subsets.reduce((n, s) => n + s.samples, 0);
+    }
+  }
   return status;
 }
 
@@ -87,7 +102,8 @@ export function formatStatus(s: ReleaseStatus): string {
   const lines = [`release workflow ${s.workflowId}: ${s.status} (started ${s.startTime.toISOString()}${s.closeTime ? `, closed ${s.closeTime.toISOString()}` : ''}, ${s.historyLength} history events)`];
   if (s.progress) {
     const p = s.progress;
-    lines.push(`  stage: ${p.stage}; units ${p.units.done}/${p.units.total} done, ${p.units.inFlight} in flight, ${p.units.failed} failed; ${p.samples} samples so far`);
+    lines.push(`  stage: ${p.stage}${p.paused ? ' (PAUSED)' : ''}; units ${p.units.done}/${p.units.total} done, ${p.units.inFlight} in flight, ${p.units.failed} failed; ${p.samples} samples so far`);
+    for (const sp of s.subsets) lines.push(`    ${sp.subset}: ${sp.done}/${sp.units} units, ${sp.inFlight} in flight, ${sp.failed} failed, ${sp.samples} samples (driver run ${sp.runs})${sp.paused ? ', paused' : ''}`);
   }
   if (s.result) {
     const r = s.result;

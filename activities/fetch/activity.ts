@@ -246,6 +246,7 @@ export async function fetchFigureMedia(task: UnitTask): Promise<FetchMediaResult
       });
     } finally {
       await transport?.close();
+      if (transport) await fs.rm(path.join(unitDir, '.staging'), { recursive: true, force: true }).catch(() => undefined);
     }
     outputs.sort();
     return { result, outputs };

@@ -1,4 +1,4 @@
-import { readLines } from '../plan/lines';
+import { readLineBatches } from '../plan/lines';
 import type { Exclusion, PlannedArticle, VersionFacts } from '../plan/plan';
 import type { PlanRow } from '../plan/planner';
 import { FileListParser, listFormatOf, type LegacyListRow } from './filelist';
@@ -32,31 +32,38 @@ export function legacyEtag(row: Pick<LegacyListRow, 'updated'>): string {
   return (row.updated ?? '').replace(/[\t\r\n]/g, ' ');
 }
 
-/** Streams the file list into planner rows (facts inline: the list is the metadata) and exclusions for bad lines. */
-export async function* legacyPlanRows(transport: LegacyTransport, fileList: string, signal?: AbortSignal): AsyncGenerator<{ row: PlanRow } | { exclusion: Exclusion }> {
+/**
+ * Streams the file list into planner rows (facts inline: the list is the metadata) and exclusions for bad lines,
+ * a chunk's worth at a time.
+ */
+export async function* legacyPlanRows(transport: LegacyTransport, fileList: string, signal?: AbortSignal): AsyncGenerator<({ row: PlanRow } | { exclusion: Exclusion })[]> {
   const parser = new FileListParser(listFormatOf(fileList));
   const stream = await transport.open(fileList, signal);
   let lineNo = 0;
   try {
-    for await (const line of readLines(stream)) {
-      lineNo++;
-      const parsed = parser.line(line);
-      if (!parsed) continue;
-      if ('error' in parsed) {
-        yield { exclusion: { key: `${fileList}:${lineNo}`, pmcid: /PMC\d+/.exec(line)?.[0] ?? null, reason: 'bad-metadata', detail: parsed.error } };
-        continue;
+    for await (const lines of readLineBatches(stream)) {
+      const out: ({ row: PlanRow } | { exclusion: Exclusion })[] = [];
+      for (const line of lines) {
+        lineNo++;
+        const parsed = parser.line(line);
+        if (!parsed) continue;
+        if ('error' in parsed) {
+          out.push({ exclusion: { key: `${fileList}:${lineNo}`, pmcid: /PMC\d+/.exec(line)?.[0] ?? null, reason: 'bad-metadata', detail: parsed.error } });
+          continue;
+        }
+        const article = legacyArticle(parsed);
+        const facts: VersionFacts = {
+          key: parsed.file,
+          pmcid: Number(parsed.pmcid.slice(3)),
+          version: LEGACY_VERSION,
+          etag: article.etag,
+          oa: true, // the list is the OA subset
+          retracted: parsed.retracted,
+          article: parsed.retracted ? null : article,
+        };
+        out.push({ row: { pmcid: facts.pmcid, version: LEGACY_VERSION, key: parsed.file, etag: facts.etag, inline: facts } });
       }
-      const article = legacyArticle(parsed);
-      const facts: VersionFacts = {
-        key: parsed.file,
-        pmcid: Number(parsed.pmcid.slice(3)),
-        version: LEGACY_VERSION,
-        etag: article.etag,
-        oa: true, // the list is the OA subset
-        retracted: parsed.retracted,
-        article: parsed.retracted ? null : article,
-      };
-      yield { row: { pmcid: facts.pmcid, version: LEGACY_VERSION, key: parsed.file, etag: facts.etag, inline: facts } };
+      if (out.length > 0) yield out;
     }
   } finally {
     stream.destroy();

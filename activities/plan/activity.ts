@@ -9,7 +9,7 @@ import { downloadLimiter, fetchTuning, withRetries } from '../fetch/retry';
 import { openSource, SourceError, type PmcSource } from '../fetch/source';
 import { legacyPlanRows } from '../legacy/plan';
 import { openLegacyTransport } from '../legacy/transport';
-import { ArticleMetadataSchema, factsOf, latestInventoryManifest, readInventory, type VersionFacts } from './plan';
+import { ArticleMetadataSchema, factsOf, latestInventoryManifest, readInventoryBatches, type VersionFacts } from './plan';
 import { StreamingPlanner, type PlanChanges, type PlannerResult, type PlanRow } from './planner';
 
 /**
@@ -140,10 +140,12 @@ export async function runPlan(
         heartbeat: beat,
       });
       await planner.start();
-      for await (const item of legacyPlanRows(transport, src.fileList, signal)) {
-        if ('exclusion' in item) planner.exclude(item.exclusion);
-        else planner.addRow(item.row);
-        if (planner.rows % 50_000 === 0) beat({ phase: 'list', rows: planner.rows });
+      for await (const batch of legacyPlanRows(transport, src.fileList, signal)) {
+        for (const item of batch) {
+          if ('exclusion' in item) planner.exclude(item.exclusion);
+          else planner.addRow(item.row);
+        }
+        beat({ phase: 'list', rows: planner.rows });
       }
       return { result: await planner.finish(), listed: src.fileList };
     } catch (err) {
@@ -171,11 +173,12 @@ export async function runPlan(
   });
   try {
     await planner.start();
-    for await (const r of readInventory(source, manifestKey, { signal })) {
-      const m = METADATA_KEY.exec(r.key);
-      if (!m) continue;
-      planner.addRow({ pmcid: Number(m[1]), version: Number(m[2]), key: r.key, etag: r.etag, inline: null });
-      if (planner.rows % 50_000 === 0) beat({ phase: 'inventory', rows: planner.rows });
+    for await (const batch of readInventoryBatches(source, manifestKey, { signal })) {
+      for (const r of batch) {
+        const m = METADATA_KEY.exec(r.key);
+        if (m) planner.addRow({ pmcid: Number(m[1]), version: Number(m[2]), key: r.key, etag: r.etag, inline: null });
+      }
+      beat({ phase: 'inventory', rows: planner.rows });
     }
     return { result: await planner.finish(), listed: manifestKey };
   } catch (err) {

@@ -6,24 +6,31 @@ import { StringDecoder } from 'node:string_decoder';
  * and a final line without a newline is still yielded only when the stream ended cleanly.
  */
 export async function* readLines(stream: AsyncIterable<Buffer | string>, maxLineBytes = 16 * 1024 * 1024): AsyncGenerator<string> {
+  for await (const batch of readLineBatches(stream, maxLineBytes)) yield* batch;
+}
+
+/** As readLines, a chunk's worth of lines at a time (no promise per line: what the 8-million-row readers use). */
+export async function* readLineBatches(stream: AsyncIterable<Buffer | string>, maxLineBytes = 16 * 1024 * 1024): AsyncGenerator<string[]> {
   const decoder = new StringDecoder('utf8');
   let rest = '';
   for await (const chunk of stream) {
     const text = rest + (typeof chunk === 'string' ? chunk : decoder.write(chunk));
+    const batch: string[] = [];
     let start = 0;
     for (;;) {
       const nl = text.indexOf('\n', start);
       if (nl < 0) break;
       const end = nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-      yield text.slice(start, end);
+      batch.push(text.slice(start, end));
       start = nl + 1;
     }
     rest = text.slice(start);
     if (rest.length > maxLineBytes) throw new Error(`a line longer than ${maxLineBytes} characters: not a line-oriented file`);
+    if (batch.length > 0) yield batch;
   }
   rest += decoder.end();
   if (rest.endsWith('\r')) rest = rest.slice(0, -1);
-  if (rest.length > 0) yield rest;
+  if (rest.length > 0) yield [rest];
 }
 
 /**

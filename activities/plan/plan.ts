@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { SUBSETS, type Subset } from '../../config/release';
 import { parseObjectUrl, SourceError, type PmcSource } from '../fetch/source';
 import { licenseGroup } from './license';
-import { readLines, splitCsvLine } from './lines';
+import { readLineBatches, splitCsvLine } from './lines';
 
 /** The per-version metadata JSON as PMC publishes it (reference/pmc-sources.md §1.4); unknown fields pass through. */
 export const ArticleMetadataSchema = z
@@ -106,6 +106,11 @@ const ManifestSchema = z.object({
  * short body or a checksum mismatch fails the iteration, so no caller ever takes a partial inventory for whole.
  */
 export async function* readInventory(source: PmcSource, manifestKey: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<InventoryRow> {
+  for await (const batch of readInventoryBatches(source, manifestKey, opts)) yield* batch;
+}
+
+/** As readInventory, a chunk's worth of rows at a time. */
+export async function* readInventoryBatches(source: PmcSource, manifestKey: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<InventoryRow[]> {
   const manifest = ManifestSchema.parse(JSON.parse((await source.get(manifestKey, { signal: opts.signal })).body.toString('utf8')));
   const columns = manifest.fileSchema.split(',').map((c) => c.trim());
   const iKey = columns.indexOf('Key');
@@ -118,14 +123,17 @@ export async function* readInventory(source: PmcSource, manifestKey: string, opt
       ? await source.getStream(file.key, { expectedMd5, signal: opts.signal })
       : Readable.from([(await source.get(file.key, { expectedMd5, signal: opts.signal })).body]);
     const gunzip = createGunzip();
-    gunzip.on('error', () => undefined); // kept on the stream; readLines throws it
+    gunzip.on('error', () => undefined); // kept on the stream; the line reader throws it
     body.on('error', (err) => gunzip.destroy(err));
-    const lines = readLines(body.pipe(gunzip));
     try {
-      for await (const line of lines) {
-        if (!line.trim()) continue;
-        const cells = splitCsvLine(line, parseCsvLine);
-        yield { key: cells[iKey]!, etag: cells[iEtag]!, lastModified: iModified >= 0 ? (cells[iModified] ?? '') : '' };
+      for await (const lines of readLineBatches(body.pipe(gunzip))) {
+        const rows: InventoryRow[] = [];
+        for (const line of lines) {
+          if (!line.trim()) continue;
+          const cells = splitCsvLine(line, parseCsvLine);
+          rows.push({ key: cells[iKey]!, etag: cells[iEtag]!, lastModified: iModified >= 0 ? (cells[iModified] ?? '') : '' });
+        }
+        if (rows.length > 0) yield rows;
       }
     } catch (err) {
       body.destroy();
@@ -177,7 +185,14 @@ export function toPlannedArticle(meta: ArticleMetadata, etag: string): PlannedAr
  * status of the newest version removes the article); every other version is recorded as superseded, every
  * unreadable one as such. `pmcid` is `PMC<n>`, or null when the key names none.
  */
+const NOTHING_EXCLUDED: Exclusion[] = [];
+
 export function selectVersions(pmcid: string | null, versions: readonly VersionFacts[]): { selected: PlannedArticle | null; excluded: Exclusion[] } {
+  if (versions.length === 1) {
+    // The common case (one version, selectable), without the bookkeeping below.
+    const v = versions[0]!;
+    if (!v.error && v.oa && !v.retracted && v.article) return { selected: v.article, excluded: NOTHING_EXCLUDED };
+  }
   const excluded: Exclusion[] = [];
   let newest: VersionFacts | null = null;
   const readable: VersionFacts[] = [];

@@ -62,7 +62,7 @@ export interface PlannerResult {
   /** Rows whose facts had to be resolved (metadata GETs). */
   resolved: number;
   /** Seconds spent in each part of pass 2, summed over buckets (for benchmarks; not part of any summary). */
-  seconds: { readRows: number; facts: number; selectAndCut: number; writeFacts: number };
+  seconds: { readRows: number; facts: number; selectAndCut: number; writeFacts: number; unitJson: number; ioWait: number };
   changes: PlanChanges;
   /** Selected articles in `other` by their exact license code ('(none)' for null): the code is always recorded. */
   otherLicenses: Record<string, number>;
@@ -213,7 +213,9 @@ export class StreamingPlanner {
   /** Pass 1: one row. Identity must already be valid (the row readers check keys). */
   addRow(row: PlanRow): void {
     if (!Number.isSafeInteger(row.pmcid) || row.pmcid <= 0 || !Number.isSafeInteger(row.version) || row.version <= 0) throw new Error(`bad row identity for ${row.key}`);
-    if (/[\t\n\r]/.test(row.key) || /[\t\n\r]/.test(row.etag)) throw new Error(`row with a tab or newline in key or ETag: ${JSON.stringify(row.key)}`);
+    if (row.key.indexOf('\t') >= 0 || row.etag.indexOf('\t') >= 0 || row.key.indexOf('\n') >= 0 || row.etag.indexOf('\n') >= 0) {
+      throw new Error(`row with a tab or newline in key or ETag: ${JSON.stringify(row.key)}`);
+    }
     this.rows++;
     const b = Math.floor(row.pmcid / BUCKET_SPAN);
     const line = `${row.pmcid}\t${row.version}\t${row.etag}\t${row.key}\t${row.inline ? JSON.stringify(row.inline) : ''}\n`;
@@ -287,16 +289,32 @@ export class StreamingPlanner {
     const cutters = Object.fromEntries(SUBSETS.map((s) => [s, new UnitCutter(s, cfg.limits)])) as Record<Subset, UnitCutter>;
     const hashes = Object.fromEntries(SUBSETS.map((s) => [s, createHash('sha256')])) as Record<Subset, Hash>;
     const changes: PlanChanges = { previousRelease: cfg.previous?.releaseId ?? null, new: 0, changed: 0, unchanged: 0, removed: 0, newlyRetracted: 0 };
-    const otherLicenses: Record<string, number> = {};
+    const otherLicenses: Record<string, number> = Object.create(null) as Record<string, number>;
+    let otherCodes = 0;
     let selected = 0;
     let resolved = 0;
-    const seconds: PlannerResult['seconds'] = { readRows: 0, facts: 0, selectAndCut: 0, writeFacts: 0 };
+    const seconds: PlannerResult['seconds'] = { readRows: 0, facts: 0, selectAndCut: 0, writeFacts: 0, unitJson: 0, ioWait: 0 };
 
+    // File writes overlap the CPU work: a few are in flight at once, and the plan waits only when more are queued
+    // (every one is awaited before the plan completes; a failed write fails the plan).
+    const inFlight: Promise<void>[] = [];
+    const write = async (file: string, bytes: Buffer) => {
+      const p = writeFileAtomic(file, bytes);
+      p.catch(() => undefined); // handled when awaited below, never an unhandled rejection meanwhile
+      inFlight.push(p);
+      if (inFlight.length > 4) {
+        const t0 = process.hrtime.bigint();
+        await inFlight.shift();
+        seconds.ioWait += Number(process.hrtime.bigint() - t0) / 1e9;
+      }
+    };
     const writeUnit = async (unit: PlannedUnit | null) => {
       if (!unit) return;
-      const json = JSON.stringify(unit);
-      hashes[unit.subset].update(json);
-      await writeFileAtomic(cfg.unitFile(unit.unitId), json + '\n');
+      const t0 = process.hrtime.bigint();
+      const bytes = Buffer.from(JSON.stringify(unit) + '\n'); // encoded once, for the hash and the file
+      hashes[unit.subset].update(bytes.subarray(0, bytes.length - 1));
+      seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
+      await write(cfg.unitFile(unit.unitId), bytes);
     };
 
     const ids = new Set(bucketIds(this.workDir, /^rows-(\d+)\.tsv$/));
@@ -377,7 +395,7 @@ export class StreamingPlanner {
       lap('facts');
       // The bucket's facts: this plan's checkpoint and the next release's previous facts (unreadable ones are not kept).
       const keep = facts.filter((f): f is VersionFacts => f !== null && !f.error);
-      if (keep.length > 0) await writeFileAtomic(factsFile, keep.map(encodeFacts).join('\n') + '\n');
+      if (keep.length > 0) await write(factsFile, Buffer.from(keep.map(encodeFacts).join('\n') + '\n'));
       else await fsp.rm(factsFile, { force: true });
       lap('writeFacts');
 
@@ -391,8 +409,11 @@ export class StreamingPlanner {
           const subset = licenseGroup(r.selected.licenseCode);
           if (subset === 'other') {
             const code = r.selected.licenseCode ?? '(none)';
-            const k = code in otherLicenses || Object.keys(otherLicenses).length < MAX_LICENSE_CODES ? code : '(more codes)';
-            otherLicenses[k] = (otherLicenses[k] ?? 0) + 1;
+            if (otherLicenses[code] !== undefined) otherLicenses[code]++;
+            else if (otherCodes < MAX_LICENSE_CODES) {
+              otherLicenses[code] = 1;
+              otherCodes++;
+            } else otherLicenses['(more codes)'] = (otherLicenses['(more codes)'] ?? 0) + 1;
           }
           await writeUnit(cutters[subset].push(r.selected));
         }
@@ -403,6 +424,7 @@ export class StreamingPlanner {
       cfg.heartbeat?.({ phase: 'buckets', bucket: done, of: order.length, selected });
     }
     for (const s of SUBSETS) await writeUnit(cutters[s].flush());
+    await Promise.all(inFlight.splice(0));
     // Facts of buckets that no longer have rows, and units past the new counts, are an earlier attempt's leftovers.
     for (const b of stale) await fsp.rm(path.join(this.factsDir, `${bucketName(b)}.tsv`), { force: true });
     await fsp.rm(`${unitsDir}.resume`, { recursive: true, force: true });
@@ -424,7 +446,7 @@ export class StreamingPlanner {
       resolved,
       seconds: Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, +v.toFixed(2)])) as PlannerResult['seconds'],
       changes,
-      otherLicenses,
+      otherLicenses: { ...otherLicenses },
     };
   }
 
