@@ -12,11 +12,11 @@
  *    handed to the planner in place of the GET + JSON.parse + schema check.
  *    With --incremental, a second plan of the same inventory against the first (every ETag unchanged: no facts
  *    resolved, all read back from the first plan's facts files) is measured the same way.
- * B. The metadata GET path that part A leaves out, at a smaller count: a loopback bucket (sample/mirror-server.ts)
- *    holding --get-count metadata JSONs and their inventory, planned for real by planRelease over HTTP (GET,
+ * B. The metadata GET path that part A leaves out, at a smaller count: a loopback bucket (sample/mirror-server.ts, in
+ *    a child process) holding --get-count metadata JSONs and their inventory, planned for real by planRelease over HTTP (GET,
  *    JSON.parse, schema check, facts), timed, as GETs per second at the planner's concurrency.
  *
- * npm run bench:plan -- [--rows 8200000] [--get-count 20000] [--incremental] [--keep]
+ * npm run bench:plan -- [--rows 8200000] [--get-count 5000] [--incremental] [--semi-space-mib 64 (0: V8 default)] [--keep]
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -201,7 +201,7 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
   const t0 = process.hrtime.bigint();
   const { result } = await runPlan(release, layout, previous, undefined, {
     source: new DirPmcSource(root),
-    resolve: async (row) => syntheticFacts(row),
+    resolveSync: syntheticFacts,
     heartbeat: (d) => {
       if (d.phase === 'buckets' && pass1End === 0) pass1End = Number(process.hrtime.bigint() - t0) / 1e9;
     },
@@ -231,7 +231,11 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
 
 function runChild(root: string, dataDir: string, releaseId: string, previous: string | null): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...process.execArgv, __filename, '--child', root, dataDir, releaseId, previous ?? '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // A 64 MiB young generation (V8's default is 16 MiB): most of a plan's garbage (rows, facts, articles waiting
+    // for their unit) dies young; a worker running the plan activity can set the same through NODE_OPTIONS.
+    const semi = arg('semi-space-mib', '64');
+    const flags = semi === '0' ? [] : [`--max-semi-space-size=${semi}`];
+    const p = spawn(process.execPath, [...flags, ...process.execArgv, __filename, '--child', root, dataDir, releaseId, previous ?? '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (c: Buffer) => (out += c.toString()));
     p.on('error', reject);
@@ -269,7 +273,7 @@ async function getThroughput(tmp: string, count: number): Promise<Record<string,
   }
   await writeSyntheticInventory(root, '2026-11-01', { rowsPerFile: 100_000 });
   const built = (Date.now() - t0) / 1000;
-  const mirror = await startMirrorServer(root);
+  const mirror = await startServer(root);
   try {
     const release = ReleaseInputSchema.parse({ releaseId: 'bench-get', dataDir: path.join(tmp, 'get-data'), source: { kind: 'pmc-cloud-http', baseUrl: mirror.baseUrl } });
     const rss0 = process.memoryUsage().rss;
@@ -282,24 +286,40 @@ async function getThroughput(tmp: string, count: number): Promise<Record<string,
       concurrency: fetchTuning().planConcurrency,
       seconds: +seconds.toFixed(2),
       getsPerSecond: Math.round((s.metadataFetched ?? 0) / seconds),
-      requests: mirror.requests.length,
       selected: s.selectedArticles,
       rssGrowthMiB: Math.round((process.memoryUsage().rss - rss0) / 2 ** 20),
       hoursFor8_2M_atThisRate: +((8_200_000 / ((s.metadataFetched ?? 0) / seconds)) / 3600).toFixed(2),
     };
   } finally {
-    await mirror.close();
+    mirror.stop();
   }
 }
 
+/** The loopback bucket in a child process, so that server and planner do not share one event loop. */
+function startServer(root: string): Promise<{ baseUrl: string; stop: () => void }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [...process.execArgv, __filename, '--serve', root], { stdio: ['pipe', 'pipe', 'inherit'] });
+    p.on('error', reject);
+    p.stdout.once('data', (c: Buffer) => resolve({ baseUrl: c.toString().trim(), stop: () => p.stdin.end() }));
+  });
+}
+
+async function serve(root: string): Promise<void> {
+  const m = await startMirrorServer(root);
+  process.stdout.write(`${m.baseUrl}\n`);
+  process.stdin.resume();
+  process.stdin.on('end', () => void m.close().then(() => process.exit(0)));
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === '--serve') return serve(process.argv[3]!);
   if (process.argv[2] === '--child') {
     const [, , , root, dataDir, releaseId, prev] = process.argv;
     await child(root!, dataDir!, releaseId!, prev === '-' ? null : prev!);
     return;
   }
   const rows = Number(arg('rows', '8200000'));
-  const getCount = Number(arg('get-count', '20000'));
+  const getCount = Number(arg('get-count', '5000'));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-bench-plan-'));
   const report: Record<string, unknown> = { machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}` };
   try {

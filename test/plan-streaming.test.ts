@@ -238,6 +238,7 @@ describe('plan facts encoding', () => {
       { key: 'oa_package/ac/6a/PMC7112410.tar.gz', pmcid: 7112410, version: 1, etag: '2020-04-06 14:56:00', oa: true, retracted: true, article: null },
     ];
     for (const f of cases) assert.deepEqual(decodeFacts(encodeFacts(f)), f);
-    assert.equal(encodeFacts(cases[0]!), '7\t2\t1\t0123456789abcdef0123456789abcdef\tmetadata/PMC7.2.json');
+    assert.equal(encodeFacts(cases[0]!), '7\t2\t1\t0123456789abcdef0123456789abcdef\t', 'the canonical cloud key is implied');
+    assert.equal(encodeFacts({ ...cases[0]!, key: 'metadata/PMC7.2.json.bak' }), '7\t2\t1\t0123456789abcdef0123456789abcdef\tmetadata/PMC7.2.json.bak');
   });
 });

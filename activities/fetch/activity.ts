@@ -7,7 +7,7 @@ import { exists, insideRoot, readNdjson, writeFileAtomic } from '../common/files
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
 import { cancellationSignal, heartbeat, mapLimit, runUnitStage, type UnitTask } from '../common/stage';
 import { fetchLegacyArticle, LegacyPmcSource } from '../legacy/fetch';
-import { openLegacyTransport, type LegacyTransport } from '../legacy/transport';
+import { acquireLegacyTransport, type LegacyTransport } from '../legacy/transport';
 import type { ParsedArticleLine } from '../parse/activity';
 import type { PlannedArticle, PlannedUnit } from '../plan/plan';
 import { md5File, ObjectCache } from './cache';
@@ -149,7 +149,7 @@ async function fetchLegacyArticles(task: UnitTask): Promise<FetchArticlesResult>
   return runUnitStage(task, 'fetch', async ({ layout, unit, quarantine: q }) => {
     const cfg = task.release.source;
     if (cfg.kind !== 'pmc-legacy') throw new Error('unreachable');
-    const transport = openLegacyTransport(cfg, fetchTuning().timeoutMs);
+    const { transport, release } = acquireLegacyTransport(cfg, fetchTuning().timeoutMs);
     const unitDir = layout.unitDir(unit.unitId);
     const ctx = legacyContext(task.release, unitDir, transport);
     const result: FetchArticlesResult = { articles: unit.articles.length, fetched: 0, reused: 0, failed: 0, cached: 0 };
@@ -182,7 +182,7 @@ async function fetchLegacyArticles(task: UnitTask): Promise<FetchArticlesResult>
         heartbeat({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
       });
     } finally {
-      await transport.close();
+      await release();
       await fs.rm(path.join(unitDir, '.staging'), { recursive: true, force: true }).catch(() => undefined);
     }
     // Quarantine in plan order, whatever order the downloads finished in.
@@ -209,10 +209,10 @@ export async function fetchFigureMedia(task: UnitTask): Promise<FetchMediaResult
   return runUnitStage(task, 'media', async ({ layout, unit, quarantine: q }) => {
     const cfg = task.release.source;
     const unitDir = layout.unitDir(unit.unitId);
-    const transport = cfg.kind === 'pmc-legacy' ? openLegacyTransport(cfg, fetchTuning().timeoutMs) : null;
+    const legacy = cfg.kind === 'pmc-legacy' ? acquireLegacyTransport(cfg, fetchTuning().timeoutMs) : null;
     const source =
       cfg.kind === 'pmc-legacy'
-        ? new LegacyPmcSource(transport!, unit.articles, { maxEntryBytes: cfg.maxEntryBytes, maxPackageBytes: cfg.maxPackageBytes }, path.join(unitDir, '.staging'))
+        ? new LegacyPmcSource(legacy!.transport, unit.articles, { maxEntryBytes: cfg.maxEntryBytes, maxPackageBytes: cfg.maxPackageBytes }, path.join(unitDir, '.staging'))
         : sourceOf(task.release);
     const cache = new ObjectCache(task.release.dataDir);
     const signal = cancellationSignal();
@@ -245,8 +245,10 @@ export async function fetchFigureMedia(task: UnitTask): Promise<FetchMediaResult
         heartbeat({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: wanted.size });
       });
     } finally {
-      await transport?.close();
-      if (transport) await fs.rm(path.join(unitDir, '.staging'), { recursive: true, force: true }).catch(() => undefined);
+      if (legacy) {
+        await legacy.release();
+        await fs.rm(path.join(unitDir, '.staging'), { recursive: true, force: true }).catch(() => undefined);
+      }
     }
     outputs.sort();
     return { result, outputs };

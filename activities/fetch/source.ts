@@ -58,8 +58,13 @@ export function md5Hex(data: Buffer): string {
 export function parseObjectUrl(url: string): { key: string; md5: string | null } {
   const m = /^(?:s3:\/\/[^/]+\/|https?:\/\/[^/]+\/)([^?]+)(?:\?(.*))?$/.exec(url);
   if (!m) throw new Error(`not an object URL of the PMC bucket: ${url}`);
-  const params = new URLSearchParams(m[2] ?? '');
-  return { key: decodeURIComponent(m[1]!), md5: params.get('md5') };
+  const raw = m[1]!;
+  const key = raw.includes('%') ? decodeURIComponent(raw) : raw;
+  const query = m[2];
+  if (query === undefined || query === '') return { key, md5: null };
+  // PMC's URLs carry exactly `?md5=<hex>`: read that without building URLSearchParams (millions of URLs per plan).
+  const simple = /^md5=([0-9A-Fa-f]+)$/.exec(query);
+  return { key, md5: simple ? simple[1]! : new URLSearchParams(query).get('md5') };
 }
 
 function assertSafeKey(key: string): void {

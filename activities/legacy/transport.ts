@@ -143,3 +143,29 @@ class FtpTransport implements LegacyTransport {
     for (const c of this.idle.splice(0)) c.close();
   }
 }
+
+const shared = new Map<string, { transport: LegacyTransport; users: number }>();
+
+/**
+ * The worker's transport for a legacy tree, shared by every activity of the process, so that `connections` bounds
+ * the FTP connections of the whole worker (not of each activity). Release it when done; the last user closes it.
+ */
+export function acquireLegacyTransport(cfg: Pick<LegacyConfig, 'baseUrl' | 'connections'>, timeoutMs = 60_000): { transport: LegacyTransport; release: () => Promise<void> } {
+  const id = `${cfg.baseUrl}|${cfg.connections}|${timeoutMs}`;
+  let entry = shared.get(id);
+  if (!entry) shared.set(id, (entry = { transport: openLegacyTransport(cfg, timeoutMs), users: 0 }));
+  entry.users++;
+  let released = false;
+  const e = entry;
+  return {
+    transport: e.transport,
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--e.users === 0) {
+        shared.delete(id);
+        await e.transport.close();
+      }
+    },
+  };
+}

@@ -8,7 +8,7 @@ import { cancellationSignal, heartbeat, layoutOf } from '../common/stage';
 import { downloadLimiter, fetchTuning, withRetries } from '../fetch/retry';
 import { openSource, SourceError, type PmcSource } from '../fetch/source';
 import { legacyPlanRows } from '../legacy/plan';
-import { openLegacyTransport } from '../legacy/transport';
+import { acquireLegacyTransport } from '../legacy/transport';
 import { ArticleMetadataSchema, factsOf, latestInventoryManifest, readInventoryBatches, type VersionFacts } from './plan';
 import { StreamingPlanner, type PlanChanges, type PlannerResult, type PlanRow } from './planner';
 
@@ -117,28 +117,28 @@ export async function runPlan(
   layout: ReleaseLayout,
   previous: { releaseId: string; factsDir: string } | null,
   signal?: AbortSignal,
-  /** For benchmarks: another bucket reader, or facts supplied without the metadata GET (cloud sources only). */
-  hooks: { source?: PmcSource; resolve?: (row: PlanRow) => Promise<VersionFacts>; heartbeat?: (details: Record<string, unknown>) => void } = {},
+  /** For benchmarks: another bucket reader, and facts supplied in-process in place of the metadata GETs (cloud sources only). */
+  hooks: { source?: PmcSource; resolveSync?: (row: PlanRow) => VersionFacts; heartbeat?: (details: Record<string, unknown>) => void } = {},
 ): Promise<{ result: PlannerResult; listed: string }> {
   const beat = hooks.heartbeat ?? heartbeat;
   const src = release.source;
   const unitFile = (unitId: string) => layout.unitFile(unitId);
   if (src.kind === 'pmc-legacy') {
-    const transport = openLegacyTransport(src, fetchTuning().timeoutMs);
+    // The list has no figure counts: cap articles per unit so units.maxImages holds at the assumed density.
+    const maxArticles = Math.max(1, Math.min(release.units.maxArticles, Math.floor(release.units.maxImages / src.assumedImagesPerArticle)));
+    const planner = new StreamingPlanner({
+      planDir: layout.planDir,
+      unitFile,
+      limits: { maxArticles, maxImages: release.units.maxImages },
+      previous,
+      resolve: async (row) => {
+        throw new Error(`legacy row ${row.key} carries no facts`);
+      },
+      concurrency: 1,
+      heartbeat: beat,
+    });
+    const { transport, release: releaseTransport } = acquireLegacyTransport(src, fetchTuning().timeoutMs);
     try {
-      // The list has no figure counts: cap articles per unit so units.maxImages holds at the assumed density.
-      const maxArticles = Math.max(1, Math.min(release.units.maxArticles, Math.floor(release.units.maxImages / src.assumedImagesPerArticle)));
-      const planner = new StreamingPlanner({
-        planDir: layout.planDir,
-        unitFile,
-        limits: { maxArticles, maxImages: release.units.maxImages },
-        previous,
-        resolve: async (row) => {
-          throw new Error(`legacy row ${row.key} carries no facts`);
-        },
-        concurrency: 1,
-        heartbeat: beat,
-      });
       await planner.start();
       for await (const batch of legacyPlanRows(transport, src.fileList, signal)) {
         for (const item of batch) {
@@ -149,9 +149,10 @@ export async function runPlan(
       }
       return { result: await planner.finish(), listed: src.fileList };
     } catch (err) {
+      await planner.abandon().catch(() => undefined);
       throw failureOf(err);
     } finally {
-      await transport.close();
+      await releaseTransport();
     }
   }
 
@@ -167,7 +168,8 @@ export async function runPlan(
     unitFile,
     limits: release.units,
     previous,
-    resolve: hooks.resolve ?? ((row) => resolveCloudFacts(source, row, signal)),
+    resolve: (row) => resolveCloudFacts(source, row, signal),
+    resolveSync: hooks.resolveSync,
     concurrency: fetchTuning().planConcurrency,
     heartbeat: beat,
   });

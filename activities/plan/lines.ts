@@ -41,7 +41,9 @@ export function splitCsvLine(line: string, parseFull: (line: string) => string[]
   if (line.length > 1 && line.charCodeAt(0) === 34 && line.charCodeAt(line.length - 1) === 34 && line.indexOf('""') < 0) {
     const cells = line.slice(1, -1).split('","');
     // A quote left inside a cell means the fast split was wrong (e.g. `"a",b`): fall back.
-    if (!cells.some((c) => c.indexOf('"') >= 0)) return cells;
+    let clean = true;
+    for (let i = 0; i < cells.length && clean; i++) if (cells[i]!.indexOf('"') >= 0) clean = false;
+    if (clean) return cells;
   }
   return parseFull(line);
 }

@@ -129,7 +129,7 @@ export async function* readInventoryBatches(source: PmcSource, manifestKey: stri
       for await (const lines of readLineBatches(body.pipe(gunzip))) {
         const rows: InventoryRow[] = [];
         for (const line of lines) {
-          if (!line.trim()) continue;
+          if (line.length === 0 || !line.trim()) continue;
           const cells = splitCsvLine(line, parseCsvLine);
           rows.push({ key: cells[iKey]!, etag: cells[iEtag]!, lastModified: iModified >= 0 ? (cells[iModified] ?? '') : '' });
         }

@@ -6,7 +6,7 @@ import { SUBSETS, type Subset } from '../../config/release';
 import { exists, writeFileAtomic } from '../common/files';
 import { mapLimit } from '../common/stage';
 import { licenseGroup } from './license';
-import { selectVersions, UnitCutter, type Exclusion, type PlannedArticle, type PlannedUnit, type VersionFacts } from './plan';
+import { selectVersions, type Exclusion, type PlannedArticle, type PlannedUnit, type VersionFacts } from './plan';
 
 /**
  * The streaming planner. Memory is bounded by one bucket of PMCIDs, never by the number of inventory rows:
@@ -75,6 +75,8 @@ export interface PlannerConfig {
   previous: { releaseId: string; factsDir: string } | null;
   /** Facts of a row that has none inline and none to reuse. Retryable failures should throw (the plan fails and resumes). */
   resolve: (row: PlanRow) => Promise<VersionFacts>;
+  /** Benchmarks only: facts from an in-process source, called in place of `resolve` without a promise per row. */
+  resolveSync?: (row: PlanRow) => VersionFacts;
   concurrency: number;
   heartbeat?: (details: Record<string, unknown>) => void;
 }
@@ -102,7 +104,13 @@ function bucketIds(dir: string, re: RegExp): number[] {
  * UnitArticleStore), so a plan writes each article once.
  */
 export function encodeFacts(f: Pick<VersionFacts, 'pmcid' | 'version' | 'oa' | 'retracted' | 'etag' | 'key'>): string {
-  return `${f.pmcid}\t${f.version}\t${(f.oa ? 1 : 0) | (f.retracted ? 2 : 0)}\t${f.etag}\t${f.key}`;
+  // The cloud key `metadata/PMC<id>.<v>.json` follows from the identity: stored empty.
+  const key = f.key === canonicalKey(f.pmcid, f.version) ? '' : f.key;
+  return `${f.pmcid}\t${f.version}\t${(f.oa ? 1 : 0) | (f.retracted ? 2 : 0)}\t${f.etag}\t${key}`;
+}
+
+function canonicalKey(pmcid: number, version: number): string {
+  return `metadata/PMC${pmcid}.${version}.json`;
 }
 
 export function decodeFacts(line: string): VersionFacts {
@@ -111,7 +119,10 @@ export function decodeFacts(line: string): VersionFacts {
   const t3 = line.indexOf('\t', t2 + 1);
   const t4 = line.indexOf('\t', t3 + 1);
   const flags = Number(line.slice(t2 + 1, t3));
-  return { pmcid: Number(line.slice(0, t1)), version: Number(line.slice(t1 + 1, t2)), oa: (flags & 1) !== 0, retracted: (flags & 2) !== 0, etag: line.slice(t3 + 1, t4), key: line.slice(t4 + 1), article: null };
+  const pmcid = Number(line.slice(0, t1));
+  const version = Number(line.slice(t1 + 1, t2));
+  const key = t4 + 1 < line.length ? line.slice(t4 + 1) : canonicalKey(pmcid, version);
+  return { pmcid, version, oa: (flags & 1) !== 0, retracted: (flags & 2) !== 0, etag: line.slice(t3 + 1, t4), key, article: null };
 }
 
 function readFacts(file: string): Map<string, VersionFacts> {
@@ -172,6 +183,58 @@ export class UnitArticleStore {
       }
     }
     return out;
+  }
+}
+
+/**
+ * The unit cutter of the streaming planner: the same rule as UnitCutter (plan.ts), applied to one bucket's selected
+ * articles of a subset at a time. Each run of articles that lands in one unit is serialised by a single
+ * JSON.stringify while the articles are fresh, and a unit is written as the concatenation of its runs: the same
+ * JSON as JSON.stringify(unit), without holding the unit's articles as objects.
+ */
+class JsonUnitCutter {
+  private parts: string[] = [];
+  private count = 0;
+  private images = 0;
+  units = 0;
+  articles = 0;
+  figureImages = 0;
+  constructor(
+    readonly subset: Subset,
+    private readonly limits: { maxArticles: number; maxImages: number },
+  ) {}
+  /** Adds the next articles (PMCIDs ascending); returns the units they closed. */
+  pushAll(list: readonly PlannedArticle[]): { unitId: string; json: string }[] {
+    const closed: { unitId: string; json: string }[] = [];
+    let run = 0;
+    for (let k = 0; k < list.length; k++) {
+      const a = list[k]!;
+      const n = Math.min(a.media.length, this.limits.maxImages);
+      if (this.count >= this.limits.maxArticles || (this.count > 0 && this.images + n > this.limits.maxImages)) {
+        if (k > run) this.parts.push(JSON.stringify(list.slice(run, k)).slice(1, -1));
+        run = k;
+        closed.push(this.close());
+      }
+      this.count++;
+      this.images += n;
+      this.figureImages += a.media.length;
+    }
+    if (list.length > run) this.parts.push(JSON.stringify(run === 0 ? list : list.slice(run)).slice(1, -1));
+    return closed;
+  }
+  /** Closes the open unit, if it has any article. */
+  flush(): { unitId: string; json: string } | null {
+    return this.count > 0 ? this.close() : null;
+  }
+  private close(): { unitId: string; json: string } {
+    const unitId = `${this.subset}-${String(this.units).padStart(6, '0')}`;
+    const json = `{"unitId":${JSON.stringify(unitId)},"subset":${JSON.stringify(this.subset)},"index":${this.units},"articles":[${this.parts.join(',')}]}`;
+    this.units++;
+    this.articles += this.count;
+    this.parts = [];
+    this.count = 0;
+    this.images = 0;
+    return { unitId, json };
   }
 }
 
@@ -256,7 +319,7 @@ export class StreamingPlanner {
     } catch {
       return [];
     }
-    const byKey = new Map<string, PlanRow>(); // a key listed twice: the later row wins
+    const rows: PlanRow[] = [];
     let start = 0;
     while (start < text.length) {
       let nl = text.indexOf('\n', start);
@@ -268,17 +331,46 @@ export class StreamingPlanner {
       const t2 = line.indexOf('\t', t1 + 1);
       const t3 = line.indexOf('\t', t2 + 1);
       const t4 = line.indexOf('\t', t3 + 1);
-      const key = line.slice(t3 + 1, t4);
       const inline = line.slice(t4 + 1);
-      byKey.set(key, {
+      rows.push({
         pmcid: Number(line.slice(0, t1)),
         version: Number(line.slice(t1 + 1, t2)),
         etag: line.slice(t2 + 1, t3),
-        key,
+        key: line.slice(t3 + 1, t4),
         inline: inline ? (JSON.parse(inline) as VersionFacts) : null,
       });
     }
-    return [...byKey.values()].sort((a, b) => a.pmcid - b.pmcid || a.version - b.version || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    // Order: PMCID, version, then input order. Packed into one number per row, the sort is a native numeric one.
+    const base = b * BUCKET_SPAN;
+    let sorted: PlanRow[];
+    if (rows.length < 65536 && rows.every((r) => r.version < 65536 && r.pmcid - base >= 0 && r.pmcid - base < BUCKET_SPAN)) {
+      const keys = new Float64Array(rows.length);
+      for (let i = 0; i < rows.length; i++) keys[i] = ((rows[i]!.pmcid - base) * 65536 + rows[i]!.version) * 65536 + i;
+      keys.sort();
+      sorted = new Array<PlanRow>(rows.length);
+      for (let i = 0; i < keys.length; i++) sorted[i] = rows[keys[i]! % 65536]!;
+    } else {
+      const order = rows.map((r, i) => ({ r, i }));
+      order.sort((x, y) => x.r.pmcid - y.r.pmcid || x.r.version - y.r.version || x.i - y.i);
+      sorted = order.map((x) => x.r);
+    }
+    // A key listed twice (same PMCID and version, so adjacent): the later row wins.
+    const out: PlanRow[] = [];
+    for (let i = 0; i < sorted.length; ) {
+      let j = i + 1;
+      while (j < sorted.length && sorted[j]!.pmcid === sorted[i]!.pmcid && sorted[j]!.version === sorted[i]!.version) j++;
+      if (j === i + 1) out.push(sorted[i]!);
+      else {
+        const last = new Map<string, PlanRow>();
+        for (let k = i; k < j; k++) {
+          last.delete(sorted[k]!.key);
+          last.set(sorted[k]!.key, sorted[k]!);
+        }
+        out.push(...last.values());
+      }
+      i = j;
+    }
+    return out;
   }
 
   /** Pass 2 and the plan's outputs. */
@@ -286,7 +378,7 @@ export class StreamingPlanner {
     for (const [b, buf] of this.buffers) this.flushBucket(b, buf);
     this.buffers.clear();
     const cfg = this.cfg;
-    const cutters = Object.fromEntries(SUBSETS.map((s) => [s, new UnitCutter(s, cfg.limits)])) as Record<Subset, UnitCutter>;
+    const cutters = Object.fromEntries(SUBSETS.map((s) => [s, new JsonUnitCutter(s, cfg.limits)])) as Record<Subset, JsonUnitCutter>;
     const hashes = Object.fromEntries(SUBSETS.map((s) => [s, createHash('sha256')])) as Record<Subset, Hash>;
     const changes: PlanChanges = { previousRelease: cfg.previous?.releaseId ?? null, new: 0, changed: 0, unchanged: 0, removed: 0, newlyRetracted: 0 };
     const otherLicenses: Record<string, number> = Object.create(null) as Record<string, number>;
@@ -308,11 +400,15 @@ export class StreamingPlanner {
         seconds.ioWait += Number(process.hrtime.bigint() - t0) / 1e9;
       }
     };
-    const writeUnit = async (unit: PlannedUnit | null) => {
+    const writeUnit = async (subset: Subset, unit: { unitId: string; json: string } | null) => {
       if (!unit) return;
       const t0 = process.hrtime.bigint();
-      const bytes = Buffer.from(JSON.stringify(unit) + '\n'); // encoded once, for the hash and the file
-      hashes[unit.subset].update(bytes.subarray(0, bytes.length - 1));
+      // Encoded once, for the hash and the file.
+      const n = Buffer.byteLength(unit.json);
+      const bytes = Buffer.allocUnsafe(n + 1);
+      bytes.write(unit.json, 0, n, 'utf8');
+      bytes[n] = 10;
+      hashes[subset].update(bytes.subarray(0, n));
       seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
       await write(cfg.unitFile(unit.unitId), bytes);
     };
@@ -369,7 +465,10 @@ export class StreamingPlanner {
         facts[i] = await cfg.resolve(rows[i]!);
         if (++resolved % 500 === 0) cfg.heartbeat?.({ phase: 'metadata', resolved, bucket: done, of: order.length });
       };
-      await mapLimit(needs, cfg.concurrency, resolve);
+      if (cfg.resolveSync) {
+        for (const i of needs) facts[i] = cfg.resolveSync(rows[i]!);
+        resolved += needs.length;
+      } else await mapLimit(needs, cfg.concurrency, resolve);
       // A reused version that is selected now but whose article was not kept (it was superseded then): read it.
       for (;;) {
         const missing: number[] = [];
@@ -399,6 +498,7 @@ export class StreamingPlanner {
       else await fsp.rm(factsFile, { force: true });
       lap('writeFacts');
 
+      const chosen: Record<Subset, PlannedArticle[]> = { commercial: [], noncommercial: [], other: [] };
       for (let i = 0; i < rows.length; ) {
         let j = i;
         while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) j++;
@@ -415,15 +515,21 @@ export class StreamingPlanner {
               otherCodes++;
             } else otherLicenses['(more codes)'] = (otherLicenses['(more codes)'] ?? 0) + 1;
           }
-          await writeUnit(cutters[subset].push(r.selected));
+          chosen[subset].push(r.selected);
         }
         i = j;
+      }
+      for (const subset of SUBSETS) {
+        const t0 = process.hrtime.bigint();
+        const closed = cutters[subset].pushAll(chosen[subset]);
+        seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
+        for (const u of closed) await writeUnit(subset, u);
       }
       lap('selectAndCut');
       done++;
       cfg.heartbeat?.({ phase: 'buckets', bucket: done, of: order.length, selected });
     }
-    for (const s of SUBSETS) await writeUnit(cutters[s].flush());
+    for (const s of SUBSETS) await writeUnit(s, cutters[s].flush());
     await Promise.all(inFlight.splice(0));
     // Facts of buckets that no longer have rows, and units past the new counts, are an earlier attempt's leftovers.
     for (const b of stale) await fsp.rm(path.join(this.factsDir, `${bucketName(b)}.tsv`), { force: true });
