@@ -321,7 +321,7 @@ async function main(): Promise<void> {
   const rows = Number(arg('rows', '8200000'));
   const getCount = Number(arg('get-count', '5000'));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-bench-plan-'));
-  const report: Record<string, unknown> = { machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}` };
+  const report: Record<string, unknown> = { machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`, loadAverageAtStart: os.loadavg().map((x) => +x.toFixed(2)) };
   try {
     const root = path.join(tmp, 'bucket');
     const gen = await generateInventory(root, rows);
@@ -335,7 +335,8 @@ async function main(): Promise<void> {
       console.error('incremental plan:', JSON.stringify(report.incrementalPlan));
     }
     fs.rmSync(dataDir, { recursive: true, force: true });
-    report.metadataGets = await getThroughput(tmp, getCount);
+    if (getCount > 0) report.metadataGets = await getThroughput(tmp, getCount);
+    report.loadAverageAtEnd = os.loadavg().map((x) => +x.toFixed(2));
     console.log(JSON.stringify(report, null, 2));
   } finally {
     if (!process.argv.includes('--keep')) fs.rmSync(tmp, { recursive: true, force: true });
