@@ -1,5 +1,7 @@
 import {
   ApplicationFailure,
+  CancellationScope,
+  isCancellation,
   condition,
   defineQuery,
   getExternalWorkflowHandle,
@@ -191,17 +193,23 @@ async function runSubsets(input: ReleaseInput, plan: PlanSummary, progress: Rele
     ),
   );
   progress.subsetWorkflows = handles.map((h) => h.workflowId);
-  const results: SubsetResult[] = await Promise.all(
-    handles.map((h) =>
-      h.result().then((r) => {
-        progress.units.done += r.done;
-        progress.units.failed += r.failed;
-        progress.samples += r.samples;
-        setCurrentDetails(`units: ${progress.units.done}/${total} done in finished subsets, ${progress.samples} samples`);
-        return r;
-      }),
-    ),
+  const settled = handles.map((h) =>
+    h.result().then((r) => {
+      progress.units.done += r.done;
+      progress.units.failed += r.failed;
+      progress.samples += r.samples;
+      setCurrentDetails(`units: ${progress.units.done}/${total} done in finished subsets, ${progress.samples} samples`);
+      return r;
+    }),
   );
+  let results: SubsetResult[];
+  try {
+    results = await Promise.all(settled);
+  } catch (err) {
+    // Cancelled: close only after every subset driver (and so every unit) has finished cancelling.
+    if (isCancellation(err)) await CancellationScope.nonCancellable(() => Promise.allSettled(settled));
+    throw err;
+  }
   progress.subsetWorkflows = [];
   const failures = results.flatMap((r) => r.failures);
   const failed = results.reduce((n, r) => n + r.failed, 0);

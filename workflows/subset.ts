@@ -1,5 +1,7 @@
 import {
+  CancellationScope,
   condition,
+  isCancellation,
   continueAsNew,
   defineQuery,
   defineSignal,
@@ -80,45 +82,52 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
   const details = () =>
     setCurrentDetails(`${state.subset}: ${state.done}/${state.units} units done, ${inFlight} in flight, ${state.failed} failed, ${state.samples} samples${state.paused ? ' (paused)' : ''}`);
 
-  while (state.nextIndex < state.units && startedThisRun.n < state.unitsPerRun) {
-    await condition(() => !state.paused && running.size < state.release.window);
-    const unitId = unitIdOf(state.subset, state.nextIndex);
-    const child = await startChild(unitWorkflow, {
-      workflowId: `${parentId}/${unitId}`,
-      taskQueue: TASK_QUEUES.workflows,
-      args: [{ release: state.release, unitId }],
-      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-      typedSearchAttributes: [
-        { key: releaseKeyForSubset, value: state.release.releaseId },
-        { key: subsetKey, value: state.subset },
-      ],
-    });
-    state.nextIndex++;
-    startedThisRun.n++;
-    inFlight++;
-    details();
-    const p: Promise<void> = child
-      .result()
-      .then(
-        (r) => {
-          state.done++;
-          state.samples += r.shard.samples;
-          state.articles += r.articles;
-        },
-        (err: Error) => {
-          state.failed++;
-          if (state.failures.length < 20) state.failures.push(`${unitId}: ${err.message}`);
-        },
-      )
-      .finally(() => {
-        inFlight--;
-        running.delete(p);
-        details();
+  try {
+    while (state.nextIndex < state.units && startedThisRun.n < state.unitsPerRun) {
+      await condition(() => !state.paused && running.size < state.release.window);
+      const unitId = unitIdOf(state.subset, state.nextIndex);
+      const child = await startChild(unitWorkflow, {
+        workflowId: `${parentId}/${unitId}`,
+        taskQueue: TASK_QUEUES.workflows,
+        args: [{ release: state.release, unitId }],
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        typedSearchAttributes: [
+          { key: releaseKeyForSubset, value: state.release.releaseId },
+          { key: subsetKey, value: state.subset },
+        ],
       });
-    running.add(p);
+      state.nextIndex++;
+      startedThisRun.n++;
+      inFlight++;
+      details();
+      const p: Promise<void> = child
+        .result()
+        .then(
+          (r) => {
+            state.done++;
+            state.samples += r.shard.samples;
+            state.articles += r.articles;
+          },
+          (err: Error) => {
+            state.failed++;
+            if (state.failures.length < 20) state.failures.push(`${unitId}: ${err.message}`);
+          },
+        )
+        .finally(() => {
+          inFlight--;
+          running.delete(p);
+          details();
+        });
+      running.add(p);
+    }
+    // Drain before continuing as new: children must not outlive the run that awaits them.
+    await Promise.all(running);
+  } catch (err) {
+    // Cancelled: wait until every unit has finished cancelling, so a later run of the release never meets one
+    // still running under the same workflow id.
+    if (isCancellation(err)) await CancellationScope.nonCancellable(() => Promise.all(running));
+    throw err;
   }
-  // Drain before continuing as new: children must not outlive the run that awaits them.
-  await Promise.all(running);
   details();
   if (state.nextIndex < state.units) {
     await continueAsNew<typeof subsetWorkflow>({ ...state, runs: state.runs + 1 });
