@@ -26,6 +26,8 @@ export async function unitWorkflow(task: UnitTask): Promise<UnitResult> {
   setCurrentDetails(`unit ${task.unitId}: parse`);
   const parsed = await cpu.parseArticles(task);
   const enriched = enrichAll(task, parsed.pmidBatches);
+  // Awaited below; until then a rejection (e.g. on cancellation) must not count as unhandled.
+  enriched.catch(() => undefined);
   setCurrentDetails(`unit ${task.unitId}: images`);
   await io.fetchFigureMedia(task);
   await cpu.prepareImages(task);
