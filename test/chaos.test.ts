@@ -102,14 +102,15 @@ describe('chaos: killed workers and a restarted server change no output byte', f
   it('completes while the dev server is killed and restarted 5 times', async () => {
     await startRelease(client, sampleReleaseInput(dataDir, mirror.baseUrl, 'server-restarts'));
     let restarts = 0;
-    let nextAt = 1000 + rand() * 3000;
+    // Restarts come quickly so all 5 land while the release runs (a restart takes a few seconds itself).
+    let nextAt = 500 + rand() * 1000;
     await waitForRelease('server-restarts', async (elapsed) => {
       if (restarts < 5 && elapsed >= nextAt) {
         await server.kill();
         await sleep(500 + rand() * 2000);
         await server.start();
         restarts++;
-        nextAt = elapsed + 2000 + rand() * 4000;
+        nextAt = elapsed + 500 + rand() * 1500;
       }
     });
     assert.equal(restarts, 5, 'the release outlived 5 server restarts');
