@@ -4,7 +4,7 @@ import type { AnnotateResult } from '../annotate/activity';
 import { ndjson, readJson, readJsonIfExists, readNdjson, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { shardName } from '../common/layout';
 import type { QuarantineRecord } from '../common/quarantine';
-import { layoutOf, type StageManifest } from '../common/stage';
+import { heartbeat, layoutOf, type StageManifest } from '../common/stage';
 import type { EnrichBatchResult } from '../enrich/activity';
 import type { ParquetResult } from '../parquet/activity';
 import type { ParseResult } from '../parse/activity';
@@ -72,6 +72,7 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     for (let i = 0; i < plan.subsets[subset].units; i++) {
       const unitId = `${subset}-${shardName(i)}`;
       const unit = await readJson<PlannedUnit>(layout.unitFile(unitId));
+      heartbeat({ subset, unit: i });
       const manifest = <R>(stage: string) => readJson<StageManifest<R>>(layout.stageManifest(unit.unitId, stage));
       const parse = (await manifest<ParseResult>('parse')).result;
       const shard = (await manifest<ShardResult>('shard')).result;
