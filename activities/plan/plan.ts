@@ -261,13 +261,17 @@ export function selectArticles(entries: { row: InventoryRow; meta: ArticleMetada
 }
 
 /**
- * Cuts the articles of one subset into units as they come (PMCIDs ascending): a unit closes before an article
- * that would take it past maxArticles articles or maxImages figure images; an article with more images than
- * maxImages gets a unit of its own.
+ * The unit cutting rule, whatever a unit is kept as. Cuts the articles of one subset into units as they come
+ * (PMCIDs ascending): a unit closes before an article that would take it past maxArticles articles or maxImages
+ * figure images; an article with more images than maxImages gets a unit of its own. Units are numbered per subset
+ * from 0, `<subset>-NNNNNN`. A subclass keeps the open unit's articles: `keep` is handed each run of a pushed list
+ * that lands in one unit (in order), `build` makes the unit of the runs kept since the last one.
  */
-export class UnitCutter {
-  private current: PlannedArticle[] = [];
+export abstract class UnitCutterBase<U> {
+  private count = 0;
   private images = 0;
+  private openFigureImages = 0;
+  /** Units closed so far, and their articles and figure images. */
   units = 0;
   articles = 0;
   figureImages = 0;
@@ -275,23 +279,58 @@ export class UnitCutter {
     readonly subset: Subset,
     private readonly limits: { maxArticles: number; maxImages: number },
   ) {}
-  /** Adds the next article; returns the unit it closed, if any. */
-  push(a: PlannedArticle): PlannedUnit | null {
-    const n = Math.min(a.media.length, this.limits.maxImages);
-    const closed = this.current.length >= this.limits.maxArticles || (this.current.length > 0 && this.images + n > this.limits.maxImages) ? this.flush() : null;
-    this.current.push(a);
-    this.images += n;
+  /** Adds the next articles (PMCIDs ascending); returns the units they closed. */
+  pushAll(list: readonly PlannedArticle[]): U[] {
+    const closed: U[] = [];
+    let run = 0;
+    for (let k = 0; k < list.length; k++) {
+      const a = list[k]!;
+      const n = Math.min(a.media.length, this.limits.maxImages);
+      if (this.count >= this.limits.maxArticles || (this.count > 0 && this.images + n > this.limits.maxImages)) {
+        if (k > run) this.keep(list, run, k);
+        run = k;
+        closed.push(this.close());
+      }
+      this.count++;
+      this.images += n;
+      this.openFigureImages += a.media.length;
+    }
+    if (list.length > run) this.keep(list, run, list.length);
     return closed;
   }
   /** Closes the open unit, if it has any article. */
-  flush(): PlannedUnit | null {
-    if (this.current.length === 0) return null;
-    const unit: PlannedUnit = { unitId: `${this.subset}-${String(this.units).padStart(6, '0')}`, subset: this.subset, index: this.units, articles: this.current };
+  flush(): U | null {
+    return this.count > 0 ? this.close() : null;
+  }
+  /** Keeps `list[from..to)`, the next articles of the open unit. */
+  protected abstract keep(list: readonly PlannedArticle[], from: number, to: number): void;
+  /** The open unit, of every article kept since the last unit; forgets them. */
+  protected abstract build(unitId: string, index: number): U;
+  private close(): U {
+    const unit = this.build(`${this.subset}-${String(this.units).padStart(6, '0')}`, this.units);
     this.units++;
-    this.articles += this.current.length;
-    this.figureImages += this.current.reduce((n, a) => n + a.media.length, 0);
-    this.current = [];
+    this.articles += this.count;
+    this.figureImages += this.openFigureImages;
+    this.count = 0;
     this.images = 0;
+    this.openFigureImages = 0;
+    return unit;
+  }
+}
+
+/** The unit cutter that keeps units as PlannedUnit objects. */
+export class UnitCutter extends UnitCutterBase<PlannedUnit> {
+  private current: PlannedArticle[] = [];
+  /** Adds the next article; returns the unit it closed, if any. */
+  push(a: PlannedArticle): PlannedUnit | null {
+    return this.pushAll([a])[0] ?? null;
+  }
+  protected keep(list: readonly PlannedArticle[], from: number, to: number): void {
+    for (let i = from; i < to; i++) this.current.push(list[i]!);
+  }
+  protected build(unitId: string, index: number): PlannedUnit {
+    const unit: PlannedUnit = { unitId, subset: this.subset, index, articles: this.current };
+    this.current = [];
     return unit;
   }
 }

@@ -6,7 +6,7 @@ import { SUBSETS, type Subset } from '../../config/release';
 import { exists, writeFileAtomic } from '../common/files';
 import { mapLimit } from '../common/stage';
 import { licenseGroup } from './license';
-import { selectVersions, type Exclusion, type PlannedArticle, type PlannedUnit, type VersionFacts } from './plan';
+import { selectVersions, UnitCutterBase, type Exclusion, type PlannedArticle, type PlannedUnit, type VersionFacts } from './plan';
 
 /**
  * The streaming planner. Memory is bounded by one bucket of PMCIDs, never by the number of inventory rows:
@@ -187,53 +187,19 @@ export class UnitArticleStore {
 }
 
 /**
- * The unit cutter of the streaming planner: the same rule as UnitCutter (plan.ts), applied to one bucket's selected
+ * The unit cutter of the streaming planner (the rule is UnitCutterBase's, plan.ts), fed one bucket's selected
  * articles of a subset at a time. Each run of articles that lands in one unit is serialised by a single
  * JSON.stringify while the articles are fresh, and a unit is written as the concatenation of its runs: the same
  * JSON as JSON.stringify(unit), without holding the unit's articles as objects.
  */
-class JsonUnitCutter {
+class JsonUnitCutter extends UnitCutterBase<{ unitId: string; json: string }> {
   private parts: string[] = [];
-  private count = 0;
-  private images = 0;
-  units = 0;
-  articles = 0;
-  figureImages = 0;
-  constructor(
-    readonly subset: Subset,
-    private readonly limits: { maxArticles: number; maxImages: number },
-  ) {}
-  /** Adds the next articles (PMCIDs ascending); returns the units they closed. */
-  pushAll(list: readonly PlannedArticle[]): { unitId: string; json: string }[] {
-    const closed: { unitId: string; json: string }[] = [];
-    let run = 0;
-    for (let k = 0; k < list.length; k++) {
-      const a = list[k]!;
-      const n = Math.min(a.media.length, this.limits.maxImages);
-      if (this.count >= this.limits.maxArticles || (this.count > 0 && this.images + n > this.limits.maxImages)) {
-        if (k > run) this.parts.push(JSON.stringify(list.slice(run, k)).slice(1, -1));
-        run = k;
-        closed.push(this.close());
-      }
-      this.count++;
-      this.images += n;
-      this.figureImages += a.media.length;
-    }
-    if (list.length > run) this.parts.push(JSON.stringify(run === 0 ? list : list.slice(run)).slice(1, -1));
-    return closed;
+  protected keep(list: readonly PlannedArticle[], from: number, to: number): void {
+    this.parts.push(JSON.stringify(from === 0 && to === list.length ? list : list.slice(from, to)).slice(1, -1));
   }
-  /** Closes the open unit, if it has any article. */
-  flush(): { unitId: string; json: string } | null {
-    return this.count > 0 ? this.close() : null;
-  }
-  private close(): { unitId: string; json: string } {
-    const unitId = `${this.subset}-${String(this.units).padStart(6, '0')}`;
-    const json = `{"unitId":${JSON.stringify(unitId)},"subset":${JSON.stringify(this.subset)},"index":${this.units},"articles":[${this.parts.join(',')}]}`;
-    this.units++;
-    this.articles += this.count;
+  protected build(unitId: string, index: number): { unitId: string; json: string } {
+    const json = `{"unitId":${JSON.stringify(unitId)},"subset":${JSON.stringify(this.subset)},"index":${index},"articles":[${this.parts.join(',')}]}`;
     this.parts = [];
-    this.count = 0;
-    this.images = 0;
     return { unitId, json };
   }
 }
