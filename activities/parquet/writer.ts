@@ -25,15 +25,9 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
 import { z } from 'zod';
+import { PUBLISHED_KEYS, type ImageSetEntry, type PublishedSampleJson } from '../shard/sample-json';
 
-/** One entry of the published `image_set`: every figure of the article. */
-export interface ImageSetEntry {
-  image_id: string;
-  image_file_name: string;
-  image_path: string;
-  caption: string;
-  hash: string | null;
-}
+export type { ImageSetEntry };
 
 /** One key of the published `image_context` object: a figure id and the paragraphs that cite it. */
 export interface ImageContextEntry {
@@ -41,7 +35,8 @@ export interface ImageContextEntry {
   paragraphs: string[];
 }
 
-export type SampleRow = {
+/** A row's columns beyond the published json: key to image before the 25 json keys, pmid and doi after them. */
+export interface SampleRowFields {
   key: string;
   shard: string;
   subset: string;
@@ -51,35 +46,18 @@ export type SampleRow = {
   image_bytes_size: number;
   image_sha256: string;
   image?: Buffer;
-  image_file_name: string;
-  image_cluster_id: string;
-  image_hash: string;
-  image_label_id: string;
-  image_panel_type: string;
-  image_panel_subtype: string;
-  image_primary_label: string[];
-  image_secondary_label: string[];
-  image_size: [number, number];
-  image_set: ImageSetEntry[];
-  image_context: ImageContextEntry[];
-  article_accession_id: string;
-  article_title: string;
-  article_journal: string;
-  article_date: string;
-  article_abstract: string;
-  article_mesh_terms: string[];
-  article_keywords: string[];
-  article_reference_ids: string[];
-  article_reference_count: number;
-  article_reference_list: string[];
-  article_subject: string[];
-  article_citation: string;
-  article_license: string;
-  article_text: string;
   article_pmid: string | null;
   article_doi: string | null;
   caption_json?: never;
-};
+}
+
+/**
+ * One row: the 25 keys of the published json (declared once, in PublishedSampleJson) with the same values, but
+ * image_context kept as a list of (image_id, paragraphs) entries, and the row's own fields.
+ */
+export interface SampleRow extends Omit<PublishedSampleJson, 'image_context'>, SampleRowFields {
+  image_context: ImageContextEntry[];
+}
 
 const count = z.number().int().nonnegative();
 const strList = z.array(z.string());
@@ -123,26 +101,30 @@ export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
   article_pmid: z.string().nullable(),
   article_doi: z.string().nullable(),
   caption_json: z.never().optional(),
-});
+} satisfies { [K in keyof SampleRow]-?: z.ZodType<SampleRow[K]> }); // every key of SampleRow, and no other
 
 type Kind = 'str' | 'int' | 'list' | 'intList' | 'nullable' | 'bytes' | 'imageSet' | 'imageContext';
+type Column = Exclude<keyof SampleRow, 'caption_json'>;
+
+/** Every column of SampleRow (and no other) with its kind, in the file's column order. */
+const COLUMN_KINDS: { readonly [K in Column]-?: Kind } = {
+  key: 'str', shard: 'str', subset: 'str', caption: 'str',
+  image_width: 'int', image_height: 'int', image_bytes_size: 'int', image_sha256: 'str',
+  image: 'bytes',
+  // The 25 published json keys, in the published order.
+  image_file_name: 'str', image_cluster_id: 'str', image_hash: 'str', image_label_id: 'str',
+  image_panel_type: 'str', image_panel_subtype: 'str',
+  image_primary_label: 'list', image_secondary_label: 'list', image_size: 'intList',
+  image_set: 'imageSet', image_context: 'imageContext',
+  article_accession_id: 'str', article_title: 'str', article_journal: 'str', article_date: 'str',
+  article_abstract: 'str', article_mesh_terms: 'list', article_keywords: 'list',
+  article_reference_ids: 'list', article_reference_count: 'int', article_reference_list: 'list',
+  article_subject: 'list', article_citation: 'str', article_license: 'str', article_text: 'str',
+  article_pmid: 'nullable', article_doi: 'nullable',
+};
 
 /** Column order of the file; `image` is dropped when image bytes are not included. */
-const COLUMNS: readonly (readonly [keyof SampleRow, Kind])[] = [
-  ['key', 'str'], ['shard', 'str'], ['subset', 'str'], ['caption', 'str'],
-  ['image_width', 'int'], ['image_height', 'int'], ['image_bytes_size', 'int'], ['image_sha256', 'str'],
-  ['image', 'bytes'],
-  // The 25 published json keys, in the published order.
-  ['image_file_name', 'str'], ['image_cluster_id', 'str'], ['image_hash', 'str'], ['image_label_id', 'str'],
-  ['image_panel_type', 'str'], ['image_panel_subtype', 'str'],
-  ['image_primary_label', 'list'], ['image_secondary_label', 'list'], ['image_size', 'intList'],
-  ['image_set', 'imageSet'], ['image_context', 'imageContext'],
-  ['article_accession_id', 'str'], ['article_title', 'str'], ['article_journal', 'str'], ['article_date', 'str'],
-  ['article_abstract', 'str'], ['article_mesh_terms', 'list'], ['article_keywords', 'list'],
-  ['article_reference_ids', 'list'], ['article_reference_count', 'int'], ['article_reference_list', 'list'],
-  ['article_subject', 'list'], ['article_citation', 'str'], ['article_license', 'str'], ['article_text', 'str'],
-  ['article_pmid', 'nullable'], ['article_doi', 'nullable'],
-];
+const COLUMNS = Object.entries(COLUMN_KINDS) as [Column, Kind][];
 
 /** Columns whose min/max statistics would be whole images or paragraphs (or nested groups of them). */
 const NO_STATS = new Set<string>([
@@ -373,7 +355,7 @@ function fromRecord(r: Record<string, unknown>): SampleRow {
         row[name] = v;
     }
   }
-  return row as SampleRow;
+  return row as unknown as SampleRow;
 }
 
 /** Streams the rows of a file written by writeSamplesParquet, one row group in memory at a time. */
@@ -394,35 +376,28 @@ export async function readSamplesParquet(file: string): Promise<SampleRow[]> {
   return rows;
 }
 
+const PUBLISHED = new Set<string>(PUBLISHED_KEYS);
+
+/**
+ * The row of a published json and the row's own fields, keys in column order (the samples.ndjson line), with
+ * image_context as entries in the object's key order.
+ */
+export function sampleRowOf(json: PublishedSampleJson, fields: SampleRowFields): SampleRow {
+  const row: Record<string, unknown> = {};
+  for (const [name] of COLUMNS) {
+    if (name === 'image_context') row[name] = Object.entries(json.image_context).map(([image_id, paragraphs]) => ({ image_id, paragraphs }));
+    else if (PUBLISHED.has(name)) row[name] = json[name as keyof PublishedSampleJson];
+    else if (fields[name as keyof SampleRowFields] !== undefined) row[name] = fields[name as keyof SampleRowFields];
+  }
+  return row as unknown as SampleRow;
+}
+
 /** The published json object of a row: the 25 keys in the published order, image_context back as an object. */
-export function publishedJsonOf(row: SampleRow): Record<string, unknown> {
+export function publishedJsonOf(row: SampleRow): PublishedSampleJson {
+  const json: Record<string, unknown> = {};
+  for (const k of PUBLISHED_KEYS) json[k] = row[k];
   const context: Record<string, string[]> = {};
   for (const e of row.image_context) context[e.image_id] = e.paragraphs;
-  return {
-    image_file_name: row.image_file_name,
-    image_cluster_id: row.image_cluster_id,
-    image_hash: row.image_hash,
-    image_label_id: row.image_label_id,
-    image_panel_type: row.image_panel_type,
-    image_panel_subtype: row.image_panel_subtype,
-    image_primary_label: row.image_primary_label,
-    image_secondary_label: row.image_secondary_label,
-    image_size: row.image_size,
-    image_set: row.image_set,
-    image_context: context,
-    article_accession_id: row.article_accession_id,
-    article_title: row.article_title,
-    article_journal: row.article_journal,
-    article_date: row.article_date,
-    article_abstract: row.article_abstract,
-    article_mesh_terms: row.article_mesh_terms,
-    article_keywords: row.article_keywords,
-    article_reference_ids: row.article_reference_ids,
-    article_reference_count: row.article_reference_count,
-    article_reference_list: row.article_reference_list,
-    article_subject: row.article_subject,
-    article_citation: row.article_citation,
-    article_license: row.article_license,
-    article_text: row.article_text,
-  };
+  json.image_context = context;
+  return json as unknown as PublishedSampleJson;
 }

@@ -9,7 +9,7 @@ import { shardName } from '../common/layout';
 import { heartbeat, runUnitStage, type UnitTask } from '../common/stage';
 import { loadPubmedRecords } from '../enrich/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
-import type { SampleRow } from '../parquet/writer';
+import { sampleRowOf, type SampleRow } from '../parquet/writer';
 import type { ParsedArticleLine } from '../parse/activity';
 import { pyJsonDumps } from './pyjson';
 import { buildSampleJson } from './sample-json';
@@ -98,7 +98,7 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
             { ext: 'txt', data: Buffer.from(figure.caption, 'utf8') },
           ]);
           articles.add(line.article);
-          rows.push({
+          rows.push(sampleRowOf(json, {
             key: figure.key,
             shard,
             subset: unit.subset,
@@ -107,34 +107,9 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
             image_height: image.height,
             image_bytes_size: image.bytes,
             image_sha256: image.sha256,
-            image_file_name: json.image_file_name,
-            image_cluster_id: json.image_cluster_id,
-            image_hash: json.image_hash,
-            image_label_id: json.image_label_id,
-            image_panel_type: json.image_panel_type,
-            image_panel_subtype: json.image_panel_subtype,
-            image_primary_label: json.image_primary_label,
-            image_secondary_label: json.image_secondary_label,
-            image_size: json.image_size,
-            image_set: json.image_set,
-            image_context: Object.entries(json.image_context).map(([image_id, paragraphs]) => ({ image_id, paragraphs })),
-            article_accession_id: json.article_accession_id,
-            article_title: json.article_title,
-            article_journal: json.article_journal,
-            article_date: json.article_date,
-            article_abstract: json.article_abstract,
-            article_mesh_terms: json.article_mesh_terms,
-            article_keywords: json.article_keywords,
-            article_reference_ids: json.article_reference_ids,
-            article_reference_count: json.article_reference_count,
-            article_reference_list: json.article_reference_list,
-            article_subject: json.article_subject,
-            article_citation: json.article_citation,
-            article_license: json.article_license,
-            article_text: json.article_text,
             article_pmid: pmid ?? null,
             article_doi: line.planned.doi ?? line.record.doi ?? null,
-          });
+          }));
           heartbeat({ samples: rows.length });
         }
       }

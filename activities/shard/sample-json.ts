@@ -4,6 +4,15 @@ import type { UnitFigure } from '../parse/activity';
 import type { ArticleRecord } from '../parse/records';
 import type { PlannedArticle } from '../plan/plan';
 
+/** One entry of the published `image_set`: every figure of the article. */
+export interface ImageSetEntry {
+  image_id: string;
+  image_file_name: string;
+  image_path: string;
+  caption: string;
+  hash: string | null;
+}
+
 /**
  * The published 25-key sample json (reference/biomedica-etl.md §6), keys in the published order.
  * Where we deviate from the original's quirks it is written down in docs/dataset-format.md.
@@ -18,7 +27,7 @@ export interface PublishedSampleJson {
   image_primary_label: string[];
   image_secondary_label: string[];
   image_size: [number, number];
-  image_set: { image_id: string; image_file_name: string; image_path: string; caption: string; hash: string | null }[];
+  image_set: ImageSetEntry[];
   image_context: Record<string, string[]>;
   article_accession_id: string;
   article_title: string;
