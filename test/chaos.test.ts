@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { sha256File } from '../activities/common/files';
+import { isPartialName, sha256File } from '../activities/common/files';
 import { mulberry32 } from '../activities/annotate/tiny-vit';
 import { fixturePaths } from '../config/paths';
 import { releaseWorkflowId } from '../config/release';
@@ -23,6 +23,23 @@ function outputDigests(dataDir: string, releaseId: string): Promise<Map<string, 
       .map((e) => path.relative(root, path.join(e.parentPath, e.name))),
   );
   return Promise.all(files.sort().map(async (f) => [f, await sha256File(path.join(root, f))] as const)).then((e) => new Map(e));
+}
+
+/** Files anywhere under the release (and its publish folder) that a killed attempt left as temporaries. */
+function leftoverTemporaries(dataDir: string, releaseId: string): string[] {
+  const root = path.join(dataDir, 'releases', releaseId);
+  return fs
+    .readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && isPartialName(e.name))
+    .map((e) => path.relative(root, path.join(e.parentPath, e.name)));
+}
+
+/**
+ * The interrupted runs keep one unit in flight at a time (the baseline keeps 4), so they last long enough for every
+ * kill and restart to land while units run; the window must not change a byte of the output either.
+ */
+function interruptedRelease(dataDir: string, mirrorUrl: string, releaseId: string) {
+  return { ...sampleReleaseInput(dataDir, mirrorUrl, releaseId), window: 1 };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -49,7 +66,10 @@ describe('chaos: killed workers and a restarted server change no output byte', f
     for (;;) {
       try {
         const d = await handle.describe();
-        if (d.status.name === 'COMPLETED') return;
+        if (d.status.name === 'COMPLETED') {
+          console.log(`      ${releaseId}: completed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+          return;
+        }
         if (d.status.name !== 'RUNNING') throw new Error(`release ${releaseId} ended ${d.status.name}`);
       } catch (err) {
         if (err instanceof Error && err.message.startsWith('release ')) throw err;
@@ -84,7 +104,7 @@ describe('chaos: killed workers and a restarted server change no output byte', f
   });
 
   it('completes while the worker process is SIGKILLed 5 times at random moments', async () => {
-    await startRelease(client, sampleReleaseInput(dataDir, mirror.baseUrl, 'worker-kills'));
+    await startRelease(client, interruptedRelease(dataDir, mirror.baseUrl, 'worker-kills'));
     let kills = 0;
     let nextKillAt = 1500 + rand() * 4000;
     await waitForRelease('worker-kills', async (elapsed) => {
@@ -97,10 +117,11 @@ describe('chaos: killed workers and a restarted server change no output byte', f
     });
     assert.equal(kills, 5, 'the release outlived 5 kills');
     assert.deepEqual(await outputDigests(dataDir, 'worker-kills'), baseline);
+    assert.deepEqual(leftoverTemporaries(dataDir, 'worker-kills'), [], 'no temporary file of a killed attempt is left');
   });
 
   it('completes while the dev server is killed and restarted 5 times', async () => {
-    await startRelease(client, sampleReleaseInput(dataDir, mirror.baseUrl, 'server-restarts'));
+    await startRelease(client, interruptedRelease(dataDir, mirror.baseUrl, 'server-restarts'));
     let restarts = 0;
     // Restarts come quickly so all 5 land while the release runs (a restart takes a few seconds itself).
     let nextAt = 500 + rand() * 1000;
@@ -115,5 +136,6 @@ describe('chaos: killed workers and a restarted server change no output byte', f
     });
     assert.equal(restarts, 5, 'the release outlived 5 server restarts');
     assert.deepEqual(await outputDigests(dataDir, 'server-restarts'), baseline);
+    assert.deepEqual(leftoverTemporaries(dataDir, 'server-restarts'), []);
   });
 });

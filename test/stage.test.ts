@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ReleaseInput, ReleaseInputArgs } from '../config/release';
 import { ReleaseInputSchema } from '../config/release';
-import { insideRoot, ndjson, readNdjson, writeFileAtomic, writeJsonAtomic } from '../activities/common/files';
+import { insideRoot, ndjson, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../activities/common/files';
 import { ReleaseLayout } from '../activities/common/layout';
 import { quarantine, type QuarantineRecord } from '../activities/common/quarantine';
 import { mapLimit, runUnitStage, type StageManifest } from '../activities/common/stage';
@@ -79,7 +79,7 @@ describe('runUnitStage', () => {
   });
 
   it('runs the work once, then writes the quarantine file and the manifest', async () => {
-    assert.deepEqual(await run(), { images: 1, call: 1 });
+    assert.deepEqual(await run(), { images: 1, call: 1, quarantined: 1 });
     assert.equal(calls, 1);
     const manifest = JSON.parse(fs.readFileSync(layout.stageManifest(UNIT, 'images'), 'utf8')) as StageManifest<unknown>;
     assert.deepEqual(manifest, {
@@ -101,8 +101,8 @@ describe('runUnitStage', () => {
   it('returns the recorded result without calling the work again', async () => {
     await run();
     const manifestBefore = fs.readFileSync(layout.stageManifest(UNIT, 'images'));
-    assert.deepEqual(await run(), { images: 1, call: 1 });
-    assert.deepEqual(await run(), { images: 1, call: 1 });
+    assert.deepEqual(await run(), { images: 1, call: 1, quarantined: 1 });
+    assert.deepEqual(await run(), { images: 1, call: 1, quarantined: 1 });
     assert.equal(calls, 1);
     assert.ok(fs.readFileSync(layout.stageManifest(UNIT, 'images')).equals(manifestBefore));
   });
@@ -110,10 +110,10 @@ describe('runUnitStage', () => {
   it('re-runs the work when a recorded output was deleted', async () => {
     await run();
     fs.unlinkSync(path.join(layout.unitDir(UNIT), 'images', 'a.jpg'));
-    assert.deepEqual(await run(), { images: 1, call: 2 });
+    assert.deepEqual(await run(), { images: 1, call: 2, quarantined: 1 });
     assert.equal(calls, 2);
     assert.ok(fs.existsSync(path.join(layout.unitDir(UNIT), 'images', 'a.jpg')));
-    assert.deepEqual(await run(), { images: 1, call: 2 });
+    assert.deepEqual(await run(), { images: 1, call: 2, quarantined: 1 });
     assert.equal(calls, 2);
   });
 
@@ -121,10 +121,10 @@ describe('runUnitStage', () => {
     await run();
     fs.writeFileSync(path.join(layout.unitDir(UNIT), 'images', 'a.jpg'), 'truncated');
     payload = 'jpeg bytes, longer now';
-    assert.deepEqual(await run(), { images: 1, call: 2 });
+    assert.deepEqual(await run(), { images: 1, call: 2, quarantined: 1 });
     const manifest = JSON.parse(fs.readFileSync(layout.stageManifest(UNIT, 'images'), 'utf8')) as StageManifest<unknown>;
     assert.equal(manifest.outputs[0]!.bytes, 'jpeg bytes, longer now'.length);
-    assert.deepEqual(await run(), { images: 1, call: 2 });
+    assert.deepEqual(await run(), { images: 1, call: 2, quarantined: 1 });
     assert.equal(calls, 2);
   });
 
@@ -132,7 +132,7 @@ describe('runUnitStage', () => {
     failNext = true;
     await assert.rejects(run(), /worker died/);
     assert.ok(!fs.existsSync(layout.stageManifest(UNIT, 'images')));
-    assert.deepEqual(await run(), { images: 1, call: 2 });
+    assert.deepEqual(await run(), { images: 1, call: 2, quarantined: 1 });
     assert.equal(calls, 2);
     // Nothing from the failed attempt leaked into the quarantine.
     assert.deepEqual((await readNdjson<QuarantineRecord>(layout.quarantineFile(UNIT, 'images'))).map((q) => q.reason), ['corrupt-image']);
@@ -156,11 +156,11 @@ describe('runUnitStage', () => {
 
   it('keeps stages apart by manifest name', async () => {
     await run();
-    const other = await runUnitStage({ release, unitId: UNIT }, 'enrich-batch', async () => ({ result: 'batch 3', outputs: [] }), 'enrich-0003');
-    assert.equal(other, 'batch 3');
+    const other = await runUnitStage({ release, unitId: UNIT }, 'enrich-batch', async () => ({ result: { batch: 3 }, outputs: [] }), 'enrich-0003');
+    assert.deepEqual(other, { batch: 3, quarantined: 0 });
     assert.ok(fs.existsSync(layout.stageManifest(UNIT, 'enrich-0003')));
     assert.equal(fs.readFileSync(layout.quarantineFile(UNIT, 'enrich-0003'), 'utf8'), '');
-    assert.deepEqual(await run(), { images: 1, call: 1 });
+    assert.deepEqual(await run(), { images: 1, call: 1, quarantined: 1 });
   });
 });
 
@@ -253,5 +253,21 @@ describe('writeFileAtomic', () => {
     fs.mkdirSync(path.join(target, 'child'), { recursive: true }); // a non-empty folder where the file should go
     await assert.rejects(writeFileAtomic(target, 'data'));
     assert.deepEqual(fs.readdirSync(dir), ['taken']);
+  });
+});
+
+describe('sweepPartials', () => {
+  it('removes the temporary files a killed process left anywhere in a tree, and only those', async () => {
+    const root = path.join(tmp, 'sweep');
+    const put = (rel: string) => {
+      fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      fs.writeFileSync(path.join(root, rel), rel);
+    };
+    const kept = ['webdataset/other/000000.tar', 'units/u/embeddings.partial.f32', 'units/u/embeddings.partial-failed.ndjson', 'notes.partial-draft'];
+    const leftovers = ['parquet/other/000000.parquet.partial-4123', 'units/u/manifests/shard.json.partial-9-a1b2c3', 'webdataset/noncommercial/000000.tar.partial-4123'];
+    for (const f of [...kept, ...leftovers]) put(f);
+    assert.deepEqual(await sweepPartials(root), [...leftovers].sort());
+    assert.deepEqual(filesUnder(root).sort(), [...kept].sort());
+    assert.deepEqual(await sweepPartials(path.join(root, 'missing')), []);
   });
 });

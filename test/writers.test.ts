@@ -138,11 +138,26 @@ describe('TarShardWriter', () => {
     const w = await TarShardWriter.create(file);
     await w.addSample(samples[0].key, members(samples[0]));
     assert.ok(!fs.existsSync(file));
-    assert.ok(fs.existsSync(`${file}.partial-${process.pid}`));
+    assert.ok(fs.existsSync(w.partialPath));
+    assert.ok(path.basename(w.partialPath).startsWith(`000001.tar.partial-${process.pid}-`));
     await w.abort();
     await w.abort(); // idempotent
     assert.deepEqual(fs.readdirSync(dir), []);
     await assert.rejects(w.addSample('x', [{ ext: 'txt', data: Buffer.from('x') }]), /aborted/);
+  });
+
+  it('removes what a killed earlier attempt left beside the shard, and nothing else', async () => {
+    const dir = path.join(tmp, 'tar', 'stale');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, '000002.tar');
+    // A SIGKILLed worker cannot remove its temporary file: one from an old pid-only name, one from the current form.
+    fs.writeFileSync(`${file}.partial-4123`, 'half a shard');
+    fs.writeFileSync(`${file}.partial-77-k3j9zq`, '');
+    fs.writeFileSync(path.join(dir, '000003.tar.partial-4123'), 'another unit\'s shard, not ours');
+    fs.writeFileSync(path.join(dir, '000002.tar.partial-notes.txt'), 'not a temporary file');
+    const res = await writeShard(file);
+    assert.equal(res.path, file);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['000002.tar', '000002.tar.partial-notes.txt', '000003.tar.partial-4123']);
   });
 
   it('is listed by Python tarfile and equals tarfile USTAR and default-PAX output byte for byte', async function () {

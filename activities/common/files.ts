@@ -2,18 +2,77 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-/** Write through a temporary name and rename, so a crash never leaves a file that looks complete. */
-export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
+/**
+ * Temporary files are written beside their target as `<name>.partial-<pid>-<random>` and renamed into place, so a
+ * crash never leaves a file that looks complete. A process killed with SIGKILL cannot remove its temporary file:
+ * `removeStalePartials` (before a target is written again) and `sweepPartials` (once nothing else writes a tree)
+ * take such leftovers away, so no output folder keeps one.
+ */
+export function partialPathOf(file: string): string {
+  return `${file}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+const PARTIAL_NAME = /\.partial-\d+(-[a-z0-9]+)?$/;
+
+/** Whether a file name is a temporary file written by `partialPathOf` (or the older `<name>.partial-<pid>`). */
+export function isPartialName(name: string): boolean {
+  return PARTIAL_NAME.test(name);
+}
+
+/**
+ * Removes temporary files left beside `file` by earlier attempts that died before renaming them. Call it only
+ * where one writer owns `file` (a unit's own shard, parquet file or published copy): a live writer's temporary
+ * file would go too, and its rename would then fail and be retried.
+ */
+export async function removeStalePartials(file: string): Promise<number> {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.partial-`;
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  let removed = 0;
+  for (const name of names) {
+    if (name.startsWith(prefix) && isPartialName(name)) {
+      await fs.rm(path.join(dir, name), { force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
+
+/** Removes every temporary file under `root` (recursively). Only for a tree no one is writing any more. */
+export async function sweepPartials(root: string): Promise<string[]> {
+  const entries = await fs.readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
+  const removed: string[] = [];
+  for (const e of entries) {
+    if (!e.isFile() || !isPartialName(e.name)) continue;
+    const file = path.join(e.parentPath, e.name);
+    await fs.rm(file, { force: true });
+    removed.push(path.relative(root, file));
+  }
+  return removed.sort();
+}
+
+/** Fills a temporary file with `write` and renames it to `file`, so a crash never leaves a file that looks complete. */
+async function throughTemporary(file: string, write: (tmp: string) => Promise<void>): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const tmp = partialPathOf(file);
   try {
-    await fs.writeFile(tmp, data);
+    await write(tmp);
     await fs.rename(tmp, file);
   } catch (err) {
     // A failed write (disk full) or rename must not leave a stray temporary file behind, retry after retry.
     await fs.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
+}
+
+/** Write through a temporary name and rename, so a crash never leaves a file that looks complete. */
+export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
+  await throughTemporary(file, (tmp) => fs.writeFile(tmp, data));
+}
+
+/** Copy through a temporary name and rename, so a crash never leaves a file that looks complete. */
+export async function copyFileAtomic(src: string, dst: string): Promise<void> {
+  await throughTemporary(dst, (tmp) => fs.copyFile(src, tmp));
 }
 
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {

@@ -28,6 +28,9 @@ export interface StageManifest<R> {
   quarantined: number;
 }
 
+/** What a unit-stage activity returns: its own result, and how many quarantine records the stage wrote. */
+export type Staged<R> = R & { quarantined: number };
+
 export function layoutOf(release: ReleaseInput): ReleaseLayout {
   const parsed = ReleaseInputSchema.parse(release);
   return new ReleaseLayout(parsed.dataDir, parsed.releaseId);
@@ -41,6 +44,15 @@ export async function loadUnit(layout: ReleaseLayout, unitId: string): Promise<P
 export function heartbeat(details?: unknown): void {
   try {
     Context.current().heartbeat(details);
+  } catch {
+    /* not in an activity context */
+  }
+}
+
+/** Logs through the activity's logger (worker log, with workflow and activity ids); silent outside an activity. */
+export function activityLog(level: 'info' | 'warn', message: string, attrs: Record<string, unknown>): void {
+  try {
+    Context.current().log[level](message, attrs);
   } catch {
     /* not in an activity context */
   }
@@ -65,18 +77,19 @@ async function outputsIntact(layout: ReleaseLayout, outputs: StageOutput[]): Pro
 /**
  * Runs one stage of one unit idempotently: if its manifest exists and every recorded output is intact, the
  * recorded result is returned; otherwise `work` runs, its quarantine records are written (replacing any from
- * an earlier attempt), and the manifest is written last.
+ * an earlier attempt), and the manifest is written last. Either way the result carries the stage's quarantine
+ * count, which the unit workflow reports as the stage's rejections.
  */
-export async function runUnitStage<R>(
+export async function runUnitStage<R extends object>(
   task: UnitTask,
   stage: QuarantineRecord['stage'] | 'enrich-batch',
   work: (ctx: { layout: ReleaseLayout; unit: PlannedUnit; quarantine: QuarantineRecord[] }) => Promise<{ result: R; outputs: string[] }>,
   manifestName: string = stage,
-): Promise<R> {
+): Promise<Staged<R>> {
   const layout = layoutOf(task.release);
   const manifestFile = layout.stageManifest(task.unitId, manifestName);
   const done = await readJsonIfExists<StageManifest<R>>(manifestFile);
-  if (done && (await outputsIntact(layout, done.outputs))) return done.result;
+  if (done && (await outputsIntact(layout, done.outputs))) return { ...done.result, quarantined: done.quarantined };
   const unit = await loadUnit(layout, task.unitId);
   const quarantine: QuarantineRecord[] = [];
   const { result, outputs } = await work({ layout, unit, quarantine });
@@ -88,7 +101,7 @@ export async function runUnitStage<R>(
   }
   const manifest: StageManifest<R> = { stage: manifestName, unitId: task.unitId, result, outputs: recorded, quarantined: quarantine.length };
   await writeJsonAtomic(manifestFile, manifest);
-  return result;
+  return { ...result, quarantined: quarantine.length };
 }
 
 /** Runs `fn` over items with at most `limit` in flight, preserving result order. */

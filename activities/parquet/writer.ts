@@ -25,6 +25,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
 import { z } from 'zod';
+import { partialPathOf, removeStalePartials } from '../common/files';
 import { PUBLISHED_KEYS, type ImageSetEntry, type PublishedSampleJson } from '../shard/sample-json';
 
 export type { ImageSetEntry };
@@ -279,7 +280,9 @@ export async function writeSamplesParquet(finalPath: string, rows: SampleRow[], 
   const groups = planRowGroups(rows.map((r) => rowValueBytes(r, includeImageBytes)), rowGroupSize, rowGroupBytes);
 
   await fsp.mkdir(path.dirname(finalPath), { recursive: true });
-  const partialPath = `${finalPath}.partial-${process.pid}`;
+  // A parquet file has one writer: what an earlier attempt left behind (killed before its rename) goes now.
+  await removeStalePartials(finalPath);
+  const partialPath = partialPathOf(finalPath);
   try {
     const out = createWriteStream(partialPath);
     await new Promise<void>((resolve, reject) => out.once('open', () => resolve()).once('error', reject));

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { ReleaseInput } from '../../config/release';
-import { exists, sha256File, writeFileAtomic } from '../common/files';
+import { copyFileAtomic, exists, removeStalePartials, sha256File, writeFileAtomic } from '../common/files';
 import { heartbeat, layoutOf } from '../common/stage';
 import { collectReleaseFiles } from './files';
 
@@ -22,11 +22,10 @@ export interface PublishResult {
 
 /** Copies one file unless the target already has the same content; never leaves a partial file in place. */
 async function place(src: string, dst: string): Promise<'uploaded' | 'unchanged'> {
+  // One publish writes this folder: what a killed attempt left beside dst goes, whether or not dst is copied again.
+  await removeStalePartials(dst);
   if ((await exists(dst)) && (await fs.stat(dst)).size === (await fs.stat(src)).size && (await sha256File(dst)) === (await sha256File(src))) return 'unchanged';
-  await fs.mkdir(path.dirname(dst), { recursive: true });
-  const tmp = `${dst}.partial-${process.pid}`;
-  await fs.copyFile(src, tmp);
-  await fs.rename(tmp, dst);
+  await copyFileAtomic(src, dst);
   return 'uploaded';
 }
 
@@ -48,6 +47,7 @@ export async function publishRelease(release: ReleaseInput): Promise<PublishResu
     heartbeat({ placed: result.uploaded + result.unchanged, of: files.length });
   }
   const cardPath = path.join(target, 'README.md');
+  await removeStalePartials(cardPath);
   if ((await exists(cardPath)) && (await fs.readFile(cardPath, 'utf8')) === card) result.unchanged++;
   else {
     await writeFileAtomic(cardPath, card);

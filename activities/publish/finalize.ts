@@ -1,10 +1,10 @@
 import * as path from 'node:path';
 import { SUBSETS, type ReleaseInput, type Subset } from '../../config/release';
 import type { AnnotateResult } from '../annotate/activity';
-import { ndjson, readJson, readJsonIfExists, readNdjson, writeFileAtomic, writeJsonAtomic } from '../common/files';
+import { ndjson, readJson, readJsonIfExists, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { shardName } from '../common/layout';
 import type { QuarantineRecord } from '../common/quarantine';
-import { heartbeat, layoutOf, type StageManifest } from '../common/stage';
+import { activityLog, heartbeat, layoutOf, type StageManifest } from '../common/stage';
 import type { EnrichBatchResult } from '../enrich/activity';
 import type { ParquetResult } from '../parquet/activity';
 import type { ParseResult } from '../parse/activity';
@@ -52,6 +52,10 @@ const STAGE_ORDER: QuarantineRecord['stage'][] = ['plan', 'fetch', 'parse', 'enr
 export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSummary> {
   const layout = layoutOf(release);
   const plan = await readJson<PlanSummary>(layout.planFile);
+  // Every unit has finished, so nothing writes under the release any more: temporary files that killed workers
+  // left behind (they cannot remove their own) go before the indexes are written.
+  const swept = await sweepPartials(layout.root);
+  if (swept.length > 0) activityLog('info', 'finalizeRelease: removed temporary files left by killed attempts', { release: release.releaseId, files: swept.length });
   const summary: ReleaseSummary = {
     releaseId: release.releaseId,
     inventoryManifest: plan.inventoryManifest,

@@ -14,6 +14,7 @@ import { createHash, type Hash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
+import { partialPathOf, removeStalePartials } from '../common/files';
 
 const BLOCK = 512;
 /** GNU tar and Python tarfile pad the archive to a whole record of 20 blocks. */
@@ -115,10 +116,11 @@ export class TarShardWriter {
     const maxBytes = opts.maxBytes ?? DEFAULT_SHARD_MAX_BYTES;
     if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`maxSamples must be a positive integer, got ${maxSamples}`);
     if (!Number.isInteger(maxBytes) || maxBytes < RECORD) throw new RangeError(`maxBytes must be an integer of at least ${RECORD}, got ${maxBytes}`);
-    const partialPath = `${finalPath}.partial-${process.pid}`;
+    const partialPath = partialPathOf(finalPath);
     await fsp.mkdir(path.dirname(finalPath), { recursive: true });
-    // 'w' truncates a leftover partial from an earlier crashed attempt of this same pid.
-    const fh = await fsp.open(partialPath, 'w', 0o644);
+    // A shard has one writer: what an earlier attempt left behind (killed before its rename) goes now.
+    await removeStalePartials(finalPath);
+    const fh = await fsp.open(partialPath, 'wx', 0o644);
     return new TarShardWriter(finalPath, partialPath, fh, mtime, maxSamples, maxBytes);
   }
 
