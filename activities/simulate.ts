@@ -1,6 +1,6 @@
 import type { ReleaseInput, Subset } from '../config/release';
 import type { AnnotateResult, AnnotationModels } from './annotate/activity';
-import type { UnitTask } from './common/stage';
+import type { Staged, UnitTask } from './common/stage';
 import type { EnrichBatchResult } from './enrich/activity';
 import type { FetchArticlesResult, FetchMediaResult } from './fetch/activity';
 import type { PrepareImagesResult } from './images/activity';
@@ -53,31 +53,31 @@ export function createSimulatedActivities(shape: SimulationShape = PMC_OA_2026_S
       ) as PlanSummary['subsets'];
       return { releaseId: r.releaseId, inventoryManifest: 'simulated', inventoryRows: total, selectedArticles: total, excluded: {}, subsets, planHash: 'simulated' };
     },
-    async fetchArticles(_t: UnitTask): Promise<FetchArticlesResult> {
-      return { articles: perUnit.articles, fetched: perUnit.articles, reused: 0, failed: 0 };
+    async fetchArticles(_t: UnitTask): Promise<Staged<FetchArticlesResult>> {
+      return { articles: perUnit.articles, fetched: perUnit.articles, reused: 0, failed: 0, quarantined: 0 };
     },
-    async parseArticles(_t: UnitTask): Promise<ParseResult> {
-      return { articles: perUnit.articles, parsed: perUnit.articles, failed: 0, figures: perUnit.figures, candidates: perUnit.figures, pmids: perUnit.articles, pmidBatches: shape.pmidBatchesPerUnit, withoutPmid: 0 };
+    async parseArticles(_t: UnitTask): Promise<Staged<ParseResult>> {
+      return { articles: perUnit.articles, parsed: perUnit.articles, failed: 0, figures: perUnit.figures, candidates: perUnit.figures, pmids: perUnit.articles, pmidBatches: shape.pmidBatchesPerUnit, withoutPmid: 0, quarantined: 0 };
     },
-    async enrichBatch(_t: UnitTask, batch: number): Promise<EnrichBatchResult> {
-      return { batch, requested: 200, returned: 200, notReturned: [], failed: null };
+    async enrichBatch(_t: UnitTask, batch: number): Promise<Staged<EnrichBatchResult>> {
+      return { batch, requested: 200, returned: 200, notReturned: [], failed: null, quarantined: 0 };
     },
-    async fetchFigureMedia(_t: UnitTask): Promise<FetchMediaResult> {
-      return { wanted: perUnit.figures, fetched: perUnit.figures, reused: 0, failed: 0 };
+    async fetchFigureMedia(_t: UnitTask): Promise<Staged<FetchMediaResult>> {
+      return { wanted: perUnit.figures, fetched: perUnit.figures, reused: 0, failed: 0, quarantined: 0 };
     },
-    async prepareImages(_t: UnitTask): Promise<PrepareImagesResult> {
-      return { candidates: perUnit.figures, prepared: samplesPerUnit, rejected: perUnit.figures - samplesPerUnit, passthrough: samplesPerUnit, converted: 0 };
+    async prepareImages(_t: UnitTask): Promise<Staged<PrepareImagesResult>> {
+      return { candidates: perUnit.figures, prepared: samplesPerUnit, rejected: perUnit.figures - samplesPerUnit, passthrough: samplesPerUnit, converted: 0, quarantined: perUnit.figures - samplesPerUnit };
     },
-    async annotateUnit(_t: UnitTask): Promise<AnnotateResult> {
-      return { images: samplesPerUnit, labelled: samplesPerUnit, failed: 0, provider: 'simulated', taxonomyVersion: 'sim' };
+    async annotateUnit(_t: UnitTask): Promise<Staged<AnnotateResult>> {
+      return { images: samplesPerUnit, labelled: samplesPerUnit, failed: 0, provider: 'simulated', taxonomyVersion: 'sim', quarantined: 0 };
     },
-    async writeShard(t: UnitTask): Promise<ShardResult> {
+    async writeShard(t: UnitTask): Promise<Staged<ShardResult>> {
       const subset = subsetOf(t.unitId);
-      return { subset, shard: `${subset}/${t.unitId.slice(-6)}.tar`, samples: samplesPerUnit, articles: perUnit.articles, bytes: 0, sha256: '' };
+      return { subset, shard: `${subset}/${t.unitId.slice(-6)}.tar`, samples: samplesPerUnit, articles: perUnit.articles, bytes: 0, sha256: '', quarantined: 0 };
     },
-    async writeParquet(t: UnitTask): Promise<ParquetResult> {
+    async writeParquet(t: UnitTask): Promise<Staged<ParquetResult>> {
       const subset = subsetOf(t.unitId);
-      return { subset, file: `${subset}/${t.unitId.slice(-6)}.parquet`, rows: samplesPerUnit, bytes: 0, sha256: '' };
+      return { subset, file: `${subset}/${t.unitId.slice(-6)}.parquet`, rows: samplesPerUnit, bytes: 0, sha256: '', quarantined: 0 };
     },
     async finalizeRelease(r: ReleaseInput): Promise<ReleaseSummary> {
       const subsets = Object.fromEntries(

@@ -15,10 +15,17 @@ import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { createSimulatedActivities, PMC_OA_2026_SHAPE, type SimulationShape } from '../activities/simulate';
 import { loadDevServerConfig, temporalCliPath } from '../config/dev-server';
 import { ReleaseInputSchema } from '../config/release';
+import { formatStageTable } from '../cli/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
-import { releaseWorkflow } from '../workflows/release';
+import { MAIN_STAGES, UNIT_STAGES, type UnitStage } from '../workflows/progress';
+import { progressQuery, releaseWorkflow, type ReleaseProgress } from '../workflows/release';
+import { subsetProgressQuery } from '../workflows/subset';
 
 export interface SimulationReport {
+  /** The release's progress query once every unit is done (per-stage table included). */
+  finalProgress: ReleaseProgress;
+  /** Live checks of the subset drivers' per-stage counts, taken while the release ran. */
+  live: { snapshots: number; stagesSeenInFlight: UnitStage[]; violations: string[] };
   units: number;
   executions: number;
   byType: Record<string, { executions: number; maxHistory: number }>;
@@ -57,8 +64,31 @@ export async function runSimulation(opts: { shape?: SimulationShape; window?: nu
     const started = Date.now();
     const running = Promise.all(workers.map((w) => w.run()));
     const ticker = setInterval(() => log(`  ${Math.round((Date.now() - started) / 1000)} s...`), 30_000);
+    const live: SimulationReport['live'] = { snapshots: 0, stagesSeenInFlight: [], violations: [] };
+    let finalProgress: ReleaseProgress;
     try {
-      await env.client.workflow.execute(releaseWorkflow, { workflowId: 'release-simulated-8m', taskQueue: TASK_QUEUES.workflows, args: [release] });
+      const handle = await env.client.workflow.start(releaseWorkflow, { workflowId: 'release-simulated-8m', taskQueue: TASK_QUEUES.workflows, args: [release] });
+      let finished = false;
+      const result = handle.result().finally(() => (finished = true));
+      // While it runs, every driver's per-stage table must add up: each unit in flight is in exactly one main stage.
+      while (!finished) {
+        const p = await handle.query(progressQuery).catch(() => null);
+        for (const id of p?.subsetWorkflows ?? []) {
+          const sp = await env.client.workflow.getHandle(id).query(subsetProgressQuery).catch(() => null);
+          if (!sp) continue;
+          live.snapshots++;
+          const inMain = MAIN_STAGES.reduce((n, st) => n + sp.stages[st].inFlight, 0);
+          if (inMain !== sp.inFlight) live.violations.push(`${id}: ${inMain} in flight by stage, ${sp.inFlight} units in flight`);
+          for (const st of UNIT_STAGES) {
+            const r = sp.stages[st];
+            if (r.done + r.inFlight + r.failed > sp.units) live.violations.push(`${id}: ${st} counts ${JSON.stringify(r)} exceed ${sp.units} units`);
+            if (r.inFlight > 0 && !live.stagesSeenInFlight.includes(st)) live.stagesSeenInFlight.push(st);
+          }
+        }
+        await Promise.race([result, new Promise((r) => setTimeout(r, 1000))]).catch(() => undefined);
+      }
+      await result;
+      finalProgress = await handle.query(progressQuery);
     } finally {
       clearInterval(ticker);
       workers.forEach((w) => w.shutdown());
@@ -75,7 +105,7 @@ export async function runSimulation(opts: { shape?: SimulationShape; window?: nu
       t.maxHistory = Math.max(t.maxHistory, wf.historyLength);
       if (wf.historyLength > largest.events) largest = { workflowId: wf.workflowId, type: wf.type, events: wf.historyLength };
     }
-    return { units, executions, byType, largestHistory: largest, seconds };
+    return { finalProgress, live, units, executions, byType, largestHistory: largest, seconds };
   } finally {
     await env.teardown();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -95,6 +125,9 @@ if (require.main === module) {
       console.log(`simulated release: ${r.units} units in ${r.seconds.toFixed(0)} s`);
       for (const [type, t] of Object.entries(r.byType)) console.log(`  ${type}: ${t.executions} executions, largest history ${t.maxHistory} events`);
       console.log(`total executions: ${r.executions}`);
+      console.log(`per-stage progress at the end (the release's progress query):`);
+      if (r.finalProgress.stages) for (const line of formatStageTable(r.finalProgress.stages, r.units)) console.log(line);
+      console.log(`live driver snapshots: ${r.live.snapshots}, stages seen in flight: ${r.live.stagesSeenInFlight.join(', ')}; inconsistencies: ${r.live.violations.length}`);
       console.log(`largest history: ${r.largestHistory.events} events (${r.largestHistory.type} ${r.largestHistory.workflowId}); Temporal warns at 10,240`);
       process.exit(r.largestHistory.events < 10_240 ? 0 : 1);
     },

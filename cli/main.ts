@@ -7,7 +7,7 @@ import { startEutilsStandin } from '../sample/eutils-standin';
 import { startMirrorServer } from '../sample/mirror-server';
 import { POOLS, runPools } from '../workers/pools';
 import { cancelRelease, createYearlySchedule, pauseRelease, resumeRelease } from './control';
-import { connectClient, formatStatus, progressLine, releaseStatus, startRelease } from './release';
+import { connectClient, formatStageTable, formatStatus, progressLine, releaseStatus, startRelease } from './release';
 import { runExport } from './export';
 import { taxonomyCommand, TAXONOMY_USAGE } from './taxonomy';
 import { SAMPLE_RELEASE_ID, ensureSampleMirror, samplePorts, sampleReleaseInput } from './sample';
@@ -149,15 +149,23 @@ async function main(argv: string[]): Promise<number> {
           return 1;
         }
         if (rest.includes('--watch') && s.status === 'RUNNING') {
-          // Redraw one line until the release closes; the rate and ETA come from what this watcher saw.
+          // Redraw the bar and the per-stage table until the release closes (on a terminal; elsewhere a line a
+          // refresh). The bar's rate and ETA come from what this watcher saw; the table's from the drivers.
           const started = Date.now();
           const unitsAtStart = s.progress?.units.done ?? 0;
+          let drawn = 0;
           while (s && s.status === 'RUNNING') {
-            if (s.progress) process.stdout.write(`\r${progressLine(s.progress, Date.now() - started, unitsAtStart)}\x1b[K`);
+            if (s.progress) {
+              const bar = progressLine(s.progress, Date.now() - started, unitsAtStart);
+              if (process.stdout.isTTY) {
+                const frame = [bar, ...(s.progress.stages ? formatStageTable(s.progress.stages, s.progress.units.total) : [])];
+                process.stdout.write(`${drawn > 0 ? `\x1b[${drawn}A` : ''}\x1b[J${frame.join('\n')}\n`);
+                drawn = frame.length;
+              } else console.log(bar);
+            }
             await new Promise((r) => setTimeout(r, 2000));
             s = await releaseStatus(client, id);
           }
-          process.stdout.write('\n');
         }
         console.log(s ? formatStatus(s) : `no release ${id} on this server`);
         return s ? 0 : 1;

@@ -4,6 +4,7 @@ import { loadDevServerConfig } from '../config/dev-server';
 import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInputArgs, type ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { progressQuery, releaseWorkflow, releaseKey, type ReleaseProgress, type ReleaseResult } from '../workflows/release';
+import { mergeTables, UNIT_STAGES, type StageTable } from '../workflows/progress';
 import type { SubsetProgress } from '../workflows/subset';
 import { subsetProgress } from './control';
 
@@ -93,6 +94,8 @@ export async function releaseStatus(client: Client, releaseId: string): Promise<
       u.inFlight = status.subsets.reduce((n, s) => n + s.inFlight, 0);
       u.failed = status.subsets.reduce((n, s) => n + s.failed, 0);
       status.progress.samples = status.subsets.reduce((n, s) => n + s.samples, 0);
+      const tables = status.subsets.flatMap((s) => (s.stages ? [s.stages] : []));
+      if (tables.length > 0) status.progress.stages = mergeTables(tables);
     }
   }
   return status;
@@ -104,6 +107,7 @@ export function formatStatus(s: ReleaseStatus): string {
     const p = s.progress;
     lines.push(`  stage: ${p.stage}${p.paused ? ' (PAUSED)' : ''}; units ${p.units.done}/${p.units.total} done, ${p.units.inFlight} in flight, ${p.units.failed} failed; ${p.samples} samples so far`);
     for (const sp of s.subsets) lines.push(`    ${sp.subset}: ${sp.done}/${sp.units} units, ${sp.inFlight} in flight, ${sp.failed} failed, ${sp.samples} samples (driver run ${sp.runs})${sp.paused ? ', paused' : ''}`);
+    if (p.stages) lines.push(...formatStageTable(p.stages, p.units.total));
   }
   if (s.result) {
     const r = s.result;
@@ -120,6 +124,26 @@ export function formatStatus(s: ReleaseStatus): string {
 }
 
 export { SEARCH_ATTRIBUTES };
+
+function duration(seconds: number | null): string {
+  if (seconds === null) return '-';
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172_800) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86_400).toFixed(1)} d`;
+}
+
+/** The per-stage table: units done, in flight and failed, rejections, units per hour and time left, one row a stage. */
+export function formatStageTable(stages: StageTable, total: number): string[] {
+  const rows = UNIT_STAGES.map((st) => {
+    const r = stages[st];
+    return [st, `${r.done}/${total}`, String(r.inFlight), String(r.failed), String(r.rejected), r.unitsPerHour === null ? '-' : r.unitsPerHour.toFixed(1), duration(r.etaSeconds)];
+  });
+  const head = ['stage', 'done', 'in flight', 'failed', 'rejected', 'units/h', 'ETA'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => '    ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(head), ...rows.map(line)];
+}
 
 /** A one-line progress bar for `release status --watch`, with a rate and ETA from the watcher's own observations. */
 export function progressLine(p: ReleaseProgress, elapsedMs: number, unitsAtStart: number, width = 30): string {

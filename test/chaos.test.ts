@@ -7,6 +7,7 @@ import { isPartialName, sha256File } from '../activities/common/files';
 import { mulberry32 } from '../activities/annotate/tiny-vit';
 import { fixturePaths } from '../config/paths';
 import { releaseWorkflowId } from '../config/release';
+import { pauseRelease, resumeRelease } from '../cli/control';
 import { startRelease } from '../cli/release';
 import { ensureSampleMirror, sampleReleaseInput } from '../cli/sample';
 import { startEutilsStandin, type EutilsStandin } from '../sample/eutils-standin';
@@ -43,6 +44,18 @@ function interruptedRelease(dataDir: string, mirrorUrl: string, releaseId: strin
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Retries a call while the just-restarted server is not answering yet. */
+async function untilDone(call: () => Promise<void>): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (i >= 60) throw err;
+      await sleep(500);
+    }
+  }
+}
 
 /**
  * Durability: the sample release survives its worker process being SIGKILLed at random moments, and the dev
@@ -122,15 +135,20 @@ describe('chaos: killed workers and a restarted server change no output byte', f
 
   it('completes while the dev server is killed and restarted 5 times', async () => {
     await startRelease(client, interruptedRelease(dataDir, mirror.baseUrl, 'server-restarts'));
+    const handle = client.workflow.getHandle(releaseWorkflowId('server-restarts'));
     let restarts = 0;
-    // Restarts come quickly so all 5 land while the release runs (a restart takes a few seconds itself).
+    // Restarts come quickly; after the second the release is paused (the signal itself goes through restarts), so
+    // it cannot finish before all five have landed, and resumed after the fifth.
     let nextAt = 500 + rand() * 1000;
     await waitForRelease('server-restarts', async (elapsed) => {
       if (restarts < 5 && elapsed >= nextAt) {
+        assert.equal((await handle.describe()).status.name, 'RUNNING', `restart ${restarts + 1} lands on a running release`);
         await server.kill();
         await sleep(500 + rand() * 2000);
         await server.start();
         restarts++;
+        if (restarts === 2) await untilDone(() => pauseRelease(client, 'server-restarts'));
+        if (restarts === 5) await untilDone(() => resumeRelease(client, 'server-restarts'));
         nextAt = elapsed + 500 + rand() * 1500;
       }
     });

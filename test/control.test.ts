@@ -1,8 +1,9 @@
 import * as assert from 'node:assert/strict';
 import { sampleReleaseInput } from '../cli/sample';
 import { cancelRelease, createYearlySchedule, pauseRelease, resumeRelease } from '../cli/control';
-import { releaseStatus, startRelease } from '../cli/release';
-import type { ReleaseResult } from '../workflows/release';
+import { formatStatus, releaseStatus, startRelease } from '../cli/release';
+import { UNIT_STAGES } from '../workflows/progress';
+import { progressQuery, type ReleaseResult } from '../workflows/release';
 import { createReleaseTestEnv, type ReleaseTestEnv } from './support/release-env';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -38,10 +39,30 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
     const later = await releaseStatus(t.env.client, 'paused');
     assert.equal(later?.progress?.units.done, doneWhilePaused, 'no unit ran while paused');
     assert.ok(doneWhilePaused < later!.progress!.units.total, 'units were left to do');
+    // The per-stage table while paused: what finished is done in every stage, nothing is in flight.
+    const stages = later!.progress!.stages!;
+    assert.ok(stages, 'status has the per-stage table');
+    for (const st of UNIT_STAGES) {
+      assert.equal(stages[st].done, doneWhilePaused, `${st} done while paused`);
+      assert.equal(stages[st].inFlight, 0, `${st} in flight while paused`);
+    }
+    assert.match(formatStatus(later!), /stage\s+done\s+in flight\s+failed\s+rejected\s+units\/h\s+ETA/);
     await resumeRelease(t.env.client, 'paused');
-    const result = (await t.env.client.workflow.getHandle('release-paused').result()) as ReleaseResult;
+    const handle = t.env.client.workflow.getHandle('release-paused');
+    const result = (await handle.result()) as ReleaseResult;
     assert.ok(result.summary.samples > 0);
     assert.equal((await releaseStatus(t.env.client, 'paused'))?.status, 'COMPLETED');
+    // The release's own progress query (the one the Temporal UI runs) has the final table: every unit through
+    // every stage, and the rejections the report lists, stage by stage.
+    const final = await handle.query(progressQuery);
+    const total = final.units.total;
+    for (const st of UNIT_STAGES) assert.equal(final.stages?.[st].done, total, `${st} done`);
+    const quarantined = (stage: string) => Object.entries(result.summary.rejectedByReason).reduce((n, [k, v]) => n + (k.startsWith(`${stage}:`) ? v : 0), 0);
+    assert.equal(final.stages?.parse.rejected, quarantined('parse'));
+    assert.equal(final.stages?.images.rejected, quarantined('media') + quarantined('images'));
+    assert.equal(final.stages?.fetch.rejected, quarantined('fetch'));
+    assert.equal(final.stages?.enrich.rejected, result.summary.enrichment.notReturned);
+    assert.ok(quarantined('parse') > 0, 'the sample has a figure without a caption');
   });
 
   it('cancel ends the release as Cancelled, and starting it again completes it from what was finished', async () => {

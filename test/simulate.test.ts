@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { PMC_OA_2026_SHAPE } from '../activities/simulate';
 import { runSimulation } from '../bench/simulate';
+import { UNIT_STAGES } from '../workflows/progress';
 import { installQuietRuntime } from './support/runtime';
 
 /**
@@ -20,6 +21,27 @@ describe('simulated release (real workflows, tiny activities)', function () {
     // 3 subset drivers; commercial (24 units, 8 per run) needs 3 runs, noncommercial 2, other 1: 6 executions.
     assert.equal(report.byType.subsetWorkflow?.executions, 6);
     assert.equal(report.byType.releaseWorkflow?.executions, 1);
-    assert.ok(report.largestHistory.events < 400, `largest history ${report.largestHistory.events} events`);
+    assert.ok(report.largestHistory.events < 600, `largest history ${report.largestHistory.events} events`);
+
+    // The release's progress query has the per-stage table: every unit through every stage, none failed, and the
+    // simulated rejections (figures without a sample, in the images stage) counted exactly.
+    const stages = report.finalProgress.stages;
+    assert.ok(stages, 'the release reports per-stage progress');
+    const figures = shape.articlesPerUnit * shape.figuresPerArticle;
+    const rejectedPerUnit = figures - Math.floor(figures * 0.8);
+    for (const st of UNIT_STAGES) {
+      assert.equal(stages[st].done, report.units, `${st} done`);
+      assert.equal(stages[st].inFlight, 0, `${st} in flight`);
+      assert.equal(stages[st].failed, 0, `${st} failed`);
+      assert.equal(stages[st].rejected, st === 'images' ? report.units * rejectedPerUnit : 0, `${st} rejected`);
+      assert.ok(stages[st].unitsPerHour !== null && stages[st].unitsPerHour > 0, `${st} has a rate`);
+      assert.equal(stages[st].etaSeconds, 0, `${st}: nothing left`);
+    }
+    assert.deepEqual(report.finalProgress.units, { total: report.units, done: report.units, inFlight: 0, failed: 0 });
+    // While it ran, the drivers' live tables added up (each unit in flight in exactly one stage), and units were
+    // seen in flight in the stages after fetch too (so the units' stage reports arrived).
+    assert.ok(report.live.snapshots > 10, `${report.live.snapshots} snapshots`);
+    assert.deepEqual(report.live.violations, []);
+    assert.ok(report.live.stagesSeenInFlight.some((st) => st !== 'fetch'), `seen in flight: ${report.live.stagesSeenInFlight.join(', ')}`);
   });
 });

@@ -24,7 +24,8 @@ import type { ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { cpuOptions, gpuOptions, ioOptions } from './options';
 import { publishWorkflow } from './publish';
-import { pauseSignal, resumeSignal, subsetWorkflow, type SubsetResult, UNITS_PER_RUN } from './subset';
+import { mergeTables, type StageTable } from './progress';
+import { pauseSignal, resumeSignal, subsetReportSignal, subsetWorkflow, type SubsetProgress, type SubsetResult, UNITS_PER_RUN } from './subset';
 import { unitWorkflow } from './unit';
 
 const io = proxyActivities<IoActivities>(ioOptions);
@@ -45,6 +46,14 @@ export interface ReleaseProgress {
   units: { total: number; done: number; inFlight: number; failed: number };
   samples: number;
   plan: PlanSummary | null;
+  /**
+   * Per unit stage: done, in flight, failed, rejected, rate and ETA, added up from the subset drivers' latest
+   * reports (each sent every ~1% of its units, so a little behind; query a driver's subsetProgress for live
+   * counts). Absent before the units stage and in histories recorded before per-stage progress.
+   */
+  stages?: StageTable;
+  /** The latest report of each subset driver. */
+  subsets?: SubsetProgress[];
 }
 
 export interface ReleaseResult {
@@ -61,7 +70,23 @@ export const progressQuery = defineQuery<ReleaseProgress>('progress');
 export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResult> {
   input = resolveScheduledRelease(input);
   const progress: ReleaseProgress = { releaseId: input.releaseId, stage: 'models', paused: false, subsetWorkflows: [], units: { total: 0, done: 0, inFlight: 0, failed: 0 }, samples: 0, plan: null };
-  setHandler(progressQuery, () => progress);
+  const reports = new Map<string, SubsetProgress>();
+  setHandler(subsetReportSignal, (report) => {
+    const before = reports.get(report.subset);
+    if (!before || report.asOf >= before.asOf) reports.set(report.subset, report);
+  });
+  setHandler(progressQuery, (): ReleaseProgress => {
+    if (reports.size === 0) return progress;
+    const subsets = [...reports.values()];
+    const sum = (f: (r: SubsetProgress) => number) => subsets.reduce((n, r) => n + f(r), 0);
+    return {
+      ...progress,
+      units: { total: progress.units.total, done: sum((r) => r.done), inFlight: sum((r) => r.inFlight), failed: sum((r) => r.failed) },
+      samples: sum((r) => r.samples),
+      stages: mergeTables(subsets.map((r) => r.stages)),
+      subsets,
+    };
+  });
   // Pause and resume: stages wait between steps; subset drivers stop starting new units (running ones finish).
   const forward = (signal: typeof pauseSignal | typeof resumeSignal) => {
     for (const id of progress.subsetWorkflows) void getExternalWorkflowHandle(id).signal(signal).catch(() => undefined);

@@ -5,6 +5,8 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
+  getExternalWorkflowHandle,
+  patched,
   setCurrentDetails,
   setHandler,
   startChild,
@@ -15,7 +17,8 @@ import {
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { ReleaseInput, Subset } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
-import { unitWorkflow } from './unit';
+import { addFailed, addFinished, emptyTotals, laterReport, stageTable, type StageTable, type StageTotals, type UnitReport, type UnitStage } from './progress';
+import { unitStageSignal, unitWorkflow } from './unit';
 
 export const subsetKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.subset, SearchAttributeType.KEYWORD);
 const releaseKeyForSubset = defineSearchAttributeKey(SEARCH_ATTRIBUTES.release, SearchAttributeType.KEYWORD);
@@ -37,6 +40,10 @@ export interface SubsetState {
   runs: number;
   /** Units started per run before continuing as new. */
   unitsPerRun: number;
+  /** Per-stage counts of finished and failed units (absent in histories recorded before per-stage progress). */
+  stages?: Record<UnitStage, StageTotals>;
+  /** When this driver started its first unit (ms since the epoch, workflow time); the rates count from it. */
+  startedAt?: number | null;
 }
 
 export interface SubsetProgress {
@@ -48,12 +55,18 @@ export interface SubsetProgress {
   samples: number;
   paused: boolean;
   runs: number;
+  /** Per stage: units done, in flight, failed, rejections, rate and ETA (empty in old histories). */
+  stages: StageTable;
+  /** Workflow time the counts are from (the driver's last event; ms since the epoch). */
+  asOf: number;
 }
 
-export type SubsetResult = Omit<SubsetState, 'release' | 'nextIndex' | 'paused' | 'unitsPerRun'>;
+export type SubsetResult = Omit<SubsetState, 'release' | 'nextIndex' | 'paused' | 'unitsPerRun' | 'startedAt'>;
 
 export const subsetProgressQuery = defineQuery<SubsetProgress>('subsetProgress');
 export const pauseSignal = defineSignal('pause');
+/** A subset driver's progress, sent to its release every few finished units (and when it ends or continues as new). */
+export const subsetReportSignal = defineSignal<[SubsetProgress]>('subsetReport');
 export const resumeSignal = defineSignal('resume');
 
 /** Units started per run before continuing as new: keeps each history near 3,000 events whatever the subset's size. */
@@ -69,14 +82,48 @@ export function unitIdOf(subset: Subset, index: number): string {
  */
 export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> {
   let inFlight = 0;
-  setHandler(subsetProgressQuery, () => ({ subset: state.subset, units: state.units, done: state.done, inFlight, failed: state.failed, samples: state.samples, paused: state.paused, runs: state.runs }));
+  const totals = (state.stages ??= emptyTotals());
+  /** The latest report of every unit in flight (at most `window` of them; never carried across continue-as-new). */
+  const live = new Map<string, UnitReport>();
+  const progress = (): SubsetProgress => ({
+    subset: state.subset,
+    units: state.units,
+    done: state.done,
+    inFlight,
+    failed: state.failed,
+    samples: state.samples,
+    paused: state.paused,
+    runs: state.runs,
+    stages: stageTable(totals, live.values(), state.units, state.startedAt ?? null, Date.now()),
+    asOf: Date.now(),
+  });
+  setHandler(subsetProgressQuery, progress);
   setHandler(pauseSignal, () => void (state.paused = true));
   setHandler(resumeSignal, () => void (state.paused = false));
+  setHandler(unitStageSignal, (report) => {
+    // Only units of this run that are still in flight: a stray or late report must not count twice.
+    if (live.has(report.unitId)) live.set(report.unitId, laterReport(live.get(report.unitId), report));
+  });
   upsertSearchAttributes([
     { key: releaseKeyForSubset, value: state.release.releaseId },
     { key: subsetKey, value: state.subset },
   ]);
   const parentId = workflowInfo().parent?.workflowId ?? `release-${state.release.releaseId}`;
+  // subset-reports-v1: units report their stages here, and the driver reports its counts to the release now and
+  // then (about 100 times over the whole subset), so the release's own progress query has the per-stage table.
+  const reporting = patched('subset-reports-v1');
+  const reportEvery = Math.max(1, Math.ceil(state.units / 100));
+  let sinceReport = 0;
+  const reportToRelease = async () => {
+    sinceReport = 0;
+    if (!reporting || !workflowInfo().parent) return;
+    await getExternalWorkflowHandle(workflowInfo().parent!.workflowId)
+      .signal(subsetReportSignal, progress())
+      .catch((err: unknown) => {
+        if (isCancellation(err)) throw err;
+      });
+  };
+  if (reporting) state.startedAt ??= Date.now();
   const startedThisRun = { n: 0 };
   const running = new Set<Promise<void>>();
   const details = () =>
@@ -89,7 +136,7 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
       const child = await startChild(unitWorkflow, {
         workflowId: `${parentId}/${unitId}`,
         taskQueue: TASK_QUEUES.workflows,
-        args: [{ release: state.release, unitId }],
+        args: reporting ? [{ release: state.release, unitId }, { workflowId: workflowInfo().workflowId, runId: workflowInfo().runId }] : [{ release: state.release, unitId }],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         typedSearchAttributes: [
           { key: releaseKeyForSubset, value: state.release.releaseId },
@@ -99,6 +146,7 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
       state.nextIndex++;
       startedThisRun.n++;
       inFlight++;
+      live.set(unitId, { unitId, stage: 'fetch', enrichDone: false, rejected: { fetch: 0, parse: 0, enrich: 0, images: 0, annotate: 0, shard: 0 } });
       details();
       const p: Promise<void> = child
         .result()
@@ -107,16 +155,20 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
             state.done++;
             state.samples += r.shard.samples;
             state.articles += r.articles;
+            addFinished(totals, r.rejected);
           },
           (err: Error) => {
             state.failed++;
+            addFailed(totals, live.get(unitId));
             if (state.failures.length < 20) state.failures.push(`${unitId}: ${err.message}`);
           },
         )
         .finally(() => {
           inFlight--;
+          live.delete(unitId);
           running.delete(p);
           details();
+          if (++sinceReport >= reportEvery) reportToRelease().catch(() => undefined);
         });
       running.add(p);
     }
@@ -129,9 +181,10 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
     throw err;
   }
   details();
+  await reportToRelease();
   if (state.nextIndex < state.units) {
     await continueAsNew<typeof subsetWorkflow>({ ...state, runs: state.runs + 1 });
   }
-  const { release: _r, nextIndex: _n, paused: _p, unitsPerRun: _u, ...result } = state;
+  const { release: _r, nextIndex: _n, paused: _p, unitsPerRun: _u, startedAt: _s, ...result } = state;
   return result;
 }

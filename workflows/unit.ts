@@ -1,10 +1,11 @@
-import { proxyActivities, setCurrentDetails, sleep } from '@temporalio/workflow';
+import { defineSignal, getExternalWorkflowHandle, isCancellation, patched, proxyActivities, setCurrentDetails, sleep } from '@temporalio/workflow';
 import type { CpuActivities, EntrezActivities, GpuActivities, IoActivities } from '../activities';
 import type { UnitTask } from '../activities/common/stage';
 import type { ParquetResult } from '../activities/parquet/activity';
 import type { ShardResult } from '../activities/shard/activity';
 import { msUntilOffPeak } from './off-peak';
 import { cpuOptions, entrezOptions, gpuOptions, ioOptions } from './options';
+import { noRejections, type StageRejections, type UnitReport, type UnitStage } from './progress';
 
 const io = proxyActivities<IoActivities>(ioOptions);
 const entrez = proxyActivities<EntrezActivities>(entrezOptions);
@@ -17,39 +18,78 @@ export interface UnitResult {
   figures: number;
   shard: ShardResult;
   parquet: ParquetResult;
+  /** Rejections per stage (absent in results recorded before per-stage progress). */
+  rejected?: StageRejections;
 }
 
+/** Where a unit reports the stages it enters: its subset driver (workflow id and run id). */
+export interface UnitReportTarget {
+  workflowId: string;
+  runId?: string;
+}
+
+/** Sent by a unit to its subset driver as it enters parse, images, annotate and shard. */
+export const unitStageSignal = defineSignal<[UnitReport]>('unitStage');
+
 /** One unit (one shard's worth of articles) through every stage; PubMed enrichment runs beside the image path. */
-export async function unitWorkflow(task: UnitTask): Promise<UnitResult> {
+export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget): Promise<UnitResult> {
+  const rejected = noRejections();
+  let enrichDone = false;
+  // unit-stage-reports-v1: units tell their driver each stage they enter (4 signals a unit), so the driver's
+  // progress query counts units per stage. Histories recorded before it send none.
+  const reports = reportTo !== undefined && patched('unit-stage-reports-v1');
+  const driver = reports ? getExternalWorkflowHandle(reportTo.workflowId, reportTo.runId) : null;
+  const enter = async (stage: UnitStage) => {
+    setCurrentDetails(`unit ${task.unitId}: ${stage}`);
+    // Awaited, so the driver holds the report before the unit's next stage (and its completion) can reach it.
+    // A driver that is gone (terminated by hand) only loses the count: the unit goes on.
+    if (driver) {
+      await driver.signal(unitStageSignal, { unitId: task.unitId, stage, enrichDone, rejected: { ...rejected } }).catch((err: unknown) => {
+        if (isCancellation(err)) throw err;
+      });
+    }
+  };
+
   setCurrentDetails(`unit ${task.unitId}: fetch`);
-  await io.fetchArticles(task);
-  setCurrentDetails(`unit ${task.unitId}: parse`);
+  const fetched = await io.fetchArticles(task);
+  rejected.fetch += fetched.quarantined ?? 0;
+  await enter('parse');
   const parsed = await cpu.parseArticles(task);
-  const enriched = enrichAll(task, parsed.pmidBatches);
+  rejected.parse += parsed.quarantined ?? 0;
+  const enriched = enrichAll(task, parsed.pmidBatches).then((notReturned) => {
+    rejected.enrich += notReturned;
+    enrichDone = true;
+  });
   // Awaited below; until then a rejection (e.g. on cancellation) must not count as unhandled.
   enriched.catch(() => undefined);
-  setCurrentDetails(`unit ${task.unitId}: images`);
-  await io.fetchFigureMedia(task);
-  await cpu.prepareImages(task);
-  setCurrentDetails(`unit ${task.unitId}: annotate`);
-  await gpu.annotateUnit(task);
+  await enter('images');
+  const media = await io.fetchFigureMedia(task);
+  const images = await cpu.prepareImages(task);
+  rejected.images += (media.quarantined ?? 0) + (images.quarantined ?? 0);
+  await enter('annotate');
+  const annotated = await gpu.annotateUnit(task);
+  rejected.annotate += annotated.quarantined ?? 0;
   await enriched;
-  setCurrentDetails(`unit ${task.unitId}: shard`);
+  await enter('shard');
   const shard = await cpu.writeShard(task, parsed.pmidBatches);
   const parquet = await cpu.writeParquet(task);
   setCurrentDetails(`unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shard}`);
-  return { unitId: task.unitId, articles: parsed.parsed, figures: parsed.figures, shard, parquet };
+  return { unitId: task.unitId, articles: parsed.parsed, figures: parsed.figures, shard, parquet, rejected };
 }
 
-/** Every PMID batch of the unit, one request each; with `offPeak`, each waits on a durable timer for NCBI's quiet hours. */
-async function enrichAll(task: UnitTask, batches: number): Promise<void> {
-  await Promise.all(
+/**
+ * Every PMID batch of the unit, one request each; with `offPeak`, each waits on a durable timer for NCBI's quiet
+ * hours. Resolves to the number of PMIDs PubMed did not return.
+ */
+async function enrichAll(task: UnitTask, batches: number): Promise<number> {
+  const results = await Promise.all(
     Array.from({ length: batches }, async (_, b) => {
       if (task.release.entrez?.offPeak) {
         // Re-checked after each wait: a batch retried past 05:00 Eastern waits for the next window.
         for (let wait = msUntilOffPeak(Date.now()); wait > 0; wait = msUntilOffPeak(Date.now())) await sleep(wait);
       }
-      await entrez.enrichBatch(task, b);
+      return entrez.enrichBatch(task, b);
     }),
   );
+  return results.reduce((n, r) => n + (r.notReturned?.length ?? 0), 0);
 }

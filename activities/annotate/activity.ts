@@ -5,7 +5,7 @@ import { fixturePaths } from '../../config/paths';
 import { readWorkerEnv, type ReleaseInput } from '../../config/release';
 import { exists, ndjson, readJson, readNdjson, sha256Hex, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { quarantine } from '../common/quarantine';
-import { cancellationSignal, heartbeat, layoutOf, runUnitStage, type UnitTask } from '../common/stage';
+import { cancellationSignal, heartbeat, layoutOf, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { createEmbedder, sha256OfFile, type Embedder } from './embedder';
 import { assignCluster, buildBootstrapTaxonomy, loadClusterLabels, parseTaxonomyModel, type TaxonomyModel } from './taxonomy';
@@ -149,7 +149,7 @@ function heartbeatDetails(): unknown {
  * of batch n+1 overlaps inference of batch n). After every batch the rows go to a partial file and the activity
  * heartbeats how many images are done; a retried attempt resumes from its last heartbeat.
  */
-export async function annotateUnit(task: UnitTask): Promise<AnnotateResult> {
+export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResult>> {
   return runUnitStage(task, 'annotate', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const indexText = await fs.readFile(path.join(unitDir, 'images.ndjson'), 'utf8').catch(() => '');

@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { entrezRatePerSecond, readWorkerEnv } from '../../config/release';
 import { readJsonIfExists, readNdjson, writeJsonAtomic } from '../common/files';
 
-import { cancellationSignal, runUnitStage, type UnitTask } from '../common/stage';
+import { cancellationSignal, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { pmidBatchesOf, type ParsedArticleLine } from '../parse/activity';
 import { efetchPubmed, EutilsError } from './eutils';
 import { parsePubmedArticleSet, PubmedXmlError, type PubmedRecord } from './pubmed';
@@ -42,7 +42,7 @@ export function pubmedBatchPath(unitDir: string, batch: number): string {
  * One efetch request per activity, on the entrez task queue whose server-side rate keeps every worker
  * together under NCBI's limit. The key, tool and email come from this worker's environment only.
  */
-export async function enrichBatch(task: UnitTask, batch: number): Promise<EnrichBatchResult> {
+export async function enrichBatch(task: UnitTask, batch: number): Promise<Staged<EnrichBatchResult>> {
   return runUnitStage(
     task,
     'enrich',

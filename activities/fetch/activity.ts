@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReleaseInput } from '../../config/release';
 import { exists, insideRoot, readNdjson, writeFileAtomic } from '../common/files';
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
-import { cancellationSignal, heartbeat, mapLimit, runUnitStage, type UnitTask } from '../common/stage';
+import { cancellationSignal, heartbeat, mapLimit, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { fetchLegacyArticle, LegacyPmcSource } from '../legacy/fetch';
 import { acquireLegacyTransport, type LegacyTransport } from '../legacy/transport';
 import type { ParsedArticleLine } from '../parse/activity';
@@ -111,7 +111,7 @@ function legacyContext(release: ReleaseInput, unitDir: string, transport: Legacy
   };
 }
 
-export async function fetchArticles(task: UnitTask): Promise<FetchArticlesResult> {
+export async function fetchArticles(task: UnitTask): Promise<Staged<FetchArticlesResult>> {
   if (task.release.source.kind === 'pmc-legacy') return fetchLegacyArticles(task);
   return runUnitStage(task, 'fetch', async ({ layout, unit, quarantine: q }) => {
     const source = sourceOf(task.release);
@@ -145,7 +145,7 @@ export async function fetchArticles(task: UnitTask): Promise<FetchArticlesResult
  * plan/units/<unit>.json, which parse reads next; that file is one of the stage's outputs, so a re-plan that
  * rewrites it makes this stage run again (reusing every extracted file).
  */
-async function fetchLegacyArticles(task: UnitTask): Promise<FetchArticlesResult> {
+async function fetchLegacyArticles(task: UnitTask): Promise<Staged<FetchArticlesResult>> {
   return runUnitStage(task, 'fetch', async ({ layout, unit, quarantine: q }) => {
     const cfg = task.release.source;
     if (cfg.kind !== 'pmc-legacy') throw new Error('unreachable');
@@ -205,7 +205,7 @@ export interface FetchMediaResult {
 }
 
 /** Fetches only the media files that parse resolved for figures (never PDFs, text or supplements). */
-export async function fetchFigureMedia(task: UnitTask): Promise<FetchMediaResult> {
+export async function fetchFigureMedia(task: UnitTask): Promise<Staged<FetchMediaResult>> {
   return runUnitStage(task, 'media', async ({ layout, unit, quarantine: q }) => {
     const cfg = task.release.source;
     const unitDir = layout.unitDir(unit.unitId);

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ndjson, readNdjson, sha256Hex, writeFileAtomic } from '../common/files';
 import { quarantine } from '../common/quarantine';
-import { heartbeat, runUnitStage, type UnitTask } from '../common/stage';
+import { heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { mediaPath } from '../fetch/activity';
 import type { ParsedArticleLine } from '../parse/activity';
 import { normalizeFigureImage } from './normalize';
@@ -31,7 +31,7 @@ export function stagedImagePath(unitDir: string, key: string): string {
   return path.join(unitDir, 'images', `${key}.jpg`);
 }
 
-export async function prepareImages(task: UnitTask): Promise<PrepareImagesResult> {
+export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImagesResult>> {
   return runUnitStage(task, 'images', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const lines = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));

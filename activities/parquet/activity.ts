@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Subset } from '../../config/release';
 import { readNdjson } from '../common/files';
 import { shardName } from '../common/layout';
-import { runUnitStage, type UnitTask } from '../common/stage';
+import { runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { writeSamplesParquet, type SampleRow } from './writer';
 
 export interface ParquetResult {
@@ -14,7 +14,7 @@ export interface ParquetResult {
 }
 
 /** One parquet file per shard, same rows in the same order, for filtering without opening the tars. */
-export async function writeParquet(task: UnitTask): Promise<ParquetResult> {
+export async function writeParquet(task: UnitTask): Promise<Staged<ParquetResult>> {
   return runUnitStage(task, 'parquet', async ({ layout, unit }) => {
     const rows = await readNdjson<SampleRow>(path.join(layout.unitDir(unit.unitId), 'samples.ndjson'));
     const file = layout.parquetFile(unit.subset, unit.index);

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ndjson, writeFileAtomic } from '../common/files';
 import { quarantine } from '../common/quarantine';
-import { heartbeat, runUnitStage, type UnitTask } from '../common/stage';
+import { heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { articleXmlPath } from '../fetch/activity';
 import type { PlannedArticle } from '../plan/plan';
 import { DEFAULT_JATS_LIMITS, JatsParseError, parseJats } from './jats';
@@ -64,7 +64,7 @@ export function pmidBatchesOf(lines: readonly ParsedArticleLine[], batchSize: nu
   return batches;
 }
 
-export async function parseArticles(task: UnitTask): Promise<ParseResult> {
+export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>> {
   return runUnitStage(task, 'parse', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const lines: ParsedArticleLine[] = [];

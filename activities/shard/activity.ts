@@ -6,7 +6,7 @@ import type { FigureLabel } from '../annotate/activity';
 import { parseTaxonomyModel, labelFor } from '../annotate/taxonomy';
 import { ndjson, readJson, readNdjson, writeFileAtomic } from '../common/files';
 import { shardName } from '../common/layout';
-import { heartbeat, runUnitStage, type UnitTask } from '../common/stage';
+import { heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { loadPubmedRecords } from '../enrich/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { sampleRowOf, type SampleRow } from '../parquet/writer';
@@ -52,7 +52,7 @@ function shardTooLarge(task: UnitTask, limit: { kind: 'bytes' | 'samples'; max: 
 }
 
 /** Writes the unit's WebDataset shard (jpg/json/txt per sample, fixed member metadata) and the rows parquet needs. */
-export async function writeShard(task: UnitTask, pubmedBatches: number): Promise<ShardResult> {
+export async function writeShard(task: UnitTask, pubmedBatches: number): Promise<Staged<ShardResult>> {
   return runUnitStage(task, 'shard', async ({ layout, unit }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const lines = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));

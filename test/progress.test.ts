@@ -1,0 +1,117 @@
+import * as assert from 'node:assert/strict';
+import {
+  addFailed,
+  addFinished,
+  emptyTotals,
+  laterReport,
+  mergeTables,
+  noRejections,
+  stageTable,
+  UNIT_STAGES,
+  type UnitReport,
+  type UnitStage,
+} from '../workflows/progress';
+
+const report = (unitId: string, stage: UnitStage, enrichDone = false, rejected: Partial<Record<UnitStage, number>> = {}): UnitReport => ({
+  unitId,
+  stage,
+  enrichDone,
+  rejected: { ...noRejections(), ...rejected },
+});
+
+const HOUR = 3_600_000;
+
+describe('per-stage progress counting', () => {
+  it('counts finished units as done in every stage, with their rejections', () => {
+    const totals = emptyTotals();
+    addFinished(totals, { ...noRejections(), parse: 2, images: 5 });
+    addFinished(totals, undefined); // a result recorded before per-stage progress
+    for (const st of UNIT_STAGES) assert.equal(totals[st].done, 2);
+    assert.equal(totals.parse.rejected, 2);
+    assert.equal(totals.images.rejected, 5);
+    assert.equal(totals.fetch.rejected, 0);
+  });
+
+  it('counts a failed unit as failed in the stage it was in, done in the ones before, and nowhere after', () => {
+    const totals = emptyTotals();
+    addFailed(totals, report('u1', 'annotate', false, { fetch: 1, images: 3 }));
+    assert.deepEqual(
+      UNIT_STAGES.map((st) => [st, totals[st].done, totals[st].failed]),
+      [
+        ['fetch', 1, 0],
+        ['parse', 1, 0],
+        ['enrich', 0, 0], // still running beside annotate: neither done nor the failure
+        ['images', 1, 0],
+        ['annotate', 0, 1],
+        ['shard', 0, 0],
+      ],
+    );
+    assert.equal(totals.images.rejected, 3);
+    // A unit that failed before any report (in fetch).
+    addFailed(totals, undefined);
+    assert.equal(totals.fetch.failed, 1);
+  });
+
+  it('places units in flight in exactly one main stage, and enrich beside images and annotate', () => {
+    const live = [report('a', 'fetch'), report('b', 'images'), report('c', 'annotate', true), report('d', 'shard', true), report('e', 'parse')];
+    const t = stageTable(emptyTotals(), live, 10, null, 0);
+    assert.deepEqual(
+      UNIT_STAGES.map((st) => [st, t[st].done, t[st].inFlight]),
+      [
+        ['fetch', 4, 1],
+        ['parse', 3, 1],
+        ['enrich', 2, 1], // c and d are through it, b is in it, a and e have not reached it
+        ['images', 2, 1],
+        ['annotate', 1, 1],
+        ['shard', 0, 1],
+      ],
+    );
+    const main = (['fetch', 'parse', 'images', 'annotate', 'shard'] as const).reduce((n, st) => n + t[st].inFlight, 0);
+    assert.equal(main, live.length);
+    assert.equal(t.fetch.unitsPerHour, null, 'no rate without a start time');
+  });
+
+  it('keeps the later of two reports: a stage never goes back', () => {
+    const a = report('u', 'images');
+    assert.equal(laterReport(a, report('u', 'parse')), a);
+    const b = report('u', 'annotate');
+    assert.equal(laterReport(a, b), b);
+    const c = report('u', 'annotate', true);
+    assert.equal(laterReport(b, c), c);
+    assert.equal(laterReport(c, b), c);
+    assert.equal(laterReport(undefined, a), a);
+  });
+
+  it('gives a rate per stage since the start and the time left at that rate', () => {
+    const totals = emptyTotals();
+    for (let i = 0; i < 10; i++) addFinished(totals, undefined);
+    const t = stageTable(totals, [report('x', 'images')], 40, 0, 2 * HOUR);
+    assert.equal(t.shard.unitsPerHour, 5); // 10 units in 2 hours
+    assert.equal(t.shard.etaSeconds, 6 * 3600); // 30 units left at 5 an hour
+    assert.equal(t.fetch.unitsPerHour, 5.5); // 11 through fetch
+    assert.equal(t.fetch.etaSeconds, Math.round((29 / 5.5) * 3600));
+  });
+
+  it('adds subset tables: counts and rates add up, the ETA is the slowest subset', () => {
+    const a = stageTable(
+      (() => {
+        const t = emptyTotals();
+        addFinished(t, { ...noRejections(), images: 2 });
+        return t;
+      })(),
+      [report('a1', 'parse')],
+      4,
+      0,
+      HOUR,
+    );
+    const b = stageTable(emptyTotals(), [report('b1', 'shard', true)], 2, 0, HOUR);
+    const m = mergeTables([a, b]);
+    assert.equal(m.fetch.done, 3);
+    assert.equal(m.parse.inFlight, 1);
+    assert.equal(m.shard.inFlight, 1);
+    assert.equal(m.images.rejected, 2);
+    assert.equal(m.fetch.unitsPerHour, 3);
+    assert.equal(m.fetch.etaSeconds, Math.max(a.fetch.etaSeconds!, b.fetch.etaSeconds!));
+    assert.equal(m.shard.unitsPerHour, 1, 'b has no unit through shard yet: only a rates');
+  });
+});
