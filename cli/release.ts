@@ -116,6 +116,7 @@ export function formatStatus(s: ReleaseStatus): string {
       if (v.shards) lines.push(`  ${subset}: ${v.shards} shards, ${v.samples} samples, ${v.articles} articles, ${v.bytes} bytes`);
     }
     if (Object.keys(r.summary.rejectedByReason).length) lines.push(`  rejected by stage:reason: ${JSON.stringify(r.summary.rejectedByReason)}`);
+    if (r.stages) lines.push('  units by stage:', ...formatStageTable(r.stages, r.plan.subsets ? Object.values(r.plan.subsets).reduce((n, x) => n + x.units, 0) : 0));
     lines.push(`  outputs: ${r.outputs}/{webdataset,parquet,report}`);
     lines.push(`  published (Hub layout): ${r.publish.target} (${r.publish.uploaded} files written, ${r.publish.unchanged} unchanged)`);
   }

@@ -63,6 +63,8 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
     assert.equal(final.stages?.fetch.rejected, quarantined('fetch'));
     assert.equal(final.stages?.enrich.rejected, result.summary.enrichment.notReturned);
     assert.ok(quarantined('parse') > 0, 'the sample has a figure without a caption');
+    assert.deepEqual(result.stages, final.stages, 'the result keeps the final table');
+    assert.match(formatStatus((await releaseStatus(t.env.client, 'paused'))!), /units by stage:\n\s+stage\s+done/);
   });
 
   it('cancel ends the release as Cancelled, and starting it again completes it from what was finished', async () => {

@@ -62,6 +62,8 @@ export interface ReleaseResult {
   summary: ReleaseSummary;
   publish: PublishResult;
   outputs: string;
+  /** The final per-stage table of the units (absent in results recorded before per-stage progress). */
+  stages?: StageTable;
 }
 
 export const progressQuery = defineQuery<ReleaseProgress>('progress');
@@ -177,7 +179,8 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
     publish = await io.publishRelease(input);
   }
   enter('done', `${summary.samples} samples in ${Object.values(summary.subsets).reduce((n, s) => n + s.shards, 0)} shards; published to ${publish.target}`);
-  return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}` };
+  const stages = reports.size > 0 ? mergeTables([...reports.values()].map((r) => r.stages)) : undefined;
+  return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}`, ...(stages ? { stages } : {}) };
 }
 
 /** A release id with `{year}` (a Temporal Schedule's yearly run) takes the year the run started, in UTC. */
