@@ -39,6 +39,16 @@ async function uiAnswers(url: string): Promise<boolean> {
   }
 }
 
+function ownServerAlive(pid: number | null): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function devServerStatus(dataDir: string, cfg: DevServerConfig = loadDevServerConfig()): Promise<DevServerStatus> {
   const address = `${cfg.server.ip}:${cfg.server.port}`;
   const pidText = fs.existsSync(pidFile(dataDir)) ? fs.readFileSync(pidFile(dataDir), 'utf8').trim() : '';
@@ -58,6 +68,10 @@ export async function ensureDevServer(dataDir: string, log: (msg: string) => voi
   const status = await devServerStatus(dataDir, cfg);
   if (status.healthy) {
     log(`temporal dev server already running at ${status.address} (UI ${status.uiUrl})`);
+    if (!ownServerAlive(status.pid)) {
+      // Not started from this data dir: it works, but its histories live in another SQLite file.
+      log(`note: that server was not started from ${dataDir} (no live pid in ${pidFile(dataDir)}); its histories are kept wherever it was started. Stop it (\`npm run server -- stop\` with its BIOMEDICA_DATA_DIR) to use ${status.dbFile}.`);
+    }
     return status;
   }
   const bin = temporalCliPath();
