@@ -22,12 +22,7 @@ import { createEmbedder, decodeRgb, parsePreprocessConfig } from '../activities/
 import { float32ToHalfArray } from '../activities/annotate/half';
 import { buildTinyVitModel } from '../activities/annotate/tiny-vit';
 import { fixturePaths } from '../config/paths';
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-const nArg = (name: string, dflt: number) => Number(arg(name) ?? dflt);
+import { arg, nArg, xorshift32 } from './common';
 
 const IMAGES = nArg('images', 64);
 const SECONDS = nArg('seconds', 1.5);
@@ -35,17 +30,6 @@ const BATCHES = (arg('batches') ?? '1,8,32').split(',').map(Number);
 const PROVIDERS = (arg('providers') ?? 'cpu,cuda,webgpu').split(',').map((p) => p.trim());
 /** onnxruntime intra-op threads (default: onnxruntime's choice, one per core). */
 const INTRA = arg('intra') !== undefined ? Number(arg('intra')) : undefined;
-
-/** xorshift32: the same generated set on every run. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 async function generatedFigure(rand: () => number): Promise<Buffer> {
   const w = 600 + Math.floor(rand() * 1200);
@@ -76,7 +60,7 @@ async function loadImages(): Promise<Buffer[]> {
   if (fs.existsSync(dir)) {
     for (const d of fs.readdirSync(dir)) for (const f of fs.readdirSync(path.join(dir, d))) real.push(fs.readFileSync(path.join(dir, d, f)));
   }
-  const rand = rng(7);
+  const rand = xorshift32(7);
   const out = [...real];
   while (out.length < IMAGES) out.push(await generatedFigure(rand));
   return out.slice(0, IMAGES);

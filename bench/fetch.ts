@@ -10,7 +10,6 @@
  *
  * npm run bench:fetch -- [--objects 400] [--mean-kb 150] [--levels 1,4,16,64]
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -20,30 +19,10 @@ import { ObjectCache } from '../activities/fetch/cache';
 import { setFetchTuning } from '../activities/fetch/retry';
 import { HttpPmcSource } from '../activities/fetch/source';
 import { mapLimit } from '../activities/common/stage';
-import { startMirrorServer } from '../sample/mirror-server';
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
-
-async function serve(root: string): Promise<void> {
-  const m = await startMirrorServer(root);
-  process.stdout.write(`${m.baseUrl}\n`);
-  process.stdin.resume();
-  process.stdin.on('end', () => void m.close().then(() => process.exit(0)));
-}
-
-function startServer(root: string): Promise<{ baseUrl: string; stop: () => void }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...process.execArgv, __filename, '--serve', root], { stdio: ['pipe', 'pipe', 'inherit'] });
-    p.on('error', reject);
-    p.stdout.once('data', (c: Buffer) => resolve({ baseUrl: c.toString().trim(), stop: () => p.stdin.end() }));
-  });
-}
+import { arg, serveMirror, startMirrorChild, stopwatch } from './common';
 
 async function main(): Promise<void> {
-  if (process.argv[2] === '--serve') return serve(process.argv[3]!);
+  if (process.argv[2] === '--serve') return serveMirror(process.argv[3]!);
   const count = Number(arg('objects', '400'));
   const meanKb = Number(arg('mean-kb', '150'));
   const levels = arg('levels', '1,4,16,64').split(',').map(Number);
@@ -62,7 +41,7 @@ async function main(): Promise<void> {
     objects.push({ key, md5: createHash('md5').update(body).digest('hex'), bytes });
     total += bytes;
   }
-  const server = await startServer(root);
+  const server = await startMirrorChild(__filename, root);
   const report: Record<string, unknown> = {
     machine: `${os.cpus().length} cores, node ${process.version}; server in a child process on the same machine`,
     objects: count,
@@ -78,9 +57,9 @@ async function main(): Promise<void> {
     for (const c of levels) {
       setFetchTuning({ perWorker: c });
       const dest = path.join(tmp, `dest-${c}`);
-      const t0 = process.hrtime.bigint();
+      const elapsed = stopwatch();
       const outcomes = await mapLimit(objects, c, (o) => placeObject(src, o, path.join(dest, o.key)));
-      const s = Number(process.hrtime.bigint() - t0) / 1e9;
+      const s = elapsed().ms / 1000;
       if (outcomes.some((x) => x !== 'fetched')) throw new Error('expected every object fetched');
       (report.levels as unknown[]).push({ concurrency: c, seconds: +s.toFixed(2), objectsPerSecond: Math.round(count / s), MBps: +(total / 1e6 / s).toFixed(1) });
       console.error(JSON.stringify((report.levels as unknown[]).at(-1)));
@@ -91,9 +70,9 @@ async function main(): Promise<void> {
     const cache = new ObjectCache(path.join(tmp, 'data'));
     setFetchTuning({ perWorker: top });
     await mapLimit(objects, top, (o) => placeObject(src, o, path.join(tmp, 'seed', o.key), { cache }));
-    const t0 = process.hrtime.bigint();
+    const elapsed = stopwatch();
     const outcomes = await mapLimit(objects, top, (o) => placeObject(src, o, path.join(tmp, 'again', o.key), { cache }));
-    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    const s = elapsed().ms / 1000;
     if (outcomes.some((x) => x !== 'cached')) throw new Error('expected every object from the cache');
     report.fromCache = { concurrency: top, seconds: +s.toFixed(2), objectsPerSecond: Math.round(count / s), MBps: +(total / 1e6 / s).toFixed(1), note: 'linked from <dataDir>/cache after an md5 check; no GET' };
     console.log(JSON.stringify(report, null, 2));

@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { SaxesParser } from 'saxes';
 import { fixturePaths } from '../config/paths';
 import { parseJats } from '../activities/parse/jats';
+import { nArg, stopwatch } from './common';
 
 const MB = 1024 * 1024;
 
@@ -140,8 +141,7 @@ interface Measured {
 
 function measure(name: string, corpus: readonly Buffer[], run: (b: Buffer) => { figures: number; captioned: number }): Measured {
   const m: Measured = { name, articles: 0, bytes: 0, seconds: 0, cpuSeconds: 0, figures: 0, captioned: 0, slowestMs: 0 };
-  const cpu = process.cpuUsage();
-  const start = process.hrtime.bigint();
+  const elapsed = stopwatch();
   for (const article of corpus) {
     const t = process.hrtime.bigint();
     const r = run(article);
@@ -151,15 +151,14 @@ function measure(name: string, corpus: readonly Buffer[], run: (b: Buffer) => { 
     m.figures += r.figures;
     m.captioned += r.captioned;
   }
-  m.seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  const used = process.cpuUsage(cpu);
-  m.cpuSeconds = (used.user + used.system) / 1e6;
+  const { ms, cpuMs } = elapsed();
+  m.seconds = ms / 1000;
+  m.cpuSeconds = cpuMs / 1000;
   return m;
 }
 
 function main(): void {
-  const mbArg = process.argv.indexOf('--mb');
-  const targetMb = mbArg > 0 ? Number(process.argv[mbArg + 1]) : 100;
+  const targetMb = nArg('mb', 100);
   const dir = fixturePaths.nxml();
   const fixtures = fs.readdirSync(dir).filter((f) => /\.(nxml|xml)$/.test(f)).sort().map((f) => fs.readFileSync(path.join(dir, f)));
   const corpus: Buffer[] = [];

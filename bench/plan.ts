@@ -33,16 +33,12 @@ import { DirPmcSource } from '../activities/fetch/source';
 import { planRelease, runPlan } from '../activities/plan/activity';
 import type { PlannedArticle, VersionFacts } from '../activities/plan/plan';
 import type { PlanRow } from '../activities/plan/planner';
-import { startMirrorServer, writeSyntheticInventory } from '../sample/mirror-server';
+import { writeSyntheticInventory } from '../sample/mirror-server';
+import { arg, serveMirror, startMirrorChild, stopwatch } from './common';
 
 const BUCKET = 'pmc-oa-opendata';
 const INV = `inventory-reports/${BUCKET}/metadata`;
 const MAX_ID = 13_900_000;
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
 
 const HEX = Array.from({ length: 8192 }, (_, i) => createHash('md5').update(`pool${i}`).digest('hex'));
 
@@ -198,15 +194,15 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
   let heapMax = 0;
   const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 250);
   let pass1End = 0;
-  const t0 = process.hrtime.bigint();
+  const elapsed = stopwatch();
   const { result } = await runPlan(release, layout, previous, undefined, {
     source: new DirPmcSource(root),
     resolveSync: syntheticFacts,
     heartbeat: (d) => {
-      if (d.phase === 'buckets' && pass1End === 0) pass1End = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (d.phase === 'buckets' && pass1End === 0) pass1End = elapsed().ms / 1000;
     },
   });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const seconds = elapsed().ms / 1000;
   clearInterval(sampler);
   const out = {
     releaseId,
@@ -273,13 +269,13 @@ async function getThroughput(tmp: string, count: number): Promise<Record<string,
   }
   await writeSyntheticInventory(root, '2026-11-01', { rowsPerFile: 100_000 });
   const built = (Date.now() - t0) / 1000;
-  const mirror = await startServer(root);
+  const mirror = await startMirrorChild(__filename, root); // server and planner do not share one event loop
   try {
     const release = ReleaseInputSchema.parse({ releaseId: 'bench-get', dataDir: path.join(tmp, 'get-data'), source: { kind: 'pmc-cloud-http', baseUrl: mirror.baseUrl } });
     const rss0 = process.memoryUsage().rss;
-    const t1 = process.hrtime.bigint();
+    const elapsed = stopwatch();
     const s = await planRelease(release);
-    const seconds = Number(process.hrtime.bigint() - t1) / 1e9;
+    const seconds = elapsed().ms / 1000;
     return {
       metadataJsons: count,
       bucketBuiltSeconds: built,
@@ -295,24 +291,8 @@ async function getThroughput(tmp: string, count: number): Promise<Record<string,
   }
 }
 
-/** The loopback bucket in a child process, so that server and planner do not share one event loop. */
-function startServer(root: string): Promise<{ baseUrl: string; stop: () => void }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...process.execArgv, __filename, '--serve', root], { stdio: ['pipe', 'pipe', 'inherit'] });
-    p.on('error', reject);
-    p.stdout.once('data', (c: Buffer) => resolve({ baseUrl: c.toString().trim(), stop: () => p.stdin.end() }));
-  });
-}
-
-async function serve(root: string): Promise<void> {
-  const m = await startMirrorServer(root);
-  process.stdout.write(`${m.baseUrl}\n`);
-  process.stdin.resume();
-  process.stdin.on('end', () => void m.close().then(() => process.exit(0)));
-}
-
 async function main(): Promise<void> {
-  if (process.argv[2] === '--serve') return serve(process.argv[3]!);
+  if (process.argv[2] === '--serve') return serveMirror(process.argv[3]!);
   if (process.argv[2] === '--child') {
     const [, , , root, dataDir, releaseId, prev] = process.argv;
     await child(root!, dataDir!, releaseId!, prev === '-' ? null : prev!);

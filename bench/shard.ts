@@ -22,25 +22,10 @@ import { writeSamplesParquet, publishedJsonOf, type SampleRow } from '../activit
 import { pyJsonDumps } from '../activities/shard/pyjson';
 import { TarShardWriter } from '../activities/shard/tar-writer';
 import { fixturePaths } from '../config/paths';
-
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
-
-/** xorshift32, so the generated set is the same on every run. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
+import { nArg, stopwatch, xorshift32 } from './common';
 
 async function generatedFigure(i: number): Promise<{ bytes: Buffer; format: string }> {
-  const r = rng(0x9e3779b9 + i * 7919);
+  const r = xorshift32(0x9e3779b9 + i * 7919);
   const width = 600 + Math.floor(r() * 1000);
   const height = 400 + Math.floor(r() * 800);
   const colour = () => `rgb(${Math.floor(r() * 255)},${Math.floor(r() * 255)},${Math.floor(r() * 255)})`;
@@ -126,8 +111,7 @@ interface Run {
 
 async function shardRun(images: Buffer[], file: string, mode: 'ours' | 'original'): Promise<Run> {
   const run: Run = { samples: 0, ms: 0, cpuMs: 0, shardBytes: 0, passthrough: 0, converted: 0, rejected: 0 };
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
+  const elapsed = stopwatch();
   const w = await TarShardWriter.create(file, { maxBytes: 8 * 1024 ** 3 });
   for (const [i, src] of images.entries()) {
     let jpeg: Buffer;
@@ -163,9 +147,7 @@ async function shardRun(images: Buffer[], file: string, mode: 'ours' | 'original
     run.samples++;
   }
   const closed = await w.close();
-  run.ms = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  run.cpuMs = (c.user + c.system) / 1000;
+  ({ ms: run.ms, cpuMs: run.cpuMs } = elapsed());
   run.shardBytes = closed.bytes;
   return run;
 }
@@ -173,7 +155,7 @@ async function shardRun(images: Buffer[], file: string, mode: 'ours' | 'original
 async function main(): Promise<void> {
   sharp.concurrency(1);
   sharp.cache(false);
-  const generatedCount = arg('images', 250);
+  const generatedCount = nArg('images', 250);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-shard-'));
   try {
     const realDir = fixturePaths.images();
@@ -226,12 +208,9 @@ async function main(): Promise<void> {
       [`${withImages.length} rows with image bytes`, withImages, true],
     ] as const) {
       const inBytes = data.reduce((n, r) => n + JSON.stringify({ ...r, image: undefined }).length + (includeImageBytes ? (r.image?.length ?? 0) : 0), 0);
-      const t0 = performance.now();
-      const c0 = process.cpuUsage();
+      const elapsed = stopwatch();
       const written = await writeSamplesParquet(path.join(tmp, `${includeImageBytes}.parquet`), data as SampleRow[], { includeImageBytes });
-      const ms = performance.now() - t0;
-      const c = process.cpuUsage(c0);
-      const cpuMs = (c.user + c.system) / 1000;
+      const { ms, cpuMs } = elapsed();
       console.log(`${label.padEnd(56)} ${((data.length / cpuMs) * 1000).toFixed(0).padStart(11)} ${((data.length / ms) * 1000).toFixed(0).padStart(10)} ${(inBytes / 1e6 / (cpuMs / 1000)).toFixed(1).padStart(9)} ${(written.bytes / 1e6).toFixed(1).padStart(8)}`);
     }
   } finally {

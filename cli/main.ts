@@ -6,6 +6,7 @@ import { ReleaseInputSchema, type ReleaseInputArgs } from '../config/release';
 import { startEutilsStandin } from '../sample/eutils-standin';
 import { startMirrorServer } from '../sample/mirror-server';
 import { POOLS, runPools } from '../workers/pools';
+import { rawFlag as flag } from './args'; // unchecked, as these commands always read their flags: a missing value reads as absent
 import { cancelRelease, createYearlySchedule, pauseRelease, resumeRelease } from './control';
 import { connectClient, formatStageTable, formatStatus, progressLine, releaseStatus, startRelease } from './release';
 import { runExport } from './export';
@@ -27,11 +28,6 @@ const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durab
 
 Environment: BIOMEDICA_DATA_DIR (default ./data), BIOMEDICA_SHARED_DIR (default ../shared), TEMPORAL_ADDRESS,
 NCBI_EUTILS_URL, NCBI_TOOL, NCBI_EMAIL, NCBI_API_KEY (workers only), ORT_EXECUTION_PROVIDERS (default cpu).`;
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
-}
 
 /** Warnings and errors only, without the worker's notes that a pool hosts no workflows (by design here). */
 function quietLogger(): DefaultLogger {

@@ -11,6 +11,7 @@ import { defaultDataDir } from '../config/paths';
 import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInput } from '../config/release';
 import { TASK_QUEUES } from '../config/task-queues';
 import { fitTaxonomyWorkflow, fitTaxonomyWorkflowId, type FitTaxonomyResult } from '../workflows/taxonomy';
+import { flag, intFlag } from './args';
 import { connectClient, uiLink } from './release';
 import { SAMPLE_RELEASE_ID } from './sample';
 
@@ -19,22 +20,6 @@ export const TAXONOMY_USAGE = `  taxonomy fit --version V [--release ID | --conf
                                                needs the cpu and gpu pools), write the artifact and the review pack
   taxonomy review-pack --taxonomy PATH [--per-cluster N] [--thumb PX] [--out DIR]   (re)build the HTML review pack
   taxonomy import-labels --taxonomy PATH --labels FILE [--version V] [--out PATH]   filled labels -> next version`;
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`);
-  return v;
-}
-
-function intFlag(args: string[], name: string): number | undefined {
-  const v = flag(args, name);
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got ${v}`);
-  return n;
-}
 
 /** A path as given when it exists from here, else relative to the data dir (where models/ lives). */
 function resolveInput(p: string, dataDir: string): string {
