@@ -54,6 +54,13 @@ export function ftpError(err: unknown, relPath: string): SourceError | Error {
   return asSourceError(err, relPath, 'RETR');
 }
 
+/** A transfer that failed after it began: retryable ('network'), whatever the reply code said. */
+function brokenTransfer(err: unknown, relPath: string): SourceError | Error {
+  const e = ftpError(err, relPath);
+  if (!(e instanceof SourceError) || e.kind === 'network') return e;
+  return new SourceError(`RETR ${relPath}: the transfer broke after it began: ${e.message.replace(`RETR ${relPath}: `, '')}`, 'network', true, relPath);
+}
+
 /**
  * Anonymous FTP through basic-ftp: a small pool of control connections (at most `connections` transfers at a
  * time per worker), each reused across files; a connection whose transfer failed is closed, never reused.
@@ -83,13 +90,19 @@ class FtpTransport implements LegacyTransport {
   private async client(): Promise<Client> {
     const reused = this.idle.pop();
     if (reused && !reused.closed) return reused;
+    // basic-ftp's timeout: the control connection's replies, and a data connection that stops moving (its watchdog).
     const c = new Client(this.timeoutMs);
-    await c.access({
-      host: this.url.hostname,
-      port: this.url.port ? Number(this.url.port) : 21,
-      user: this.url.username ? decodeURIComponent(this.url.username) : 'anonymous',
-      password: this.url.password ? decodeURIComponent(this.url.password) : 'anonymous@',
-    });
+    try {
+      await c.access({
+        host: this.url.hostname,
+        port: this.url.port ? Number(this.url.port) : 21,
+        user: this.url.username ? decodeURIComponent(this.url.username) : 'anonymous',
+        password: this.url.password ? decodeURIComponent(this.url.password) : 'anonymous@',
+      });
+    } catch (err) {
+      c.close(); // a refused login (or a 421 greeting) must not leave its socket open
+      throw err;
+    }
     return c;
   }
 
@@ -112,11 +125,17 @@ class FtpTransport implements LegacyTransport {
     raw.on('error', () => undefined); // basic-ftp reports the same failure through downloadTo
     const rawEnded = new Promise<void>((resolve) => raw.once('end', () => resolve()));
     let settled = false;
+    // basic-ftp reports progress from the server's 150 on: the transfer has begun, so a failure from then on (a
+    // dropped data connection, whatever the reply that follows: ftp-srv says 551, others 426 or 451) is a broken
+    // transfer to retry, never an answer about the file.
+    let begun = false;
+    client.trackProgress(() => (begun = true));
     const onAbort = () => client.close();
     signal?.addEventListener('abort', onAbort, { once: true });
     const finish = (ok: boolean) => {
       if (settled) return;
       settled = true;
+      client.trackProgress();
       signal?.removeEventListener('abort', onAbort);
       if (ok && !this.closed) this.idle.push(client);
       else client.close();
@@ -133,7 +152,7 @@ class FtpTransport implements LegacyTransport {
       })
       .catch((err: unknown) => {
         finish(false);
-        out.destroy(signal?.aborted ? (signal.reason as Error) : ftpError(err, relPath));
+        out.destroy(signal?.aborted ? (signal.reason as Error) : begun ? brokenTransfer(err, relPath) : ftpError(err, relPath));
       });
     return out;
   }
