@@ -1,9 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import * as tar from 'tar';
 import { ReleaseInputSchema, type ReleaseInput } from '../config/release';
@@ -16,14 +17,14 @@ import { SourceError } from '../activities/fetch/source';
 import { LegacyPmcSource } from '../activities/legacy/fetch';
 import { FileListParser, type LegacyListRow } from '../activities/legacy/filelist';
 import { extractPackage } from '../activities/legacy/package';
-import { openLegacyTransport } from '../activities/legacy/transport';
+import { openLegacyTransport, type LegacyTransport } from '../activities/legacy/transport';
 import type { ParsedArticleLine } from '../activities/parse/activity';
 import { parseArticles } from '../activities/parse/activity';
 import { licenseGroup } from '../activities/plan/license';
 import { planRelease, type PlanSummary } from '../activities/plan/activity';
 import type { PlannedUnit } from '../activities/plan/plan';
 import { sharedDir } from '../config/paths';
-import { buildTar, legacyPackagePath, startFtpServer, writeLegacyTree, type FtpServer, type LegacyPackageSpec, type TarMemberSpec } from '../sample/ftp-server';
+import { buildTar, legacyPackagePath, startFtpServer, writeLegacyTree, type FtpFault, type FtpServer, type LegacyPackageSpec, type TarMemberSpec } from '../sample/ftp-server';
 import { startMirrorServer, type MirrorServer } from '../sample/mirror-server';
 
 const md5 = (b: Buffer | string): string => createHash('md5').update(b).digest('hex');
@@ -44,6 +45,9 @@ async function members(file: string): Promise<Map<string, Buffer>> {
   });
   return out;
 }
+
+const unitIds = (s: PlanSummary) => Object.entries(s.subsets).flatMap(([subset, v]) => Array.from({ length: v.units }, (_, i) => `${subset}-${String(i).padStart(6, '0')}`));
+const quarantineOf = async (layout: ReleaseLayout, ids: string[], stage = 'fetch') => (await Promise.all(ids.map((id) => readNdjson<QuarantineRecord>(layout.quarantineFile(id, stage))))).flat();
 
 function jats(pmcid: string, figures: number): string {
   const figs = Array.from({ length: figures }, (_, i) => `<fig id="f${i + 1}"><label>Figure ${i + 1}</label><caption><p>Legacy caption ${i + 1} of ${pmcid}.</p></caption><graphic xlink:href="fig${i + 1}"/></fig>`).join('');
@@ -227,8 +231,6 @@ describe('the legacy source end to end (plan, fetch, parse, media)', function ()
       source: { kind: 'pmc-legacy', baseUrl, maxEntryBytes: 512 * KB, ...over },
       entrez: { enabled: false },
     });
-  const unitIds = (s: PlanSummary) => Object.entries(s.subsets).flatMap(([subset, v]) => Array.from({ length: v.units }, (_, i) => `${subset}-${String(i).padStart(6, '0')}`));
-  const quarantineOf = async (layout: ReleaseLayout, ids: string[], stage = 'fetch') => (await Promise.all(ids.map((id) => readNdjson<QuarantineRecord>(layout.quarantineFile(id, stage))))).flat();
 
   before(async () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'legacy-tree-'));
@@ -399,6 +401,280 @@ describe('the legacy source end to end (plan, fetch, parse, media)', function ()
       // The updated and the new package, and the damaged one (never cached, so tried again); the rest come from the cache.
       assert.deepEqual(got, ['PMC9000001.tar.gz', 'PMC9000003.tar.gz', 'PMC9000007.tar.gz']);
       await writeLegacyTree(tree, specs());
+    });
+  });
+});
+
+describe('legacy packages over a faulty FTP mirror (ftp-srv faults on loopback)', function () {
+  this.timeout(120_000);
+  const ATTEMPTS = 3;
+  const STALL_TIMEOUT_MS = 1_000;
+  let root: string;
+  let ftp: FtpServer;
+  let tuning: FetchTuning;
+  let n = 0;
+  const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  // PMC9100009 is the only noncommercial article: a unit of its own, for the package whose every attempt fails.
+  const specs: LegacyPackageSpec[] = [
+    { pmcid: 'PMC7112410', tarGz: fs.readFileSync(REAL_PACKAGE), file: 'oa_package/ac/6a/PMC7112410.tar.gz', license: 'NO-CC CODE' },
+    ...[1, 2, 3, 4].map((i) => ({ pmcid: `PMC910000${i}`, tarGz: goodPackage(`PMC910000${i}`, 2, [{ name: `PMC910000${i}/scan.png`, body: randomBytes(160 * KB) }]), license: 'CC BY' })),
+    { pmcid: 'PMC9100009', tarGz: goodPackage('PMC9100009', 1, [{ name: 'PMC9100009/scan.png', body: randomBytes(200 * KB) }]), license: 'CC BY-NC' },
+  ];
+  /** The package's path below the served folder (what the server's fault rules match). */
+  const served = (pmcid: string) => `pub/pmc/${specs.find((p) => p.pmcid === pmcid)!.file ?? legacyPackagePath(pmcid)}`;
+  /** sha256 of the package and of each member a release keeps (the nXML and the images), by PMCID. */
+  const truth = new Map<string, { pkg: string; bytes: number; xml: string; images: Map<string, string> }>();
+  const attempts = (pmcid: string) => ftp.transfers.filter((t) => t.path === served(pmcid)).map((t) => t.fault ?? 'whole');
+
+  async function sha256Of(stream: Promise<Readable>): Promise<{ sha: string; bytes: number }> {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    for await (const c of await stream) {
+      hash.update(c as Buffer);
+      bytes += (c as Buffer).length;
+    }
+    return { sha: hash.digest('hex'), bytes };
+  }
+
+  async function freshRelease(): Promise<{ rel: ReleaseInput; plan: PlanSummary; layout: ReleaseLayout }> {
+    const dataDir = fs.mkdtempSync(path.join(root, 'data-'));
+    const rel = ReleaseInputSchema.parse({ releaseId: `ftp-faults-${++n}`, dataDir, source: { kind: 'pmc-legacy', baseUrl: `${ftp.url}/pub/pmc`, maxEntryBytes: 4096 * KB, connections: 2 }, entrez: { enabled: false } });
+    const plan = await planRelease(rel);
+    ftp.transfers.length = 0;
+    return { rel, plan, layout: new ReleaseLayout(dataDir, rel.releaseId) };
+  }
+
+  /** The article's nXML and images in the unit are the package's members, byte for byte, and nothing else. */
+  function assertWhole(layout: ReleaseLayout, unitId: string, pmcid: string): void {
+    const t = truth.get(pmcid)!;
+    const unitDir = layout.unitDir(unitId);
+    assert.equal(sha256(fs.readFileSync(path.join(unitDir, 'articles', `${pmcid}.1.xml`))), t.xml, `${pmcid} nXML`);
+    const media = path.join(unitDir, 'media', `${pmcid}.1`);
+    assert.deepEqual(fs.readdirSync(media).sort(), [...t.images.keys()].sort(), `${pmcid} images`);
+    for (const [name, sha] of t.images) assert.equal(sha256(fs.readFileSync(path.join(media, name))), sha, `${pmcid}/${name}`);
+  }
+
+  /**
+   * Nothing cut short was kept anywhere in the data dir: no temporary or staging file, every extracted file of every
+   * article is its package's member byte for byte, every cache entry matches its md5, every package index lists
+   * the package's members. `absent`: articles with nothing at all in place (no file, no sidecar, no cache index).
+   */
+  function assertNothingTruncated(layout: ReleaseLayout, absent: string[] = []): void {
+    const files = (fs.readdirSync(layout.dataDir, { recursive: true }) as string[]).map(String);
+    assert.deepEqual(files.filter((f) => /\.partial-|\.staging|\.part$/.test(f)), [], 'no temporary file left');
+    for (const f of files) {
+      const abs = path.join(layout.dataDir, f);
+      if (!fs.statSync(abs).isFile()) continue;
+      const placed = /units\/[^/]+\/(?:articles\/(PMC\d+)\.1\.xml|media\/(PMC\d+)\.1\/(.+))$/.exec(f);
+      if (placed) {
+        const pmcid = placed[1] ?? placed[2]!;
+        assert.ok(!absent.includes(pmcid), `nothing of ${pmcid} is in place: ${f}`);
+        const t = truth.get(pmcid)!;
+        assert.equal(sha256(fs.readFileSync(abs)), placed[1] ? t.xml : t.images.get(placed[3]!), f);
+      } else if (/cache\/objects\/[0-9a-f]{2}\/[0-9a-f]{32}$/.test(f)) {
+        assert.equal(md5(fs.readFileSync(abs)), path.basename(f), f);
+      } else if (/cache\/packages\/.*\.json$/.test(f) || /units\/[^/]+\/packages\/PMC\d+\.1\.json$/.test(f)) {
+        const index = JSON.parse(fs.readFileSync(abs, 'utf8')) as { package: string; xml: { name: string } | null; images: { name: string }[] };
+        const pmcid = path.basename(index.package, '.tar.gz');
+        assert.ok(!absent.includes(pmcid), `no index of ${pmcid}: ${f}`);
+        assert.deepEqual(index.images.map((i) => i.name).sort(), [...truth.get(pmcid)!.images.keys()].sort(), f);
+      }
+    }
+  }
+
+  before(async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'legacy-ftp-faults-'));
+    await writeLegacyTree(path.join(root, 'pub', 'pmc'), specs);
+    for (const p of specs) {
+      const file = path.join(root, served(p.pmcid));
+      const m = await members(file);
+      const xml = [...m].find(([k]) => k.endsWith('.nxml'))!;
+      const images = new Map([...m].filter(([k]) => /\.(jpe?g|png|gif|tiff?)$/.test(k)).map(([k, v]) => [path.basename(k), sha256(v)]));
+      truth.set(p.pmcid, { pkg: sha256(fs.readFileSync(file)), bytes: fs.statSync(file).size, xml: sha256(xml[1]), images });
+    }
+    ftp = await startFtpServer(root);
+    // A stalled transfer fails after BIOMEDICA_FETCH_TIMEOUT_MS without progress (basic-ftp's data watchdog): 1 s here.
+    tuning = setFetchTuning({ attempts: ATTEMPTS, backoffMs: 5, backoffMaxMs: 10, timeoutMs: STALL_TIMEOUT_MS });
+  });
+  afterEach(() => {
+    ftp.faults.length = 0;
+    ftp.refuseConnections = 0;
+  });
+  after(async () => {
+    setFetchTuning(tuning);
+    await ftp?.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  describe('the FTP transport', () => {
+    let transport: LegacyTransport;
+    before(() => {
+      transport = openLegacyTransport({ baseUrl: `${ftp.url}/pub/pmc`, connections: 2 }, STALL_TIMEOUT_MS);
+    });
+    after(async () => transport?.close());
+
+    /** Every package through the same transport at once (more than its 2 connections): each one byte-identical. */
+    async function allWhole(t: LegacyTransport): Promise<void> {
+      const got = await Promise.all(specs.map((p) => sha256Of(t.open(served(p.pmcid).slice('pub/pmc/'.length)))));
+      assert.deepEqual(got, specs.map((p) => ({ sha: truth.get(p.pmcid)!.pkg, bytes: truth.get(p.pmcid)!.bytes })));
+    }
+
+    /** The server holds no more control connections than the pool may keep (the failed ones were closed). */
+    async function poolBounded(): Promise<void> {
+      for (let i = 0; i < 100 && ftp.stats.open > 2; i++) await sleep(20);
+      assert.ok(ftp.stats.open <= 2, `${ftp.stats.open} control connections open`);
+    }
+
+    const real = 'oa_package/ac/6a/PMC7112410.tar.gz';
+    const cases: [string, FtpFault, (e: SourceError) => boolean][] = [
+      ['data connection reset mid-file, then 551', { kind: 'drop', afterBytes: 600 * KB }, (e) => e.kind === 'network' && /broke after it began: 551 .*reset after 614400 of|ECONNRESET/.test(e.message)],
+      ['data connection closed mid-file (FIN), then 551', { kind: 'drop', afterBytes: 600 * KB, how: 'close' }, (e) => e.kind === 'network' && /broke after it began: 551 .*closed after 614400 of/.test(e.message)],
+      ['RETR answered 421, control connection closed', { kind: 'close' }, (e) => e.kind === 'server' && /421 Service not available/.test(e.message)],
+      ['data connection stalled mid-file', { kind: 'stall', afterBytes: 400 * KB }, (e) => e.kind === 'network' && /timed out: Timeout \(data socket\)/.test(e.message)],
+    ];
+    for (const [what, fault, check] of cases) {
+      it(`${what}: the stream errors (retryable, never a short end), and the same transport goes on`, async () => {
+        ftp.faults.push({ match: `pub/pmc/${real}`, fault, times: 1 });
+        const t0 = Date.now();
+        await assert.rejects(sha256Of(transport.open(real)), (err: unknown) => err instanceof SourceError && err.retryable && check(err));
+        if (fault.kind === 'stall') assert.ok(Date.now() - t0 >= STALL_TIMEOUT_MS && Date.now() - t0 < 10 * STALL_TIMEOUT_MS, `gave up after ${Date.now() - t0} ms`);
+        assert.equal(ftp.faults[0]!.hits, 1);
+        await allWhole(transport);
+        await poolBounded();
+      });
+    }
+
+    it('a connection refused with 421 at connect: retryable, and the next open connects again', async () => {
+      const t = openLegacyTransport({ baseUrl: `${ftp.url}/pub/pmc`, connections: 2 }, STALL_TIMEOUT_MS);
+      try {
+        ftp.refuseConnections = 1;
+        const refused = ftp.stats.refused;
+        await assert.rejects(sha256Of(t.open(real)), (err: unknown) => err instanceof SourceError && err.retryable && /421 Too many connections/.test(err.message));
+        assert.equal(ftp.stats.refused, refused + 1);
+        await allWhole(t);
+      } finally {
+        await t.close();
+      }
+      await poolBounded();
+    });
+
+    it('a refused login (530) fails as forbidden and leaves no control connection open', async () => {
+      const t = openLegacyTransport({ baseUrl: `ftp://someone:secret@127.0.0.1:${ftp.port}/pub/pmc`, connections: 2 }, STALL_TIMEOUT_MS);
+      try {
+        const open = ftp.stats.open;
+        await assert.rejects(t.open(real), (err: unknown) => err instanceof SourceError && err.kind === 'forbidden' && !err.retryable && /530/.test(err.message));
+        for (let i = 0; i < 100 && ftp.stats.open > open; i++) await sleep(20);
+        assert.equal(ftp.stats.open, open, 'the refused connection was closed');
+      } finally {
+        await t.close();
+      }
+    });
+
+    it('a pooled connection the server closed while idle (421, ftp-srv idle timeout) is never reused', async () => {
+      const idle = await startFtpServer(root, { idleTimeoutMs: 1_000 });
+      const t = openLegacyTransport({ baseUrl: `${idle.url}/pub/pmc`, connections: 2 }, STALL_TIMEOUT_MS);
+      try {
+        const small = served('PMC9100001').slice('pub/pmc/'.length);
+        assert.equal((await sha256Of(t.open(small))).sha, truth.get('PMC9100001')!.pkg);
+        assert.equal(idle.stats.open, 1, 'kept in the pool');
+        for (let i = 0; i < 250 && idle.stats.open > 0; i++) await sleep(20);
+        assert.equal(idle.stats.open, 0, 'closed by the server');
+        await sleep(100);
+        assert.equal((await sha256Of(t.open(small))).sha, truth.get('PMC9100001')!.pkg);
+        assert.equal(idle.stats.connects, 2);
+      } finally {
+        await t.close();
+        await idle.close();
+      }
+    });
+  });
+
+  describe('the fetch stage (retries inside the activity, then Temporal)', () => {
+    async function fetchAll(rel: ReleaseInput, plan: PlanSummary): Promise<void> {
+      for (const id of unitIds(plan)) await fetchArticles({ release: rel, unitId: id });
+    }
+    const unitOf = (pmcid: string) => (pmcid === 'PMC7112410' ? 'other-000000' : pmcid === 'PMC9100009' ? 'noncommercial-000000' : 'commercial-000000');
+    function assertAllWhole(layout: ReleaseLayout): void {
+      for (const p of specs) assertWhole(layout, unitOf(p.pmcid), p.pmcid);
+      assertNothingTruncated(layout);
+    }
+
+    it('retries packages whose data connection dropped mid-file, and keeps only the whole ones', async () => {
+      const { rel, plan, layout } = await freshRelease();
+      ftp.faults.push(
+        { match: served('PMC7112410'), fault: { kind: 'drop', afterBytes: 700 * KB }, times: 1 },
+        { match: served('PMC9100002'), fault: { kind: 'drop', afterBytes: 100 * KB, how: 'close' }, times: 2 },
+        { match: served('PMC9100009'), fault: { kind: 'drop', afterBytes: 1 }, times: 1 },
+      );
+      await fetchAll(rel, plan);
+      assert.deepEqual(attempts('PMC7112410'), ['drop', 'whole']);
+      assert.deepEqual(attempts('PMC9100002'), ['drop', 'drop', 'whole']);
+      assert.deepEqual(attempts('PMC9100009'), ['drop', 'whole']);
+      assert.deepEqual(await quarantineOf(layout, unitIds(plan)), []);
+      assertAllWhole(layout);
+    });
+
+    it('retries packages whose RETR was answered 421 and whose connection was closed, or refused at connect', async () => {
+      const { rel, plan, layout } = await freshRelease();
+      ftp.faults.push({ match: served('PMC7112410'), fault: { kind: 'close' }, times: 1 }, { match: served('PMC9100003'), fault: { kind: 'close' }, times: 2 });
+      ftp.refuseConnections = 2; // the fetch stage's first two connections
+      const refused = ftp.stats.refused;
+      await fetchAll(rel, plan);
+      assert.equal(ftp.stats.refused, refused + 2);
+      assert.deepEqual(attempts('PMC7112410'), ['close', 'whole']);
+      assert.deepEqual(attempts('PMC9100003'), ['close', 'close', 'whole']);
+      assert.deepEqual(await quarantineOf(layout, unitIds(plan)), []);
+      assertAllWhole(layout);
+    });
+
+    it(`gives up on a stalled data connection after BIOMEDICA_FETCH_TIMEOUT_MS (${STALL_TIMEOUT_MS} ms here) and retries`, async () => {
+      const { rel, plan, layout } = await freshRelease();
+      ftp.faults.push({ match: served('PMC7112410'), fault: { kind: 'stall', afterBytes: 500 * KB }, times: 1 }, { match: served('PMC9100004'), fault: { kind: 'stall', afterBytes: 0 }, times: 1 });
+      const t0 = Date.now();
+      await fetchAll(rel, plan);
+      assert.ok(Date.now() - t0 < 20 * STALL_TIMEOUT_MS, `took ${Date.now() - t0} ms`);
+      assert.deepEqual(attempts('PMC7112410'), ['stall', 'whole']);
+      assert.deepEqual(attempts('PMC9100004'), ['stall', 'whole']);
+      assertAllWhole(layout);
+    });
+
+    it('a package whose every attempt breaks: the retryable error escapes for Temporal (nothing of it kept), and the next attempt completes', async () => {
+      const { rel, layout } = await freshRelease();
+      const unitId = 'noncommercial-000000';
+      const faults: [FtpFault, RegExp][] = [
+        [{ kind: 'drop', afterBytes: 50 * KB }, /broke after it began|ECONNRESET/],
+        [{ kind: 'close' }, /421 Service not available/],
+        [{ kind: 'stall', afterBytes: 50 * KB }, /Timeout \(data socket\)/],
+      ];
+      for (const [fault, why] of faults) {
+        ftp.faults.splice(0, ftp.faults.length, { match: served('PMC9100009'), fault });
+        ftp.transfers.length = 0;
+        await assert.rejects(fetchArticles({ release: rel, unitId }), (err: unknown) => err instanceof SourceError && err.retryable && why.test(err.message), fault.kind);
+        assert.deepEqual(attempts('PMC9100009'), Array(ATTEMPTS).fill(fault.kind), `${fault.kind}: every try inside the activity`);
+        assert.ok(!fs.existsSync(layout.stageManifest(unitId, 'fetch')), 'the stage is not recorded as done');
+        assertNothingTruncated(layout, ['PMC9100009']);
+      }
+      // Temporal's next attempt, the mirror healthy again.
+      ftp.faults.length = 0;
+      ftp.transfers.length = 0;
+      const r = await fetchArticles({ release: rel, unitId });
+      assert.deepEqual([r.fetched, r.failed, r.quarantined], [1, 0, 0]);
+      assert.deepEqual(attempts('PMC9100009'), ['whole']);
+      assertWhole(layout, unitId, 'PMC9100009');
+      assertNothingTruncated(layout);
+    });
+
+    it('a short package answered 226 (reported whole) is never kept: retried, and quarantined xml-checksum when it stays short', async () => {
+      const { rel, plan, layout } = await freshRelease();
+      ftp.faults.push({ match: served('PMC9100001'), fault: { kind: 'truncate', keepBytes: 90 * KB }, times: 1 }, { match: served('PMC9100009'), fault: { kind: 'truncate' } });
+      await fetchAll(rel, plan);
+      assert.deepEqual(attempts('PMC9100001'), ['truncate', 'whole']);
+      assert.deepEqual(attempts('PMC9100009'), Array(ATTEMPTS).fill('truncate'));
+      const q = await quarantineOf(layout, unitIds(plan));
+      assert.deepEqual(q.map((r) => [r.article, r.reason]), [['PMC9100009.1', 'xml-checksum']]);
+      assert.match(q[0]!.detail, /package .*PMC9100009\.tar\.gz is damaged: (gzip: unexpected end of file|tar: )/);
+      for (const p of specs) if (p.pmcid !== 'PMC9100009') assertWhole(layout, unitOf(p.pmcid), p.pmcid);
+      assertNothingTruncated(layout, ['PMC9100009']);
     });
   });
 });
