@@ -209,6 +209,25 @@ describe('mapLimit', () => {
       /item 2 failed/,
     );
   });
+
+  it('after a failure starts no further item, and rejects only once the calls in flight have settled', async () => {
+    const started: number[] = [];
+    const settled: number[] = [];
+    const delays = [40, 5, 60, 10, 10, 10];
+    await assert.rejects(
+      mapLimit(delays, 3, async (d, i) => {
+        started.push(i);
+        await new Promise((r) => setTimeout(r, d));
+        settled.push(i);
+        if (i === 1) throw new Error('item 1 failed');
+        return i;
+      }),
+      /item 1 failed/,
+    );
+    // Items 0-2 were in flight when item 1 failed (after 5 ms); 0 and 2 still finished before the rejection.
+    assert.deepEqual(started, [0, 1, 2]);
+    assert.deepEqual([...settled].sort(), [0, 1, 2]);
+  });
 });
 
 describe('insideRoot', () => {

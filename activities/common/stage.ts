@@ -104,16 +104,26 @@ export async function runUnitStage<R extends object>(
   return { ...result, quarantined: quarantine.length };
 }
 
-/** Runs `fn` over items with at most `limit` in flight, preserving result order. */
+/**
+ * Runs `fn` over items with at most `limit` in flight, preserving result order. After a failure no further item
+ * starts, and the first error is thrown only once every call in flight has settled, so the caller's clean-up never
+ * races work that is still running.
+ */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
+  let failure: { error: unknown } | null = null;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
+    while (!failure && next < items.length) {
       const i = next++;
-      results[i] = await fn(items[i]!, i);
+      try {
+        results[i] = await fn(items[i]!, i);
+      } catch (error) {
+        failure ??= { error };
+      }
     }
   });
   await Promise.all(workers);
+  if (failure) throw (failure as { error: unknown }).error;
   return results;
 }
