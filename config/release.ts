@@ -145,8 +145,8 @@ export const ReleaseInputSchema = z.object({
   publish: PublishSchema,
   /** Unit workflows in flight at once (shared out among the subsets by size). */
   window: z.number().int().positive().max(500).default(4),
-  /** Units a subset driver starts before it continues as new (bounds every history). */
-  unitsPerRun: z.number().int().positive().max(2000).default(400),
+  /** Units a subset driver starts before it continues as new (bounds every history: about 14 events a unit). */
+  unitsPerRun: z.number().int().positive().max(600).default(250),
 });
 export type ReleaseInput = z.infer<typeof ReleaseInputSchema>;
 export type ReleaseInputArgs = z.input<typeof ReleaseInputSchema>;

@@ -69,8 +69,8 @@ export const pauseSignal = defineSignal('pause');
 export const subsetReportSignal = defineSignal<[SubsetProgress]>('subsetReport');
 export const resumeSignal = defineSignal('resume');
 
-/** Units started per run before continuing as new: keeps each history near 3,000 events whatever the subset's size. */
-export const UNITS_PER_RUN = 400;
+/** Units started per run before continuing as new: keeps each history near 3,500 events (about 14 a unit) whatever the subset's size. */
+export const UNITS_PER_RUN = 250;
 
 export function unitIdOf(subset: Subset, index: number): string {
   return `${subset}-${String(index).padStart(6, '0')}`;
