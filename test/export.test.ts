@@ -1,15 +1,15 @@
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Worker } from '@temporalio/worker';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Worker } from '@temporalio/worker';
+import { MockActivityEnvironment, TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { exportSubset as exportSubsetActivity } from '../activities/export/activity';
-import { exportSubset, ExportConfigError, resolveExportTarget, type ExportInput } from '../activities/export/export';
+import { exportSubset, ExportConfigError, resolveExportTarget, type ExportInput, type ExportProgress, type ExportResult } from '../activities/export/export';
 import { compileFilter, yearOfArticleDate, type ExportFilterArgs } from '../activities/export/filter';
 import { readSamplesParquet, type SampleRow } from '../activities/parquet/writer';
 import { publishedArticleDate } from '../activities/shard/sample-json';
@@ -277,5 +277,179 @@ describe('subset export', function () {
     } finally {
       await env.teardown();
     }
+  });
+});
+
+/** Every file under dir (relative path -> sha256). */
+function tree(dir: string): Record<string, string> {
+  const files = fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile());
+  return Object.fromEntries(files.map((d) => path.join(d.parentPath, d.name)).sort().map((f) => [path.relative(dir, f), sha256(fs.readFileSync(f))]));
+}
+
+/**
+ * Runs the export activity in a child process (in a MockActivityEnvironment, as a worker would run it),
+ * writing every heartbeat to a file, and SIGKILLs the process at the first heartbeat whose checkpoint has
+ * reached the given subset and count of closed output shards: a worker killed mid-export.
+ */
+async function killedExport(input: ExportInput, stopAt: { subset: number; shards: number }, heartbeatsFile: string): Promise<ExportProgress[]> {
+  const script = `
+    const fs = require('node:fs');
+    const { MockActivityEnvironment } = require('@temporalio/testing');
+    const { exportSubset } = require(${JSON.stringify(require.resolve('../activities/export/activity'))});
+    const stopAt = ${JSON.stringify(stopAt)};
+    const env = new MockActivityEnvironment({ attempt: 1 }, { logger: new (require('@temporalio/worker').DefaultLogger)('WARN') });
+    env.on('heartbeat', (d) => {
+      fs.appendFileSync(${JSON.stringify(heartbeatsFile)}, JSON.stringify(d) + '\\n');
+      if (d.checkpoint.subset === stopAt.subset && d.checkpoint.shards === stopAt.shards) {
+        fs.writeSync(1, 'stopped\\n');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
+      }
+    });
+    env.run(exportSubset, ${JSON.stringify(input)}).then(() => fs.writeSync(1, 'finished\\n'), (e) => { fs.writeSync(2, String(e)); process.exit(3); });`;
+  const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', script], { cwd: path.resolve(__dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b));
+  const exited = new Promise<number | string | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b;
+      if (stdout.includes('stopped')) resolve();
+    });
+    void exited.then((how) => reject(new Error(`export child exited (${how}) before the kill: ${stdout} ${stderr}`)));
+  });
+  child.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
+  return fs.readFileSync(heartbeatsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as ExportProgress);
+}
+
+describe('resumable subset export', function () {
+  this.timeout(120_000);
+  let dataDir: string;
+  const releaseId = 'resume-2026';
+  // Two journals of three: 3 or 4 selected samples per source shard, output shards of 3, so most output shards
+  // begin in the middle of a source shard and span two of them.
+  const input = (target: string, over: Partial<ExportInput> = {}): ExportInput => ({ dataDir, releaseId, target, filter: { journals: ['PLoS One', 'eLife'] }, maxSamplesPerShard: 3, ...over });
+  const sourceShards = ['commercial/000000', 'commercial/000001', 'commercial/000002', 'commercial/000003', 'noncommercial/000000', 'noncommercial/000001', 'other/000000'];
+  const releaseFile = (kind: 'webdataset' | 'parquet', shard: string) => path.join(dataDir, 'releases', releaseId, kind, `${shard}.${kind === 'webdataset' ? 'tar' : 'parquet'}`);
+  /** Moves source shards out of reach (and back): an export that read them would fail. */
+  const hide = (shards: string[], hidden: boolean) => {
+    for (const s of shards) for (const kind of ['webdataset', 'parquet'] as const) {
+      const f = releaseFile(kind, s);
+      if (hidden) fs.renameSync(f, `${f}.away`);
+      else fs.renameSync(`${f}.away`, f);
+    }
+  };
+  let clean: { result: unknown; files: Record<string, string> };
+  const quiet = new DefaultLogger('ERROR');
+
+  before(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-resume-test-'));
+    await writeSyntheticRelease(dataDir, releaseId, { commercial: [5, 5, 5, 5], noncommercial: [5, 4], other: [3] });
+    const res = await exportSubset(input('exports/clean'));
+    assert.deepEqual(res.subsets, { commercial: { shards: 5, samples: 14, bytes: res.subsets.commercial!.bytes }, noncommercial: { shards: 2, samples: 6, bytes: res.subsets.noncommercial!.bytes }, other: { shards: 1, samples: 2, bytes: res.subsets.other!.bytes } });
+    clean = { result: { ...res, target: '' }, files: tree(res.target) };
+  });
+  after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
+  /** Runs the activity as attempt 2 with the given heartbeat details; returns the result and its heartbeats. */
+  async function retry(target: string, details: ExportProgress | undefined): Promise<{ result: ExportResult; heartbeats: ExportProgress[] }> {
+    const env = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: details }, { logger: quiet });
+    const heartbeats: ExportProgress[] = [];
+    env.on('heartbeat', (d: ExportProgress) => heartbeats.push(structuredClone(d)));
+    const result: ExportResult = await env.run(exportSubsetActivity, input(target));
+    return { result, heartbeats };
+  }
+
+  /** The target and anything named after it beside it (partial folders). */
+  const besideTarget = (target: string): string[] => fs.readdirSync(path.join(dataDir, 'exports')).filter((f) => f === path.basename(target) || f.startsWith(`${path.basename(target)}.`));
+
+  function assertSameAsClean(result: { target: string }, target: string): void {
+    assert.deepEqual({ ...result, target: '' }, clean.result);
+    assert.deepEqual(tree(path.join(dataDir, target)), clean.files, 'byte for byte the files of an uninterrupted export');
+    assert.deepEqual(besideTarget(target), [path.basename(target)], 'no partial folder left');
+  }
+
+  it('a worker killed mid-export: the retry continues from the last heartbeat, reads no finished source shard again and writes the same bytes', async () => {
+    const hbFile = path.join(dataDir, 'heartbeats-a.ndjson');
+    // Killed once the third output shard of commercial has begun (in the middle of source shard 000001).
+    const heartbeats = await killedExport(input('exports/a'), { subset: 0, shards: 2 }, hbFile);
+    const last = heartbeats.at(-1)!;
+    assert.deepEqual({ ...last.checkpoint, spec: '' }, { version: 1, spec: '', subset: 0, source: 1, skip: 2, shards: 2, scanned: { shards: 1, rows: 5 }, samples: 0, subsets: {} });
+    const partial = path.join(dataDir, 'exports', 'a.partial-export');
+    assert.ok(fs.existsSync(path.join(partial, 'webdataset', 'commercial', '000001.tar')), 'closed output shards survive the kill');
+    assert.ok(!fs.existsSync(path.join(dataDir, 'exports', 'a')), 'no target before the export is complete');
+
+    hide(['commercial/000000'], true);
+    let resumed;
+    try {
+      resumed = await retry('exports/a', last);
+    } finally {
+      hide(['commercial/000000'], false);
+    }
+    assertSameAsClean(resumed.result, 'exports/a');
+    // Source shard 000001 is read again (the open output shard began there, after two of its samples), 000000 is not.
+    const read = [...new Set(resumed.heartbeats.map((h) => h.sourceShard.replace(/\.tar$/, '')))];
+    assert.deepEqual(read, sourceShards.slice(1));
+    assert.deepEqual(resumed.heartbeats[0]!.checkpoint, last.checkpoint, 'the two closed output shards are kept');
+  });
+
+  it('a retry whose last delivered heartbeat is older than the disk drops what came after it', async () => {
+    const hbFile = path.join(dataDir, 'heartbeats-b.ndjson');
+    // Killed in noncommercial; the heartbeats after commercial's fourth output shard closed never reached the server.
+    const heartbeats = await killedExport(input('exports/b'), { subset: 1, shards: 1 }, hbFile);
+    const delivered = heartbeats.find((h) => h.checkpoint.subset === 0 && h.checkpoint.shards === 3)!;
+    assert.ok(delivered && heartbeats.indexOf(delivered) < heartbeats.length - 5);
+    const partial = path.join(dataDir, 'exports', 'b.partial-export');
+    assert.ok(fs.existsSync(path.join(partial, 'webdataset', 'commercial', 'index.json')) && fs.existsSync(path.join(partial, 'webdataset', 'noncommercial', '000000.tar')));
+    // As a worker killed while writing a file through a temporary name would leave it.
+    fs.writeFileSync(path.join(partial, 'webdataset', 'commercial', 'sizes.json.partial-4242-x1y2z3'), '{');
+
+    const resumed = await retry('exports/b', delivered);
+    assertSameAsClean(resumed.result, 'exports/b');
+    const read = [...new Set(resumed.heartbeats.map((h) => h.sourceShard.replace(/\.tar$/, '')))];
+    assert.deepEqual(read, sourceShards.slice(delivered.checkpoint.source));
+  });
+
+  it('a failed attempt keeps its partial folder for the retry; a cancelled one or a bad input leaves nothing, another export\'s checkpoint is not resumed', async () => {
+    // Attempt 1 fails reading noncommercial (a source shard out of reach), after commercial is finished.
+    const failedAttempt = async (target: string): Promise<ExportProgress> => {
+      const env = new MockActivityEnvironment({ attempt: 1 }, { logger: quiet });
+      let last: ExportProgress | undefined;
+      env.on('heartbeat', (d: ExportProgress) => (last = structuredClone(d)));
+      hide(['noncommercial/000001'], true);
+      try {
+        await assert.rejects(env.run(exportSubsetActivity, input(target)), /ENOENT/);
+      } finally {
+        hide(['noncommercial/000001'], false);
+      }
+      assert.ok(fs.existsSync(path.join(dataDir, `${target}.partial-export`, 'webdataset', 'commercial', 'index.json')), 'the partial folder is kept');
+      assert.equal(last!.checkpoint.subset, 1);
+      return last!;
+    };
+    const last = await failedAttempt('exports/c');
+    hide(sourceShards.slice(0, 4), true);
+    try {
+      assertSameAsClean((await retry('exports/c', last)).result, 'exports/c');
+    } finally {
+      hide(sourceShards.slice(0, 4), false);
+    }
+
+    // The checkpoint of another export (another release, filter or limits) is not resumed: the export starts over.
+    const stale = await failedAttempt('exports/d');
+    const other = await retry('exports/d', { ...stale, checkpoint: { ...stale.checkpoint, spec: 'f'.repeat(64) } });
+    assert.equal(new Set(other.heartbeats.map((h) => h.sourceShard)).size, sourceShards.length);
+    assertSameAsClean(other.result, 'exports/d');
+
+    // Cancelled (the workflow gave up on it): nothing is left behind.
+    const cancelled = new MockActivityEnvironment({ attempt: 1 }, { logger: quiet });
+    cancelled.on('heartbeat', (d: ExportProgress) => d.checkpoint.shards === 2 && cancelled.cancel());
+    await assert.rejects(cancelled.run(exportSubsetActivity, input('exports/e')));
+    assert.deepEqual(besideTarget('exports/e'), []);
+
+    // A sample larger than a whole shard may hold: not retried, nothing left behind.
+    const tooBig = new MockActivityEnvironment({ attempt: 1 }, { logger: quiet });
+    await assert.rejects(tooBig.run(exportSubsetActivity, input('exports/f', { maxBytesPerShard: 10_240 })), (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable && err.type === 'ExportConfigError');
+    assert.deepEqual(besideTarget('exports/f'), []);
   });
 });

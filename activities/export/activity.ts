@@ -1,17 +1,27 @@
-import { ApplicationFailure } from '@temporalio/activity';
-import { cancellationSignal, heartbeat } from '../common/stage';
-import { exportSubset as runExportSubset, ExportConfigError, type ExportInput, type ExportResult } from './export';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { activityLog } from '../common/stage';
+import { exportSubset as runExportSubset, ExportConfigError, type ExportInput, type ExportProgress, type ExportResult } from './export';
 
 export type { ExportInput, ExportResult } from './export';
 
 /**
  * Subset export on the cpu queue: filters a finished release's parquet files and writes a new WebDataset of the
- * matching samples under the data dir. Heartbeats carry progress; a retry starts the export again from the
- * beginning (the target only ever appears complete). Bad input is a non-retryable ExportConfigError.
+ * matching samples under the data dir. Heartbeats carry progress and a checkpoint (ExportProgress): a retry
+ * (worker killed, heartbeat timeout, a failed attempt) reads the last one from its heartbeat details and
+ * continues from there, keeping the output shards already closed. Bad input is a non-retryable
+ * ExportConfigError; it and a cancelled export remove the partial folder, other failures leave it to the retry.
  */
 export async function exportSubset(input: ExportInput): Promise<ExportResult> {
+  const ctx = Context.current();
+  const last = ctx.info.heartbeatDetails as Partial<ExportProgress> | undefined;
   try {
-    return await runExportSubset(input, { onProgress: (p) => heartbeat(p), signal: cancellationSignal() });
+    return await runExportSubset(input, {
+      onProgress: (p) => ctx.heartbeat(p),
+      signal: ctx.cancellationSignal,
+      resumeFrom: last?.checkpoint,
+      onResume: (from) => activityLog('info', 'export resumes from the last checkpoint', { attempt: ctx.info.attempt, ...from }),
+      keepPartialOnFailure: (err) => !(err instanceof ExportConfigError) && !ctx.cancellationDetails?.cancelRequested,
+    });
   } catch (err) {
     if (err instanceof ExportConfigError) throw ApplicationFailure.nonRetryable(err.message, 'ExportConfigError');
     throw err;
