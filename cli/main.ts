@@ -27,6 +27,8 @@ const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durab
   export --help                subset export: filter a release's parquet and write a new WebDataset
 
 Environment: BIOMEDICA_DATA_DIR (default ./data), BIOMEDICA_SHARED_DIR (default ../shared), TEMPORAL_ADDRESS,
+BIOMEDICA_TEMPORAL_PORT / BIOMEDICA_TEMPORAL_UI_PORT (the dev server's ports, default 7233 / 8233),
+BIOMEDICA_SAMPLE_MIRROR_PORT / BIOMEDICA_SAMPLE_EUTILS_PORT (the demo's stand-ins, default 8710 / 8711),
 NCBI_EUTILS_URL, NCBI_TOOL, NCBI_EMAIL, NCBI_API_KEY (workers only), ORT_EXECUTION_PROVIDERS (default cpu).`;
 
 /** Warnings and errors only, without the worker's notes that a pool hosts no workflows (by design here). */
@@ -55,6 +57,8 @@ async function demo(releaseId: string): Promise<number> {
   const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), port: ports.eutils });
   console.log(`loopback stand-ins: PMC bucket at ${mirrorServer.baseUrl}, E-utilities at ${eutils.baseUrl}`);
   process.env.NCBI_EUTILS_URL = eutils.baseUrl;
+  // The demo's workers serve the demo's own server (its port may come from BIOMEDICA_TEMPORAL_PORT).
+  process.env.TEMPORAL_ADDRESS = server.address;
   process.env.NCBI_EMAIL ??= 'demo@localhost';
   Runtime.install({ logger: quietLogger() });
   const ac = new AbortController();

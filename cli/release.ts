@@ -8,7 +8,13 @@ import { mergeTables, UNIT_STAGES, type StageTable } from '../workflows/progress
 import type { SubsetProgress } from '../workflows/subset';
 import { subsetProgress } from './control';
 
-export async function connectClient(address = process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233', namespace = process.env.TEMPORAL_NAMESPACE ?? 'default'): Promise<Client> {
+/** The server to talk to: TEMPORAL_ADDRESS, else the embedded default's (temporal-dev.yaml, BIOMEDICA_TEMPORAL_PORT). */
+export function defaultTemporalAddress(): string {
+  const { server } = loadDevServerConfig();
+  return process.env.TEMPORAL_ADDRESS ?? `${server.ip}:${server.port}`;
+}
+
+export async function connectClient(address = defaultTemporalAddress(), namespace = process.env.TEMPORAL_NAMESPACE ?? 'default'): Promise<Client> {
   const connection = await Connection.connect({ address });
   return new Client({ connection, namespace });
 }

@@ -22,8 +22,22 @@ export const DevServerConfigSchema = z.object({
 });
 export type DevServerConfig = z.infer<typeof DevServerConfigSchema>;
 
-export function loadDevServerConfig(file = path.join(projectRoot, 'temporal-dev.yaml')): DevServerConfig {
-  return DevServerConfigSchema.parse(parseYaml(fs.readFileSync(file, 'utf8')));
+/**
+ * temporal-dev.yaml, with the ports overridable from the environment (BIOMEDICA_TEMPORAL_PORT,
+ * BIOMEDICA_TEMPORAL_UI_PORT) so a second demo, or a machine where 7233/8233 are taken, can run beside the first.
+ */
+export function loadDevServerConfig(file = path.join(projectRoot, 'temporal-dev.yaml'), env: NodeJS.ProcessEnv = process.env): DevServerConfig {
+  const cfg = DevServerConfigSchema.parse(parseYaml(fs.readFileSync(file, 'utf8')));
+  const port = (name: string) => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0 || n > 65535) throw new Error(`${name} must be a port number, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  cfg.server.port = port('BIOMEDICA_TEMPORAL_PORT') ?? cfg.server.port;
+  cfg.server.uiPort = port('BIOMEDICA_TEMPORAL_UI_PORT') ?? cfg.server.uiPort;
+  return cfg;
 }
 
 /** The `temporal server start-dev` arguments for a config and a data dir. */
