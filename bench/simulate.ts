@@ -22,6 +22,8 @@ import { progressQuery, releaseWorkflow, type ReleaseProgress } from '../workflo
 import { subsetProgressQuery } from '../workflows/subset';
 
 export interface SimulationReport {
+  /** Every subset driver run: its history length. */
+  driverRuns: number[];
   /** The release's progress query once every unit is done (per-stage table included). */
   finalProgress: ReleaseProgress;
   /** Live checks of the subset drivers' per-stage counts, taken while the release ran. */
@@ -33,7 +35,7 @@ export interface SimulationReport {
   seconds: number;
 }
 
-export async function runSimulation(opts: { shape?: SimulationShape; window?: number; unitsPerRun?: number; log?: (s: string) => void } = {}): Promise<SimulationReport> {
+export async function runSimulation(opts: { shape?: SimulationShape; window?: number; unitsPerRun?: number; historyBudget?: number; log?: (s: string) => void } = {}): Promise<SimulationReport> {
   const shape = opts.shape ?? PMC_OA_2026_SHAPE;
   const log = opts.log ?? (() => undefined);
   const env = await TestWorkflowEnvironment.createLocal({
@@ -58,6 +60,7 @@ export async function runSimulation(opts: { shape?: SimulationShape; window?: nu
       source: { kind: 'pmc-cloud-dir', root: dataDir },
       window: opts.window ?? 64,
       ...(opts.unitsPerRun ? { unitsPerRun: opts.unitsPerRun } : {}),
+      ...(opts.historyBudget ? { historyBudget: opts.historyBudget } : {}),
     });
     const units = Object.values((await activities.planRelease(release)).subsets).reduce((n, s) => n + s.units, 0);
     log(`simulating ${units} units (${Object.values(shape.articles).reduce((a, b) => a + b, 0).toLocaleString()} articles), window ${release.window}`);
@@ -98,14 +101,16 @@ export async function runSimulation(opts: { shape?: SimulationShape; window?: nu
     const byType: SimulationReport['byType'] = {};
     let largest = { workflowId: '', type: '', events: 0 };
     let executions = 0;
+    const driverRuns: number[] = [];
     for await (const wf of env.client.workflow.list()) {
       executions++;
+      if (wf.type === 'subsetWorkflow') driverRuns.push(wf.historyLength);
       const t = (byType[wf.type] ??= { executions: 0, maxHistory: 0 });
       t.executions++;
       t.maxHistory = Math.max(t.maxHistory, wf.historyLength);
       if (wf.historyLength > largest.events) largest = { workflowId: wf.workflowId, type: wf.type, events: wf.historyLength };
     }
-    return { finalProgress, live, units, executions, byType, largestHistory: largest, seconds };
+    return { driverRuns, finalProgress, live, units, executions, byType, largestHistory: largest, seconds };
   } finally {
     await env.teardown();
     fs.rmSync(dataDir, { recursive: true, force: true });

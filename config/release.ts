@@ -145,8 +145,13 @@ export const ReleaseInputSchema = z.object({
   publish: PublishSchema,
   /** Unit workflows in flight at once (shared out among the subsets by size). */
   window: z.number().int().positive().max(500).default(4),
-  /** Units a subset driver starts before it continues as new (bounds every history: about 14 events a unit). */
-  unitsPerRun: z.number().int().positive().max(600).default(250),
+  /** Units a subset driver starts before it continues as new, at most. */
+  unitsPerRun: z.number().int().positive().max(2000).default(400),
+  /**
+   * Events a subset driver's run may reach before it continues as new (stops starting units, drains, continues):
+   * keeps every history a few thousand events long whatever the window. Temporal warns at 10,240.
+   */
+  historyBudget: z.number().int().min(200).max(10_000).default(5000),
 });
 export type ReleaseInput = z.infer<typeof ReleaseInputSchema>;
 export type ReleaseInputArgs = z.input<typeof ReleaseInputSchema>;

@@ -44,4 +44,17 @@ describe('simulated release (real workflows, tiny activities)', function () {
     assert.deepEqual(report.live.violations, []);
     assert.ok(report.live.stagesSeenInFlight.some((st) => st !== 'fetch'), `seen in flight: ${report.live.stagesSeenInFlight.join(', ')}`);
   });
+
+  it('ends a driver run on its history budget, not only on a unit count', async () => {
+    const shape = { ...PMC_OA_2026_SHAPE, articles: { commercial: 50_000, noncommercial: 10_000, other: 5_000 }, pmidBatchesPerUnit: 2 };
+    const budget = 300;
+    const report = await runSimulation({ shape, window: 6, unitsPerRun: 2000, historyBudget: budget });
+    assert.equal(report.units, 20 + 4 + 2);
+    assert.equal(report.byType.unitWorkflow?.executions, report.units);
+    // No unit count could end a run (2000 per run): the commercial driver continued as new on its budget.
+    assert.ok(report.byType.subsetWorkflow!.executions > 3, `${report.byType.subsetWorkflow!.executions} driver runs`);
+    // Each run stays within the budget, plus its last report and the continue-as-new itself.
+    for (const events of report.driverRuns) assert.ok(events <= budget + 10, `a driver run of ${events} events (budget ${budget})`);
+    for (const st of UNIT_STAGES) assert.equal(report.finalProgress.stages?.[st].done, report.units, `${st} done across runs`);
+  });
 });

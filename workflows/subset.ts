@@ -69,8 +69,20 @@ export const pauseSignal = defineSignal('pause');
 export const subsetReportSignal = defineSignal<[SubsetProgress]>('subsetReport');
 export const resumeSignal = defineSignal('resume');
 
-/** Units started per run before continuing as new: keeps each history near 3,500 events (about 14 a unit) whatever the subset's size. */
-export const UNITS_PER_RUN = 250;
+/** Units started per run before continuing as new, at most (the history budget usually ends a run first). */
+export const UNITS_PER_RUN = 400;
+
+/**
+ * Events a driver's run may reach (`release.historyBudget` overrides it): the driver stops starting units once its
+ * history, plus what the units in flight may still add, would pass it, drains them and continues as new.
+ */
+export const HISTORY_BUDGET = 5_000;
+
+/**
+ * Driver events one unit costs at most: its start (2 events), 4 stage reports and its completion, each of which
+ * may wake a workflow task of its own (3 events). Small windows batch little, so a unit nears this bound.
+ */
+export const DRIVER_EVENTS_PER_UNIT = 25;
 
 export function unitIdOf(subset: Subset, index: number): string {
   return `${subset}-${String(index).padStart(6, '0')}`;
@@ -129,9 +141,15 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
   const details = () =>
     setCurrentDetails(`${state.subset}: ${state.done}/${state.units} units done, ${inFlight} in flight, ${state.failed} failed, ${state.samples} samples${state.paused ? ' (paused)' : ''}`);
 
+  // driver-history-budget-v1: a run ends on its history's length, not only on a unit count, so its history stays
+  // under the budget however little the window batches.
+  const budgeted = patched('driver-history-budget-v1');
+  const budget = state.release.historyBudget ?? HISTORY_BUDGET;
+  const overBudget = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength + (running.size + 1) * DRIVER_EVENTS_PER_UNIT >= budget;
   try {
     while (state.nextIndex < state.units && startedThisRun.n < state.unitsPerRun) {
       await condition(() => !state.paused && running.size < state.release.window);
+      if (budgeted && startedThisRun.n > 0 && overBudget()) break;
       const unitId = unitIdOf(state.subset, state.nextIndex);
       const child = await startChild(unitWorkflow, {
         workflowId: `${parentId}/${unitId}`,
