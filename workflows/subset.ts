@@ -17,7 +17,7 @@ import {
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { ReleaseInput, Subset } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
-import { addFailed, addFinished, emptyTotals, laterReport, stageTable, type StageTable, type StageTotals, type UnitReport, type UnitStage } from './progress';
+import { addFailed, addFinished, emptyTotals, laterReport, noRejections, stageTable, type StageTable, type StageTotals, type UnitReport, type UnitStage } from './progress';
 import { unitStageSignal, unitWorkflow } from './unit';
 
 export const subsetKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.subset, SearchAttributeType.KEYWORD);
@@ -90,7 +90,8 @@ export function unitIdOf(subset: Subset, index: number): string {
 
 /**
  * Drives one license subset: a sliding window of unit workflows (`release.window` in flight), pausable between
- * units, continuing as new every UNITS_PER_RUN units with only counters in its state.
+ * units, continuing as new with only counters in its state when its history nears the budget (or the server
+ * suggests it), or after `unitsPerRun` units.
  */
 export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> {
   let inFlight = 0;
@@ -164,7 +165,7 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
       state.nextIndex++;
       startedThisRun.n++;
       inFlight++;
-      live.set(unitId, { unitId, stage: 'fetch', enrichDone: false, rejected: { fetch: 0, parse: 0, enrich: 0, images: 0, annotate: 0, shard: 0 } });
+      live.set(unitId, { unitId, stage: 'fetch', enrichDone: false, rejected: noRejections() });
       details();
       const p: Promise<void> = child
         .result()
