@@ -1,11 +1,10 @@
 import * as path from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import type { PoolName } from '../activities';
 import { fixturePaths, defaultDataDir } from '../config/paths';
 import { ReleaseInputSchema, type ReleaseInputArgs } from '../config/release';
 import { startEutilsStandin } from '../sample/eutils-standin';
 import { startMirrorServer } from '../sample/mirror-server';
-import { POOLS, runPools } from '../workers/pools';
+import { isWorkerPool, POOLS, runPools, WORKER_POOLS } from '../workers/pools';
 import { rawFlag as flag } from './args'; // unchecked, as these commands always read their flags: a missing value reads as absent
 import { cancelRelease, createYearlySchedule, pauseRelease, resumeRelease } from './control';
 import { connectClient, formatStageTable, formatStatus, progressLine, releaseStatus, startRelease } from './release';
@@ -19,7 +18,8 @@ const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durab
   demo [--release ID]          whole sample release on the embedded default (dev server, all pools, local data dir)
   server start|stop|status     the Temporal dev server from temporal-dev.yaml (SQLite under the data dir, UI :8233)
   sample build                 build the sample mirror (PMC bucket layout) from ../shared/fixtures/real/nxml
-  worker [--pool io|entrez|cpu|gpu]   run worker pools (all of them in one process by default)
+  worker [--pool io|entrez|cpu|gpu|workflows]   run worker pools (all in one process by default; workflows: the
+                               workflow queue alone, with BIOMEDICA_CPU_HOSTS_WORKFLOWS=false on the cpu pool)
   release start --config FILE  start (or attach to) a release described by a JSON ReleaseInput
   release status [--release ID] [--watch]   stage progress, counts, outputs, UI link
   release pause|resume|cancel [--release ID]  running units finish; no new unit or stage starts until resume
@@ -101,7 +101,11 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'worker': {
-      const pool = flag([sub ?? '', ...rest], 'pool') as PoolName | undefined;
+      const pool = flag([sub ?? '', ...rest], 'pool');
+      if (pool !== undefined && !isWorkerPool(pool)) {
+        console.error(`unknown pool ${JSON.stringify(pool)}: one of ${WORKER_POOLS.join(', ')}`);
+        return 2;
+      }
       const pools = pool ? [pool] : POOLS;
       Runtime.install({ logger: new DefaultLogger('INFO') });
       const ac = new AbortController();

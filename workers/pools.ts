@@ -5,11 +5,31 @@ import { hubCommitRatePerSecond, readHubWorkerEnv } from '../activities/publish/
 import { entrezRatePerSecond, readWorkerEnv, type WorkerEnv } from '../config/release';
 import { TASK_QUEUES } from '../config/task-queues';
 
+/** The activity pools; all of them in one process is the embedded default (the cpu pool then hosts the workflows). */
 export const POOLS: readonly PoolName[] = ['io', 'entrez', 'cpu', 'gpu'];
+
+/**
+ * What one worker process can run: an activity pool, or `workflows` alone (the workflow task queue only). On a
+ * cluster, run the workflows on their own small processes and set BIOMEDICA_CPU_HOSTS_WORKFLOWS=false on the cpu
+ * pool: CPU-bound activities share the Node main thread with the worker's polling, and a busy one delays workflow
+ * tasks (then Temporal moves them off the sticky queue and the worker replays whole histories).
+ */
+export type WorkerPool = PoolName | 'workflows';
+export const WORKER_POOLS: readonly WorkerPool[] = [...POOLS, 'workflows'];
+
+export function isWorkerPool(name: string | undefined): name is WorkerPool {
+  return WORKER_POOLS.includes(name as WorkerPool);
+}
+
+/** Whether the cpu pool also hosts the workflow task queue (yes unless BIOMEDICA_CPU_HOSTS_WORKFLOWS=false or 0). */
+export function cpuHostsWorkflows(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.BIOMEDICA_CPU_HOSTS_WORKFLOWS?.trim().toLowerCase();
+  return !(v === 'false' || v === '0' || v === 'no');
+}
 
 export interface PoolOptions {
   env?: WorkerEnv;
-  /** Also host the workflow task queue (the cpu pool does by default). */
+  /** Also host the workflow task queue (the cpu pool does by default, the workflows pool always). */
   workflows?: boolean;
 }
 
@@ -17,7 +37,7 @@ export interface PoolOptions {
  * The workers of one pool. Task-queue-wide limits that protect remote services (NCBI's requests per second)
  * are set on the queue itself, so any number of these workers on any number of machines stays within them.
  */
-export async function createPoolWorkers(pool: PoolName, connection: NativeConnection, opts: PoolOptions = {}): Promise<Worker[]> {
+export async function createPoolWorkers(pool: WorkerPool, connection: NativeConnection, opts: PoolOptions = {}): Promise<Worker[]> {
   const env = opts.env ?? readWorkerEnv();
   const base = { connection, namespace: env.TEMPORAL_NAMESPACE } satisfies Partial<WorkerOptions>;
   const workers: Worker[] = [];
@@ -44,8 +64,10 @@ export async function createPoolWorkers(pool: PoolName, connection: NativeConnec
       // One slot per GPU: the model is loaded once per process and one batch at a time keeps the device busy.
       workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.gpu, activities: gpuActivities, maxConcurrentActivityTaskExecutions: Number(process.env.GPU_SLOTS ?? 1) }));
       break;
+    case 'workflows':
+      break;
   }
-  if (opts.workflows ?? pool === 'cpu') {
+  if (pool === 'workflows' || (opts.workflows ?? (pool === 'cpu' && cpuHostsWorkflows()))) {
     workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.workflows, workflowsPath: require.resolve('../workflows') }));
   }
   return workers;
@@ -66,11 +88,11 @@ export function hubQueueWorkerOptions(env: NodeJS.ProcessEnv = process.env) {
 }
 
 /** Runs the given pools until `signal` aborts (or a worker fails), then shuts them down gracefully. */
-export async function runPools(pools: readonly PoolName[], opts: { env?: WorkerEnv; signal?: AbortSignal; onReady?: () => void } = {}): Promise<void> {
+export async function runPools(pools: readonly WorkerPool[], opts: { env?: WorkerEnv; signal?: AbortSignal; onReady?: () => void } = {}): Promise<void> {
   const env = opts.env ?? readWorkerEnv();
   const connection = await NativeConnection.connect({ address: env.TEMPORAL_ADDRESS });
   try {
-    const workers = (await Promise.all(pools.map((p) => createPoolWorkers(p, connection, { env, workflows: p === 'cpu' })))).flat();
+    const workers = (await Promise.all(pools.map((p) => createPoolWorkers(p, connection, { env })))).flat();
     const stop = () => workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
     opts.signal?.addEventListener('abort', stop, { once: true });
     const running = Promise.all(workers.map((w) => w.run()));

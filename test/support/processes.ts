@@ -56,15 +56,24 @@ export class DevServerProcess {
 }
 
 /** All worker pools in one child process (workers/all.ts), as the embedded default runs them. */
+/** Worker processes as deployed: every pool in one (`workers/all.ts`), or one pool (`workers/pool.ts <pool>`). */
 export class WorkerProcess {
   private child: ChildProcess | null = null;
-  constructor(private readonly env: NodeJS.ProcessEnv) {}
+  constructor(
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly pool?: string,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'workers', 'all.ts')], { env: { ...process.env, LOG_LEVEL: 'ERROR', ...this.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const script = this.pool ? [path.join(projectRoot, 'workers', 'pool.ts'), this.pool] : [path.join(projectRoot, 'workers', 'all.ts')];
+    const child = spawn(process.execPath, ['--import', 'tsx', ...script], { env: { ...process.env, LOG_LEVEL: 'ERROR', ...this.env }, stdio: ['ignore', 'pipe', 'inherit'] });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => d.toString().includes('workers running') && resolve());
+      child.stdout!.on('data', (d: Buffer) => /workers running|worker pool \S+ running/.test(d.toString()) && resolve());
       child.once('exit', (code) => reject(new Error(`workers exited with ${code} before they were ready`)));
     });
   }
