@@ -1,18 +1,15 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { isPartialName, sha256File } from '../activities/common/files';
 import { mulberry32 } from '../activities/annotate/tiny-vit';
-import { fixturePaths } from '../config/paths';
 import { releaseWorkflowId } from '../config/release';
 import { pauseRelease, resumeRelease } from '../cli/control';
 import { startRelease } from '../cli/release';
-import { ensureSampleMirror, sampleReleaseInput } from '../cli/sample';
-import { startEutilsStandin, type EutilsStandin } from '../sample/eutils-standin';
-import { startMirrorServer, type MirrorServer } from '../sample/mirror-server';
-import { DevServerProcess, freePort, WorkerProcess } from './support/processes';
+import { sampleReleaseInput } from '../cli/sample';
+import type { MirrorServer } from '../sample/mirror-server';
+import { startSampleServices, WorkerProcess, type DevServerProcess, type SampleServices } from './support/processes';
 
 /** sha256 of every shard, parquet file and index of a release, by relative path. */
 function outputDigests(dataDir: string, releaseId: string): Promise<Map<string, string>> {
@@ -64,11 +61,11 @@ async function untilDone(call: () => Promise<void>): Promise<void> {
  */
 describe('chaos: killed workers and a restarted server change no output byte', function () {
   this.timeout(1_200_000);
+  let services: SampleServices;
   let dataDir: string;
   let server: DevServerProcess;
   let workers: WorkerProcess;
   let mirror: MirrorServer;
-  let eutils: EutilsStandin;
   let client: Client;
   let baseline: Map<string, string>;
   const rand = mulberry32(20261127);
@@ -94,13 +91,9 @@ describe('chaos: killed workers and a restarted server change no output byte', f
   }
 
   before(async () => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-chaos-'));
-    const built = await ensureSampleMirror(dataDir);
-    mirror = await startMirrorServer(built.outDir);
-    eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
-    server = new DevServerProcess(dataDir, await freePort(), await freePort());
-    await server.start();
-    workers = new WorkerProcess({ TEMPORAL_ADDRESS: server.address, NCBI_EUTILS_URL: eutils.baseUrl, NCBI_EMAIL: 'tests@localhost' });
+    services = await startSampleServices('biomedica-chaos-');
+    ({ dataDir, server, mirror } = services);
+    workers = new WorkerProcess(services.workerEnv);
     await workers.start();
     client = new Client({ connection: await Connection.connect({ address: server.address }) });
     await startRelease(client, sampleReleaseInput(dataDir, mirror.baseUrl, 'baseline'));
@@ -110,10 +103,7 @@ describe('chaos: killed workers and a restarted server change no output byte', f
   });
   after(async () => {
     await workers?.kill();
-    await server?.kill();
-    await mirror?.close();
-    await eutils?.close();
-    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    await services?.close();
   });
 
   it('completes while the worker process is SIGKILLed 5 times at random moments', async () => {

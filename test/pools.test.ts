@@ -1,17 +1,11 @@
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { fixturePaths } from '../config/paths';
 import { releaseWorkflowId } from '../config/release';
 import { TASK_QUEUES } from '../config/task-queues';
 import { startRelease } from '../cli/release';
-import { ensureSampleMirror, sampleReleaseInput } from '../cli/sample';
-import { startEutilsStandin, type EutilsStandin } from '../sample/eutils-standin';
-import { startMirrorServer, type MirrorServer } from '../sample/mirror-server';
+import { sampleReleaseInput } from '../cli/sample';
 import type { ReleaseResult } from '../workflows/release';
-import { DevServerProcess, freePort, WorkerProcess } from './support/processes';
+import { startSampleServices, WorkerProcess, type SampleServices } from './support/processes';
 
 /**
  * A cluster's layout on one machine: one process per pool, the workflows in a process of their own and the cpu pool
@@ -19,30 +13,20 @@ import { DevServerProcess, freePort, WorkerProcess } from './support/processes';
  */
 describe('worker pools in separate processes, workflows on their own', function () {
   this.timeout(600_000);
-  let dataDir: string;
-  let server: DevServerProcess;
-  let mirror: MirrorServer;
-  let eutils: EutilsStandin;
+  let services: SampleServices;
   const workers: WorkerProcess[] = [];
 
   before(async () => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-pools-'));
-    const built = await ensureSampleMirror(dataDir);
-    mirror = await startMirrorServer(built.outDir);
-    eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
-    server = new DevServerProcess(dataDir, await freePort(), await freePort());
-    await server.start();
+    services = await startSampleServices('biomedica-pools-');
   });
   after(async () => {
     for (const w of workers) await w.kill();
-    await server?.kill();
-    await mirror?.close();
-    await eutils?.close();
-    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    await services?.close();
   });
 
   it('runs the sample release; only the workflows process polls the workflow task queue', async () => {
-    const env = { TEMPORAL_ADDRESS: server.address, NCBI_EUTILS_URL: eutils.baseUrl, NCBI_EMAIL: 'tests@localhost', BIOMEDICA_CPU_HOSTS_WORKFLOWS: 'false' };
+    const { server, dataDir, mirror } = services;
+    const env = { ...services.workerEnv, BIOMEDICA_CPU_HOSTS_WORKFLOWS: 'false' };
     const byPool = new Map(['workflows', 'io', 'entrez', 'cpu', 'gpu'].map((p) => [p, new WorkerProcess(env, p)] as const));
     workers.push(...byPool.values());
     await Promise.all([...byPool.values()].map((w) => w.start()));

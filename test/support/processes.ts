@@ -1,10 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { ensureSampleMirror } from '../../cli/sample';
 import { devServerArgs, loadDevServerConfig, temporalCliPath } from '../../config/dev-server';
-import { projectRoot } from '../../config/paths';
+import { fixturePaths, projectRoot } from '../../config/paths';
+import { startEutilsStandin, type EutilsStandin } from '../../sample/eutils-standin';
+import { startMirrorServer, type MirrorServer } from '../../sample/mirror-server';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -91,3 +95,40 @@ export class WorkerProcess {
     this.child = null;
   }
 }
+
+/**
+ * What a test of deployed processes needs: a data dir with the sample mirror, the loopback bucket and E-utilities
+ * stand-ins, and a dev server process (SQLite in the data dir) on free ports. `close` stops them and removes the dir.
+ */
+export interface SampleServices {
+  dataDir: string;
+  mirror: MirrorServer;
+  eutils: EutilsStandin;
+  server: DevServerProcess;
+  /** The environment a worker process needs to serve the sample release against these services. */
+  workerEnv: NodeJS.ProcessEnv;
+  close(): Promise<void>;
+}
+
+export async function startSampleServices(prefix: string): Promise<SampleServices> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const built = await ensureSampleMirror(dataDir);
+  const mirror = await startMirrorServer(built.outDir);
+  const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
+  const server = new DevServerProcess(dataDir, await freePort(), await freePort());
+  await server.start();
+  return {
+    dataDir,
+    mirror,
+    eutils,
+    server,
+    workerEnv: { TEMPORAL_ADDRESS: server.address, NCBI_EUTILS_URL: eutils.baseUrl, NCBI_EMAIL: 'tests@localhost' },
+    async close() {
+      await server.kill();
+      await mirror.close();
+      await eutils.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
