@@ -221,6 +221,10 @@ async function runSubsets(input: ReleaseInput, plan: PlanSummary, progress: Rele
     ),
   );
   progress.subsetWorkflows = handles.map((h) => h.workflowId);
+  // A pause that came while the drivers were being started reached none of them: pass it on now.
+  if (progress.paused && patched('pause-during-start-v1')) {
+    for (const id of progress.subsetWorkflows) void getExternalWorkflowHandle(id).signal(pauseSignal).catch(() => undefined);
+  }
   const settled = handles.map((h) =>
     h.result().then((r) => {
       progress.units.done += r.done;

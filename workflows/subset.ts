@@ -148,7 +148,7 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
   const budget = state.release.historyBudget ?? HISTORY_BUDGET;
   const overBudget = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength + (running.size + 1) * DRIVER_EVENTS_PER_UNIT >= budget;
   try {
-    while (state.nextIndex < state.units && startedThisRun.n < state.unitsPerRun) {
+    while (state.nextIndex < state.units && startedThisRun.n < (state.unitsPerRun ?? UNITS_PER_RUN)) {
       await condition(() => !state.paused && running.size < state.release.window);
       if (budgeted && startedThisRun.n > 0 && overBudget()) break;
       const unitId = unitIdOf(state.subset, state.nextIndex);
