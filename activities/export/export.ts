@@ -94,7 +94,10 @@ interface ExportSpec {
   source: string;
 }
 
-/** A bad input (target, filter, limits) or a source that is not a finished release: retrying cannot help. */
+/**
+ * A bad input (target, filter, limits), a source that is not a finished release, or a damaged one (a shard that
+ * disagrees with its parquet file): retrying cannot help.
+ */
 export class ExportConfigError extends Error {
   override readonly name = 'ExportConfigError';
 }
@@ -418,9 +421,9 @@ async function copySamples(tarFile: string, selected: Map<string, SampleRow>, sk
     found.add(key);
     if (ordinal < skip) return;
     const jpg = members.find((m) => m.ext === 'jpg');
-    if (!jpg) throw new Error(`${tarFile}: sample ${key} has no .jpg member`);
+    if (!jpg) throw new ExportConfigError(`${tarFile}: sample ${key} has no .jpg member`);
     const sha = createHash('sha256').update(jpg.data).digest('hex');
-    if (sha !== row.image_sha256) throw new Error(`${tarFile}: ${key}.jpg does not match the parquet row's image_sha256 (release outputs out of step?)`);
+    if (sha !== row.image_sha256) throw new ExportConfigError(`${tarFile}: ${key}.jpg does not match the parquet row's image_sha256 (release outputs out of step?)`);
     await add(row, members, mtime, ordinal);
   };
   for await (const entry of readTarEntries(tarFile)) {
@@ -429,7 +432,7 @@ async function copySamples(tarFile: string, selected: Map<string, SampleRow>, sk
     if (current && current.key !== parts.key) await flush();
     const row = selected.get(parts.key);
     if (!row) continue;
-    if (found.has(parts.key)) throw new Error(`${tarFile}: members of sample ${parts.key} are not contiguous`);
+    if (found.has(parts.key)) throw new ExportConfigError(`${tarFile}: members of sample ${parts.key} are not contiguous`);
     if (signal?.aborted) throw signal.reason ?? new Error('export cancelled');
     current ??= { key: parts.key, row, members: [], mtime: entry.mtime, ordinal: met++ };
     if (current.ordinal >= skip) current.members.push({ ext: parts.ext, data: await entry.read() });
@@ -437,7 +440,7 @@ async function copySamples(tarFile: string, selected: Map<string, SampleRow>, sk
   await flush();
   if (found.size !== selected.size) {
     const missing = [...selected.keys()].filter((k) => !found.has(k));
-    throw new Error(`${tarFile}: ${missing.length} samples of its parquet file are not in the tar (first: ${missing[0]})`);
+    throw new ExportConfigError(`${tarFile}: ${missing.length} samples of its parquet file are not in the tar (first: ${missing[0]})`);
   }
 }
 
