@@ -8,6 +8,9 @@ import { mapLimit } from '../common/stage';
 import { licenseGroup } from './license';
 import { selectVersions, UnitCutterBase, type Exclusion, type PlannedArticle, type PlannedUnit, type VersionFacts } from './plan';
 
+/** Tab, CR and newline would break the spill files' line format. */
+const CONTROL_IN_FIELD = /[\t\n\r]/;
+
 /**
  * The streaming planner. Memory is bounded by one bucket of PMCIDs, never by the number of inventory rows:
  *
@@ -242,8 +245,8 @@ export class StreamingPlanner {
   /** Pass 1: one row. Identity must already be valid (the row readers check keys). */
   addRow(row: PlanRow): void {
     if (!Number.isSafeInteger(row.pmcid) || row.pmcid <= 0 || !Number.isSafeInteger(row.version) || row.version <= 0) throw new Error(`bad row identity for ${row.key}`);
-    if (row.key.indexOf('\t') >= 0 || row.etag.indexOf('\t') >= 0 || row.key.indexOf('\n') >= 0 || row.etag.indexOf('\n') >= 0) {
-      throw new Error(`row with a tab or newline in key or ETag: ${JSON.stringify(row.key)}`);
+    if (CONTROL_IN_FIELD.test(row.key) || CONTROL_IN_FIELD.test(row.etag)) {
+      throw new Error(`row with a tab, CR or newline in key or ETag: ${JSON.stringify(row.key)}`);
     }
     this.rows++;
     const b = Math.floor(row.pmcid / BUCKET_SPAN);
@@ -387,115 +390,120 @@ export class StreamingPlanner {
     const unitsDir = this.unitsDir();
     const stores = [...(cfg.previous ? [new UnitArticleStore(path.join(path.dirname(cfg.previous.factsDir), 'units'))] : []), new UnitArticleStore(`${unitsDir}.resume`)];
     let done = 0;
-    for (const b of order) {
-      stale.delete(b);
-      let t = process.hrtime.bigint();
-      const lap = (k: keyof PlannerResult['seconds']) => {
-        const now = process.hrtime.bigint();
-        seconds[k] += Number(now - t) / 1e9;
-        t = now;
-      };
-      const rows = this.readRows(b);
-      lap('readRows');
-      const prev = cfg.previous ? readFacts(path.join(cfg.previous.factsDir, `${bucketName(b)}.tsv`)) : new Map<string, VersionFacts>();
-      const factsFile = path.join(this.factsDir, `${bucketName(b)}.tsv`);
-      const checkpoint = readFacts(factsFile);
-      const known = new Map<string, PlannedArticle>();
-      for (const store of stores) for (const [k, a] of store.take((b + 1) * BUCKET_SPAN)) known.set(k, a);
-      const facts: (VersionFacts | null)[] = new Array(rows.length).fill(null);
-      const needs: number[] = [];
-      /** Reused facts (flags only) with the article selected earlier for the same ETag, when there is one. */
-      const reuse = (row: PlanRow, f: VersionFacts): VersionFacts => {
-        const a = f.oa && !f.retracted ? known.get(`PMC${row.pmcid}.${row.version}`) : undefined;
-        return { ...f, key: row.key, article: a && a.etag === row.etag ? a : null };
-      };
-      for (let i = 0; i < rows.length; i++) {
-        const row = rows[i]!;
-        const p = prev.get(row.key);
-        if (!p) changes.new++;
-        else if (p.etag === row.etag) changes.unchanged++;
-        else changes.changed++;
-        if (row.inline) facts[i] = row.inline;
-        else if (p && p.etag === row.etag) facts[i] = reuse(row, p);
-        else {
-          const c = checkpoint.get(row.key);
-          if (c && c.etag === row.etag) facts[i] = reuse(row, c);
-          else needs.push(i);
+    // On a failure, the writes still in flight settle before the error leaves: a retry must not meet them.
+    try {
+      for (const b of order) {
+        stale.delete(b);
+        let t = process.hrtime.bigint();
+        const lap = (k: keyof PlannerResult['seconds']) => {
+          const now = process.hrtime.bigint();
+          seconds[k] += Number(now - t) / 1e9;
+          t = now;
+        };
+        const rows = this.readRows(b);
+        lap('readRows');
+        const prev = cfg.previous ? readFacts(path.join(cfg.previous.factsDir, `${bucketName(b)}.tsv`)) : new Map<string, VersionFacts>();
+        const factsFile = path.join(this.factsDir, `${bucketName(b)}.tsv`);
+        const checkpoint = readFacts(factsFile);
+        const known = new Map<string, PlannedArticle>();
+        for (const store of stores) for (const [k, a] of store.take((b + 1) * BUCKET_SPAN)) known.set(k, a);
+        const facts: (VersionFacts | null)[] = new Array(rows.length).fill(null);
+        const needs: number[] = [];
+        /** Reused facts (flags only) with the article selected earlier for the same ETag, when there is one. */
+        const reuse = (row: PlanRow, f: VersionFacts): VersionFacts => {
+          const a = f.oa && !f.retracted ? known.get(`PMC${row.pmcid}.${row.version}`) : undefined;
+          return { ...f, key: row.key, article: a && a.etag === row.etag ? a : null };
+        };
+        for (let i = 0; i < rows.length; i++) {
+          const row = rows[i]!;
+          const p = prev.get(row.key);
+          if (!p) changes.new++;
+          else if (p.etag === row.etag) changes.unchanged++;
+          else changes.changed++;
+          if (row.inline) facts[i] = row.inline;
+          else if (p && p.etag === row.etag) facts[i] = reuse(row, p);
+          else {
+            const c = checkpoint.get(row.key);
+            if (c && c.etag === row.etag) facts[i] = reuse(row, c);
+            else needs.push(i);
+          }
         }
-      }
-      if (prev.size > 0) {
-        const present = new Set(rows.map((r) => r.key));
-        for (const k of prev.keys()) if (!present.has(k)) changes.removed++;
-      }
-      const resolve = async (i: number) => {
-        facts[i] = await cfg.resolve(rows[i]!);
-        if (++resolved % 500 === 0) cfg.heartbeat?.({ phase: 'metadata', resolved, bucket: done, of: order.length });
-      };
-      if (cfg.resolveSync) {
-        for (const i of needs) facts[i] = cfg.resolveSync(rows[i]!);
-        resolved += needs.length;
-      } else await mapLimit(needs, cfg.concurrency, resolve);
-      // A reused version that is selected now but whose article was not kept (it was superseded then): read it.
-      for (;;) {
-        const missing: number[] = [];
+        if (prev.size > 0) {
+          const present = new Set(rows.map((r) => r.key));
+          for (const k of prev.keys()) if (!present.has(k)) changes.removed++;
+        }
+        const resolve = async (i: number) => {
+          facts[i] = await cfg.resolve(rows[i]!);
+          if (++resolved % 500 === 0) cfg.heartbeat?.({ phase: 'metadata', resolved, bucket: done, of: order.length });
+        };
+        if (cfg.resolveSync) {
+          for (const i of needs) facts[i] = cfg.resolveSync(rows[i]!);
+          resolved += needs.length;
+        } else await mapLimit(needs, cfg.concurrency, resolve);
+        // A reused version that is selected now but whose article was not kept (it was superseded then): read it.
+        for (;;) {
+          const missing: number[] = [];
+          for (let i = 0; i < rows.length; ) {
+            let j = i;
+            let newest = -1;
+            while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) {
+              const f = facts[j]!;
+              if (!f.error && (newest < 0 || f.version > facts[newest]!.version)) newest = j;
+              j++;
+            }
+            const f = newest >= 0 ? facts[newest]! : null;
+            if (f && f.oa && !f.retracted && !f.article) missing.push(newest);
+            i = j;
+          }
+          if (missing.length === 0) break;
+          await mapLimit(missing, cfg.concurrency, resolve);
+        }
+        for (let i = 0; i < rows.length; i++) {
+          const p = prev.get(rows[i]!.key);
+          if (p && !p.retracted && facts[i]!.retracted && !facts[i]!.error) changes.newlyRetracted++;
+        }
+        lap('facts');
+        // The bucket's facts: this plan's checkpoint and the next release's previous facts (unreadable ones are not kept).
+        const keep = facts.filter((f): f is VersionFacts => f !== null && !f.error);
+        if (keep.length > 0) await write(factsFile, Buffer.from(keep.map(encodeFacts).join('\n') + '\n'));
+        else await fsp.rm(factsFile, { force: true });
+        lap('writeFacts');
+
+        const chosen: Record<Subset, PlannedArticle[]> = { commercial: [], noncommercial: [], other: [] };
         for (let i = 0; i < rows.length; ) {
           let j = i;
-          let newest = -1;
-          while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) {
-            const f = facts[j]!;
-            if (!f.error && (newest < 0 || f.version > facts[newest]!.version)) newest = j;
-            j++;
+          while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) j++;
+          const r = selectVersions(`PMC${rows[i]!.pmcid}`, facts.slice(i, j) as VersionFacts[]);
+          for (const e of r.excluded) this.exclude(e);
+          if (r.selected) {
+            selected++;
+            const subset = licenseGroup(r.selected.licenseCode);
+            if (subset === 'other') {
+              const code = r.selected.licenseCode ?? '(none)';
+              if (otherLicenses[code] !== undefined) otherLicenses[code]++;
+              else if (otherCodes < MAX_LICENSE_CODES) {
+                otherLicenses[code] = 1;
+                otherCodes++;
+              } else otherLicenses['(more codes)'] = (otherLicenses['(more codes)'] ?? 0) + 1;
+            }
+            chosen[subset].push(r.selected);
           }
-          const f = newest >= 0 ? facts[newest]! : null;
-          if (f && f.oa && !f.retracted && !f.article) missing.push(newest);
           i = j;
         }
-        if (missing.length === 0) break;
-        await mapLimit(missing, cfg.concurrency, resolve);
-      }
-      for (let i = 0; i < rows.length; i++) {
-        const p = prev.get(rows[i]!.key);
-        if (p && !p.retracted && facts[i]!.retracted && !facts[i]!.error) changes.newlyRetracted++;
-      }
-      lap('facts');
-      // The bucket's facts: this plan's checkpoint and the next release's previous facts (unreadable ones are not kept).
-      const keep = facts.filter((f): f is VersionFacts => f !== null && !f.error);
-      if (keep.length > 0) await write(factsFile, Buffer.from(keep.map(encodeFacts).join('\n') + '\n'));
-      else await fsp.rm(factsFile, { force: true });
-      lap('writeFacts');
-
-      const chosen: Record<Subset, PlannedArticle[]> = { commercial: [], noncommercial: [], other: [] };
-      for (let i = 0; i < rows.length; ) {
-        let j = i;
-        while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) j++;
-        const r = selectVersions(`PMC${rows[i]!.pmcid}`, facts.slice(i, j) as VersionFacts[]);
-        for (const e of r.excluded) this.exclude(e);
-        if (r.selected) {
-          selected++;
-          const subset = licenseGroup(r.selected.licenseCode);
-          if (subset === 'other') {
-            const code = r.selected.licenseCode ?? '(none)';
-            if (otherLicenses[code] !== undefined) otherLicenses[code]++;
-            else if (otherCodes < MAX_LICENSE_CODES) {
-              otherLicenses[code] = 1;
-              otherCodes++;
-            } else otherLicenses['(more codes)'] = (otherLicenses['(more codes)'] ?? 0) + 1;
-          }
-          chosen[subset].push(r.selected);
+        for (const subset of SUBSETS) {
+          const t0 = process.hrtime.bigint();
+          const closed = cutters[subset].pushAll(chosen[subset]);
+          seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
+          for (const u of closed) await writeUnit(subset, u);
         }
-        i = j;
+        lap('selectAndCut');
+        done++;
+        cfg.heartbeat?.({ phase: 'buckets', bucket: done, of: order.length, selected });
       }
-      for (const subset of SUBSETS) {
-        const t0 = process.hrtime.bigint();
-        const closed = cutters[subset].pushAll(chosen[subset]);
-        seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
-        for (const u of closed) await writeUnit(subset, u);
-      }
-      lap('selectAndCut');
-      done++;
-      cfg.heartbeat?.({ phase: 'buckets', bucket: done, of: order.length, selected });
+      for (const s of SUBSETS) await writeUnit(s, cutters[s].flush());
+    } finally {
+      await Promise.allSettled(inFlight);
     }
-    for (const s of SUBSETS) await writeUnit(s, cutters[s].flush());
     await Promise.all(inFlight.splice(0));
     // Facts of buckets that no longer have rows, and units past the new counts, are an earlier attempt's leftovers.
     for (const b of stale) await fsp.rm(path.join(this.factsDir, `${bucketName(b)}.tsv`), { force: true });
