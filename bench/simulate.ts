@@ -76,11 +76,19 @@ export async function runSimulation(opts: { shape?: SimulationShape; window?: nu
       // While it runs, every driver's per-stage table must add up: each unit in flight is in exactly one main stage.
       while (!finished) {
         const p = await handle.query(progressQuery).catch(() => null);
+        if (p?.stages) {
+          // Every unit started is exactly once done with, in, or failed at fetch, in the release's table too.
+          const f = p.stages.fetch;
+          const started = p.units.done + p.units.failed + p.units.inFlight;
+          if (f.done + f.inFlight + f.failed !== started) live.violations.push(`release: fetch counts ${JSON.stringify(f)} for ${started} units started`);
+        }
         for (const id of p?.subsetWorkflows ?? []) {
           const sp = await env.client.workflow.getHandle(id).query(subsetProgressQuery).catch(() => null);
           if (!sp) continue;
           live.snapshots++;
           const inMain = MAIN_STAGES.reduce((n, st) => n + sp.stages[st].inFlight, 0);
+          const f = sp.stages.fetch;
+          if (f.done + f.inFlight + f.failed !== sp.done + sp.failed + sp.inFlight) live.violations.push(`${id}: fetch counts ${JSON.stringify(f)} for ${sp.done + sp.failed + sp.inFlight} units started`);
           if (inMain !== sp.inFlight) live.violations.push(`${id}: ${inMain} in flight by stage, ${sp.inFlight} units in flight`);
           for (const st of UNIT_STAGES) {
             const r = sp.stages[st];

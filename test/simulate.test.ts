@@ -56,5 +56,6 @@ describe('simulated release (real workflows, tiny activities)', function () {
     // Each run stays within the budget, plus its last report and the continue-as-new itself.
     for (const events of report.driverRuns) assert.ok(events <= budget + 10, `a driver run of ${events} events (budget ${budget})`);
     for (const st of UNIT_STAGES) assert.equal(report.finalProgress.stages?.[st].done, report.units, `${st} done across runs`);
+    assert.deepEqual(report.live.violations, []);
   });
 });

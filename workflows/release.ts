@@ -75,7 +75,10 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   const reports = new Map<string, SubsetProgress>();
   setHandler(subsetReportSignal, (report) => {
     const before = reports.get(report.subset);
-    if (!before || report.asOf >= before.asOf) reports.set(report.subset, report);
+    // Signals may arrive out of order: the report with the higher number wins (reports recorded before numbering
+    // fall back to their workflow time).
+    const newer = !before || (report.seq !== undefined && before.seq !== undefined ? report.seq > before.seq : report.asOf >= before.asOf);
+    if (newer) reports.set(report.subset, report);
   });
   setHandler(progressQuery, (): ReleaseProgress => {
     if (reports.size === 0) return progress;

@@ -44,6 +44,8 @@ export interface SubsetState {
   stages?: Record<UnitStage, StageTotals>;
   /** When this driver started its first unit (ms since the epoch, workflow time); the rates count from it. */
   startedAt?: number | null;
+  /** Reports sent to the release so far, across runs: each report carries its number, so the release keeps the latest. */
+  reports?: number;
 }
 
 export interface SubsetProgress {
@@ -59,9 +61,11 @@ export interface SubsetProgress {
   stages: StageTable;
   /** Workflow time the counts are from (the driver's last event; ms since the epoch). */
   asOf: number;
+  /** The report's number (1, 2, ...) when sent to the release: signals may arrive out of order, a later one wins. */
+  seq?: number;
 }
 
-export type SubsetResult = Omit<SubsetState, 'release' | 'nextIndex' | 'paused' | 'unitsPerRun' | 'startedAt'>;
+export type SubsetResult = Omit<SubsetState, 'release' | 'nextIndex' | 'paused' | 'unitsPerRun' | 'startedAt' | 'reports'>;
 
 export const subsetProgressQuery = defineQuery<SubsetProgress>('subsetProgress');
 export const pauseSignal = defineSignal('pause');
@@ -131,7 +135,7 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
     sinceReport = 0;
     if (!reporting || !workflowInfo().parent) return;
     await getExternalWorkflowHandle(workflowInfo().parent!.workflowId)
-      .signal(subsetReportSignal, progress())
+      .signal(subsetReportSignal, { ...progress(), seq: (state.reports = (state.reports ?? 0) + 1) })
       .catch((err: unknown) => {
         if (isCancellation(err)) throw err;
       });
@@ -167,28 +171,31 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
       inFlight++;
       live.set(unitId, { unitId, stage: 'fetch', enrichDone: false, rejected: noRejections() });
       details();
-      const p: Promise<void> = child
-        .result()
-        .then(
-          (r) => {
+      // One callback settles a unit: its counts move from `live` to the totals in the same step, so no report
+      // taken in between (another unit's, in the same activation) counts it twice.
+      const settle = (finished: () => void) => {
+        finished();
+        inFlight--;
+        live.delete(unitId);
+        running.delete(p);
+        details();
+        if (++sinceReport >= reportEvery) reportToRelease().catch(() => undefined);
+      };
+      const p: Promise<void> = child.result().then(
+        (r) =>
+          settle(() => {
             state.done++;
             state.samples += r.shard.samples;
             state.articles += r.articles;
             addFinished(totals, r.rejected);
-          },
-          (err: Error) => {
+          }),
+        (err: Error) =>
+          settle(() => {
             state.failed++;
             addFailed(totals, live.get(unitId));
             if (state.failures.length < 20) state.failures.push(`${unitId}: ${err.message}`);
-          },
-        )
-        .finally(() => {
-          inFlight--;
-          live.delete(unitId);
-          running.delete(p);
-          details();
-          if (++sinceReport >= reportEvery) reportToRelease().catch(() => undefined);
-        });
+          }),
+      );
       running.add(p);
     }
     // Drain before continuing as new: children must not outlive the run that awaits them.
@@ -204,6 +211,6 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
   if (state.nextIndex < state.units) {
     await continueAsNew<typeof subsetWorkflow>({ ...state, runs: state.runs + 1 });
   }
-  const { release: _r, nextIndex: _n, paused: _p, unitsPerRun: _u, startedAt: _s, ...result } = state;
+  const { release: _r, nextIndex: _n, paused: _p, unitsPerRun: _u, startedAt: _s, reports: _q, ...result } = state;
   return result;
 }
