@@ -570,6 +570,35 @@ describe('legacy packages over a faulty FTP mirror (ftp-srv faults on loopback)'
       }
     });
 
+    it('a transfer waiting in line for a connection leaves it at once when cancelled, and the line goes on', async () => {
+      const t = openLegacyTransport({ baseUrl: `${ftp.url}/pub/pmc`, connections: 1 }, STALL_TIMEOUT_MS);
+      try {
+        // The only connection is held by a transfer that stalls until the data watchdog ends it (1 s).
+        ftp.transfers.length = 0;
+        ftp.faults.push({ match: `pub/pmc/${real}`, fault: { kind: 'stall', afterBytes: 0 }, times: 1 });
+        const holder = sha256Of(t.open(real)).then(
+          () => 'whole',
+          (e: Error) => e.message,
+        );
+        await sleep(100);
+        const cancel = new AbortController();
+        const waiting = t.open(served('PMC9100001').slice('pub/pmc/'.length), cancel.signal);
+        const third = sha256Of(t.open(served('PMC9100002').slice('pub/pmc/'.length)));
+        const t0 = Date.now();
+        setTimeout(() => cancel.abort(new Error('activity cancelled')), 50);
+        await assert.rejects(waiting, /activity cancelled/);
+        assert.ok(Date.now() - t0 < STALL_TIMEOUT_MS / 2, `left the line after ${Date.now() - t0} ms, before the connection was free`);
+        assert.match(await holder, /Timeout \(data socket\)/);
+        // The slot the cancelled waiter gave up went to the next in line, and the pool is whole afterwards.
+        assert.equal((await third).sha, truth.get('PMC9100002')!.pkg);
+        await assert.rejects(t.open(real, AbortSignal.abort(new Error('cancelled before'))), /cancelled before/);
+        await allWhole(t);
+        assert.equal(ftp.transfers.filter((x) => x.path === served('PMC9100001')).length, 1, 'the cancelled one never transferred; allWhole did once');
+      } finally {
+        await t.close();
+      }
+    });
+
     it('a pooled connection the server closed while idle (421, ftp-srv idle timeout) is never reused', async () => {
       const idle = await startFtpServer(root, { idleTimeoutMs: 1_000 });
       const t = openLegacyTransport({ baseUrl: `${idle.url}/pub/pmc`, connections: 2 }, STALL_TIMEOUT_MS);
@@ -617,10 +646,14 @@ describe('legacy packages over a faulty FTP mirror (ftp-srv faults on loopback)'
     it('retries packages whose RETR was answered 421 and whose connection was closed, or refused at connect', async () => {
       const { rel, plan, layout } = await freshRelease();
       ftp.faults.push({ match: served('PMC7112410'), fault: { kind: 'close' }, times: 1 }, { match: served('PMC9100003'), fault: { kind: 'close' }, times: 2 });
-      ftp.refuseConnections = 2; // the fetch stage's first two connections
+      for (const id of unitIds(plan).filter((u) => u !== unitOf('PMC9100009'))) await fetchArticles({ release: rel, unitId: id });
+      // The unit of one package, alone on the server: its first two connections are refused (with several packages
+      // in flight, which one meets a refusal would be a race).
+      ftp.refuseConnections = 2;
       const refused = ftp.stats.refused;
-      await fetchAll(rel, plan);
+      await fetchArticles({ release: rel, unitId: unitOf('PMC9100009') });
       assert.equal(ftp.stats.refused, refused + 2);
+      assert.deepEqual(attempts('PMC9100009'), ['whole'], 'refused at connect: no transfer began');
       assert.deepEqual(attempts('PMC7112410'), ['close', 'whole']);
       assert.deepEqual(attempts('PMC9100003'), ['close', 'close', 'whole']);
       assert.deepEqual(await quarantineOf(layout, unitIds(plan)), []);

@@ -9,7 +9,7 @@ import { ReleaseLayout } from '../activities/common/layout';
 import type { QuarantineRecord } from '../activities/common/quarantine';
 import { articleXmlPath, fetchArticles, placeObject, TransientFetchError } from '../activities/fetch/activity';
 import { ObjectCache } from '../activities/fetch/cache';
-import { downloadLimiter, setFetchTuning, withRetries, type FetchTuning } from '../activities/fetch/retry';
+import { downloadLimiter, Limiter, setFetchTuning, withRetries, type FetchTuning } from '../activities/fetch/retry';
 import { HttpPmcSource, SourceError } from '../activities/fetch/source';
 import { planRelease } from '../activities/plan/activity';
 import type { PlannedUnit } from '../activities/plan/plan';
@@ -181,6 +181,26 @@ describe('cloud source faults against the loopback bucket', function () {
     } finally {
       setFetchTuning(prev);
     }
+  });
+
+  it('a download waiting for a worker slot leaves the line when its activity is cancelled; the slot goes on', async () => {
+    const limiter = new Limiter(1);
+    let release!: () => void;
+    const holder = limiter.run(() => new Promise<string>((r) => (release = () => r('held'))));
+    const cancel = new AbortController();
+    const started: string[] = [];
+    const waiting = limiter.run(async () => void started.push('cancelled one'), cancel.signal);
+    const next = limiter.run(async () => (started.push('next'), 'next'));
+    assert.equal(limiter.queued, 2);
+    cancel.abort(new Error('activity cancelled'));
+    await assert.rejects(waiting, /activity cancelled/);
+    assert.equal(limiter.queued, 1, 'the cancelled waiter left the line');
+    release();
+    assert.deepEqual(await Promise.all([holder, next]), ['held', 'next']);
+    assert.deepEqual(started, ['next']);
+    assert.deepEqual([limiter.inFlight, limiter.queued], [0, 0], 'no slot lost');
+    await assert.rejects(limiter.run(async () => 1, AbortSignal.abort(new Error('gone'))), /gone/);
+    assert.equal(limiter.inFlight, 0);
   });
 
   it('never downloads an object twice: the content-addressed cache serves every later unit or release', async () => {

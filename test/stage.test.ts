@@ -7,7 +7,9 @@ import { ReleaseInputSchema } from '../config/release';
 import { insideRoot, ndjson, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../activities/common/files';
 import { ReleaseLayout } from '../activities/common/layout';
 import { quarantine, type QuarantineRecord } from '../activities/common/quarantine';
-import { mapLimit, runUnitStage, type StageManifest } from '../activities/common/stage';
+import { mapLimit, runUnitStage, withPulse, type StageManifest } from '../activities/common/stage';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import type { PlannedUnit } from '../activities/plan/plan';
 
 let tmp: string;
@@ -227,6 +229,48 @@ describe('mapLimit', () => {
     // Items 0-2 were in flight when item 1 failed (after 5 ms); 0 and 2 still finished before the rejection.
     assert.deepEqual(started, [0, 1, 2]);
     assert.deepEqual([...settled].sort(), [0, 1, 2]);
+  });
+});
+
+describe('withPulse', () => {
+  it('heartbeats the current details while the work waits, and stops when it settles', async () => {
+    const env = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    let step = 0;
+    const out = await env.run(() =>
+      withPulse(
+        () => ({ step }),
+        async () => {
+          await new Promise((r) => setTimeout(r, 130));
+          step = 1;
+          await new Promise((r) => setTimeout(r, 130));
+          return 'done';
+        },
+        40,
+      ),
+    );
+    assert.equal(out, 'done');
+    assert.ok(beats.length >= 4, `${beats.length} heartbeats in 260 ms at one per 40 ms`);
+    assert.deepEqual(beats[0], { step: 0 });
+    assert.deepEqual(beats.at(-1), { step: 1 });
+    const after = beats.length;
+    await new Promise((r) => setTimeout(r, 120));
+    assert.equal(beats.length, after, 'no heartbeat once the work settled');
+  });
+
+  it('stops its timer when the work throws, and passes the error on', async () => {
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    let beats = 0;
+    env.on('heartbeat', () => beats++);
+    await assert.rejects(env.run(() => withPulse(() => null, async () => {
+      await new Promise((r) => setTimeout(r, 100));
+      throw new Error('broken');
+    }, 30)), /broken/);
+    const after = beats;
+    assert.ok(after >= 2, `${after} heartbeats`);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(beats, after);
   });
 });
 

@@ -49,6 +49,20 @@ export function heartbeat(details?: unknown): void {
   }
 }
 
+/**
+ * Runs `fn` while heartbeating `details()` every `everyMs`, besides the heartbeats `fn` sends itself: an activity
+ * that waits (for a shared connection, a slow single transfer) is still alive, and must not time out on its
+ * heartbeat. A transfer that hangs is ended by its own timeout, never by this.
+ */
+export async function withPulse<T>(details: () => unknown, fn: () => Promise<T>, everyMs = 10_000): Promise<T> {
+  const timer = setInterval(() => heartbeat(details()), everyMs);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Logs through the activity's logger (worker log, with workflow and activity ids); silent outside an activity. */
 export function activityLog(level: 'info' | 'warn', message: string, attrs: Record<string, unknown>): void {
   try {

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReleaseInput } from '../../config/release';
 import { exists, insideRoot, readNdjson, writeFileAtomic } from '../common/files';
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
-import { cancellationSignal, heartbeat, mapLimit, runUnitStage, type Staged, type UnitTask } from '../common/stage';
+import { cancellationSignal, heartbeat, mapLimit, runUnitStage, withPulse, type Staged, type UnitTask } from '../common/stage';
 import { fetchLegacyArticle, LegacyPmcSource } from '../legacy/fetch';
 import { acquireLegacyTransport, type LegacyTransport } from '../legacy/transport';
 import type { ParsedArticleLine } from '../parse/activity';
@@ -82,7 +82,7 @@ export async function placeObject(
   if (await intactCopy(file, obj.md5)) return 'reused';
   if (obj.md5 && opts.cache && (await opts.cache.restore(obj.md5, file))) return 'cached';
   try {
-    await withRetries(() => downloadLimiter().run(() => downloadToFile(source, obj.key, obj.md5, file, opts.signal)), { signal: opts.signal });
+    await withRetries(() => downloadLimiter().run(() => downloadToFile(source, obj.key, obj.md5, file, opts.signal), opts.signal), { signal: opts.signal });
   } catch (err) {
     const permanent = err instanceof SourceError && (!err.retryable || err.kind === 'checksum');
     if (!permanent) throw new TransientFetchError(err as Error);
@@ -120,7 +120,9 @@ export async function fetchArticles(task: UnitTask): Promise<Staged<FetchArticle
     const unitDir = layout.unitDir(unit.unitId);
     const result: FetchArticlesResult = { articles: unit.articles.length, fetched: 0, reused: 0, failed: 0, cached: 0 };
     const outputs: string[] = [];
-    await mapLimit(unit.articles, fetchTuning().perActivity, async (a) => {
+    const progress = () => ({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
+    // Downloads wait in line for the worker's slots (shared by its activities): heartbeat while they wait.
+    await withPulse(progress, () => mapLimit(unit.articles, fetchTuning().perActivity, async (a) => {
       const file = articleXmlPath(unitDir, a.pmcid, a.version);
       try {
         const outcome = await placeObject(source, a.xml, file, { cache, signal });
@@ -131,8 +133,8 @@ export async function fetchArticles(task: UnitTask): Promise<Staged<FetchArticle
         result.failed++;
         q.push(quarantine({ article: `${a.pmcid}.${a.version}`, stage: 'fetch', reason: err instanceof SourceError ? `xml-${err.kind}` : 'xml-error', detail: (err as Error).message }));
       }
-      heartbeat({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
-    });
+      heartbeat(progress());
+    }));
     outputs.sort();
     return { result, outputs };
   });
@@ -156,8 +158,11 @@ async function fetchLegacyArticles(task: UnitTask): Promise<Staged<FetchArticles
     const outputs: string[] = [];
     const records = new Map<string, QuarantineRecord[]>();
     const updated: PlannedArticle[] = unit.articles.map((a) => ({ ...a }));
+    const progress = () => ({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
     try {
-      await mapLimit(updated, fetchTuning().perActivity, async (a) => {
+      // The worker's FTP connections are shared by its activities: one may wait long in line for a connection, and
+      // heartbeats meanwhile (its place in line is left at once if it is cancelled).
+      await withPulse(progress, () => mapLimit(updated, fetchTuning().perActivity, async (a) => {
         const article = `${a.pmcid}.${a.version}`;
         const recs: QuarantineRecord[] = [];
         records.set(article, recs);
@@ -179,8 +184,8 @@ async function fetchLegacyArticles(task: UnitTask): Promise<Staged<FetchArticles
           a.media = [];
           recs.push(quarantine({ article, stage: 'fetch', reason: `xml-${(err as SourceError).kind}`, detail: (err as Error).message }));
         }
-        heartbeat({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
-      });
+        heartbeat(progress());
+      }));
     } finally {
       await release();
       await fs.rm(path.join(unitDir, '.staging'), { recursive: true, force: true }).catch(() => undefined);
@@ -228,8 +233,9 @@ export async function fetchFigureMedia(task: UnitTask): Promise<Staged<FetchMedi
     }
     const result: FetchMediaResult = { wanted: wanted.size, fetched: 0, reused: 0, failed: 0, cached: 0 };
     const outputs: string[] = [];
+    const progress = () => ({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: wanted.size });
     try {
-      await mapLimit([...wanted.values()], fetchTuning().perActivity, async (w) => {
+      await withPulse(progress, () => mapLimit([...wanted.values()], fetchTuning().perActivity, async (w) => {
         const file = mediaPath(unitDir, w.key);
         try {
           const outcome = await placeObject(source, w, file, { cache, signal });
@@ -242,8 +248,8 @@ export async function fetchFigureMedia(task: UnitTask): Promise<Staged<FetchMedi
             q.push(quarantine({ article: w.article, figure, stage: 'media', reason: err instanceof SourceError ? `image-${err.kind}` : 'image-error', detail: (err as Error).message }));
           }
         }
-        heartbeat({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: wanted.size });
-      });
+        heartbeat(progress());
+      }));
     } finally {
       if (legacy) {
         await legacy.release();

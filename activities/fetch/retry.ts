@@ -46,22 +46,41 @@ export function setFetchTuning(change: Partial<FetchTuning>): FetchTuning {
   return before;
 }
 
-/** A FIFO counting semaphore. */
+/** A FIFO counting semaphore; a waiter whose signal aborts leaves the line at once. */
 export class Limiter {
   private active = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly waiting: { grant: () => void }[] = [];
   constructor(readonly limit: number) {}
   get inFlight(): number {
     return this.active;
   }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
+  get queued(): number {
+    return this.waiting.length;
+  }
+  async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
+    if (this.active >= this.limit) {
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          const i = this.waiting.indexOf(waiter);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(signal!.reason instanceof Error ? signal!.reason : new Error('cancelled while waiting for a download slot'));
+        };
+        const waiter = {
+          grant: () => {
+            signal?.removeEventListener('abort', onAbort);
+            resolve();
+          },
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.waiting.push(waiter);
+      });
+    } else this.active++;
     try {
       return await fn();
     } finally {
       const next = this.waiting.shift();
-      if (next) next();
+      if (next) next.grant(); // the slot passes on: `active` stays
       else this.active--;
     }
   }

@@ -94,7 +94,7 @@ export async function fetchLegacyArticle(ctx: LegacyFetchContext, a: PlannedArti
     const extracted = await withRetries(
       async () => {
         await fs.rm(stageDir, { recursive: true, force: true });
-        return downloadLimiter().run(async () => extractPackage(await ctx.transport.open(pkg.path, ctx.signal), pkg.path, stageDir, ctx.limits));
+        return downloadLimiter().run(async () => extractPackage(await ctx.transport.open(pkg.path, ctx.signal), pkg.path, stageDir, ctx.limits), ctx.signal);
       },
       { signal: ctx.signal },
     );

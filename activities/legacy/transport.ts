@@ -69,7 +69,7 @@ class FtpTransport implements LegacyTransport {
   readonly description: string;
   private readonly idle: Client[] = [];
   private active = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly waiting: { grant: () => void }[] = [];
   private closed = false;
   private readonly root: string;
   constructor(private readonly url: URL, private readonly connections: number, private readonly timeoutMs: number) {
@@ -77,14 +77,38 @@ class FtpTransport implements LegacyTransport {
     this.description = `legacy PMC FTP at ftp://${url.host}${this.root}`;
   }
 
-  private async acquire(): Promise<void> {
-    if (this.active >= this.connections) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
+  /** A connection slot, waiting in line while all are busy; a cancelled activity leaves the line at once. */
+  private async acquire(signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    if (this.active < this.connections) {
+      this.active++;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const waiter = {
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(waiter);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal!.reason instanceof Error ? signal!.reason : new Error('cancelled while waiting for an FTP connection'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
   }
   private release(): void {
     const next = this.waiting.shift();
-    if (next) next();
+    if (next) next.grant(); // the slot passes on: `active` stays
     else this.active--;
+  }
+
+  /** Transfers running and waiting for a connection (for tests and logs). */
+  get load(): { active: number; waiting: number } {
+    return { active: this.active, waiting: this.waiting.length };
   }
 
   private async client(): Promise<Client> {
@@ -108,7 +132,7 @@ class FtpTransport implements LegacyTransport {
 
   async open(relPath: string, signal?: AbortSignal): Promise<Readable> {
     if (relPath.startsWith('/') || relPath.split('/').includes('..')) throw new SourceError(`unsafe path ${JSON.stringify(relPath)}`, 'unsafe-key', false, relPath);
-    await this.acquire();
+    await this.acquire(signal);
     let client: Client;
     try {
       client = await this.client();

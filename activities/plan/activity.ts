@@ -56,7 +56,7 @@ export async function resolveCloudFacts(source: PmcSource, row: PlanRow, signal?
   });
   let facts: VersionFacts;
   try {
-    const obj = await withRetries(() => downloadLimiter().run(() => source.get(row.key, { signal })), { signal });
+    const obj = await withRetries(() => downloadLimiter().run(() => source.get(row.key, { signal }), signal), { signal });
     const meta = ArticleMetadataSchema.parse(JSON.parse(obj.body.toString('utf8')));
     facts = factsOf(row.key, row.etag, meta);
   } catch (err) {
