@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET, maxWindowFor } from './history';
 
 /** The three published license subsets (reference/pmc-sources.md §1.7). */
 export const SUBSETS = ['commercial', 'noncommercial', 'other'] as const;
@@ -151,7 +152,17 @@ export const ReleaseInputSchema = z.object({
    * Events a subset driver's run may reach before it continues as new (stops starting units, drains, continues):
    * keeps every history a few thousand events long whatever the window. Temporal warns at 10,240.
    */
-  historyBudget: z.number().int().min(200).max(10_000).default(5000),
+  historyBudget: z.number().int().min(200).max(10_000).default(HISTORY_BUDGET),
+}).superRefine((r, ctx) => {
+  // A driver keeps at most maxWindowFor(historyBudget) units in flight: a larger window would be quietly cut.
+  const most = maxWindowFor(r.historyBudget);
+  if (r.window > most) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ['window'],
+      message: `a window of ${r.window} needs historyBudget >= ${(r.window + 1) * DRIVER_EVENTS_PER_UNIT} (a subset driver's history costs up to ${DRIVER_EVENTS_PER_UNIT} events per unit in flight); with historyBudget ${r.historyBudget} the window is at most ${most}, and historyBudget is at most 10000`,
+    });
+  }
 });
 export type ReleaseInput = z.infer<typeof ReleaseInputSchema>;
 export type ReleaseInputArgs = z.input<typeof ReleaseInputSchema>;

@@ -11,6 +11,8 @@ import {
   type UnitReport,
   type UnitStage,
 } from '../workflows/progress';
+import { ReleaseInputSchema } from '../config/release';
+import { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET, maxWindowFor } from '../config/history';
 
 const report = (unitId: string, stage: UnitStage, enrichDone = false, rejected: Partial<Record<UnitStage, number>> = {}): UnitReport => ({
   unitId,
@@ -113,5 +115,34 @@ describe('per-stage progress counting', () => {
     assert.equal(m.fetch.unitsPerHour, 3);
     assert.equal(m.fetch.etaSeconds, Math.max(a.fetch.etaSeconds!, b.fetch.etaSeconds!));
     assert.equal(m.shard.unitsPerHour, 1, 'b has no unit through shard yet: only a rates');
+  });
+});
+
+describe('the window and the history budget of a release', () => {
+  const base = { releaseId: 'budget-check', dataDir: '/tmp/budget-check', source: { kind: 'pmc-cloud-dir', root: '/tmp/mirror' } } as const;
+  const parse = (extra: Record<string, number>) => ReleaseInputSchema.safeParse({ ...base, ...extra });
+
+  it('accepts the defaults, and the largest window a budget holds', () => {
+    assert.ok(parse({}).success);
+    assert.equal(maxWindowFor(HISTORY_BUDGET), 199);
+    assert.ok(parse({ window: 199 }).success);
+    assert.ok(parse({ window: 399, historyBudget: 10_000 }).success);
+  });
+
+  it('refuses a window the drivers could not keep in flight, saying which budget it needs', () => {
+    const r = parse({ window: 300 });
+    assert.equal(r.success, false);
+    const issue = r.error!.issues[0]!;
+    assert.deepEqual(issue.path, ['window']);
+    assert.match(issue.message, /window of 300 needs historyBudget >= 7525 .*at most 199/);
+    assert.ok(parse({ window: 300, historyBudget: 7525 }).success);
+    assert.equal(parse({ window: 400, historyBudget: 10_000 }).success, false, 'no budget holds 400 in flight');
+  });
+
+  it('matches what a driver does: within the budget, (window + 1) units of events still fit', () => {
+    for (const budget of [200, 300, 5_000, 10_000]) {
+      const w = maxWindowFor(budget);
+      assert.ok((w + 1) * DRIVER_EVENTS_PER_UNIT <= budget && (w + 2) * DRIVER_EVENTS_PER_UNIT > budget, `budget ${budget}: window ${w}`);
+    }
   });
 });

@@ -16,6 +16,7 @@ import {
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { ReleaseInput, Subset } from '../config/release';
+import { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET } from '../config/history';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { addFailed, addFinished, emptyTotals, laterReport, noRejections, stageTable, type StageTable, type StageTotals, type UnitReport, type UnitStage } from './progress';
 import { unitStageSignal, unitWorkflow } from './unit';
@@ -76,17 +77,7 @@ export const resumeSignal = defineSignal('resume');
 /** Units started per run before continuing as new, at most (the history budget usually ends a run first). */
 export const UNITS_PER_RUN = 400;
 
-/**
- * Events a driver's run may reach (`release.historyBudget` overrides it): the driver stops starting units once its
- * history, plus what the units in flight may still add, would pass it, drains them and continues as new.
- */
-export const HISTORY_BUDGET = 5_000;
-
-/**
- * Driver events one unit costs at most: its start (2 events), 4 stage reports and its completion, each of which
- * may wake a workflow task of its own (3 events). Small windows batch little, so a unit nears this bound.
- */
-export const DRIVER_EVENTS_PER_UNIT = 25;
+export { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET } from '../config/history';
 
 export function unitIdOf(subset: Subset, index: number): string {
   return `${subset}-${String(index).padStart(6, '0')}`;
@@ -191,6 +182,8 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
           }),
         (err: Error) =>
           settle(() => {
+            // Cancelled with the release: neither done nor failed (a later start of the release runs it again).
+            if (isCancellation(err)) return;
             state.failed++;
             addFailed(totals, live.get(unitId));
             if (state.failures.length < 20) state.failures.push(`${unitId}: ${err.message}`);
