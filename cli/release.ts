@@ -6,7 +6,7 @@ import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { progressQuery, releaseWorkflow, releaseKey, type ReleaseProgress, type ReleaseResult } from '../workflows/release';
 import { mergeTables, UNIT_STAGES, type StageTable } from '../workflows/progress';
 import type { SubsetProgress } from '../workflows/subset';
-import { subsetProgress } from './control';
+import { findReleaseWorkflow, subsetProgress } from './control';
 
 /** The server to talk to: TEMPORAL_ADDRESS, else the embedded default's (temporal-dev.yaml, BIOMEDICA_TEMPORAL_PORT). */
 export function defaultTemporalAddress(): string {
@@ -69,8 +69,10 @@ export interface ReleaseStatus {
 }
 
 export async function releaseStatus(client: Client, releaseId: string): Promise<ReleaseStatus | null> {
-  const workflowId = releaseWorkflowId(releaseId);
-  const handle = client.workflow.getHandle<typeof releaseWorkflow>(workflowId);
+  const ref = await findReleaseWorkflow(client, releaseId);
+  if (!ref) return null;
+  const { workflowId } = ref;
+  const handle = client.workflow.getHandle<typeof releaseWorkflow>(workflowId, ref.runId);
   let desc;
   try {
     desc = await handle.describe();

@@ -12,6 +12,7 @@ import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInput } from '../con
 import { TASK_QUEUES } from '../config/task-queues';
 import { fitTaxonomyWorkflow, fitTaxonomyWorkflowId, type FitTaxonomyResult } from '../workflows/taxonomy';
 import { flag, intFlag } from './args';
+import { findReleaseWorkflow } from './control';
 import { connectClient, uiLink } from './release';
 import { SAMPLE_RELEASE_ID } from './sample';
 
@@ -29,10 +30,14 @@ function resolveInput(p: string, dataDir: string): string {
 
 /** The release's input as its workflow was started with it (from the server's history). */
 export async function releaseInputFromServer(client: Client, releaseId: string): Promise<ReleaseInput> {
-  const history = await client.workflow.getHandle(releaseWorkflowId(releaseId)).fetchHistory();
+  const ref = await findReleaseWorkflow(client, releaseId);
+  if (!ref) throw new Error(`no release workflow for ${releaseId} (${releaseWorkflowId(releaseId)}, or a scheduled run of it)`);
+  const history = await client.workflow.getHandle(ref.workflowId, ref.runId).fetchHistory();
   const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-  if (!payload) throw new Error(`no start input in the history of ${releaseWorkflowId(releaseId)}`);
-  return ReleaseInputSchema.parse(defaultPayloadConverter.fromPayload(payload));
+  if (!payload) throw new Error(`no start input in the history of ${ref.workflowId}`);
+  const input = ReleaseInputSchema.parse(defaultPayloadConverter.fromPayload(payload));
+  // A Schedule's run was started with `{year}` in its id, resolved by the workflow: the id asked for is that one.
+  return input.releaseId.includes('{year}') ? { ...input, releaseId } : input;
 }
 
 /** Starts (or attaches to) the fit workflow and waits for it. */

@@ -1,9 +1,10 @@
 import * as assert from 'node:assert/strict';
 import { sampleReleaseInput } from '../cli/sample';
-import { cancelRelease, createYearlySchedule, pauseRelease, resumeRelease } from '../cli/control';
+import { cancelRelease, createYearlySchedule, findReleaseWorkflow, pauseRelease, resumeRelease } from '../cli/control';
 import { formatStatus, releaseStatus, startRelease } from '../cli/release';
 import { UNIT_STAGES } from '../workflows/progress';
 import { progressQuery, type ReleaseResult } from '../workflows/release';
+import { subsetProgressQuery } from '../workflows/subset';
 import { createReleaseTestEnv, type ReleaseTestEnv } from './support/release-env';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -70,13 +71,21 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
   it('cancel ends the release as Cancelled, and starting it again completes it from what was finished', async () => {
     await startRelease(t.env.client, sampleReleaseInput(t.dataDir, t.mirror.baseUrl, 'cancelled'));
     let s = await releaseStatus(t.env.client, 'cancelled');
-    for (let i = 0; i < 120 && s?.progress?.stage !== 'units'; i++) {
+    for (let i = 0; i < 120 && !(s?.progress?.stage === 'units' && s.subsets.some((x) => x.inFlight > 0)); i++) {
       await sleep(250);
       s = await releaseStatus(t.env.client, 'cancelled');
     }
+    const drivers = s!.progress!.subsetWorkflows;
+    assert.ok(drivers.length > 0, 'cancelled while units run');
     await cancelRelease(t.env.client, 'cancelled');
     await assert.rejects(t.env.client.workflow.getHandle('release-cancelled').result());
     assert.equal((await releaseStatus(t.env.client, 'cancelled'))?.status, 'CANCELLED');
+    // The units the cancellation stopped are not failures: a cancelled driver's table counts none as failed.
+    for (const id of drivers) {
+      const p = await t.env.client.workflow.getHandle(id).query(subsetProgressQuery);
+      assert.equal(p.failed, 0, `${id}: no unit failed`);
+      for (const st of UNIT_STAGES) assert.equal(p.stages[st].failed, 0, `${id}: ${st} failed`);
+    }
     const again = await startRelease(t.env.client, sampleReleaseInput(t.dataDir, t.mirror.baseUrl, 'cancelled'));
     assert.equal(again.kind, 'started');
     const result = (await t.env.client.workflow.getHandle('release-cancelled').result()) as ReleaseResult;
@@ -97,8 +106,25 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
       started = (await handle.describe()).info.recentActions[0]?.action.workflow.workflowId;
     }
     assert.ok(started, 'the schedule started a run');
+    assert.notEqual(started, 'release-sched-' + new Date().getUTCFullYear(), "a Schedule's run has a workflow id of its own");
+    // The CLI finds that run by the release id it resolved (the BiomedicaRelease search attribute), and controls it.
+    const releaseId = `sched-${new Date().getUTCFullYear()}`;
+    let ref: Awaited<ReturnType<typeof findReleaseWorkflow>> = null;
+    for (let i = 0; i < 60 && !ref; i++) {
+      ref = await findReleaseWorkflow(t.env.client, releaseId);
+      if (!ref) await sleep(250);
+    }
+    assert.equal(ref?.workflowId, started);
+    await pauseRelease(t.env.client, releaseId);
+    const paused = await releaseStatus(t.env.client, releaseId);
+    assert.equal(paused?.workflowId, started);
+    if (paused?.status === 'RUNNING') assert.equal(paused.progress?.paused, true, 'paused through the run found by search attribute');
+    await resumeRelease(t.env.client, releaseId);
     const result = (await t.env.client.workflow.getHandle(started).result()) as ReleaseResult;
-    assert.equal(result.releaseId, `sched-${new Date().getUTCFullYear()}`);
+    assert.equal(result.releaseId, releaseId);
+    const done = await releaseStatus(t.env.client, releaseId);
+    assert.deepEqual([done?.workflowId, done?.status, done?.result?.summary.samples], [started, 'COMPLETED', result.summary.samples]);
+    assert.equal(await findReleaseWorkflow(t.env.client, 'sched-1999'), null);
     await handle.delete();
   });
 });
