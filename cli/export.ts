@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { exportSubset, ExportConfigError, type ExportInput, type ExportResult } from '../activities/export/export';
 import { ExportFilterSchema, type ExportFilterArgs } from '../activities/export/filter';
 import { defaultDataDir } from '../config/paths';
@@ -144,12 +145,46 @@ export function parseExportArgs(args: readonly string[]): ParsedExportArgs {
   };
 }
 
+/**
+ * One workflow id per target folder: Temporal then runs at most one export into a folder at a time (two would share
+ * its `<target>.partial-export` and overwrite each other's shards). The id names the release and the target.
+ */
 export function exportWorkflowId(input: ExportInput): string {
-  const digest = createHash('sha256')
-    .update(JSON.stringify([input.dataDir, input.target, input.filter, input.maxSamplesPerShard ?? null, input.maxBytesPerShard ?? null]))
-    .digest('hex')
-    .slice(0, 12);
-  return `export-${input.releaseId}-${digest}`;
+  const target = path.resolve(input.dataDir, input.target);
+  const digest = createHash('sha256').update(target).digest('hex').slice(0, 12);
+  const name = path.basename(target).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 40);
+  return `export-${name}-${digest}`;
+}
+
+export type ExportStart =
+  | { kind: 'started' | 'attached'; workflowId: string; handle: WorkflowHandle<typeof exportSubsetWorkflow> }
+  /** Another export (other release, filter or shard sizes) is writing the same target. */
+  | { kind: 'busy'; workflowId: string; running: ExportInput };
+
+/**
+ * Starts the export workflow, or attaches to the one running with the same input. An export with another input
+ * into the same target is refused while one runs: its workflow id is the target's.
+ */
+export async function startOrAttachExport(client: Client, input: ExportInput, taskQueue: string = TASK_QUEUES.workflows): Promise<ExportStart> {
+  const workflowId = exportWorkflowId(input);
+  try {
+    const handle = await client.workflow.start(exportSubsetWorkflow, {
+      workflowId,
+      taskQueue,
+      args: [input],
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      staticSummary: `BIOMEDICA export from ${input.releaseId} to ${input.target}`,
+    });
+    return { kind: 'started', workflowId, handle };
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+  const handle = client.workflow.getHandle<typeof exportSubsetWorkflow>(workflowId);
+  const history = await handle.fetchHistory();
+  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  const running = (payload ? defaultPayloadConverter.fromPayload(payload) : null) as ExportInput | null;
+  if (running && JSON.stringify(running) === JSON.stringify(input)) return { kind: 'attached', workflowId, handle };
+  return { kind: 'busy', workflowId, running: running ?? input };
 }
 
 export function formatExportResult(r: ExportResult): string {
@@ -197,22 +232,17 @@ export async function runExport(args: readonly string[]): Promise<number> {
     }
   }
   const client = await connectClient();
-  const workflowId = exportWorkflowId(input);
-  let handle;
-  try {
-    handle = await client.workflow.start(exportSubsetWorkflow, {
-      workflowId,
-      taskQueue: TASK_QUEUES.workflows,
-      args: [input],
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      staticSummary: `BIOMEDICA export from ${input.releaseId} to ${input.target}`,
-    });
-    console.log(`started ${workflowId}: ${uiLink(workflowId)}`);
-  } catch (err) {
-    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    handle = client.workflow.getHandle<typeof exportSubsetWorkflow>(workflowId);
-    console.log(`attached to running ${workflowId}: ${uiLink(workflowId)}`);
+  const start = await startOrAttachExport(client, input);
+  if (start.kind === 'busy') {
+    const r = start.running;
+    console.error(
+      `export: another export into ${input.target} is running (${start.workflowId}: release ${r.releaseId}, filter ${JSON.stringify(r.filter)}). ` +
+        `Wait for it (${uiLink(start.workflowId)}) or cancel it (temporal workflow cancel -w ${start.workflowId}), or choose another --to.`,
+    );
+    return 2;
   }
+  const { workflowId, handle } = start;
+  console.log(`${start.kind === 'started' ? 'started' : 'attached to running'} ${workflowId}: ${uiLink(workflowId)}`);
   if (!parsed.wait) return 0;
   const result = await handle.result();
   console.log(formatExportResult(result));

@@ -14,7 +14,7 @@ import { compileFilter, yearOfArticleDate, type ExportFilterArgs } from '../acti
 import { readSamplesParquet, type SampleRow } from '../activities/parquet/writer';
 import { publishedArticleDate } from '../activities/shard/sample-json';
 import { readTarEntries } from '../activities/shard/tar-reader';
-import { parseExportArgs, runExport } from '../cli/export';
+import { parseExportArgs, runExport, startOrAttachExport } from '../cli/export';
 import { temporalCliPath } from '../config/dev-server';
 import { TASK_QUEUES } from '../config/task-queues';
 import { testPython } from '../config/paths';
@@ -244,7 +244,7 @@ describe('subset export', function () {
     assert.equal(n, source.flat().filter((s) => compileFilter({ primaryLabels: ['Microscopy'], years: { from: 2018, to: 2019 } })(s.row)).length);
   });
 
-  it('runs as exportSubsetWorkflow on a real dev server, a bad target failing without retries', async function () {
+  it('runs as exportSubsetWorkflow on a real dev server, a bad target failing without retries, one export per folder at a time', async function () {
     installQuietRuntime();
     const env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCliPath() }, log: { format: 'pretty', level: 'warn' } } });
     try {
@@ -271,6 +271,22 @@ describe('subset export', function () {
           const history = await handle.fetchHistory();
           const attempts = history.events!.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt);
           assert.deepEqual(attempts, [1], 'not retried');
+
+          // One export into a folder at a time: no worker polls 'export-idle', so these stay running.
+          const a = base({ target: 'exports/busy', filter: { subsets: ['other'] } });
+          const first = await startOrAttachExport(env.client, a, 'export-idle');
+          assert.equal(first.kind, 'started');
+          assert.equal((await startOrAttachExport(env.client, { ...a }, 'export-idle')).kind, 'attached', 'the same export is joined');
+          const other = await startOrAttachExport(env.client, base({ target: 'exports/./busy', filter: { subsets: ['commercial'] } }), 'export-idle');
+          assert.equal(other.kind, 'busy', 'another filter into the same folder is refused while the first runs');
+          assert.deepEqual(other.kind === 'busy' && other.running.filter, { subsets: ['other'] });
+          const elsewhere = await startOrAttachExport(env.client, base({ target: 'exports/elsewhere', filter: { subsets: ['commercial'] } }), 'export-idle');
+          assert.equal(elsewhere.kind, 'started', 'another folder is free');
+          if (first.kind === 'started') await first.handle.terminate('test done');
+          if (elsewhere.kind === 'started') await elsewhere.handle.terminate('test done');
+          const again = await startOrAttachExport(env.client, base({ target: 'exports/busy', filter: { subsets: ['commercial'] } }), 'export-idle');
+          assert.equal(again.kind, 'started', 'once the first has ended, the folder takes another export');
+          if (again.kind === 'started') await again.handle.terminate('test done');
         }).finally(() => done()),
         cpuWorker.runUntil(finished),
       ]);
