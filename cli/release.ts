@@ -65,7 +65,23 @@ export interface ReleaseStatus {
   progress: ReleaseProgress | null;
   subsets: SubsetProgress[];
   result: ReleaseResult | null;
+  /** Why a release that failed, was cancelled or terminated ended (its failure's message chain). */
+  failure: string | null;
   ui: string;
+}
+
+/** A query that gives up after `ms` (a closed workflow is answered only while a worker polls its queue). */
+async function queryWithin<T>(client: Client, ms: number, fn: () => Promise<T>): Promise<T | null> {
+  return client.connection.withDeadline(Date.now() + ms, fn).catch(() => null);
+}
+
+/** A failure's message with its causes: "unit x failed: activity y failed: 503 ...". */
+function failureChain(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err as { message?: string; cause?: unknown } | undefined; e && parts.length < 6; e = e.cause as typeof e) {
+    if (e.message && !parts.includes(e.message)) parts.push(e.message);
+  }
+  return parts.join(': ');
 }
 
 export async function releaseStatus(client: Client, releaseId: string): Promise<ReleaseStatus | null> {
@@ -89,10 +105,19 @@ export async function releaseStatus(client: Client, releaseId: string): Promise<
     progress: null,
     subsets: [],
     result: null,
+    failure: null,
     ui: uiLink(workflowId),
   };
   if (desc.status.name === 'COMPLETED') status.result = await handle.result();
-  else if (desc.status.name === 'RUNNING') {
+  else if (desc.status.name !== 'RUNNING') {
+    // Failed, cancelled, terminated: say why, and where it stood (the release's last progress, from its history,
+    // when a worker is there to answer the query).
+    status.failure = await handle.result().then(
+      () => null,
+      (err: unknown) => failureChain(err),
+    );
+    status.progress = await queryWithin(client, 5_000, () => handle.query(progressQuery));
+  } else {
     status.progress = await handle.query(progressQuery).catch(() => null);
     if (status.progress?.subsetWorkflows?.length) {
       // Live unit counts come from the subset drivers; the release only adds them up when a subset finishes.
@@ -111,9 +136,13 @@ export async function releaseStatus(client: Client, releaseId: string): Promise<
 
 export function formatStatus(s: ReleaseStatus): string {
   const lines = [`release workflow ${s.workflowId}: ${s.status} (started ${s.startTime.toISOString()}${s.closeTime ? `, closed ${s.closeTime.toISOString()}` : ''}, ${s.historyLength} history events)`];
+  if (s.failure) {
+    lines.push(`  ended by: ${s.failure}`);
+    lines.push('  `release start` with the same config starts it again, reusing every stage that finished');
+  }
   if (s.progress) {
     const p = s.progress;
-    lines.push(`  stage: ${p.stage}${p.paused ? ' (PAUSED)' : ''}; units ${p.units.done}/${p.units.total} done, ${p.units.inFlight} in flight, ${p.units.failed} failed; ${p.samples} samples so far`);
+    lines.push(`  ${s.status === 'RUNNING' ? 'stage' : 'last stage'}: ${p.stage}${p.paused ? ' (PAUSED)' : ''}; units ${p.units.done}/${p.units.total} done, ${p.units.inFlight} in flight, ${p.units.failed} failed; ${p.samples} samples so far`);
     for (const sp of s.subsets) lines.push(`    ${sp.subset}: ${sp.done}/${sp.units} units, ${sp.inFlight} in flight, ${sp.failed} failed, ${sp.samples} samples (driver run ${sp.runs})${sp.paused ? ', paused' : ''}`);
     if (p.stages) lines.push(...formatStageTable(p.stages, p.units.total));
   }

@@ -79,7 +79,12 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
     assert.ok(drivers.length > 0, 'cancelled while units run');
     await cancelRelease(t.env.client, 'cancelled');
     await assert.rejects(t.env.client.workflow.getHandle('release-cancelled').result());
-    assert.equal((await releaseStatus(t.env.client, 'cancelled'))?.status, 'CANCELLED');
+    const after = await releaseStatus(t.env.client, 'cancelled');
+    assert.equal(after?.status, 'CANCELLED');
+    // Status of a closed release says why it ended and where it stood (the release's last progress).
+    assert.match(after!.failure ?? '', /cancel/i);
+    assert.equal(after!.progress?.stage, 'units');
+    assert.match(formatStatus(after!), /ended by: .*cancel.*\n.*release start.*\n\s+last stage: units; units \d+\/\d+ done/i);
     // The units the cancellation stopped are not failures: a cancelled driver's table counts none as failed.
     for (const id of drivers) {
       const p = await t.env.client.workflow.getHandle(id).query(subsetProgressQuery);
