@@ -11,7 +11,6 @@ export type UnitStage = (typeof UNIT_STAGES)[number];
 
 /** The stages a unit passes one after the other (enrich runs beside images and annotate). */
 export const MAIN_STAGES: readonly UnitStage[] = ['fetch', 'parse', 'images', 'annotate', 'shard'];
-const MAIN_ORDER = MAIN_STAGES;
 
 /** Rejections per stage: quarantine records (fetch, parse, images, annotate); for enrich, PMIDs PubMed did not return. */
 export type StageRejections = Record<UnitStage, number>;
@@ -55,19 +54,19 @@ export function emptyTotals(): Record<UnitStage, StageTotals> {
 /** Whether a unit reported in `report` is through `stage`. */
 function through(report: UnitReport, stage: UnitStage): boolean {
   if (stage === 'enrich') return report.enrichDone;
-  return MAIN_ORDER.indexOf(report.stage) > MAIN_ORDER.indexOf(stage);
+  return MAIN_STAGES.indexOf(report.stage) > MAIN_STAGES.indexOf(stage);
 }
 
 function inStage(report: UnitReport, stage: UnitStage): boolean {
-  if (stage === 'enrich') return !report.enrichDone && MAIN_ORDER.indexOf(report.stage) > MAIN_ORDER.indexOf('parse');
+  if (stage === 'enrich') return !report.enrichDone && MAIN_STAGES.indexOf(report.stage) > MAIN_STAGES.indexOf('parse');
   return report.stage === stage;
 }
 
 /** The later of two reports of one unit: signals may arrive out of order, a stage never goes back. */
 export function laterReport(a: UnitReport | undefined, b: UnitReport): UnitReport {
   if (!a) return b;
-  const ia = MAIN_ORDER.indexOf(a.stage);
-  const ib = MAIN_ORDER.indexOf(b.stage);
+  const ia = MAIN_STAGES.indexOf(a.stage);
+  const ib = MAIN_STAGES.indexOf(b.stage);
   if (ib > ia || (ib === ia && b.enrichDone && !a.enrichDone)) return b;
   return a;
 }
@@ -90,14 +89,6 @@ export function addFailed(totals: Record<UnitStage, StageTotals>, last: UnitRepo
     if (through(report, s)) totals[s].done++;
     else if (s !== 'enrich' && report.stage === s) totals[s].failed++;
     totals[s].rejected += report.rejected[s] ?? 0;
-  }
-}
-
-export function addTotals(into: Record<UnitStage, StageTotals>, more: Record<UnitStage, StageTotals>): void {
-  for (const s of UNIT_STAGES) {
-    into[s].done += more[s].done;
-    into[s].failed += more[s].failed;
-    into[s].rejected += more[s].rejected;
   }
 }
 

@@ -93,9 +93,7 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
     };
   });
   // Pause and resume: stages wait between steps; subset drivers stop starting new units (running ones finish).
-  const forward = (signal: typeof pauseSignal | typeof resumeSignal) => {
-    for (const id of progress.subsetWorkflows) void getExternalWorkflowHandle(id).signal(signal).catch(() => undefined);
-  };
+  const forward = (signal: typeof pauseSignal | typeof resumeSignal) => signalDrivers(progress.subsetWorkflows, signal);
   setHandler(pauseSignal, () => {
     progress.paused = true;
     forward(pauseSignal);
@@ -186,6 +184,11 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}`, ...(stages ? { stages } : {}) };
 }
 
+/** Pause or resume passed on to the subset drivers (one that has ended ignores it). */
+function signalDrivers(ids: readonly string[], signal: typeof pauseSignal | typeof resumeSignal): void {
+  for (const id of ids) void getExternalWorkflowHandle(id).signal(signal).catch(() => undefined);
+}
+
 /** A release id with `{year}` (a Temporal Schedule's yearly run) takes the year the run started, in UTC. */
 export function resolveScheduledRelease(input: ReleaseInput): ReleaseInput {
   if (!input.releaseId.includes('{year}')) return input;
@@ -226,7 +229,7 @@ async function runSubsets(input: ReleaseInput, plan: PlanSummary, progress: Rele
   progress.subsetWorkflows = handles.map((h) => h.workflowId);
   // A pause that came while the drivers were being started reached none of them: pass it on now.
   if (progress.paused && patched('pause-during-start-v1')) {
-    for (const id of progress.subsetWorkflows) void getExternalWorkflowHandle(id).signal(pauseSignal).catch(() => undefined);
+    signalDrivers(progress.subsetWorkflows, pauseSignal);
   }
   const settled = handles.map((h) =>
     h.result().then((r) => {
