@@ -6,7 +6,7 @@ import { isPartialName, sha256File } from '../activities/common/files';
 import { mulberry32 } from '../activities/annotate/tiny-vit';
 import { releaseWorkflowId } from '../config/release';
 import { pauseRelease, resumeRelease } from '../cli/control';
-import { startRelease } from '../cli/release';
+import { releaseStatus, startRelease } from '../cli/release';
 import { sampleReleaseInput } from '../cli/sample';
 import type { MirrorServer } from '../sample/mirror-server';
 import { startSampleServices, WorkerProcess, type DevServerProcess, type SampleServices } from './support/processes';
@@ -125,23 +125,33 @@ describe('chaos: killed workers and a restarted server change no output byte', f
 
   it('completes while the dev server is killed and restarted 5 times', async () => {
     await startRelease(client, interruptedRelease(dataDir, mirror.baseUrl, 'server-restarts'));
-    const handle = client.workflow.getHandle(releaseWorkflowId('server-restarts'));
     let restarts = 0;
-    // Restarts come quickly; after the second the release is paused (the signal itself goes through restarts), so
-    // it cannot finish before all five have landed, and resumed after the fifth.
+    const busyAtKill: number[] = [];
+    // Before each restart the release is resumed until a unit is in flight, then paused (the unit in flight goes
+    // on; no other starts), so every restart lands while a unit runs, and the release cannot finish before all five
+    // have landed. Pause and resume are signals that themselves go through the restarts.
     let nextAt = 500 + rand() * 1000;
     await waitForRelease('server-restarts', async (elapsed) => {
       if (restarts < 5 && elapsed >= nextAt) {
-        assert.equal((await handle.describe()).status.name, 'RUNNING', `restart ${restarts + 1} lands on a running release`);
+        await untilDone(() => resumeRelease(client, 'server-restarts'));
+        let inFlight = 0;
+        for (let i = 0; i < 240 && inFlight === 0; i++) {
+          const st = await releaseStatus(client, 'server-restarts').catch(() => null);
+          inFlight = st?.status === 'RUNNING' ? st.subsets.reduce((n, x) => n + x.inFlight, 0) : 0;
+          if (inFlight === 0) await sleep(250);
+        }
+        assert.ok(inFlight > 0, `restart ${restarts + 1}: a unit is in flight`);
+        await untilDone(() => pauseRelease(client, 'server-restarts'));
+        busyAtKill.push(inFlight);
         await server.kill();
         await sleep(500 + rand() * 2000);
         await server.start();
         restarts++;
-        if (restarts === 2) await untilDone(() => pauseRelease(client, 'server-restarts'));
         if (restarts === 5) await untilDone(() => resumeRelease(client, 'server-restarts'));
-        nextAt = elapsed + 500 + rand() * 1500;
+        nextAt = elapsed + 300 + rand() * 700;
       }
     });
+    assert.equal(busyAtKill.length, 5, `units in flight at each restart: ${busyAtKill.join(', ')}`);
     assert.equal(restarts, 5, 'the release outlived 5 server restarts');
     assert.deepEqual(await outputDigests(dataDir, 'server-restarts'), baseline);
     assert.deepEqual(leftoverTemporaries(dataDir, 'server-restarts'), []);
