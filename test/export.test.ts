@@ -427,6 +427,20 @@ describe('resumable subset export', function () {
     assert.deepEqual(read, sourceShards.slice(delivered.checkpoint.source));
   });
 
+  it('a journal whose lines are not output shards 0, 1, 2... in order (another attempt wrote into it) is not resumed from: the export starts over', async () => {
+    const hbFile = path.join(dataDir, 'heartbeats-z.ndjson');
+    const heartbeats = await killedExport(input('exports/z'), { subset: 1, shards: 1 }, hbFile);
+    const last = heartbeats.at(-1)!;
+    const journal = path.join(dataDir, 'exports', 'z.partial-export', '.resume', 'commercial.ndjson');
+    const lines = fs.readFileSync(journal, 'utf8').split('\n').filter(Boolean);
+    assert.ok(lines.length >= 2, `${lines.length} journal lines`);
+    // Every line still matches its files and the samples still add up, but shard 000001 is listed first.
+    fs.writeFileSync(journal, [lines[1], lines[0], ...lines.slice(2)].join('\n') + '\n');
+    const resumed = await retry('exports/z', last);
+    assert.equal(new Set(resumed.heartbeats.map((h) => h.sourceShard)).size, sourceShards.length, 'every source shard read again');
+    assertSameAsClean(resumed.result, 'exports/z');
+  });
+
   it('a failed attempt keeps its partial folder for the retry; a cancelled one or a bad input leaves nothing, another export\'s checkpoint is not resumed', async () => {
     // Attempt 1 fails reading noncommercial (a source shard out of reach), after commercial is finished.
     const failedAttempt = async (target: string): Promise<ExportProgress> => {

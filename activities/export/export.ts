@@ -481,6 +481,9 @@ async function restoreWork(work: string, cp: ExportCheckpoint, spec: ExportSpec,
     const done = i < cp.subset;
     const lines = await readJournal(work, subset, done ? (cp.subsets[subset]?.shards ?? 0) : cp.shards);
     if (!lines) return null;
+    // Line k must be output shard k of the subset: an attempt that outlived its timeout may have appended to the
+    // journal after a retry rewrote it (a duplicate or a gap), and such a journal is not resumed from.
+    if (lines.some((l, k) => l.shard.shard !== `${subset}/${shardName(k)}.tar` || l.shard.parquet !== `${subset}/${shardName(k)}.parquet`)) return null;
     for (const { shard, parquetBytes } of lines) {
       for (const [rel, bytes] of [[`webdataset/${shard.shard}`, shard.bytes], [`parquet/${shard.parquet}`, parquetBytes]] as const) {
         if ((await fs.stat(path.join(work, rel)).catch(() => null))?.size !== bytes) return null;
