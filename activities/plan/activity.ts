@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { ReleaseInput, Subset } from '../../config/release';
 import { readJsonIfExists, sha256Hex, writeJsonAtomic } from '../common/files';
 import { ReleaseLayout } from '../common/layout';
-import { cancellationSignal, heartbeat, layoutOf } from '../common/stage';
+import { cancellationSignal, heartbeat, layoutOf, withPulse } from '../common/stage';
 import { downloadLimiter, fetchTuning, withRetries } from '../fetch/retry';
 import { openSource, SourceError, type PmcSource } from '../fetch/source';
 import { legacyPlanRows } from '../legacy/plan';
@@ -94,7 +94,11 @@ export async function planRelease(release: ReleaseInput): Promise<PlanSummary> {
   }
   const signal = cancellationSignal();
   const previous = await previousOf(release);
-  const { result, listed } = await runPlan(release, layout, previous, signal);
+  // Metadata GETs and the legacy file list wait for the worker's shared download slots and FTP connections:
+  // heartbeat the planner's latest details meanwhile, so a long wait is not taken for a dead worker.
+  let last: Record<string, unknown> = { phase: 'planning' };
+  const beat = (d: Record<string, unknown>) => heartbeat((last = d));
+  const { result, listed } = await withPulse(() => last, () => runPlan(release, layout, previous, signal, { heartbeat: beat }));
   const summary: PlanSummary = {
     releaseId: release.releaseId,
     inventoryManifest: listed,
