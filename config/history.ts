@@ -16,7 +16,12 @@ export const HISTORY_BUDGET = 5_000;
  */
 export const DRIVER_EVENTS_PER_UNIT = 25;
 
-/** The most units one driver can keep in flight within a history budget (the run's first events included). */
+/**
+ * The largest window a history budget serves well. A run holds about historyBudget / 25 units in all and drains
+ * before it continues as new, so a window of more than half that would spend much of each run draining (and a
+ * window past it could never be filled). The check is on the whole window, of which each subset driver gets its
+ * share: conservative for the smaller subsets.
+ */
 export function maxWindowFor(historyBudget: number): number {
-  return Math.floor(historyBudget / DRIVER_EVENTS_PER_UNIT) - 1;
+  return Math.floor(historyBudget / (2 * DRIVER_EVENTS_PER_UNIT));
 }

@@ -154,13 +154,14 @@ export const ReleaseInputSchema = z.object({
    */
   historyBudget: z.number().int().min(200).max(10_000).default(HISTORY_BUDGET),
 }).superRefine((r, ctx) => {
-  // A driver keeps at most maxWindowFor(historyBudget) units in flight: a larger window would be quietly cut.
+  // A subset driver's run holds about historyBudget / 25 units and drains before it continues as new: a window
+  // of more than half of that would spend its runs draining. Refused here rather than quietly served badly.
   const most = maxWindowFor(r.historyBudget);
   if (r.window > most) {
     ctx.addIssue({
       code: z.ZodIssueCode.custom,
       path: ['window'],
-      message: `a window of ${r.window} needs historyBudget >= ${(r.window + 1) * DRIVER_EVENTS_PER_UNIT} (a subset driver's history costs up to ${DRIVER_EVENTS_PER_UNIT} events per unit in flight); with historyBudget ${r.historyBudget} the window is at most ${most}, and historyBudget is at most 10000`,
+      message: `a window of ${r.window} needs historyBudget >= ${r.window * 2 * DRIVER_EVENTS_PER_UNIT} (a subset driver's run holds about historyBudget / ${DRIVER_EVENTS_PER_UNIT} units and drains before it continues as new, so it should hold two windows at least); with historyBudget ${r.historyBudget} the window is at most ${most}, and historyBudget is at most 10000`,
     });
   }
 });

@@ -122,27 +122,27 @@ describe('the window and the history budget of a release', () => {
   const base = { releaseId: 'budget-check', dataDir: '/tmp/budget-check', source: { kind: 'pmc-cloud-dir', root: '/tmp/mirror' } } as const;
   const parse = (extra: Record<string, number>) => ReleaseInputSchema.safeParse({ ...base, ...extra });
 
-  it('accepts the defaults, and the largest window a budget holds', () => {
+  it('accepts the defaults, and the largest window a budget serves: two windows a driver run', () => {
     assert.ok(parse({}).success);
-    assert.equal(maxWindowFor(HISTORY_BUDGET), 199);
-    assert.ok(parse({ window: 199 }).success);
-    assert.ok(parse({ window: 399, historyBudget: 10_000 }).success);
+    assert.equal(maxWindowFor(HISTORY_BUDGET), 100);
+    assert.ok(parse({ window: 100 }).success);
+    assert.ok(parse({ window: 200, historyBudget: 10_000 }).success);
   });
 
-  it('refuses a window the drivers could not keep in flight, saying which budget it needs', () => {
-    const r = parse({ window: 300 });
+  it('refuses a larger window, saying which budget it needs', () => {
+    const r = parse({ window: 150 });
     assert.equal(r.success, false);
     const issue = r.error!.issues[0]!;
     assert.deepEqual(issue.path, ['window']);
-    assert.match(issue.message, /window of 300 needs historyBudget >= 7525 .*at most 199/);
-    assert.ok(parse({ window: 300, historyBudget: 7525 }).success);
-    assert.equal(parse({ window: 400, historyBudget: 10_000 }).success, false, 'no budget holds 400 in flight');
+    assert.match(issue.message, /window of 150 needs historyBudget >= 7500 .*at most 100/);
+    assert.ok(parse({ window: 150, historyBudget: 7500 }).success);
+    assert.equal(parse({ window: 201, historyBudget: 10_000 }).success, false, 'no budget serves 201');
   });
 
-  it('matches what a driver does: within the budget, (window + 1) units of events still fit', () => {
+  it('leaves a driver run room for two windows of units at the most each unit costs', () => {
     for (const budget of [200, 300, 5_000, 10_000]) {
       const w = maxWindowFor(budget);
-      assert.ok((w + 1) * DRIVER_EVENTS_PER_UNIT <= budget && (w + 2) * DRIVER_EVENTS_PER_UNIT > budget, `budget ${budget}: window ${w}`);
+      assert.ok(2 * w * DRIVER_EVENTS_PER_UNIT <= budget && 2 * (w + 1) * DRIVER_EVENTS_PER_UNIT > budget, `budget ${budget}: window ${w}`);
     }
   });
 });
