@@ -57,14 +57,19 @@ export class Limiter {
   get queued(): number {
     return this.waiting.length;
   }
-  async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /**
+   * A slot: resolves with its release once one is free (first come, first served). A waiter whose signal aborts
+   * leaves the line at once and rejects with the abort reason; a released slot passes straight to the next waiter.
+   */
+  async acquire(signal?: AbortSignal): Promise<() => void> {
     signal?.throwIfAborted();
-    if (this.active >= this.limit) {
+    if (this.active < this.limit) this.active++;
+    else {
       await new Promise<void>((resolve, reject) => {
         const onAbort = () => {
           const i = this.waiting.indexOf(waiter);
           if (i >= 0) this.waiting.splice(i, 1);
-          reject(signal!.reason instanceof Error ? signal!.reason : new Error('cancelled while waiting for a download slot'));
+          reject(signal!.reason instanceof Error ? signal!.reason : new Error('cancelled while waiting for a slot'));
         };
         const waiter = {
           grant: () => {
@@ -75,13 +80,23 @@ export class Limiter {
         signal?.addEventListener('abort', onAbort, { once: true });
         this.waiting.push(waiter);
       });
-    } else this.active++;
-    try {
-      return await fn();
-    } finally {
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
       const next = this.waiting.shift();
       if (next) next.grant(); // the slot passes on: `active` stays
       else this.active--;
+    };
+  }
+
+  async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const release = await this.acquire(signal);
+    try {
+      return await fn();
+    } finally {
+      release();
     }
   }
 }

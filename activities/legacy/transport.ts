@@ -1,6 +1,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { Client, FTPError } from 'basic-ftp';
 import type { SourceConfig } from '../../config/release';
+import { Limiter } from '../fetch/retry';
 import { HttpPmcSource, SourceError, asSourceError } from '../fetch/source';
 
 /** Reads files of the legacy tree (the file list, packages) by their path relative to the configured base. */
@@ -68,47 +69,14 @@ function brokenTransfer(err: unknown, relPath: string): SourceError | Error {
 class FtpTransport implements LegacyTransport {
   readonly description: string;
   private readonly idle: Client[] = [];
-  private active = 0;
-  private readonly waiting: { grant: () => void }[] = [];
+  /** At most `connections` transfers at a time; a cancelled waiter leaves the line at once. */
+  private readonly slots: Limiter;
   private closed = false;
   private readonly root: string;
-  constructor(private readonly url: URL, private readonly connections: number, private readonly timeoutMs: number) {
+  constructor(private readonly url: URL, connections: number, private readonly timeoutMs: number) {
+    this.slots = new Limiter(connections);
     this.root = decodeURIComponent(url.pathname).replace(/\/+$/, '');
     this.description = `legacy PMC FTP at ftp://${url.host}${this.root}`;
-  }
-
-  /** A connection slot, waiting in line while all are busy; a cancelled activity leaves the line at once. */
-  private async acquire(signal?: AbortSignal): Promise<void> {
-    signal?.throwIfAborted();
-    if (this.active < this.connections) {
-      this.active++;
-      return;
-    }
-    await new Promise<void>((resolve, reject) => {
-      const waiter = {
-        grant: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-      };
-      const onAbort = () => {
-        const i = this.waiting.indexOf(waiter);
-        if (i >= 0) this.waiting.splice(i, 1);
-        reject(signal!.reason instanceof Error ? signal!.reason : new Error('cancelled while waiting for an FTP connection'));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(waiter);
-    });
-  }
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next.grant(); // the slot passes on: `active` stays
-    else this.active--;
-  }
-
-  /** Transfers running and waiting for a connection (for tests and logs). */
-  get load(): { active: number; waiting: number } {
-    return { active: this.active, waiting: this.waiting.length };
   }
 
   private async client(): Promise<Client> {
@@ -132,13 +100,20 @@ class FtpTransport implements LegacyTransport {
 
   async open(relPath: string, signal?: AbortSignal): Promise<Readable> {
     if (relPath.startsWith('/') || relPath.split('/').includes('..')) throw new SourceError(`unsafe path ${JSON.stringify(relPath)}`, 'unsafe-key', false, relPath);
-    await this.acquire(signal);
+    const release = await this.slots.acquire(signal);
     let client: Client;
     try {
       client = await this.client();
     } catch (err) {
-      this.release();
+      release();
       throw ftpError(err, relPath);
+    }
+    if (signal?.aborted) {
+      // Cancelled while logging in: the connection is sound, the transfer never began.
+      if (!this.closed) this.idle.push(client);
+      else client.close();
+      release();
+      throw signal.reason instanceof Error ? signal.reason : new Error('cancelled');
     }
     // The data connection's end alone does not prove a whole file: only the control connection's 226 does. So the
     // bytes pass through `raw`, and `out` ends only once the transfer is confirmed; a failed one errors `out`.
@@ -163,7 +138,7 @@ class FtpTransport implements LegacyTransport {
       signal?.removeEventListener('abort', onAbort);
       if (ok && !this.closed) this.idle.push(client);
       else client.close();
-      this.release();
+      release();
     };
     // A consumer that stops early (a rejected package) closes the connection: that transfer cannot be reused.
     out.on('close', () => finish(false));
