@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DirPmcSource, SourceError } from '../activities/fetch/source';
+import { inventoryItemOf } from '../activities/plan/activity';
 import { licenseGroup } from '../activities/plan/license';
 import {
   cutUnits,
@@ -55,6 +56,21 @@ describe('parseCsvLine', () => {
   });
   it('keeps empty cells, including a trailing one', () => {
     assert.deepEqual(parseCsvLine('x,,y,'), ['x', '', 'y', '']);
+  });
+});
+
+describe('inventoryItemOf', () => {
+  it('plans metadata JSON rows, ignores other objects, and records a row whose ETag no plan line can hold', () => {
+    assert.deepEqual(inventoryItemOf({ key: 'metadata/PMC10000002.1.json', etag: 'f25d9c5f' }), {
+      row: { pmcid: 10000002, version: 1, key: 'metadata/PMC10000002.1.json', etag: 'f25d9c5f', inline: null },
+    });
+    assert.equal(inventoryItemOf({ key: 'PMC10000002.1/PMC10000002.1.xml', etag: 'x' }), null);
+    for (const etag of ['ab\tcd', 'ab\r', '\nab']) {
+      const item = inventoryItemOf({ key: 'metadata/PMC7.2.json', etag });
+      assert.ok(item && 'exclusion' in item, JSON.stringify(etag));
+      assert.deepEqual([item.exclusion.key, item.exclusion.pmcid, item.exclusion.reason], ['metadata/PMC7.2.json', 'PMC7', 'bad-metadata']);
+      assert.match(item.exclusion.detail, /tab, CR or newline/);
+    }
   });
 });
 

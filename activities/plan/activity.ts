@@ -9,7 +9,7 @@ import { downloadLimiter, fetchTuning, withRetries } from '../fetch/retry';
 import { openSource, SourceError, type PmcSource } from '../fetch/source';
 import { legacyPlanRows } from '../legacy/plan';
 import { acquireLegacyTransport } from '../legacy/transport';
-import { ArticleMetadataSchema, factsOf, latestInventoryManifest, readInventoryBatches, type VersionFacts } from './plan';
+import { ArticleMetadataSchema, factsOf, latestInventoryManifest, readInventoryBatches, type Exclusion, type VersionFacts } from './plan';
 import { StreamingPlanner, type PlanChanges, type PlannerResult, type PlanRow } from './planner';
 
 /**
@@ -181,8 +181,9 @@ export async function runPlan(
     await planner.start();
     for await (const batch of readInventoryBatches(source, manifestKey, { signal })) {
       for (const r of batch) {
-        const m = METADATA_KEY.exec(r.key);
-        if (m) planner.addRow({ pmcid: Number(m[1]), version: Number(m[2]), key: r.key, etag: r.etag, inline: null });
+        const item = inventoryItemOf(r);
+        if (item && 'row' in item) planner.addRow(item.row);
+        else if (item) planner.exclude(item.exclusion);
       }
       beat({ phase: 'inventory', rows: planner.rows });
     }
@@ -191,6 +192,17 @@ export async function runPlan(
     await planner.abandon().catch(() => undefined);
     throw failureOf(err);
   }
+}
+
+/**
+ * One inventory row: a metadata JSON to plan, an exclusion when its ETag holds a tab, CR or newline (no plan line
+ * can hold it; the row is recorded and the plan goes on), or null for any other object of the bucket.
+ */
+export function inventoryItemOf(r: { key: string; etag: string }): { row: PlanRow } | { exclusion: Exclusion } | null {
+  const m = METADATA_KEY.exec(r.key);
+  if (!m) return null;
+  if (/[\t\n\r]/.test(r.etag)) return { exclusion: { key: r.key, pmcid: `PMC${m[1]}`, reason: 'bad-metadata', detail: `inventory ETag with a tab, CR or newline: ${JSON.stringify(r.etag)}` } };
+  return { row: { pmcid: Number(m[1]), version: Number(m[2]), key: r.key, etag: r.etag, inline: null } };
 }
 
 /** A source that can never answer (404/403 on the inventory or list) fails the plan without retries. */
