@@ -5,6 +5,7 @@ import { TASK_QUEUES } from '../config/task-queues';
 import { startRelease } from '../cli/release';
 import { sampleReleaseInput } from '../cli/sample';
 import type { ReleaseResult } from '../workflows/release';
+import { cpuPoolHostsWorkflows, POOLS } from '../workers/pools';
 import { startSampleServices, WorkerProcess, type SampleServices } from './support/processes';
 
 /**
@@ -45,5 +46,22 @@ describe('worker pools in separate processes, workflows on their own', function 
     assert.deepEqual(workflowPollers.filter((id) => !id.startsWith(own)), [], `workflow pollers ${workflowPollers.join(', ')}; workflows process ${own}`);
     const cpuPollers = await pollers(TASK_QUEUES.cpu, 2);
     assert.ok(cpuPollers.some((id) => id.startsWith(`${byPool.get('cpu')!.pid}@`)), 'the cpu process polls the cpu queue');
+  });
+});
+
+describe('which process hosts the workflow task queue', () => {
+  const off = { BIOMEDICA_CPU_HOSTS_WORKFLOWS: 'false' };
+  it('a cpu pool alone hosts it unless told not to', () => {
+    assert.equal(cpuPoolHostsWorkflows(['cpu'], {}), true);
+    assert.equal(cpuPoolHostsWorkflows(['cpu'], off), false);
+    assert.equal(cpuPoolHostsWorkflows(['cpu'], { BIOMEDICA_CPU_HOSTS_WORKFLOWS: '0' }), false);
+  });
+  it('all pools in one process always host it, whatever the environment says (the embedded default)', () => {
+    assert.equal(cpuPoolHostsWorkflows(POOLS, off), true);
+    assert.equal(cpuPoolHostsWorkflows(['io', 'cpu'], off), true);
+  });
+  it('never with a workflows pool in the same process, nor without a cpu pool', () => {
+    assert.equal(cpuPoolHostsWorkflows([...POOLS, 'workflows'], {}), false);
+    assert.equal(cpuPoolHostsWorkflows(['io', 'gpu'], {}), false);
   });
 });

@@ -27,6 +27,16 @@ export function cpuHostsWorkflows(env: NodeJS.ProcessEnv = process.env): boolean
   return !(v === 'false' || v === '0' || v === 'no');
 }
 
+/**
+ * Whether the cpu pool of a process running `pools` hosts the workflow task queue. BIOMEDICA_CPU_HOSTS_WORKFLOWS
+ * applies to a cpu pool running alone (workflows then run on a `workflows` pool elsewhere); a process running
+ * several pools without the workflows pool always hosts them, so the embedded default can never be left without.
+ */
+export function cpuPoolHostsWorkflows(pools: readonly WorkerPool[], env: NodeJS.ProcessEnv = process.env): boolean {
+  if (!pools.includes('cpu') || pools.includes('workflows')) return false;
+  return pools.length > 1 || cpuHostsWorkflows(env);
+}
+
 export interface PoolOptions {
   env?: WorkerEnv;
   /** Also host the workflow task queue (the cpu pool does by default, the workflows pool always). */
@@ -92,7 +102,7 @@ export async function runPools(pools: readonly WorkerPool[], opts: { env?: Worke
   const env = opts.env ?? readWorkerEnv();
   const connection = await NativeConnection.connect({ address: env.TEMPORAL_ADDRESS });
   try {
-    const workers = (await Promise.all(pools.map((p) => createPoolWorkers(p, connection, { env })))).flat();
+    const workers = (await Promise.all(pools.map((p) => createPoolWorkers(p, connection, { env, ...(p === 'cpu' ? { workflows: cpuPoolHostsWorkflows(pools) } : {}) })))).flat();
     const stop = () => workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
     opts.signal?.addEventListener('abort', stop, { once: true });
     const running = Promise.all(workers.map((w) => w.run()));
