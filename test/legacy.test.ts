@@ -159,6 +159,14 @@ describe('legacy package extraction', () => {
     assert.equal(fs.readdirSync(stage).length, 9, 'the PDF was never written');
   });
 
+  it('ends the transfer when its staging folder cannot be made (the connection goes back to the pool)', async () => {
+    const blocker = path.join(tmp, 'a-file');
+    fs.writeFileSync(blocker, 'not a folder');
+    const input = new Readable({ read() {} }); // a transfer that would never end by itself
+    await assert.rejects(extractPackage(input, 'oa_package/x/PMC1.tar.gz', path.join(blocker, 'stage'), limits), /ENOTDIR|EEXIST/);
+    assert.equal(input.destroyed, true);
+  });
+
   it('refuses absolute paths, .. escapes, links, devices and oversize members, with a reason each', async () => {
     const stage = path.join(tmp, 'evil', 'stage');
     const r = await extractPackage(Readable.from([goodPackage('PMC9000002', 1, MALICIOUS)]), 'x/PMC9000002.tar.gz', stage, limits);

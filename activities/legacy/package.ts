@@ -95,7 +95,13 @@ export async function extractPackage(input: Readable, pkg: string, stageDir: str
   input.on('error', (err) => gunzip.destroy(err));
   if (input.errored) gunzip.destroy(input.errored);
   input.pipe(gunzip);
-  await fs.mkdir(stageDir, { recursive: true });
+  try {
+    await fs.mkdir(stageDir, { recursive: true });
+  } catch (err) {
+    // Nothing will read the transfer: end it, so its connection goes back to the pool.
+    input.destroy();
+    throw err;
+  }
   const result: ExtractResult = { xml: null, images: [], rejected: [], entries: 0, compressedBytes: 0, decompressedBytes: 0 };
   const names = new Set<string>();
   const writes: Promise<void>[] = [];
