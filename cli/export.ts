@@ -147,7 +147,7 @@ export function parseExportArgs(args: readonly string[]): ParsedExportArgs {
 
 /**
  * One workflow id per target folder: Temporal then runs at most one export into a folder at a time (two would share
- * its `<target>.partial-export` and overwrite each other's shards). The id names the release and the target.
+ * its `<target>.partial-export` and overwrite each other's shards). The id names the target folder.
  */
 export function exportWorkflowId(input: ExportInput): string {
   const target = path.resolve(input.dataDir, input.target);

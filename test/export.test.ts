@@ -199,8 +199,11 @@ describe('subset export', function () {
     const digest = (t: string) => fs.readdirSync(t, { recursive: true }).map(String).filter((f) => /\.(tar|parquet|json)$/.test(f)).sort().map((f) => [f, sha256(fs.readFileSync(path.join(t, f)))]);
     assert.deepEqual(digest(a.target), digest(b.target));
     const mtime = fs.statSync(path.join(a.target, 'export.json')).mtimeMs;
+    // What an overwrite killed after its swap leaves beside the target goes when the intact export is found again.
+    fs.mkdirSync(path.join(dataDir, 'exports', 'det-a.partial-old-4242-abc123', 'webdataset'), { recursive: true });
     const again = await exportSubset(base({ target: 'exports/det-a', filter }));
     assert.equal(again.reused, true);
+    assert.deepEqual(fs.readdirSync(path.join(dataDir, 'exports')).filter((f) => f.startsWith('det-a')), ['det-a']);
     assert.equal(again.samples, a.samples);
     assert.equal(fs.statSync(path.join(a.target, 'export.json')).mtimeMs, mtime);
     await assert.rejects(exportSubset(base({ target: 'exports/det-a', filter: { journals: ['eLife'] } })), /pass overwrite/);

@@ -463,6 +463,15 @@ type Start =
  * against their recorded sizes) and the finished subsets' index files stay, everything written after the
  * checkpoint goes. Null when the folder does not hold what the checkpoint says (the export starts over).
  */
+/** Removes `<target>.partial-*` beside the target (leftovers of crashed attempts are ours by name), but `keep`. */
+async function removeLeftovers(target: string, keep: string | null): Promise<void> {
+  const parent = path.dirname(target);
+  for (const name of await fs.readdir(parent).catch(() => [] as string[])) {
+    const p = path.join(parent, name);
+    if (name.startsWith(`${path.basename(target)}.partial-`) && p !== keep) await fs.rm(p, { recursive: true, force: true });
+  }
+}
+
 async function restoreWork(work: string, cp: ExportCheckpoint, spec: ExportSpec, source: Record<Subset, ShardIndexEntry[]>, filter: ExportFilter): Promise<Start | null> {
   if (!(await fs.stat(work).catch(() => null))?.isDirectory()) return null;
   // Killed between writing export.json and the rename: the folder is complete.
@@ -535,6 +544,8 @@ export async function exportSubset(input: ExportInput, opts: ExportOptions = {})
     if (!targetStat.isDirectory()) throw new ExportConfigError(`export target ${target} exists and is not a folder`);
     const earlier = await readJsonIfExists<ExportRecord>(path.join(target, 'export.json'));
     if (earlier && JSON.stringify(earlier.spec) === JSON.stringify(spec) && (await intact(target, earlier.files))) {
+      // What an attempt killed after its swap left beside the target (the replaced export, a work folder) goes.
+      await removeLeftovers(target, null);
       return { ...earlier.result, target, reused: true };
     }
     const empty = (await fs.readdir(target)).length === 0;
@@ -544,13 +555,10 @@ export async function exportSubset(input: ExportInput, opts: ExportOptions = {})
 
   // The export is written beside the target, in a folder a retry finds again. Leftovers of crashed attempts
   // are ours by name; the folder of the attempt being resumed stays.
-  const parent = path.dirname(target);
   const work = `${target}.partial-export`;
   const resumeFrom = parseCheckpoint(opts.resumeFrom, specHash);
-  await fs.mkdir(parent, { recursive: true });
-  for (const name of await fs.readdir(parent)) {
-    if (name.startsWith(`${path.basename(target)}.partial-`) && !(resumeFrom && name === path.basename(work))) await fs.rm(path.join(parent, name), { recursive: true, force: true });
-  }
+  await fs.mkdir(path.dirname(target), { recursive: true });
+  await removeLeftovers(target, resumeFrom ? work : null);
   let start = resumeFrom ? await restoreWork(work, resumeFrom, spec, source.indexes, filter) : null;
   if (start && resumeFrom) opts.onResume?.(resumeFrom);
   if (!start) {
