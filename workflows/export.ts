@@ -5,7 +5,8 @@ import { cpuOptions } from './options';
 
 // One activity reads every selected source shard: give it the time a large export needs; heartbeats still
 // hand the work to another worker within a minute when this one dies, and carry a checkpoint the retry
-// continues from (activities/export), so a retry late in a long export loses at most one output shard's work.
+// continues from (activities/export): a retry keeps every closed output shard and re-reads the source from where
+// the open one began (with a selective filter that can be most of a subset, as the open shard fills slowly).
 const cpu = proxyActivities<CpuActivities>({ ...cpuOptions, startToCloseTimeout: '24h' });
 
 /** Writes a new WebDataset of the samples of a finished release that match a filter (activities/export). */
