@@ -1,18 +1,12 @@
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { loadDevServerConfig } from '../config/dev-server';
+import { defaultTemporalAddress, loadDevServerConfig } from '../config/dev-server';
 import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInputArgs, type ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { progressQuery, releaseWorkflow, releaseKey, type ReleaseProgress, type ReleaseResult } from '../workflows/release';
 import { mergeTables, UNIT_STAGES, type StageTable } from '../workflows/progress';
 import type { SubsetProgress } from '../workflows/subset';
 import { findReleaseWorkflow, subsetProgress } from './control';
-
-/** The server to talk to: TEMPORAL_ADDRESS, else the embedded default's (temporal-dev.yaml, BIOMEDICA_TEMPORAL_PORT). */
-export function defaultTemporalAddress(): string {
-  const { server } = loadDevServerConfig();
-  return process.env.TEMPORAL_ADDRESS ?? `${server.ip}:${server.port}`;
-}
 
 export async function connectClient(address = defaultTemporalAddress(), namespace = process.env.TEMPORAL_NAMESPACE ?? 'default'): Promise<Client> {
   const connection = await Connection.connect({ address });

@@ -40,6 +40,13 @@ export function loadDevServerConfig(file = path.join(projectRoot, 'temporal-dev.
   return cfg;
 }
 
+/** The server workers and the CLI talk to: TEMPORAL_ADDRESS, else the embedded default's (BIOMEDICA_TEMPORAL_PORT). */
+export function defaultTemporalAddress(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TEMPORAL_ADDRESS) return env.TEMPORAL_ADDRESS;
+  const { server } = loadDevServerConfig(undefined, env);
+  return `${server.ip}:${server.port}`;
+}
+
 /** The `temporal server start-dev` arguments for a config and a data dir. */
 export function devServerArgs(cfg: DevServerConfig, dataDir: string, overrides: { port?: number; uiPort?: number } = {}): string[] {
   const args = [

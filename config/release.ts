@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultTemporalAddress } from './dev-server';
 import { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET, maxWindowFor } from './history';
 
 /** The three published license subsets (reference/pmc-sources.md §1.7). */
@@ -187,7 +188,8 @@ export const WorkerEnvSchema = z.object({
 export type WorkerEnv = z.infer<typeof WorkerEnvSchema>;
 
 export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
-  return WorkerEnvSchema.parse(env);
+  // Without TEMPORAL_ADDRESS, the embedded default's server (its port may come from BIOMEDICA_TEMPORAL_PORT).
+  return WorkerEnvSchema.parse({ ...env, TEMPORAL_ADDRESS: defaultTemporalAddress(env) });
 }
 
 /**

@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
-import { devServerArgs, loadDevServerConfig } from '../config/dev-server';
+import { defaultTemporalAddress, devServerArgs, loadDevServerConfig } from '../config/dev-server';
+import { readWorkerEnv } from '../config/release';
 
 describe('temporal-dev.yaml and its port overrides', () => {
   it('reads the embedded default: loopback 7233, UI 8233, SQLite under the data dir, search attributes', () => {
@@ -26,5 +27,13 @@ describe('temporal-dev.yaml and its port overrides', () => {
     for (const bad of ['abc', '0', '70000', '72.5']) {
       assert.throws(() => loadDevServerConfig(undefined, { BIOMEDICA_TEMPORAL_PORT: bad }), /BIOMEDICA_TEMPORAL_PORT must be a port number/);
     }
+  });
+
+  it('workers and the CLI talk to TEMPORAL_ADDRESS, else to the embedded default on its (moved) port', () => {
+    assert.equal(defaultTemporalAddress({}), '127.0.0.1:7233');
+    assert.equal(defaultTemporalAddress({ BIOMEDICA_TEMPORAL_PORT: '17233' }), '127.0.0.1:17233');
+    assert.equal(defaultTemporalAddress({ BIOMEDICA_TEMPORAL_PORT: '17233', TEMPORAL_ADDRESS: 'temporal.internal:7233' }), 'temporal.internal:7233');
+    assert.equal(readWorkerEnv({ BIOMEDICA_TEMPORAL_PORT: '17233' }).TEMPORAL_ADDRESS, '127.0.0.1:17233');
+    assert.equal(readWorkerEnv({ TEMPORAL_ADDRESS: 'temporal.internal:7233' }).TEMPORAL_ADDRESS, 'temporal.internal:7233');
   });
 });
