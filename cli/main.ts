@@ -158,6 +158,7 @@ async function main(argv: string[]): Promise<number> {
           const started = Date.now();
           const unitsAtStart = s.progress?.units.done ?? 0;
           let drawn = 0;
+          let lastLogged = '';
           while (s && s.status === 'RUNNING') {
             if (s.progress) {
               const bar = progressLine(s.progress, Date.now() - started, unitsAtStart);
@@ -165,7 +166,13 @@ async function main(argv: string[]): Promise<number> {
                 const frame = [bar, ...(s.progress.stages ? formatStageTable(s.progress.stages, s.progress.units.total) : [])];
                 process.stdout.write(`${drawn > 0 ? `\x1b[${drawn}A` : ''}\x1b[J${frame.join('\n')}\n`);
                 drawn = frame.length;
-              } else console.log(bar);
+              } else {
+                // In a log (not a terminal): a line only when the counts change, not every refresh of a multi-day run.
+                const u = s.progress.units;
+                const key = `${s.progress.stage}|${s.progress.paused}|${u.done}|${u.inFlight}|${u.failed}`;
+                if (key !== lastLogged) console.log(bar);
+                lastLogged = key;
+              }
             }
             await new Promise((r) => setTimeout(r, 2000));
             s = await releaseStatus(client, id);
