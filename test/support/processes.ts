@@ -46,7 +46,8 @@ export class DevServerProcess {
         await new Promise((r) => setTimeout(r, 300));
       }
     }
-    throw new Error('dev server did not start');
+    await this.kill(); // not left running (or starting) behind a failed test
+    throw new Error(`dev server did not start within 60 s (log: ${path.join(this.dataDir, 'temporal', 'dev-server.log')})`);
   }
 
   async kill(): Promise<void> {
@@ -59,7 +60,6 @@ export class DevServerProcess {
   }
 }
 
-/** All worker pools in one child process (workers/all.ts), as the embedded default runs them. */
 /** Worker processes as deployed: every pool in one (`workers/all.ts`), or one pool (`workers/pool.ts <pool>`). */
 export class WorkerProcess {
   private child: ChildProcess | null = null;
@@ -112,23 +112,31 @@ export interface SampleServices {
 
 export async function startSampleServices(prefix: string): Promise<SampleServices> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  const built = await ensureSampleMirror(dataDir);
-  const mirror = await startMirrorServer(built.outDir);
-  const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
-  const server = new DevServerProcess(dataDir, await freePort(), await freePort());
-  await server.start();
-  return {
-    dataDir,
-    mirror,
-    eutils,
-    server,
-    workerEnv: { TEMPORAL_ADDRESS: server.address, NCBI_EUTILS_URL: eutils.baseUrl, NCBI_EMAIL: 'tests@localhost' },
-    async close() {
-      await server.kill();
-      await mirror.close();
-      await eutils.close();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    },
+  // Whatever started is stopped again if a later step fails: the test's `after` never sees these.
+  const started: (() => Promise<void>)[] = [async () => fs.rmSync(dataDir, { recursive: true, force: true })];
+  const close = async () => {
+    for (const stop of started.splice(0).reverse()) await stop().catch(() => undefined);
   };
+  try {
+    const built = await ensureSampleMirror(dataDir);
+    const mirror = await startMirrorServer(built.outDir);
+    started.push(() => mirror.close());
+    const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
+    started.push(() => eutils.close());
+    const server = new DevServerProcess(dataDir, await freePort(), await freePort());
+    started.push(() => server.kill());
+    await server.start();
+    return {
+      dataDir,
+      mirror,
+      eutils,
+      server,
+      workerEnv: { TEMPORAL_ADDRESS: server.address, NCBI_EUTILS_URL: eutils.baseUrl, NCBI_EMAIL: 'tests@localhost' },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
 
