@@ -73,11 +73,13 @@ export function createSimulatedActivities(shape: SimulationShape = PMC_OA_2026_S
     },
     async writeShard(t: UnitTask): Promise<Staged<ShardResult>> {
       const subset = subsetOf(t.unitId);
-      return { subset, shard: `${subset}/${t.unitId.slice(-6)}.tar`, samples: samplesPerUnit, articles: perUnit.articles, bytes: 0, sha256: '', quarantined: 0 };
+      const shard = { shard: `${subset}/${t.unitId.slice(-6)}.tar`, samples: samplesPerUnit, articles: perUnit.articles, bytes: 0, sha256: '' };
+      return { subset, samples: samplesPerUnit, articles: perUnit.articles, bytes: 0, shards: [shard], quarantined: 0 };
     },
     async writeParquet(t: UnitTask): Promise<Staged<ParquetResult>> {
       const subset = subsetOf(t.unitId);
-      return { subset, file: `${subset}/${t.unitId.slice(-6)}.parquet`, rows: samplesPerUnit, bytes: 0, sha256: '', quarantined: 0 };
+      const file = { file: `${subset}/${t.unitId.slice(-6)}.parquet`, shard: `${subset}/${t.unitId.slice(-6)}.tar`, rows: samplesPerUnit, bytes: 0, sha256: '' };
+      return { subset, rows: samplesPerUnit, bytes: 0, files: [file], quarantined: 0 };
     },
     async finalizeRelease(r: ReleaseInput): Promise<ReleaseSummary> {
       const subsets = Object.fromEntries(

@@ -114,6 +114,35 @@ function citationOf(xml: string, journal: string | null, pubDate: string | null,
   return c;
 }
 
+/** One row of the S3 inventory CSV (`Bucket, Key, LastModifiedDate, ETag`), for an object with these bytes. */
+export function inventoryRow(key: string, body: Buffer | string, lastModified: string): string {
+  return `"${BUCKET}","${key}","${lastModified}","${createHash('md5').update(body).digest('hex')}"`;
+}
+
+/**
+ * Writes an S3 Inventory of `rows` dated `snapshot` under `inventory-reports/`: manifest.json pointing at one
+ * gzipped CSV data file (no header row; column order given by fileSchema). Returns the manifest's key.
+ */
+export async function writeInventory(outDir: string, rows: readonly string[], snapshot: string): Promise<string> {
+  const csvGz = gzipSync(Buffer.from(rows.join('\n') + '\n'), { level: 9 });
+  const uuid = createHash('sha256').update(csvGz).digest('hex').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
+  const invBase = `inventory-reports/${BUCKET}/metadata`;
+  const dataKey = `${invBase}/data/${uuid}.csv.gz`;
+  await writeIfChanged(path.join(outDir, dataKey), csvGz);
+  const manifest = {
+    sourceBucket: BUCKET,
+    destinationBucket: `arn:aws:s3:::${BUCKET}`,
+    version: '2016-11-30',
+    creationTimestamp: String(Date.parse(`${snapshot}T01:00:00Z`)),
+    fileFormat: 'CSV',
+    fileSchema: 'Bucket, Key, LastModifiedDate, ETag',
+    files: [{ key: dataKey, size: csvGz.length, MD5checksum: createHash('md5').update(csvGz).digest('hex') }],
+  };
+  const manifestKey = `${invBase}/${snapshot}T01-00Z/manifest.json`;
+  await writeIfChanged(path.join(outDir, manifestKey), JSON.stringify(manifest, null, 2) + '\n');
+  return manifestKey;
+}
+
 export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<BuiltMirror> {
   const snapshot = opts.snapshot ?? '2026-11-01';
   const lastModified = `${snapshot}T00:00:00.000Z`;
@@ -138,7 +167,11 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
     const realDir = opts.imagesDir ? path.join(opts.imagesDir, pmcid) : null;
     const realFiles = realDir ? await fs.readdir(realDir).catch(() => [] as string[]) : [];
     const media = new Map<string, Buffer>();
-    for (const href of graphicHrefs(xml)) {
+    for (const rawHref of graphicHrefs(xml)) {
+      // A media file lives directly in the article's folder, named as the href's last segment (as parse resolves
+      // it): an href with a folder, `..` or a backslash never names a path outside this mirror.
+      const href = path.posix.basename(rawHref.replace(/\\/g, '/'));
+      if (!href || href === '.' || href === '..' || /[\u0000-\u001f]/.test(href)) continue;
       const stem = href.replace(IMAGE_EXT, '');
       const real = realFiles.filter((f) => f.replace(IMAGE_EXT, '') === stem).sort();
       if (real.length > 0) {
@@ -195,27 +228,11 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
     const json = JSON.stringify(metadata, null, 2) + '\n';
     await writeIfChanged(path.join(dir, `${prefix}.json`), json);
     await writeIfChanged(path.join(opts.outDir, 'metadata', `${prefix}.json`), json);
-    inventoryRows.push(`"${BUCKET}","metadata/${prefix}.json","${lastModified}","${md5(json)}"`);
+    inventoryRows.push(inventoryRow(`metadata/${prefix}.json`, json, lastModified));
     result.articles++;
   }
 
-  // S3 Inventory: manifest.json pointing at gzipped CSV data files (no header row; order given by fileSchema).
-  const csvGz = gzipSync(Buffer.from(inventoryRows.join('\n') + '\n'), { level: 9 });
-  const uuid = createHash('sha256').update(csvGz).digest('hex').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
-  const invBase = `inventory-reports/${BUCKET}/metadata`;
-  const dataKey = `${invBase}/data/${uuid}.csv.gz`;
-  await writeIfChanged(path.join(opts.outDir, dataKey), csvGz);
-  const manifest = {
-    sourceBucket: BUCKET,
-    destinationBucket: `arn:aws:s3:::${BUCKET}`,
-    version: '2016-11-30',
-    creationTimestamp: String(Date.parse(`${snapshot}T01:00:00Z`)),
-    fileFormat: 'CSV',
-    fileSchema: 'Bucket, Key, LastModifiedDate, ETag',
-    files: [{ key: dataKey, size: csvGz.length, MD5checksum: createHash('md5').update(csvGz).digest('hex') }],
-  };
-  result.inventoryManifestKey = `${invBase}/${snapshot}T01-00Z/manifest.json`;
-  await writeIfChanged(path.join(opts.outDir, result.inventoryManifestKey), JSON.stringify(manifest, null, 2) + '\n');
+  result.inventoryManifestKey = await writeInventory(opts.outDir, inventoryRows, snapshot);
   await writeIfChanged(
     path.join(opts.outDir, 'README.txt'),
     'Sample mirror of the PMC Article Datasets bucket layout, built by biomedica-release from real PMC OA article XML.\nGenerated images stand in for figures whose files were not available locally.\n',

@@ -625,12 +625,14 @@ export async function buildSyntheticRelease(
     rejected: 2,
     rejectedByReason: { 'images:corrupt': 1, 'media:image-not-found': 1 },
     subsets,
+    warnings: 1,
     enrichment: { pmids: 10, returned: 10, notReturned: 0, failedBatches: 0, withoutPmid: 2 },
     annotation: { provider: 'cpu', taxonomyVersion: 'bootstrap-v0' },
   };
   const report = {
     'summary.json': JSON.stringify(summary, null, 2) + '\n',
     'quarantine.ndjson': '{"article":"PMC1","figure":"F1","stage":"images","reason":"corrupt","detail":"truncated JPEG"}\n{"article":"PMC2","figure":"F2","stage":"media","reason":"image-not-found","detail":"404"}\n',
+    'warnings.ndjson': '{"article":"PMC5","stage":"parse","detail":"invalid UTF-8: 1 byte sequence replaced by U+FFFD"}\n',
     'enrichment.ndjson': '{"article":"PMC3","reason":"no-pmid","detail":"the article has no PMID"}\n{"article":"PMC4","reason":"no-pmid","detail":"the article has no PMID"}\n',
   };
   for (const [name, text] of Object.entries(report)) {

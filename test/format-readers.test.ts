@@ -2,7 +2,7 @@
  * The published outputs of a real release (the sample built from the real fixtures, activities called in the
  * release workflow's order in this process) read by the Python ecosystem's own readers: webdataset, pyarrow and
  * Hugging Face datasets. Also: tar and parquet agree sample by sample, a recompute is byte-identical, and a unit
- * too big for one shard fails loudly instead of writing an oversize shard.
+ * too big for one shard is split into parts by article (an article too big for any shard is quarantined).
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
@@ -10,7 +10,6 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ApplicationFailure } from '@temporalio/common';
 import { readNdjson } from '../activities/common/files';
 import type { PreparedImage } from '../activities/images/activity';
 import { stagedImagePath } from '../activities/images/activity';
@@ -272,31 +271,75 @@ print(json.dumps(checked))`,
     assert.equal(again.sha256, sha256(fs.readFileSync(imageParquets[0]!)));
   });
 
-  it('a unit too big for one shard fails without retries, writing no shard, whichever check sees it first', async () => {
+  it('a unit too big for one shard splits into parts by article; an article too big for any shard is quarantined', async () => {
     const data3 = path.join(tmp, 'data3');
     const root3 = path.join(data3, 'releases', rel.release.releaseId);
     fs.cpSync(path.join(rel.dataDir, 'models'), path.join(data3, 'models'), { recursive: true });
     fs.cpSync(path.join(rel.root, 'plan'), path.join(root3, 'plan'), { recursive: true });
     fs.cpSync(path.join(rel.root, 'units'), path.join(root3, 'units'), { recursive: true });
     const { task, pmidBatches } = rel.units.find((u) => sizes[`${u.task.unitId.replace('-', '/')}.tar`]! >= 10)!;
+    const [subset, number] = task.unitId.split('-') as [string, string];
     const unitDir = path.join(root3, 'units', task.unitId);
-    fs.rmSync(path.join(unitDir, 'manifests', 'shard.json'));
+    const rowsOf = async () => readNdjson<SampleRow>(path.join(unitDir, 'samples.ndjson'));
+    const full = await (async () => {
+      const r = await writeShard({ release: { ...rel.release, dataDir: data3 }, unitId: task.unitId }, pmidBatches);
+      assert.equal(r.shards.length, 1, 'with the default limits the unit is one shard');
+      assert.equal(r.samples, sizes[`${subset}/${number}.tar`]);
+      return rowsOf();
+    })();
+    const perArticle = new Map<string, number>();
+    for (const row of full) perArticle.set(row.article_accession_id, (perArticle.get(row.article_accession_id) ?? 0) + 1);
     const images = await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'));
     const imagesOnly = tarArchiveBytes(images.reduce((n, i) => n + tarSampleBytes([i.bytes]), 0));
-    const shardDir = path.join(root3, 'webdataset', task.unitId.split('-')[0]!);
-    for (const shard of [{ maxBytes: 20_480, maxSamples: 10000 }, { maxBytes: imagesOnly, maxSamples: 10000 }, { maxBytes: 1_000_000_000, maxSamples: 3 }]) {
+    const maxPerArticle = Math.max(...perArticle.values());
+    const limitsToTry = [
+      { maxBytes: 1_000_000_000, maxSamples: Math.max(1, maxPerArticle - 1) }, // the largest article cannot fit; others split
+      { maxBytes: imagesOnly, maxSamples: 10000 }, // the images fit, with json and txt the unit does not
+      { maxBytes: 20_480, maxSamples: 10000 }, // no article fits: one empty shard, every article quarantined
+    ];
+    for (const shard of limitsToTry) {
+      for (const f of ['manifests/shard.json', 'manifests/parquet.json', 'samples.ndjson']) fs.rmSync(path.join(unitDir, f), { force: true });
       const release = { ...rel.release, dataDir: data3, shard } as ReleaseInput;
-      const err = await writeShard({ release, unitId: task.unitId }, pmidBatches).then(() => null, (e: unknown) => e);
-      assert.ok(err instanceof ApplicationFailure, `${JSON.stringify(shard)}: ${String(err)}`);
-      assert.equal(err.type, 'ShardTooLarge');
-      assert.equal(err.nonRetryable, true);
-      assert.match(err.message, /lower units\.maxImages \(now 10000\)/);
-      assert.match(err.message, shard.maxSamples === 3 ? /over the shard limit of 3 samples/ : new RegExp(`over the shard limit of ${shard.maxBytes} bytes`));
-      assert.deepEqual(fs.existsSync(shardDir) ? fs.readdirSync(shardDir) : [], [], 'no shard and no partial file');
-      assert.ok(!fs.existsSync(path.join(unitDir, 'manifests', 'shard.json')));
+      const r = await writeShard({ release, unitId: task.unitId }, pmidBatches);
+      const pq = await writeParquet({ release, unitId: task.unitId });
+      const tooLarge = await readNdjson<{ article: string; stage: string; reason: string; detail: string }>(path.join(unitDir, 'quarantine', 'shard.ndjson'));
+      assert.equal(r.quarantined, tooLarge.length);
+      const rows = await rowsOf();
+      // Every article is either published whole in one part or quarantined once, as too-large.
+      for (const [article, n] of perArticle) {
+        const published = rows.filter((x) => x.article_accession_id === article);
+        const records = tooLarge.filter((q) => q.article === `${article}.1` || q.article?.startsWith(`${article}.`));
+        if (published.length === 0) {
+          assert.equal(records.length, 1, `${article}: one too-large record`);
+          assert.equal(records[0]!.reason, 'too-large');
+          assert.match(records[0]!.detail, /over the shard limit of \d+ samples and \d+ bytes/);
+        } else {
+          assert.equal(published.length, n, `${article} published whole`);
+          assert.equal(new Set(published.map((x) => x.shard)).size, 1, `${article} in one part`);
+          assert.equal(records.length, 0);
+        }
+      }
+      assert.ok(r.shards.length >= 1);
+      assert.deepEqual(r.shards.map((p) => p.shard), r.shards.map((_, k) => `${subset}/${number}${k === 0 ? '' : `_${String(k).padStart(3, '0')}`}.tar`));
+      assert.deepEqual(pq.files.map((f) => f.shard), r.shards.map((p) => p.shard), 'one parquet file per shard part');
+      for (const [k, part] of r.shards.entries()) {
+        const file = path.join(root3, 'webdataset', part.shard);
+        const bytes = fs.readFileSync(file);
+        assert.ok(bytes.length <= shard.maxBytes, `${part.shard}: ${bytes.length} bytes`);
+        assert.ok(part.samples <= shard.maxSamples);
+        assert.equal(sha256(bytes), part.sha256);
+        const keys: string[] = [];
+        for await (const e of readTarEntries(file)) {
+          const k = splitMemberName(e.name)!.key;
+          if (keys[keys.length - 1] !== k) keys.push(k);
+        }
+        assert.deepEqual(keys, rows.filter((x) => x.shard === part.shard).map((x) => x.key), `${part.shard}: tar and rows agree`);
+        const parquetRows = await readSamplesParquet(path.join(root3, 'parquet', pq.files[k]!.file));
+        assert.deepEqual(parquetRows.map((x) => x.key), keys, `${pq.files[k]!.file} has the part's rows in order`);
+      }
+      assert.equal(r.samples + full.filter((x) => tooLarge.some((q) => q.article?.startsWith(`${x.article_accession_id}.`))).length, full.length);
+      const onDisk = fs.readdirSync(path.join(root3, 'webdataset', subset)).filter((f) => f.startsWith(number)).sort();
+      assert.deepEqual(onDisk, r.shards.map((p) => path.posix.basename(p.shard)).sort(), 'no stale part of an earlier attempt, no partial file');
     }
-    // With the default limits the same unit writes its shard.
-    const ok = await writeShard({ release: { ...rel.release, dataDir: data3 }, unitId: task.unitId }, pmidBatches);
-    assert.equal(ok.samples, sizes[ok.shard]);
   });
 });

@@ -154,11 +154,11 @@ describe('selectArticles', () => {
         pmid: 31986261,
         license_code: 'CC BY-NC',
         media_urls: [
-          's3://pmc-oa-opendata/PMC8.2/gr1.jpg?md5=aaa',
-          's3://pmc-oa-opendata/PMC8.2/table1.xlsx?md5=bbb',
+          `s3://pmc-oa-opendata/PMC8.2/gr1.jpg?md5=${md5('gr1')}`,
+          `s3://pmc-oa-opendata/PMC8.2/table1.xlsx?md5=${md5('table1')}`,
           's3://pmc-oa-opendata/PMC8.2/fig2.TIF',
-          's3://pmc-oa-opendata/PMC8.2/movie.mp4?md5=ccc',
-          's3://pmc-oa-opendata/PMC8.2/f3.png?md5=ddd',
+          `s3://pmc-oa-opendata/PMC8.2/movie.mp4?md5=${md5('movie')}`,
+          `s3://pmc-oa-opendata/PMC8.2/f3.png?md5=${md5('f3').toUpperCase()}`,
         ],
       }),
     ]);
@@ -167,10 +167,61 @@ describe('selectArticles', () => {
     assert.equal(a.licenseCode, 'CC BY-NC');
     assert.deepEqual(a.xml, { key: 'PMC8.2/PMC8.2.xml', md5: md5('PMC8.2') });
     assert.deepEqual(a.media, [
-      { key: 'PMC8.2/gr1.jpg', md5: 'aaa' },
+      { key: 'PMC8.2/gr1.jpg', md5: md5('gr1') },
       { key: 'PMC8.2/fig2.TIF', md5: null },
-      { key: 'PMC8.2/f3.png', md5: 'ddd' },
+      { key: 'PMC8.2/f3.png', md5: md5('f3').toUpperCase() },
     ]);
+    assert.equal(a.refusedMedia, undefined, 'no refusedMedia field when nothing was refused');
+  });
+
+  it('refuses, with a reason each, image URLs outside the article\'s own folder or with a checksum that is not an md5', () => {
+    const ok = md5('ok');
+    const { selected, excluded } = selectArticles([
+      entry('PMC9', 1, {
+        media_urls: [
+          `s3://pmc-oa-opendata/PMC9.1/fig1.jpg?md5=${ok}`,
+          `s3://pmc-oa-opendata/PMC9.1/../../fig2.jpg?md5=${ok}`,
+          `s3://pmc-oa-opendata/PMC9.1/%2e%2e/PMC10.1/fig3.jpg?md5=${ok}`,
+          `s3://pmc-oa-opendata/PMC10.1/fig4.jpg?md5=${ok}`,
+          `s3://pmc-oa-opendata/PMC9.1/sub/fig5.jpg?md5=${ok}`,
+          `s3://pmc-oa-opendata/PMC9.1/fig6%00.jpg?md5=${ok}`,
+          `s3://pmc-oa-opendata/PMC9.1/fig7.jpg?md5=zz`,
+          `s3://pmc-oa-opendata/PMC9.1/${'x'.repeat(240)}.jpg?md5=${ok}`,
+          `file:///etc/fig8.jpg`,
+          's3://pmc-oa-opendata/PMC9.1/../../notes.txt',
+        ],
+      }),
+    ]);
+    assert.deepEqual(excluded, []);
+    const a = selected[0]!;
+    assert.deepEqual(a.media, [{ key: 'PMC9.1/fig1.jpg', md5: ok }]);
+    assert.deepEqual(
+      a.refusedMedia!.map((r) => [r.key.slice(0, 40), r.reason]),
+      [
+        ['PMC9.1/../../fig2.jpg', 'unsafe-media-key'],
+        ['PMC9.1/../PMC10.1/fig3.jpg', 'unsafe-media-key'],
+        ['PMC10.1/fig4.jpg', 'foreign-media-key'],
+        ['PMC9.1/sub/fig5.jpg', 'unsafe-media-key'],
+        ['PMC9.1/fig6\u0000.jpg', 'unsafe-media-key'],
+        ['PMC9.1/fig7.jpg', 'bad-media-md5'],
+        [`PMC9.1/${'x'.repeat(33)}`, 'unsafe-media-key'],
+        ['file:///etc/fig8.jpg', 'bad-media-url'],
+      ],
+    );
+    for (const r of a.refusedMedia!) assert.ok(r.detail.length > 10, r.detail);
+  });
+
+  it('excludes a version whose XML URL is unusable as bad-metadata, naming why', () => {
+    const { selected, excluded } = selectArticles([
+      entry('PMC11', 1, { xml_url: 's3://pmc-oa-opendata/PMC12.1/PMC12.1.xml' }),
+      entry('PMC13', 1, { xml_url: 's3://pmc-oa-opendata/PMC13.1/../PMC13.1.xml' }),
+      entry('PMC14', 1, { xml_url: 's3://pmc-oa-opendata/PMC14.1/PMC14.1.xml?md5=nothex' }),
+    ]);
+    assert.deepEqual(selected, []);
+    assert.deepEqual(excluded.map((e) => [e.pmcid, e.reason]), [['PMC11', 'bad-metadata'], ['PMC13', 'bad-metadata'], ['PMC14', 'bad-metadata']]);
+    assert.match(excluded[0]!.detail, /in PMC12\.1's folder, not PMC11\.1's/);
+    assert.match(excluded[1]!.detail, /"\." or "\.\." segment/);
+    assert.match(excluded[2]!.detail, /not 32 hex digits/);
   });
 });
 

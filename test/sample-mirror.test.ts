@@ -241,6 +241,33 @@ describe('buildSampleMirror on the real fixture articles', () => {
   });
 });
 
+describe('buildSampleMirror with hostile hrefs', () => {
+  it('names media by the href\'s last segment: an href with ../ or a folder never writes outside the mirror', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-hrefs-'));
+    try {
+      const nxmlDir = path.join(root, 'nxml');
+      fs.mkdirSync(nxmlDir);
+      const figs = ['../../escaped', 'sub/dir/inner', '..\\back', '..']
+        .map((h, i) => `<fig id="f${i}"><caption><p>Figure ${i}.</p></caption><graphic xlink:href="${h}"/></fig>`)
+        .join('');
+      fs.writeFileSync(
+        path.join(nxmlDir, 'PMC9500001.xml'),
+        `<article xmlns:xlink="http://www.w3.org/1999/xlink"><front><article-meta><article-id pub-id-type="pmc">9500001</article-id>` +
+          `<title-group><article-title>Hrefs</article-title></title-group></article-meta></front><body><sec>${figs}</sec></body></article>`,
+      );
+      const outDir = path.join(root, 'out', 'mirror');
+      await buildSampleMirror({ nxmlDir, outDir });
+      const outside = fs.readdirSync(root, { recursive: true }).map(String).filter((f) => !f.startsWith('out') && !f.startsWith('nxml'));
+      assert.deepEqual(outside, []);
+      assert.deepEqual(fs.readdirSync(path.join(root, 'out')), ['mirror']);
+      const media = fs.readdirSync(path.join(outDir, 'PMC9500001.1')).filter((f) => !f.startsWith('PMC9500001.1.')).map((f) => f.replace(/\.\w+$/, '')).sort();
+      assert.deepEqual(media, ['back', 'escaped', 'inner']);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('buildSampleMirror with publisher faults', () => {
   // A few fixture articles, linked (not copied) into a temp folder: PMC1790863 comes first and gets the corrupt image.
   const PICK = ['PMC1790863_pone.0000217.nxml', 'PMC2599765_ehp-116-1694.nxml', 'PMC3357053.nxml', 'PMC7159286_main.nxml'];

@@ -441,6 +441,27 @@ describe('normalizeFigureImage', () => {
     assert.ok(!s.ok && s.reason === 'unsupported-format');
   });
 
+  it('names what a file is when it is not a raster image, whatever its name, and refuses a side a JPEG cannot have', async () => {
+    const cases: [string, Buffer, RegExp][] = [
+      ['malformed SVG', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100"</svg>'), /SVG/],
+      ['SVG with an XML declaration and a comment', Buffer.from('<?xml version="1.0"?>\n<!-- drawn by hand -->\n<svg width="0" height="0"></svg>'), /SVG/],
+      ['PDF', Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF\n'), /PDF/],
+      ['HTML error page', Buffer.from('<!DOCTYPE html><html><body>404 Not Found</body></html>'), /HTML/],
+    ];
+    for (const [what, bytes, detail] of cases) {
+      const r = await normalizeFigureImage(bytes);
+      assert.ok(!r.ok && r.reason === 'unsupported-format', `${what}: ${JSON.stringify(r)}`);
+      assert.match(r.detail, detail, what);
+    }
+    const tall = await normalizeFigureImage(await solid(30, 70_000).png().toBuffer());
+    assert.deepEqual(tall.ok ? null : [tall.reason, tall.width, tall.height], ['too-large', 30, 70_000]);
+    assert.match(tall.ok ? '' : tall.detail, /30x70000: a side over 65500 px cannot be a JPEG/);
+    // A supported format whose bytes are broken is still `corrupt`.
+    const png = await solid(40, 40).png().toBuffer();
+    const broken = await normalizeFigureImage(Buffer.concat([png.subarray(0, 40), Buffer.alloc(200, 7)]));
+    assert.ok(!broken.ok && broken.reason === 'corrupt', JSON.stringify(broken));
+  });
+
   it('enforces the size filter and the pixel limit', async () => {
     const tiny = await normalizeFigureImage(await solid(10, 10).png().toBuffer());
     assert.deepEqual(tiny.ok ? null : [tiny.reason, tiny.width, tiny.height], ['too-small', 10, 10]);

@@ -72,8 +72,11 @@ export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget):
   await enriched;
   await enter('shard');
   const shard = await cpu.writeShard(task, parsed.pmidBatches);
+  rejected.shard += shard.quarantined ?? 0;
   const parquet = await cpu.writeParquet(task);
-  setCurrentDetails(`unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shard}`);
+  // Results recorded before shard parts name one `shard`; replay reads them too.
+  const files = shard.shards?.map((s) => s.shard).join(', ') ?? (shard as unknown as { shard: string }).shard;
+  setCurrentDetails(`unit ${task.unitId}: done, ${shard.samples} samples in ${files}`);
   return { unitId: task.unitId, articles: parsed.parsed, figures: parsed.figures, shard, parquet, rejected };
 }
 

@@ -25,11 +25,12 @@ export class ReleaseLayout {
   quarantineFile(unitId: string, stage: string): string {
     return path.join(this.unitDir(unitId), 'quarantine', `${stage}.ndjson`);
   }
-  shardFile(subset: Subset, index: number): string {
-    return path.join(this.root, 'webdataset', subset, `${shardName(index)}.tar`);
+  /** Part `part` of unit `index`'s shard (a unit writes part 0, and more parts only when its samples need them). */
+  shardFile(subset: Subset, index: number, part = 0): string {
+    return path.join(this.root, 'webdataset', subset, `${shardStem(index, part)}.tar`);
   }
-  parquetFile(subset: Subset, index: number): string {
-    return path.join(this.root, 'parquet', subset, `${shardName(index)}.parquet`);
+  parquetFile(subset: Subset, index: number, part = 0): string {
+    return path.join(this.root, 'parquet', subset, `${shardStem(index, part)}.parquet`);
   }
   get reportDir(): string {
     return path.join(this.root, 'report');
@@ -44,6 +45,14 @@ export class ReleaseLayout {
 
 export function shardName(index: number): string {
   return String(index).padStart(6, '0');
+}
+
+/**
+ * The file stem of part `part` of unit `index`'s shard: `NNNNNN` for the first part (so a unit that fits one shard
+ * has the name it always had), `NNNNNN_PPP` for the next ones, which sort right after it.
+ */
+export function shardStem(index: number, part = 0): string {
+  return part === 0 ? shardName(index) : `${shardName(index)}_${String(part).padStart(3, '0')}`;
 }
 
 export function unitId(subset: Subset, index: number): string {

@@ -3,6 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { ReleaseInput } from '../../config/release';
+import { articleKeyProblem, isMd5 } from '../common/keys';
 import { exists, insideRoot, readNdjson, writeFileAtomic } from '../common/files';
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
 import { cancellationSignal, heartbeat, mapLimit, runUnitStage, withPulse, type Staged, type UnitTask } from '../common/stage';
@@ -27,8 +28,24 @@ export function articleXmlPath(unitDir: string, pmcid: string, version: number):
   return path.join(unitDir, 'articles', `${pmcid}.${version}.xml`);
 }
 
+/**
+ * Where a figure's media file is staged: `media/<PMCID>.<ver>/<name>`. Keys are checked at planning
+ * (activities/common/keys.ts); one that still escapes its folder (a plan written by hand or by older code) is an
+ * `unsafe-key` SourceError, which the caller quarantines: never an error that retries.
+ */
 export function mediaPath(unitDir: string, mediaKey: string): string {
-  return insideRoot(path.join(unitDir, 'media'), mediaKey);
+  try {
+    return insideRoot(path.join(unitDir, 'media'), mediaKey);
+  } catch (err) {
+    throw new SourceError((err as Error).message, 'unsafe-key', false, mediaKey);
+  }
+}
+
+/** A key or checksum no stage may act on: refused before any cache or path is touched. */
+function refuseUnusable(obj: { key: string; md5: string | null }, owner: string | null): void {
+  const problem = owner ? articleKeyProblem(obj.key, owner) : null;
+  if (problem) throw new SourceError(problem.detail, 'unsafe-key', false, obj.key);
+  if (obj.md5 !== null && !isMd5(obj.md5)) throw new SourceError(`md5 ${JSON.stringify(obj.md5)} of ${obj.key} is not 32 hex digits`, 'bad-md5', false, obj.key);
 }
 
 /** The source a worker reads a release from, with the worker's timeout. */
@@ -77,8 +94,9 @@ export async function placeObject(
   source: PmcSource,
   obj: { key: string; md5: string | null },
   file: string,
-  opts: { cache?: ObjectCache | null; signal?: AbortSignal } = {},
+  opts: { cache?: ObjectCache | null; signal?: AbortSignal; owner?: string } = {},
 ): Promise<PlaceOutcome> {
+  refuseUnusable(obj, opts.owner ?? null);
   if (await intactCopy(file, obj.md5)) return 'reused';
   if (obj.md5 && opts.cache && (await opts.cache.restore(obj.md5, file))) return 'cached';
   try {
@@ -125,7 +143,7 @@ export async function fetchArticles(task: UnitTask): Promise<Staged<FetchArticle
     await withPulse(progress, () => mapLimit(unit.articles, fetchTuning().perActivity, async (a) => {
       const file = articleXmlPath(unitDir, a.pmcid, a.version);
       try {
-        const outcome = await placeObject(source, a.xml, file, { cache, signal });
+        const outcome = await placeObject(source, a.xml, file, { cache, signal, owner: `${a.pmcid}.${a.version}` });
         result[outcome] = (result[outcome] ?? 0) + 1;
         outputs.push(file);
       } catch (err) {
@@ -226,9 +244,11 @@ export async function fetchFigureMedia(task: UnitTask): Promise<Staged<FetchMedi
     for (const line of parsed) {
       for (const f of line.figures) {
         if (!f.mediaKey || f.rejected) continue; // rejected figures never need their image
-        const w = wanted.get(f.mediaKey) ?? { key: f.mediaKey, md5: f.mediaMd5, article: line.article, figures: [] };
+        // One entry per (article, key): a file is bound to the article that owns it, never shared across articles.
+        const id = `${line.article}\u0000${f.mediaKey}`;
+        const w = wanted.get(id) ?? { key: f.mediaKey, md5: f.mediaMd5, article: line.article, figures: [] };
         w.figures.push(f.key);
-        wanted.set(f.mediaKey, w);
+        wanted.set(id, w);
       }
     }
     const result: FetchMediaResult = { wanted: wanted.size, fetched: 0, reused: 0, failed: 0, cached: 0 };
@@ -236,9 +256,9 @@ export async function fetchFigureMedia(task: UnitTask): Promise<Staged<FetchMedi
     const progress = () => ({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: wanted.size });
     try {
       await withPulse(progress, () => mapLimit([...wanted.values()], fetchTuning().perActivity, async (w) => {
-        const file = mediaPath(unitDir, w.key);
         try {
-          const outcome = await placeObject(source, w, file, { cache, signal });
+          const file = mediaPath(unitDir, w.key);
+          const outcome = await placeObject(source, w, file, { cache, signal, owner: w.article });
           result[outcome] = (result[outcome] ?? 0) + 1;
           outputs.push(file);
         } catch (err) {

@@ -41,7 +41,7 @@ export interface PmcSource {
 export class SourceError extends Error {
   constructor(
     message: string,
-    readonly kind: 'not-found' | 'forbidden' | 'checksum' | 'server' | 'network' | 'unsafe-key' | 'too-large',
+    readonly kind: 'not-found' | 'forbidden' | 'checksum' | 'server' | 'network' | 'unsafe-key' | 'bad-md5' | 'too-large',
     readonly retryable: boolean,
     readonly key: string,
   ) {

@@ -1,8 +1,10 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { ndjson, readNdjson, sha256Hex, writeFileAtomic } from '../common/files';
+import { ndjson, readJsonIfExists, readNdjson, sha256Hex, writeFileAtomic } from '../common/files';
+import type { QuarantineRecord } from '../common/quarantine';
+import { md5Hex } from '../fetch/source';
 import { quarantine } from '../common/quarantine';
-import { heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
+import { heartbeat, runUnitStage, type StageManifest, type Staged, type UnitTask } from '../common/stage';
 import { mediaPath } from '../fetch/activity';
 import type { ParsedArticleLine } from '../parse/activity';
 import { normalizeFigureImage } from './normalize';
@@ -38,14 +40,31 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
     const prepared: PreparedImage[] = [];
     const result: PrepareImagesResult = { candidates: 0, prepared: 0, rejected: 0, passthrough: 0, converted: 0 };
     const outputs: string[] = [];
+    // A staged file is used only for the figure the media stage placed it for, and only with the bytes the plan
+    // recorded: figures the media stage refused are skipped (their record is there), and a file the media stage
+    // did not list, or whose md5 differs, is refused here rather than published under this figure's caption.
+    const mediaManifest = await readJsonIfExists<StageManifest<unknown>>(layout.stageManifest(unit.unitId, 'media'));
+    const placed = new Set((mediaManifest?.outputs ?? []).map((o) => o.path));
+    const refusedAtMedia = new Set((await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, 'media'))).map((r) => r.figure));
     for (const line of lines) {
       for (const fig of line.figures) {
-        if (fig.rejected || !fig.mediaKey) continue;
+        if (fig.rejected || !fig.mediaKey || refusedAtMedia.has(fig.key)) continue;
         let source: Buffer;
+        const refuse = (reason: string, detail: string) => q.push(quarantine({ article: line.article, figure: fig.key, stage: 'images', reason, detail }));
         try {
-          source = await fs.readFile(mediaPath(unitDir, fig.mediaKey));
-        } catch {
-          continue; // the media stage quarantined this figure when its download failed
+          const file = mediaPath(unitDir, fig.mediaKey);
+          if (!placed.has(path.relative(layout.root, file))) {
+            refuse('image-not-staged', `${fig.mediaKey} is not among the files the media stage placed`);
+            continue;
+          }
+          source = await fs.readFile(file);
+        } catch (err) {
+          refuse('image-not-staged', `${fig.mediaKey}: ${(err as Error).message}`);
+          continue;
+        }
+        if (fig.mediaMd5 && md5Hex(source) !== fig.mediaMd5.toLowerCase()) {
+          refuse('image-checksum', `staged ${fig.mediaKey} is not the object the plan named (md5 ${md5Hex(source)}, expected ${fig.mediaMd5})`);
+          continue;
         }
         result.candidates++;
         const img = await normalizeFigureImage(source, { minSide: task.release.images.minSide, maxPixels: task.release.images.maxPixels, jpegQuality: task.release.images.jpegQuality });

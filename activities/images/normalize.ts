@@ -30,7 +30,7 @@ export interface NormalizeOptions {
   jpegQuality?: number;
 }
 
-export type NormalizeFailure = 'corrupt' | 'too-small' | 'too-many-pixels' | 'unsupported-format';
+export type NormalizeFailure = 'corrupt' | 'too-small' | 'too-large' | 'too-many-pixels' | 'unsupported-format';
 
 export type NormalizedImage =
   | { ok: true; jpeg: Buffer; width: number; height: number; sourceFormat: string; passthrough: boolean }
@@ -42,6 +42,28 @@ export const DEFAULT_JPEG_QUALITY = 90;
 
 /** Formats PMC figures come in. SVG/PDF/HEIF are refused: rendering them is not our job. */
 const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'gif', 'tiff', 'webp']);
+
+/** The longest side a JPEG can have (its header holds 16-bit dimensions; libjpeg stops at 65,500). */
+export const MAX_JPEG_SIDE = 65_500;
+
+/**
+ * What the first bytes say the file is: one of the raster formats we decode, or a name for what it is instead.
+ * Sniffed before libvips sees the bytes, so an SVG, PDF or HTML page (however malformed) is `unsupported-format`,
+ * and only a file that claims a supported format and fails to decode is `corrupt`.
+ */
+export function sniffFormat(b: Buffer): { supported: true } | { supported: false; what: string } {
+  const starts = (...sig: number[]) => sig.every((x, i) => b[i] === x);
+  if (starts(0xff, 0xd8, 0xff) || starts(0x89, 0x50, 0x4e, 0x47) || b.subarray(0, 4).toString('latin1') === 'GIF8') return { supported: true };
+  if (starts(0x49, 0x49, 0x2a, 0x00) || starts(0x4d, 0x4d, 0x00, 0x2a) || starts(0x49, 0x49, 0x2b, 0x00) || starts(0x4d, 0x4d, 0x00, 0x2b)) return { supported: true };
+  if (b.subarray(0, 4).toString('latin1') === 'RIFF' && b.subarray(8, 12).toString('latin1') === 'WEBP') return { supported: true };
+  const head = b.subarray(0, 512).toString('latin1').replace(/^\ufeff|^\xef\xbb\xbf/, '').trimStart().toLowerCase();
+  if (head.startsWith('%pdf')) return { supported: false, what: 'a PDF document' };
+  if (/^(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*(<!doctype svg|<svg)/.test(head) || /<svg[\s>]/.test(head)) return { supported: false, what: 'an SVG (vector) image, which is not rendered' };
+  if (/^(<!doctype html|<html)/.test(head)) return { supported: false, what: 'an HTML page' };
+  if (head.startsWith('<')) return { supported: false, what: 'an XML or text document' };
+  if (b.subarray(4, 12).toString('latin1').startsWith('ftyp')) return { supported: false, what: 'a HEIF/AVIF or MP4 file' };
+  return { supported: false, what: `no image format we decode (first bytes ${b.subarray(0, 8).toString('hex')})` };
+}
 
 /** JPEGs that can be published unchanged: 8-bit, greyscale or (YCbCr-coded) sRGB, no alpha. */
 function canPassThrough(meta: Metadata): boolean {
@@ -78,6 +100,8 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
   if (!Number.isInteger(maxPixels) || maxPixels < 1) throw new RangeError(`maxPixels must be a positive integer, got ${maxPixels}`);
   if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw new RangeError(`jpegQuality must be 1..100, got ${quality}`);
   if (bytes.length === 0) return { ok: false, reason: 'corrupt', detail: 'empty input' };
+  const sniffed = sniffFormat(bytes);
+  if (!sniffed.supported) return { ok: false, reason: 'unsupported-format', detail: `the file is ${sniffed.what}` };
 
   // 'error' aborts on decode errors and truncation (libvips maps a premature EOF to 'truncated')
   // but tolerates libjpeg warnings such as extraneous bytes, which many real PMC JPEGs have.
@@ -101,6 +125,9 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
   // Checked before decoding so a decompression bomb costs nothing.
   if (width * height > maxPixels) {
     return { ok: false, reason: 'too-many-pixels', detail: `${width}x${height} exceeds ${maxPixels} pixels`, width, height };
+  }
+  if (width > MAX_JPEG_SIDE || height > MAX_JPEG_SIDE) {
+    return { ok: false, reason: 'too-large', detail: `${width}x${height}: a side over ${MAX_JPEG_SIDE} px cannot be a JPEG`, width, height };
   }
   if (width < minSide || height < minSide) {
     return { ok: false, reason: 'too-small', detail: `${width}x${height} is below the ${minSide}px minimum side`, width, height };

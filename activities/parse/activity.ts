@@ -40,6 +40,15 @@ export interface ParseResult {
   pmidBatches: number;
   /** Articles PubMed cannot be asked about (no PMID in the metadata or the XML); listed in enrich-notes.ndjson. */
   withoutPmid: number;
+  /** Warnings of published articles (repaired or degraded input: bad UTF-8, characters XML forbids...); in parse-warnings.ndjson. */
+  warnings?: number;
+}
+
+/** An article published from repaired or degraded input: never silent, listed in report/warnings.ndjson. */
+export interface ArticleWarning {
+  article: string;
+  stage: 'parse';
+  detail: string;
 }
 
 export function figureKey(pmcid: string, version: number, index: number): string {
@@ -68,6 +77,7 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
   return runUnitStage(task, 'parse', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const lines: ParsedArticleLine[] = [];
+    const warnings: ArticleWarning[] = [];
     const result: ParseResult = { articles: unit.articles.length, parsed: 0, failed: 0, figures: 0, candidates: 0, pmids: 0, pmidBatches: 0, withoutPmid: 0 };
     for (const planned of unit.articles) {
       const article = `${planned.pmcid}.${planned.version}`;
@@ -91,26 +101,40 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
         continue;
       }
       const mediaNames = planned.media.map((m) => path.posix.basename(m.key));
+      const refused = planned.refusedMedia ?? [];
+      const refusedNames = refused.map((m) => path.posix.basename(m.key.split('?')[0]!.replace(/\\/g, '/')));
+      const claimed = new Set<number>();
       const figures: UnitFigure[] = record.figures.map((f, index) => {
         const key = figureKey(planned.pmcid, planned.version, index);
         const mediaFile = resolveMediaFile(f.graphicHref, mediaNames);
         const media = mediaFile ? planned.media.find((m) => path.posix.basename(m.key) === mediaFile)! : null;
+        // A graphic that only a refused URL could serve is rejected for that URL's reason (one record, here).
+        const refusedName = media ? null : resolveMediaFile(f.graphicHref, refusedNames);
+        const refusedAt = refusedName === null ? -1 : refusedNames.indexOf(refusedName);
+        if (refusedAt >= 0) claimed.add(refusedAt);
         let rejected: string | null = null;
-        if (!f.caption.trim()) rejected = 'no-caption';
-        else if (!media) rejected = 'image-not-in-bucket';
-        if (rejected) {
-          q.push(
-            quarantine({
-              article,
-              figure: key,
-              stage: 'parse',
-              reason: rejected,
-              detail: rejected === 'no-caption' ? `figure ${f.label ?? f.id ?? index} has no caption` : `graphic href ${JSON.stringify(f.graphicHref)} matches none of the ${mediaNames.length} media files`,
-            }),
-          );
+        let stage: 'parse' | 'plan' = 'parse';
+        let detail = '';
+        if (!f.caption.trim()) {
+          rejected = 'no-caption';
+          detail = `figure ${f.label ?? f.id ?? index} has no caption`;
+        } else if (refusedAt >= 0) {
+          const r = refused[refusedAt]!;
+          rejected = r.reason;
+          stage = 'plan';
+          detail = `graphic href ${JSON.stringify(f.graphicHref)} resolves only to a refused media URL: ${r.detail}`;
+        } else if (!media) {
+          rejected = 'image-not-in-bucket';
+          detail = `graphic href ${JSON.stringify(f.graphicHref)} matches none of the ${mediaNames.length} media files`;
         }
+        if (rejected) q.push(quarantine({ article, figure: key, stage, reason: rejected, detail }));
         return { key, index, href: f.graphicHref, mediaFile, mediaKey: media?.key ?? null, mediaMd5: media?.md5 ?? null, caption: f.caption, rejected };
       });
+      // Refused image URLs that no figure would have used: still recorded, once, against the article.
+      refused.forEach((r, i) => {
+        if (!claimed.has(i)) q.push(quarantine({ article, stage: 'plan', reason: r.reason, detail: r.detail }));
+      });
+      for (const w of record.warnings) warnings.push({ article, stage: 'parse', detail: w });
       result.parsed++;
       result.figures += figures.length;
       result.candidates += figures.filter((f) => !f.rejected).length;
@@ -127,6 +151,9 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
     result.withoutPmid = notes.length;
     const notesFile = path.join(unitDir, 'enrich-notes.ndjson');
     await writeFileAtomic(notesFile, ndjson(notes));
-    return { result, outputs: [out, notesFile] };
+    result.warnings = warnings.length;
+    const warningsFile = path.join(unitDir, 'parse-warnings.ndjson');
+    await writeFileAtomic(warningsFile, ndjson(warnings));
+    return { result, outputs: [out, notesFile, warningsFile] };
   });
 }

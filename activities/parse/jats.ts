@@ -57,6 +57,9 @@ export interface ParseJatsOptions {
 }
 
 /** One streaming pass over a JATS/NLM article; DTDs are never loaded and nothing is fetched. */
+/** The start of the warning a record carries when characters XML forbids were removed from its text. */
+export const FORBIDDEN_WARNING = 'characters XML forbids';
+
 export function parseJats(xml: string | Buffer, opts: ParseJatsOptions = {}): ArticleRecord {
   const limits: JatsLimits = { ...DEFAULT_JATS_LIMITS, ...opts.limits };
   if (xml.length > limits.maxBytes) {
@@ -76,6 +79,10 @@ export function parseJats(xml: string | Buffer, opts: ParseJatsOptions = {}): Ar
     throw new JatsParseError(`${err.message} (line ${line}, column ${column})`, line, column, err.kind);
   }
   reader.collected.warnings.push(...source.warnings);
+  if (reader.forbiddenRemoved > 0) {
+    const n = reader.forbiddenRemoved;
+    reader.collected.warnings.push(`${FORBIDDEN_WARNING}: ${n} character${n === 1 ? '' : 's'} (control characters, U+FFFE/U+FFFF or unpaired surrogates) removed from the text`);
+  }
   return assembleArticle(reader.collected, opts.pmcidHint ?? null);
 }
 

@@ -1,5 +1,6 @@
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import { addBodyBlock, CitingText, closeParagraph, emptyCollected, type Collected, type FigureState, type Paragraph, TextSink } from './assemble';
+import { stripXmlForbidden } from '../common/keys';
 import { EntityExpansionError, internalSubsetEntities, lenientEntityTable, type EntityLimits } from './entities';
 import { openFrontMatter, type FrontElement } from './front';
 import { chooseFigureGraphic, type GraphicCandidate } from './media';
@@ -39,6 +40,9 @@ const GRAPHIC_CONTAINERS = new Set(['fig', 'table-wrap', 'disp-formula', 'inline
 
 /** Character-level faults saxes reads past (a stray control character, &#0;): not worth losing an article. */
 const RECOVERABLE: ReadonlySet<string> = new Set(['disallowed character.', 'malformed character entity.']);
+
+/** A cheap first test for stripXmlForbidden (one character class, no look-around). */
+const MAYBE_FORBIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff\ud800-\udfff]/;
 
 /** Ancestors whose presence decides where text goes; only these are counted, to keep the pass cheap. */
 const TRACKED = ['body', 'app', 'sub-article', 'response', 'article-meta', 'journal-meta', 'license', 'article-title'] as const;
@@ -82,12 +86,22 @@ export class JatsReader {
     p.on('doctype', (doctype) => { p.ENTITIES = lenientEntityTable(internalSubsetEntities(doctype), this.limits.entities); });
     p.on('opentag', (tag) => this.onOpen(tag));
     p.on('closetag', (tag) => this.onClose(tag));
-    p.on('text', (t) => this.top.sink?.add(t));
-    p.on('cdata', (t) => this.top.sink?.add(t));
+    p.on('text', (t) => this.top.sink?.add(this.clean(t)));
+    p.on('cdata', (t) => this.top.sink?.add(this.clean(t)));
     p.on('error', (err) => {
       if (!RECOVERABLE.has(err.message)) throw this.fault(err);
     });
     p.ENTITIES = lenientEntityTable(new Map(), this.limits.entities);
+  }
+
+  /** Characters XML forbids (saxes reports them and reads on) never reach a record: removed here, and counted. */
+  forbiddenRemoved = 0;
+
+  private clean(text: string): string {
+    if (!MAYBE_FORBIDDEN.test(text)) return text;
+    const { text: out, removed } = stripXmlForbidden(text);
+    this.forbiddenRemoved += removed;
+    return out;
   }
 
   /** The next piece of the document, in order; pieces may split anywhere. */

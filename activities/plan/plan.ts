@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { z } from 'zod';
 import { SUBSETS, type Subset } from '../../config/release';
+import { articleKeyProblem, hasXmlForbidden, isMd5, stripXmlForbidden } from '../common/keys';
 import { parseObjectUrl, SourceError, type PmcSource } from '../fetch/source';
 import { licenseGroup } from './license';
 import { readLineBatches, splitCsvLine } from './lines';
@@ -38,12 +39,30 @@ export interface PlannedArticle {
   licenseCode: string | null;
   xml: { key: string; md5: string | null };
   media: { key: string; md5: string | null }[];
+  /**
+   * Figure-image URLs of the metadata that the plan refused (a key outside the article's own folder, a checksum
+   * that is not an md5, a URL that names no bucket object): never fetched, and recorded by parse, once, against the
+   * figure whose graphic they would have served (else against the article). Absent when there are none.
+   */
+  refusedMedia?: RefusedMedia[];
   etag: string;
   /**
    * Legacy source only: the package this article comes from (`oa_package/xx/yy/PMC<id>.tar.gz`) and the list's
    * Last Updated. The fetch stage extracts the package and fills `media` in (the list names no files).
    */
   package?: { path: string; updated: string | null };
+}
+
+export interface RefusedMedia {
+  /** The key as the metadata gave it (or the whole URL when it names no bucket object). */
+  key: string;
+  reason: 'unsafe-media-key' | 'foreign-media-key' | 'bad-media-md5' | 'bad-media-url';
+  detail: string;
+}
+
+/** Metadata that cannot be planned (its XML URL is unusable): the version is excluded as bad-metadata. */
+export class BadMetadataError extends Error {
+  override readonly name = 'BadMetadataError';
 }
 
 export interface PlannedUnit {
@@ -166,18 +185,57 @@ export function parseCsvLine(line: string): string[] {
   return out;
 }
 
+/**
+ * What a unit needs of one metadata JSON. Keys are checked here, once (activities/common/keys.ts): an XML URL that
+ * is not an object of this article's own folder, or whose md5 is not one, makes the metadata unusable
+ * (BadMetadataError); such a figure-image URL is refused on its own and recorded with the article (`refusedMedia`).
+ */
 export function toPlannedArticle(meta: ArticleMetadata, etag: string): PlannedArticle {
-  return {
+  const prefix = `${meta.pmcid}.${meta.version}`;
+  let xml: { key: string; md5: string | null };
+  try {
+    xml = parseObjectUrl(meta.xml_url);
+  } catch (err) {
+    throw new BadMetadataError(`xml_url: ${(err as Error).message}`);
+  }
+  const xmlProblem = articleKeyProblem(xml.key, prefix);
+  if (xmlProblem) throw new BadMetadataError(`xml_url: ${xmlProblem.detail}`);
+  if (xml.md5 !== null && !isMd5(xml.md5)) throw new BadMetadataError(`xml_url: md5 ${JSON.stringify(xml.md5)} is not 32 hex digits`);
+  const media: { key: string; md5: string | null }[] = [];
+  const refused: RefusedMedia[] = [];
+  for (const url of meta.media_urls) {
+    let obj: { key: string; md5: string | null };
+    try {
+      obj = parseObjectUrl(url);
+    } catch (err) {
+      if (IMAGE_MEDIA.test(url.split('?')[0]!)) refused.push({ key: url, reason: 'bad-media-url', detail: (err as Error).message });
+      continue;
+    }
+    if (!IMAGE_MEDIA.test(obj.key)) continue;
+    const problem = articleKeyProblem(obj.key, prefix);
+    if (problem) refused.push({ key: obj.key, reason: problem.reason === 'foreign-key' ? 'foreign-media-key' : 'unsafe-media-key', detail: problem.detail });
+    else if (obj.md5 !== null && !isMd5(obj.md5)) refused.push({ key: obj.key, reason: 'bad-media-md5', detail: `md5 ${JSON.stringify(obj.md5)} of ${obj.key} is not 32 hex digits` });
+    else media.push(obj);
+  }
+  const article: PlannedArticle = {
     pmcid: meta.pmcid,
     version: meta.version,
     pmid: meta.pmid === null || meta.pmid === undefined || meta.pmid === '' ? null : String(meta.pmid),
-    doi: meta.doi ?? null,
-    citation: meta.citation ?? null,
+    doi: cleanText(meta.doi),
+    citation: cleanText(meta.citation),
     licenseCode: meta.license_code ?? null,
-    xml: parseObjectUrl(meta.xml_url),
-    media: meta.media_urls.map(parseObjectUrl).filter((m) => IMAGE_MEDIA.test(m.key)),
+    xml,
+    media,
     etag,
   };
+  if (refused.length > 0) article.refusedMedia = refused;
+  return article;
+}
+
+/** Metadata strings are published (json, parquet): characters XML forbids are dropped from them too. */
+function cleanText(s: string | null | undefined): string | null {
+  if (s === null || s === undefined) return null;
+  return hasXmlForbidden(s) ? stripXmlForbidden(s).text : s;
 }
 
 /**
@@ -218,15 +276,15 @@ export function selectVersions(pmcid: string | null, versions: readonly VersionF
 export function factsOf(key: string, etag: string, meta: ArticleMetadata): VersionFacts {
   const oa = meta.is_pmc_openaccess;
   const retracted = meta.is_retracted === true;
-  return {
-    key,
-    pmcid: Number(meta.pmcid.slice(3)),
-    version: meta.version,
-    etag,
-    oa,
-    retracted,
-    article: oa && !retracted ? toPlannedArticle(meta, etag) : null,
-  };
+  const facts: VersionFacts = { key, pmcid: Number(meta.pmcid.slice(3)), version: meta.version, etag, oa, retracted, article: null };
+  if (!oa || retracted) return facts;
+  try {
+    facts.article = toPlannedArticle(meta, etag);
+  } catch (err) {
+    if (!(err instanceof BadMetadataError)) throw err;
+    return { ...facts, oa: false, error: { reason: 'bad-metadata', detail: `${key}: ${err.message}`.slice(0, 500) } };
+  }
+  return facts;
 }
 
 /**

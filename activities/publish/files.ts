@@ -25,7 +25,7 @@ export interface ReleaseFiles {
 
 /**
  * Everything a release publishes, in repo layout: `{subset}/NNNNNN.tar`, `{subset}/sizes.json`,
- * `parquet/{subset}/NNNNNN.parquet`, `metadata/{summary.json,quarantine.ndjson,enrichment.ndjson}`, and the card.
+ * `parquet/{subset}/NNNNNN.parquet`, `metadata/{summary.json,quarantine.ndjson,warnings.ndjson,enrichment.ndjson}`, and the card.
  * Read from the release's finalized outputs on disk (never from workflow history).
  */
 export async function collectReleaseFiles(release: ReleaseInput): Promise<ReleaseFiles> {
@@ -44,7 +44,7 @@ export async function collectReleaseFiles(release: ReleaseInput): Promise<Releas
     }
     files.push({ repoPath: `${subset}/sizes.json`, source: path.join(layout.root, 'webdataset', subset, 'sizes.json') });
   }
-  for (const name of ['summary.json', 'quarantine.ndjson', 'enrichment.ndjson']) {
+  for (const name of ['summary.json', 'quarantine.ndjson', 'warnings.ndjson', 'enrichment.ndjson']) {
     files.push({ repoPath: `metadata/${name}`, source: path.join(layout.reportDir, name) });
   }
   const card = datasetCard(summary, { repoId: release.publish.repoId, snapshot });

@@ -1,15 +1,19 @@
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { createInterface } from 'node:readline';
 import { SUBSETS, type ReleaseInput, type Subset } from '../../config/release';
 import type { AnnotateResult } from '../annotate/activity';
-import { ndjson, readJson, readJsonIfExists, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../common/files';
+import { exists, ndjson, partialPathOf, readJson, readJsonIfExists, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { shardName } from '../common/layout';
-import type { QuarantineRecord } from '../common/quarantine';
+import { quarantine, type QuarantineRecord } from '../common/quarantine';
 import { activityLog, heartbeat, layoutOf, type StageManifest } from '../common/stage';
 import type { EnrichBatchResult } from '../enrich/activity';
 import type { ParquetResult } from '../parquet/activity';
-import type { ParseResult } from '../parse/activity';
+import type { ArticleWarning, ParseResult } from '../parse/activity';
 import type { PlanSummary } from '../plan/activity';
-import type { PlannedUnit } from '../plan/plan';
+import type { Exclusion, PlannedUnit } from '../plan/plan';
 import type { ShardResult } from '../shard/activity';
 
 export interface ShardIndexEntry {
@@ -39,7 +43,10 @@ export interface ReleaseSummary {
   figures: number;
   samples: number;
   rejected: number;
+  /** Records of the units (figure- and article-level) by `stage:reason`; the plan's exclusions are in articles.excludedAtPlan. */
   rejectedByReason: Record<string, number>;
+  /** Articles published from repaired or degraded input (report/warnings.ndjson). */
+  warnings?: number;
   /** `licenses`: planned articles per PMC license code (`none` without one); absent in summaries written before it. */
   subsets: Record<Subset, { shards: number; samples: number; articles: number; bytes: number; licenses?: Record<string, number> }>;
   enrichment: { pmids: number; returned: number; notReturned: number; failedBatches: number; withoutPmid: number };
@@ -70,6 +77,7 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     annotation: { provider: null, taxonomyVersion: null },
   };
   const quarantined: QuarantineRecord[] = [];
+  const warnings: ArticleWarning[] = [];
   const enrichmentNotes: EnrichmentNote[] = [];
   for (const subset of SUBSETS) {
     const index: ShardIndexEntry[] = [];
@@ -98,18 +106,23 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
         const reason = e.failed ? 'batch-failed' : 'not-returned';
         for (const pmid of e.notReturned) enrichmentNotes.push({ article: null, pmid, reason, detail: e.failed ?? 'PubMed returned no record for this PMID' });
       }
-      for (const stage of ['fetch', 'parse', 'media', 'images', 'annotate'] as const) {
+      for (const stage of ['fetch', 'parse', 'media', 'images', 'annotate', 'shard'] as const) {
         quarantined.push(...(await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, stage))));
       }
-      index.push({ shard: shard.shard, unit: unit.unitId, samples: shard.samples, articles: shard.articles, bytes: shard.bytes, sha256: shard.sha256, parquet: parquet.file, parquetRows: parquet.rows, parquetSha256: parquet.sha256 });
-      sizes[path.posix.basename(shard.shard)] = shard.samples;
+      warnings.push(...(await readNdjson<ArticleWarning>(path.join(layout.unitDir(unit.unitId), 'parse-warnings.ndjson'))));
+      for (const [k, part] of shard.shards.entries()) {
+        const pq = parquet.files[k]!;
+        if (pq.shard !== part.shard) throw new Error(`unit ${unit.unitId}: parquet file ${pq.file} is not beside shard ${part.shard}`);
+        index.push({ shard: part.shard, unit: unit.unitId, samples: part.samples, articles: part.articles, bytes: part.bytes, sha256: part.sha256, parquet: pq.file, parquetRows: pq.rows, parquetSha256: pq.sha256 });
+        sizes[path.posix.basename(part.shard)] = part.samples;
+      }
       const s = summary.subsets[subset];
       s.licenses ??= {};
       for (const a of unit.articles) {
         const code = a.licenseCode ?? 'none';
         s.licenses[code] = (s.licenses[code] ?? 0) + 1;
       }
-      s.shards++;
+      s.shards += shard.shards.length;
       s.samples += shard.samples;
       s.articles += shard.articles;
       s.bytes += shard.bytes;
@@ -128,10 +141,47 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     summary.rejectedByReason[k] = (summary.rejectedByReason[k] ?? 0) + 1;
     if (q.figure) summary.rejected++;
   }
-  await writeFileAtomic(path.join(layout.reportDir, 'quarantine.ndjson'), ndjson(quarantined));
+  summary.warnings = warnings.length;
+  await writeQuarantineReport(path.join(layout.reportDir, 'quarantine.ndjson'), path.join(layout.planDir, 'excluded.ndjson'), quarantined);
+  await writeFileAtomic(path.join(layout.reportDir, 'warnings.ndjson'), ndjson(warnings));
   await writeFileAtomic(path.join(layout.reportDir, 'enrichment.ndjson'), ndjson(enrichmentNotes));
   await writeJsonAtomic(path.join(layout.reportDir, 'summary.json'), summary);
   return summary;
+}
+
+/** An exclusion of the plan (plan/excluded.ndjson) as a record of the release's rejection report. */
+export function exclusionRecord(e: Exclusion): QuarantineRecord {
+  const version = /(PMC\d+\.\d+)\.json$/.exec(e.key)?.[1];
+  return quarantine({ article: version ?? e.pmcid, stage: 'plan', reason: e.reason, detail: `${e.key}: ${e.detail}` });
+}
+
+/**
+ * report/quarantine.ndjson: every rejection of the release, the plan's exclusions first (streamed from
+ * plan/excluded.ndjson in plan order: at full scale they are millions of lines, never held at once), then the
+ * units' records in stage order. Written through a temporary name, so a reader never sees half a report.
+ */
+async function writeQuarantineReport(file: string, excludedFile: string, records: readonly QuarantineRecord[]): Promise<void> {
+  await fsp.mkdir(path.dirname(file), { recursive: true });
+  const tmp = partialPathOf(file);
+  const out = createWriteStream(tmp);
+  const write = (line: string) => (out.write(line) ? Promise.resolve() : once(out, 'drain').then(() => undefined));
+  try {
+    if (await exists(excludedFile)) {
+      let n = 0;
+      for await (const line of createInterface({ input: createReadStream(excludedFile, 'utf8'), crlfDelay: Infinity })) {
+        if (!line.trim()) continue;
+        await write(JSON.stringify(exclusionRecord(JSON.parse(line) as Exclusion)) + '\n');
+        if (++n % 100_000 === 0) heartbeat({ report: 'quarantine', exclusions: n });
+      }
+    }
+    for (const r of records) await write(JSON.stringify(r) + '\n');
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    out.destroy();
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
 }
 
 export async function readReleaseSummary(release: ReleaseInput): Promise<ReleaseSummary | null> {

@@ -4,24 +4,37 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { ReleaseInput, Subset } from '../../config/release';
 import type { FigureLabel } from '../annotate/activity';
 import { parseTaxonomyModel, labelFor } from '../annotate/taxonomy';
-import { ndjson, readJson, readNdjson, writeFileAtomic } from '../common/files';
-import { shardName } from '../common/layout';
+import { exists, ndjson, readJson, readNdjson, writeFileAtomic } from '../common/files';
+import { quarantine } from '../common/quarantine';
+import { shardStem } from '../common/layout';
 import { heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { loadPubmedRecords } from '../enrich/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { sampleRowOf, type SampleRow } from '../parquet/writer';
 import type { ParsedArticleLine } from '../parse/activity';
 import { pyJsonDumps } from './pyjson';
+import type { PublishedSampleJson } from './sample-json';
 import { buildSampleJson } from './sample-json';
 import { DEFAULT_SHARD_MAX_BYTES, DEFAULT_SHARD_MAX_SAMPLES, ShardLimitError, TarShardWriter, tarArchiveBytes, tarSampleBytes } from './tar-writer';
 
-export interface ShardResult {
-  subset: Subset;
+/** One tar file of a unit's output. */
+export interface ShardFile {
+  /** `{subset}/NNNNNN.tar`, or `{subset}/NNNNNN_PPP.tar` for a unit's later parts. */
   shard: string;
   samples: number;
   articles: number;
   bytes: number;
   sha256: string;
+}
+
+export interface ShardResult {
+  subset: Subset;
+  /** Over all of the unit's shard files. */
+  samples: number;
+  articles: number;
+  bytes: number;
+  /** The unit's shard files in order: one, unless its samples pass shard.maxSamples or shard.maxBytes. */
+  shards: ShardFile[];
 }
 
 /**
@@ -33,27 +46,24 @@ export function shardLimitsOf(release: ReleaseInput): { maxBytes: number; maxSam
   return { maxBytes: shard?.maxBytes ?? DEFAULT_SHARD_MAX_BYTES, maxSamples: shard?.maxSamples ?? DEFAULT_SHARD_MAX_SAMPLES };
 }
 
-/**
- * A unit is exactly one shard (units are cut at plan time by article and image counts, and shard numbers are
- * unit numbers), so a unit whose samples do not fit the byte limit cannot be split here without renumbering
- * every later shard. It fails the unit, without retries, and says what to change.
- */
-function shardTooLarge(task: UnitTask, limit: { kind: 'bytes' | 'samples'; max: number; wouldBe: number }): ApplicationFailure {
-  const what = limit.kind === 'bytes' ? `${limit.wouldBe} bytes or more, over the shard limit of ${limit.max} bytes (shard.maxBytes)` : `${limit.wouldBe} samples or more, over the shard limit of ${limit.max} samples (shard.maxSamples)`;
-  return ApplicationFailure.create({
-    type: 'ShardTooLarge',
-    nonRetryable: true,
-    message:
-      `unit ${task.unitId}: its shard would be ${what}. One unit is one shard, so lower units.maxImages ` +
-      `(now ${task.release.units.maxImages}) or units.maxArticles (now ${task.release.units.maxArticles}) and plan the release again ` +
-      `(a new release id): at about 1.1 MB per published sample, 1 GB shards need units.maxImages of about 800.`,
-    details: [{ unitId: task.unitId, ...limit }],
-  });
+interface PendingSample {
+  figure: ParsedArticleLine['figures'][number];
+  image: PreparedImage;
+  json: PublishedSampleJson;
+  jsonBytes: Buffer;
+  txtBytes: Buffer;
 }
 
-/** Writes the unit's WebDataset shard (jpg/json/txt per sample, fixed member metadata) and the rows parquet needs. */
+/**
+ * Writes the unit's WebDataset shard (jpg/json/txt per sample, fixed member metadata) and the rows parquet needs.
+ *
+ * A unit's samples go, article by article in plan order, into part 0 (`NNNNNN.tar`) and, when the next article
+ * would take a part past shard.maxSamples or shard.maxBytes, into further parts (`NNNNNN_001.tar`...). An article
+ * is never split across parts: one whose samples alone cannot fit a shard is quarantined (`too-large`, one record)
+ * and the rest of the unit goes through. The same inputs give the same parts, byte for byte.
+ */
 export async function writeShard(task: UnitTask, pubmedBatches: number): Promise<Staged<ShardResult>> {
-  return runUnitStage(task, 'shard', async ({ layout, unit }) => {
+  return runUnitStage(task, 'shard', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const lines = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));
     const images = new Map((await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'))).map((i) => [i.key, i]));
@@ -61,69 +71,107 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
     const taxonomy = parseTaxonomyModel(await readJson(layout.resolveData(task.release.annotate.taxonomyPath)));
     const pubmed = await loadPubmedRecords(unitDir, pubmedBatches);
     const imageHashes = new Map([...images.values()].map((i) => [i.key, i.sha256]));
-
-    const shard = `${unit.subset}/${shardName(unit.index)}.tar`;
-    const shardPath = layout.shardFile(unit.subset, unit.index);
     const limits = shardLimitsOf(task.release);
-    // Fail before writing anything when the staged images alone cannot fit (the writer checks the exact size).
-    let samples = 0;
-    let imageBytes = 0;
-    for (const line of lines) {
-      for (const figure of line.figures) {
-        const image = images.get(figure.key);
-        if (figure.rejected || !image || !labels.has(figure.key)) continue;
-        samples++;
-        imageBytes += tarSampleBytes([image.bytes]);
-      }
-    }
-    if (samples > limits.maxSamples) throw shardTooLarge(task, { kind: 'samples', max: limits.maxSamples, wouldBe: samples });
-    if (tarArchiveBytes(imageBytes) > limits.maxBytes) throw shardTooLarge(task, { kind: 'bytes', max: limits.maxBytes, wouldBe: tarArchiveBytes(imageBytes) });
-    const writer = await TarShardWriter.create(shardPath, limits);
+
+    const parts: ShardFile[] = [];
+    const outputs: string[] = [];
     const rows: SampleRow[] = [];
-    const articles = new Set<string>();
+    const allArticles = new Set<string>();
+    let writer: TarShardWriter | null = null;
+    let open = { shard: '', samples: 0, bytes: 0, articles: new Set<string>() };
+    const openPart = async () => {
+      const part = parts.length;
+      writer = await TarShardWriter.create(layout.shardFile(unit.subset, unit.index, part), limits);
+      open = { shard: `${unit.subset}/${shardStem(unit.index, part)}.tar`, samples: 0, bytes: 0, articles: new Set() };
+    };
+    const closePart = async () => {
+      const closed = await writer!.close();
+      writer = null;
+      parts.push({ shard: open.shard, samples: closed.samples, articles: open.articles.size, bytes: closed.bytes, sha256: closed.sha256 });
+      outputs.push(closed.path);
+    };
     try {
       for (const line of lines) {
         const pmid = line.planned.pmid ?? line.record.pmid;
         const pm = pmid ? (pubmed.get(pmid) ?? null) : null;
+        const pending: PendingSample[] = [];
+        let bytes = 0;
         for (const figure of line.figures) {
           const image = images.get(figure.key);
           const label = labels.get(figure.key);
           if (figure.rejected || !image || !label) continue; // each of these was quarantined by its stage
-          const clusterLabels = labelFor(taxonomy, label.clusterId);
-          const json = buildSampleJson({ planned: line.planned, record: line.record, figures: line.figures, figure, image, imageHashes, label: { clusterId: label.clusterId, labels: clusterLabels }, pubmed: pm });
-          const jpeg = await fs.readFile(stagedImagePath(unitDir, figure.key));
-          await writer.addSample(figure.key, [
+          const json = buildSampleJson({ planned: line.planned, record: line.record, figures: line.figures, figure, image, imageHashes, label: { clusterId: label.clusterId, labels: labelFor(taxonomy, label.clusterId) }, pubmed: pm });
+          const jsonBytes = Buffer.from(pyJsonDumps(json), 'utf8');
+          const txtBytes = Buffer.from(figure.caption, 'utf8');
+          bytes += tarSampleBytes([image.bytes, jsonBytes.length, txtBytes.length]);
+          pending.push({ figure, image, json, jsonBytes, txtBytes });
+        }
+        if (pending.length === 0) continue;
+        if (pending.length > limits.maxSamples || tarArchiveBytes(bytes) > limits.maxBytes) {
+          q.push(
+            quarantine({
+              article: line.article,
+              stage: 'shard',
+              reason: 'too-large',
+              detail:
+                `${pending.length} samples, ${tarArchiveBytes(bytes)} bytes as a shard of its own: over the shard limit of ` +
+                `${limits.maxSamples} samples and ${limits.maxBytes} bytes (shard.maxSamples, shard.maxBytes); an article is never split across shards`,
+            }),
+          );
+          continue;
+        }
+        if (writer && (open.samples + pending.length > limits.maxSamples || tarArchiveBytes(open.bytes + bytes) > limits.maxBytes)) await closePart();
+        if (!writer) await openPart();
+        for (const p of pending) {
+          const jpeg = await fs.readFile(stagedImagePath(unitDir, p.figure.key));
+          await writer!.addSample(p.figure.key, [
             { ext: 'jpg', data: jpeg },
-            { ext: 'json', data: Buffer.from(pyJsonDumps(json), 'utf8') },
-            { ext: 'txt', data: Buffer.from(figure.caption, 'utf8') },
+            { ext: 'json', data: p.jsonBytes },
+            { ext: 'txt', data: p.txtBytes },
           ]);
-          articles.add(line.article);
-          rows.push(sampleRowOf(json, {
-            key: figure.key,
-            shard,
+          rows.push(sampleRowOf(p.json, {
+            key: p.figure.key,
+            shard: open.shard,
             subset: unit.subset,
-            caption: figure.caption,
-            image_width: image.width,
-            image_height: image.height,
-            image_bytes_size: image.bytes,
-            image_sha256: image.sha256,
+            caption: p.figure.caption,
+            image_width: p.image.width,
+            image_height: p.image.height,
+            image_bytes_size: p.image.bytes,
+            image_sha256: p.image.sha256,
             article_pmid: pmid ?? null,
             article_doi: line.planned.doi ?? line.record.doi ?? null,
           }));
           heartbeat({ samples: rows.length });
         }
+        open.samples += pending.length;
+        open.bytes += bytes;
+        open.articles.add(line.article);
+        allArticles.add(line.article);
       }
+      // A unit without samples still writes its (empty) first shard, so shard numbers stay contiguous.
+      if (!writer && parts.length === 0) await openPart();
+      if (writer) await closePart();
     } catch (err) {
-      await writer.abort();
-      if (err instanceof ShardLimitError) throw shardTooLarge(task, { kind: err.limit, max: err.max, wouldBe: err.wouldBe });
+      await (writer as TarShardWriter | null)?.abort();
+      if (err instanceof ShardLimitError) {
+        // Sizes are checked above with the writer's own arithmetic, so this is a bug, not the input's fault.
+        throw ApplicationFailure.create({ type: 'ShardLimit', nonRetryable: true, message: `unit ${task.unitId}: ${err.message}` });
+      }
       throw err;
     }
-    const closed = await writer.close();
+    // Parts an earlier attempt wrote beyond these (a release planned again with other limits) go.
+    for (let part = parts.length; ; part++) {
+      const stale = layout.shardFile(unit.subset, unit.index, part);
+      if (!(await exists(stale))) break;
+      await fs.rm(stale, { force: true });
+    }
     const rowsFile = path.join(unitDir, 'samples.ndjson');
     await writeFileAtomic(rowsFile, ndjson(rows));
+    const samples = parts.reduce((n, p) => n + p.samples, 0);
+    const totalBytes = parts.reduce((n, p) => n + p.bytes, 0);
     return {
-      result: { subset: unit.subset, shard, samples: closed.samples, articles: articles.size, bytes: closed.bytes, sha256: closed.sha256 },
-      outputs: [shardPath, rowsFile],
+      result: { subset: unit.subset, samples, articles: allArticles.size, bytes: totalBytes, shards: parts },
+      outputs: [...outputs, rowsFile],
     };
   });
 }

@@ -25,9 +25,19 @@ export interface ReleaseTestEnv {
   teardown(): Promise<void>;
 }
 
-export async function createReleaseTestEnv(opts: { faults?: { corruptImages?: number; missingImages?: number } } = {}): Promise<ReleaseTestEnv> {
+export interface ReleaseTestEnvOptions {
+  /** Publisher-side faults in the sample mirror. */
+  faults?: { corruptImages?: number; missingImages?: number };
+  /** The data dir (made if missing; removed at teardown); a fresh temporary folder without it. */
+  dataDir?: string;
+  /** Builds the bucket mirror to serve, in place of the sample's, and returns its folder. */
+  mirror?: (dataDir: string) => Promise<string>;
+}
+
+export async function createReleaseTestEnv(opts: ReleaseTestEnvOptions = {}): Promise<ReleaseTestEnv> {
   installQuietRuntime();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-e2e-'));
+  const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-e2e-'));
+  fs.mkdirSync(dataDir, { recursive: true });
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalCliPath() },
@@ -37,8 +47,8 @@ export async function createReleaseTestEnv(opts: { faults?: { corruptImages?: nu
       extraArgs: Object.entries(loadDevServerConfig().dynamicConfig).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`]),
     },
   });
-  const built = await ensureSampleMirror(dataDir, { faults: opts.faults });
-  const mirror = await startMirrorServer(built.outDir);
+  const mirrorDir = opts.mirror ? await opts.mirror(dataDir) : (await ensureSampleMirror(dataDir, { faults: opts.faults })).outDir;
+  const mirror = await startMirrorServer(mirrorDir);
   const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
   process.env.NCBI_EUTILS_URL = eutils.baseUrl;
   process.env.NCBI_EMAIL = 'tests@localhost';
