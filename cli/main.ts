@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { envReport, envTable, loadEnv } from '../config/env';
 import { fixturePaths, defaultDataDir } from '../config/paths';
 import { ReleaseInputSchema, type ReleaseInputArgs } from '../config/release';
 import { startEutilsStandin } from '../sample/eutils-standin';
@@ -25,11 +26,13 @@ const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durab
   release pause|resume|cancel [--release ID]  running units finish; no new unit or stage starts until resume
   release schedule --config FILE [--month 1 --day 15 --hour 3 --id biomedica-yearly]   a yearly Temporal Schedule
   export --help                subset export: filter a release's parquet and write a new WebDataset
+  env [--markdown]             every environment variable with its value here (secrets as "(set)"), or the docs table
 
-Environment: BIOMEDICA_DATA_DIR (default ./data), BIOMEDICA_SHARED_DIR (default ../shared), TEMPORAL_ADDRESS,
-BIOMEDICA_TEMPORAL_PORT / BIOMEDICA_TEMPORAL_UI_PORT (the dev server's ports, default 7233 / 8233),
-BIOMEDICA_SAMPLE_MIRROR_PORT / BIOMEDICA_SAMPLE_EUTILS_PORT (the demo's stand-ins, default 8710 / 8711),
-NCBI_EUTILS_URL, NCBI_TOOL, NCBI_EMAIL, NCBI_API_KEY (workers only), ORT_EXECUTION_PROVIDERS (default cpu).`;
+Environment: "env" lists every variable (docs/operations.md, "Environment"): BIOMEDICA_DATA_DIR (default ./data),
+TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / TEMPORAL_TLS_* / TEMPORAL_API_KEY (the server), NCBI_* and HF_* (workers only).`;
+
+/** Errors whose message says all there is to say: no stack hint. */
+const KNOWN_ERRORS = new Set(['EnvError', 'ConnectionConfigError', 'TemporalUnreachableError', 'ZodError']);
 
 /** Warnings and errors only, without the worker's notes that a pool hosts no workflows (by design here). */
 function quietLogger(): DefaultLogger {
@@ -95,6 +98,15 @@ async function main(argv: string[]): Promise<number> {
       else console.log(await devServerStatus(dataDir));
       return 0;
     }
+    case 'env': {
+      // The schema's own table (docs/operations.md carries it), or what each variable is set to here.
+      if (sub === '--markdown') console.log(envTable());
+      else {
+        loadEnv();
+        console.log(envReport().join('\n'));
+      }
+      return 0;
+    }
     case 'sample': {
       const built = await ensureSampleMirror(dataDir);
       console.log(JSON.stringify(built, null, 2));
@@ -107,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       const pools = pool ? [pool] : POOLS;
-      Runtime.install({ logger: new DefaultLogger('INFO') });
+      Runtime.install({ logger: new DefaultLogger(loadEnv().LOG_LEVEL ?? (pools.length > 1 ? 'WARN' : 'INFO')) });
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
       process.once('SIGTERM', () => ac.abort());
@@ -190,10 +202,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+const verbose = process.argv.includes('--verbose');
+main(process.argv.slice(2).filter((a) => a !== '--verbose')).then(
   (code) => process.exit(code),
   (err) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    // What went wrong in a line or two (the errors of config/env.ts and config/connection.ts say where and what to
+    // set); the stack only with --verbose.
+    if (verbose) console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    else console.error(`error: ${err instanceof Error ? err.message : String(err)}${err instanceof Error && !KNOWN_ERRORS.has(err.name) ? '\n  (--verbose prints the stack)' : ''}`);
     process.exit(1);
   },
 );

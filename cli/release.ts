@@ -1,6 +1,6 @@
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { defaultTemporalAddress, loadDevServerConfig } from '../config/dev-server';
+import { connectOptions, temporalConnectionConfig, unreachable, workflowUiLink } from '../config/connection';
 import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInputArgs, type ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { progressQuery, releaseWorkflow, releaseKey, type ReleaseProgress, type ReleaseResult } from '../workflows/release';
@@ -8,14 +8,20 @@ import { mergeTables, UNIT_STAGES, type StageTable } from '../workflows/progress
 import type { SubsetProgress } from '../workflows/subset';
 import { findReleaseWorkflow, subsetProgress } from './control';
 
-export async function connectClient(address = defaultTemporalAddress(), namespace = process.env.TEMPORAL_NAMESPACE ?? 'default'): Promise<Client> {
-  const connection = await Connection.connect({ address });
-  return new Client({ connection, namespace });
+/** A client of the server config/connection.ts names (the embedded default, a cluster, Temporal Cloud); `address` overrides. */
+export async function connectClient(address?: string): Promise<Client> {
+  const cfg = temporalConnectionConfig(process.env, { address });
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ ...connectOptions(cfg), connectTimeout: '10s' });
+  } catch (err) {
+    throw unreachable(cfg, err);
+  }
+  return new Client({ connection, namespace: cfg.namespace });
 }
 
-export function uiLink(workflowId: string, namespace = 'default'): string {
-  const ui = `http://localhost:${loadDevServerConfig().server.uiPort}`;
-  return `${ui}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}`;
+export function uiLink(workflowId: string): string {
+  return workflowUiLink(temporalConnectionConfig(), workflowId);
 }
 
 export type StartOutcome =

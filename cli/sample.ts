@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { loadEnv } from '../config/env';
 import { fixturePaths } from '../config/paths';
 import type { ReleaseInputArgs } from '../config/release';
 import { readJsonIfExists, sha256Hex, writeJsonAtomic } from '../activities/common/files';
@@ -8,12 +9,13 @@ import { buildSampleMirror, type BuiltMirror } from '../sample/build-mirror';
 export const SAMPLE_RELEASE_ID = '2026-sample';
 
 export function samplePorts(): { mirror: number; eutils: number } {
-  return { mirror: Number(process.env.BIOMEDICA_SAMPLE_MIRROR_PORT ?? 8710), eutils: Number(process.env.BIOMEDICA_SAMPLE_EUTILS_PORT ?? 8711) };
+  const env = loadEnv();
+  return { mirror: env.BIOMEDICA_SAMPLE_MIRROR_PORT, eutils: env.BIOMEDICA_SAMPLE_EUTILS_PORT };
 }
 
 /** Builds the sample mirror unless one built from the same inputs is already there. */
 export async function ensureSampleMirror(dataDir: string, opts: { nxmlDir?: string; imagesDir?: string; faults?: { corruptImages?: number; missingImages?: number } } = {}): Promise<BuiltMirror> {
-  const nxmlDir = opts.nxmlDir ?? process.env.BIOMEDICA_SAMPLE_NXML ?? fixturePaths.nxml();
+  const nxmlDir = opts.nxmlDir ?? loadEnv().BIOMEDICA_SAMPLE_NXML ?? fixturePaths.nxml();
   const imagesDir = opts.imagesDir ?? fixturePaths.images();
   const outDir = path.join(dataDir, 'sample-mirror');
   const files = (await fs.readdir(nxmlDir)).sort();

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { loadEnv } from './env';
 import { projectRoot } from './paths';
 
 const SEARCH_ATTRIBUTE_TYPES = ['Text', 'Keyword', 'Int', 'Double', 'Bool', 'Datetime', 'KeywordList'] as const;
@@ -28,21 +29,16 @@ export type DevServerConfig = z.infer<typeof DevServerConfigSchema>;
  */
 export function loadDevServerConfig(file = path.join(projectRoot, 'temporal-dev.yaml'), env: NodeJS.ProcessEnv = process.env): DevServerConfig {
   const cfg = DevServerConfigSchema.parse(parseYaml(fs.readFileSync(file, 'utf8')));
-  const port = (name: string) => {
-    const v = env[name];
-    if (v === undefined || v === '') return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0 || n > 65535) throw new Error(`${name} must be a port number, got ${JSON.stringify(v)}`);
-    return n;
-  };
-  cfg.server.port = port('BIOMEDICA_TEMPORAL_PORT') ?? cfg.server.port;
-  cfg.server.uiPort = port('BIOMEDICA_TEMPORAL_UI_PORT') ?? cfg.server.uiPort;
+  const e = loadEnv(env);
+  cfg.server.port = e.BIOMEDICA_TEMPORAL_PORT ?? cfg.server.port;
+  cfg.server.uiPort = e.BIOMEDICA_TEMPORAL_UI_PORT ?? cfg.server.uiPort;
   return cfg;
 }
 
 /** The server workers and the CLI talk to: TEMPORAL_ADDRESS, else the embedded default's (BIOMEDICA_TEMPORAL_PORT). */
 export function defaultTemporalAddress(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.TEMPORAL_ADDRESS) return env.TEMPORAL_ADDRESS;
+  const address = loadEnv(env).TEMPORAL_ADDRESS;
+  if (address) return address;
   const { server } = loadDevServerConfig(undefined, env);
   return `${server.ip}:${server.port}`;
 }
@@ -70,5 +66,5 @@ export function devServerArgs(cfg: DevServerConfig, dataDir: string, overrides: 
 }
 
 export function temporalCliPath(): string {
-  return process.env.TEMPORAL_CLI ?? path.join(projectRoot, 'tools', 'bin', 'temporal');
+  return loadEnv().TEMPORAL_CLI ?? path.join(projectRoot, 'tools', 'bin', 'temporal');
 }

@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import { loadEnv } from './env';
 
 /** Root of this checkout (config/ sits directly under it). */
 export const projectRoot = path.resolve(__dirname, '..');
@@ -8,12 +9,12 @@ export const projectRoot = path.resolve(__dirname, '..');
  * Never copied into the project; read in place. Override with BIOMEDICA_SHARED_DIR.
  */
 export function sharedDir(): string {
-  return path.resolve(process.env.BIOMEDICA_SHARED_DIR ?? path.join(projectRoot, '..', 'shared'));
+  return path.resolve(loadEnv().BIOMEDICA_SHARED_DIR ?? path.join(projectRoot, '..', 'shared'));
 }
 
 /** Where releases, the sample mirror, the dev server's SQLite file and caches live. Override with BIOMEDICA_DATA_DIR. */
 export function defaultDataDir(): string {
-  return path.resolve(process.env.BIOMEDICA_DATA_DIR ?? path.join(projectRoot, 'data'));
+  return path.resolve(loadEnv().BIOMEDICA_DATA_DIR ?? path.join(projectRoot, 'data'));
 }
 
 export const fixturePaths = {
@@ -25,5 +26,5 @@ export const fixturePaths = {
 
 /** The tests' Python (a venv under tools/ with the readers in test/requirements.txt), made by scripts/setup.sh. */
 export function testPython(): string {
-  return process.env.BIOMEDICA_TEST_PYTHON ?? path.join(projectRoot, 'tools', 'py', 'bin', 'python');
+  return loadEnv().BIOMEDICA_TEST_PYTHON ?? path.join(projectRoot, 'tools', 'py', 'bin', 'python');
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defaultTemporalAddress } from './dev-server';
+import { loadEnv, type Env } from './env';
 import { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET, maxWindowFor } from './history';
 
 /** The three published license subsets (reference/pmc-sources.md §1.7). */
@@ -173,23 +174,12 @@ export function releaseWorkflowId(releaseId: string): string {
   return `release-${releaseId}`;
 }
 
-/** Worker-side settings: endpoints and secrets from the environment, never from workflow input. */
-export const WorkerEnvSchema = z.object({
-  NCBI_EUTILS_URL: z.string().url().default('https://eutils.ncbi.nlm.nih.gov/entrez/eutils'),
-  NCBI_TOOL: z.string().default('biomedica-release'),
-  NCBI_EMAIL: z.string().default(''),
-  NCBI_API_KEY: z.string().optional(),
-  /** Task-queue-wide efetch rate; NCBI allows 3/s without a key, 10/s with one. Lower is allowed, higher is clamped. */
-  NCBI_MAX_RPS: z.coerce.number().positive().optional(),
-  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
-  TEMPORAL_NAMESPACE: z.string().default('default'),
-  ORT_EXECUTION_PROVIDERS: z.string().default('cpu'),
-});
-export type WorkerEnv = z.infer<typeof WorkerEnvSchema>;
+/** Worker-side settings: endpoints and secrets from the environment (config/env.ts), never from workflow input. */
+export type WorkerEnv = Env & { TEMPORAL_ADDRESS: string };
 
 export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
   // Without TEMPORAL_ADDRESS, the embedded default's server (its port may come from BIOMEDICA_TEMPORAL_PORT).
-  return WorkerEnvSchema.parse({ ...env, TEMPORAL_ADDRESS: defaultTemporalAddress(env) });
+  return { ...loadEnv(env), TEMPORAL_ADDRESS: defaultTemporalAddress(env) };
 }
 
 /**
@@ -198,7 +188,7 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
  * every one-second window within it, for any number of workers. Each request carries up to 200 PMIDs, so even
  * 1.5 requests/s covers 8 million articles in about 7.5 hours.
  */
-export function entrezRatePerSecond(env: WorkerEnv): number {
+export function entrezRatePerSecond(env: Pick<Env, 'NCBI_API_KEY' | 'NCBI_MAX_RPS'>): number {
   const ceiling = env.NCBI_API_KEY ? 10 : 3;
   return Math.min(env.NCBI_MAX_RPS ?? ceiling, ceiling) / 2;
 }

@@ -25,7 +25,7 @@ describe('temporal-dev.yaml and its port overrides', () => {
 
   it('refuses a port that is not one', () => {
     for (const bad of ['abc', '0', '70000', '72.5']) {
-      assert.throws(() => loadDevServerConfig(undefined, { BIOMEDICA_TEMPORAL_PORT: bad }), /BIOMEDICA_TEMPORAL_PORT must be a port number/);
+      assert.throws(() => loadDevServerConfig(undefined, { BIOMEDICA_TEMPORAL_PORT: bad }), new RegExp(`BIOMEDICA_TEMPORAL_PORT="${bad}": a port number \\(1 to 65535\\)`));
     }
   });
 

@@ -54,7 +54,7 @@ describe('PubMed enrichment with 4 entrez workers stays within NCBI rate limit',
     eutils.inject({ status502: 1 }); // one failure, so an error message passes through history too
     const before = eutils.stats.log.length;
     const logs: string[] = [];
-    const worker = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'workers', 'pool.ts'), 'entrez'], {
+    const worker = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'cli', 'main.ts'), 'worker', '--pool', 'entrez'], {
       env: { ...process.env, TEMPORAL_ADDRESS: env.address, NCBI_EUTILS_URL: eutils.baseUrl, NCBI_EMAIL: 'tests@localhost', NCBI_API_KEY: secret, LOG_LEVEL: 'INFO' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -94,7 +94,7 @@ describe('PubMed enrichment with 4 entrez workers stays within NCBI rate limit',
     // Four separate worker processes on the entrez queue, as on four machines: only the queue's server-side rate binds them.
     const workerEnv: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_ADDRESS: env.address, NCBI_EUTILS_URL: eutils.baseUrl, NCBI_EMAIL: 'tests@localhost', LOG_LEVEL: 'ERROR' };
     delete workerEnv.NCBI_API_KEY;
-    const workers = Array.from({ length: 4 }, () => spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'workers', 'pool.ts'), 'entrez'], { env: workerEnv, stdio: ['ignore', 'pipe', 'inherit'] }));
+    const workers = Array.from({ length: 4 }, () => spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot, 'cli', 'main.ts'), 'worker', '--pool', 'entrez'], { env: workerEnv, stdio: ['ignore', 'pipe', 'inherit'] }));
     try {
       await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
         w.stdout!.on('data', (d: Buffer) => d.toString().includes('running') && resolve());

@@ -3,6 +3,8 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { cpuActivities, entrezActivities, gpuActivities, hubActivities, ioActivities, type PoolName } from '../activities';
 import { hubCommitRatePerSecond, readHubWorkerEnv } from '../activities/publish/hub-env';
 import { entrezRatePerSecond, readWorkerEnv, type WorkerEnv } from '../config/release';
+import { connectOptions, temporalConnectionConfig, unreachable } from '../config/connection';
+import { loadEnv } from '../config/env';
 import { TASK_QUEUES } from '../config/task-queues';
 
 /** The activity pools; all of them in one process is the embedded default (the cpu pool then hosts the workflows). */
@@ -23,8 +25,7 @@ export function isWorkerPool(name: string | undefined): name is WorkerPool {
 
 /** Whether the cpu pool also hosts the workflow task queue (yes unless BIOMEDICA_CPU_HOSTS_WORKFLOWS=false or 0). */
 export function cpuHostsWorkflows(env: NodeJS.ProcessEnv = process.env): boolean {
-  const v = env.BIOMEDICA_CPU_HOSTS_WORKFLOWS?.trim().toLowerCase();
-  return !(v === 'false' || v === '0' || v === 'no');
+  return loadEnv(env).BIOMEDICA_CPU_HOSTS_WORKFLOWS;
 }
 
 /**
@@ -72,7 +73,7 @@ export async function createPoolWorkers(pool: WorkerPool, connection: NativeConn
       break;
     case 'gpu':
       // One slot per GPU: the model is loaded once per process and one batch at a time keeps the device busy.
-      workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.gpu, activities: gpuActivities, maxConcurrentActivityTaskExecutions: Number(process.env.GPU_SLOTS ?? 1) }));
+      workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.gpu, activities: gpuActivities, maxConcurrentActivityTaskExecutions: env.GPU_SLOTS }));
       break;
     case 'workflows':
       break;
@@ -100,7 +101,13 @@ export function hubQueueWorkerOptions(env: NodeJS.ProcessEnv = process.env) {
 /** Runs the given pools until `signal` aborts (or a worker fails), then shuts them down gracefully. */
 export async function runPools(pools: readonly WorkerPool[], opts: { env?: WorkerEnv; signal?: AbortSignal; onReady?: () => void } = {}): Promise<void> {
   const env = opts.env ?? readWorkerEnv();
-  const connection = await NativeConnection.connect({ address: env.TEMPORAL_ADDRESS });
+  const cfg = temporalConnectionConfig(process.env, { address: env.TEMPORAL_ADDRESS });
+  let connection: NativeConnection;
+  try {
+    connection = await NativeConnection.connect(connectOptions(cfg));
+  } catch (err) {
+    throw unreachable(cfg, err);
+  }
   try {
     const workers = (await Promise.all(pools.map((p) => createPoolWorkers(p, connection, { env, ...(p === 'cpu' ? { workflows: cpuPoolHostsWorkflows(pools) } : {}) })))).flat();
     const stop = () => workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());

@@ -1,7 +1,8 @@
+import { loadEnv } from '../../config/env';
 import { SourceError } from './source';
 
 /**
- * How downloads behave in a worker process. Worker-side settings (the environment), never workflow input:
+ * How downloads behave in a worker process. Worker-side settings (the environment, config/env.ts), never workflow input:
  * BIOMEDICA_FETCH_PER_WORKER     downloads in flight in the whole process, all activities together (32)
  * BIOMEDICA_FETCH_PER_ACTIVITY   downloads in flight per fetch activity (8)
  * BIOMEDICA_FETCH_ATTEMPTS       tries per object inside the activity before the failure escapes to Temporal (4)
@@ -19,29 +20,32 @@ export interface FetchTuning {
   planConcurrency: number;
 }
 
-function envInt(name: string, fallback: number): number {
-  const v = Number(process.env[name]);
-  return Number.isFinite(v) && v > 0 ? Math.floor(v) : fallback;
+/** Read from the environment on first use (a bad value is then one EnvError naming the variable). */
+let tuning: FetchTuning | null = null;
+
+function current(): FetchTuning {
+  if (tuning) return tuning;
+  const env = loadEnv();
+  tuning = {
+    perWorker: env.BIOMEDICA_FETCH_PER_WORKER,
+    perActivity: env.BIOMEDICA_FETCH_PER_ACTIVITY,
+    attempts: env.BIOMEDICA_FETCH_ATTEMPTS,
+    backoffMs: env.BIOMEDICA_FETCH_BACKOFF_MS,
+    backoffMaxMs: env.BIOMEDICA_FETCH_BACKOFF_MAX_MS,
+    timeoutMs: env.BIOMEDICA_FETCH_TIMEOUT_MS,
+    planConcurrency: env.BIOMEDICA_PLAN_CONCURRENCY,
+  };
+  return tuning;
 }
 
-const tuning: FetchTuning = {
-  perWorker: envInt('BIOMEDICA_FETCH_PER_WORKER', 32),
-  perActivity: envInt('BIOMEDICA_FETCH_PER_ACTIVITY', 8),
-  attempts: envInt('BIOMEDICA_FETCH_ATTEMPTS', 4),
-  backoffMs: envInt('BIOMEDICA_FETCH_BACKOFF_MS', 500),
-  backoffMaxMs: envInt('BIOMEDICA_FETCH_BACKOFF_MAX_MS', 10_000),
-  timeoutMs: envInt('BIOMEDICA_FETCH_TIMEOUT_MS', 60_000),
-  planConcurrency: envInt('BIOMEDICA_PLAN_CONCURRENCY', 32),
-};
-
 export function fetchTuning(): Readonly<FetchTuning> {
-  return tuning;
+  return current();
 }
 
 /** For tests and benchmarks: change the process's tuning; returns the previous values. */
 export function setFetchTuning(change: Partial<FetchTuning>): FetchTuning {
-  const before = { ...tuning };
-  Object.assign(tuning, change);
+  const before = { ...current() };
+  Object.assign(current(), change);
   if (change.perWorker !== undefined && change.perWorker !== before.perWorker) workerLimiter = null;
   return before;
 }
@@ -105,7 +109,7 @@ let workerLimiter: Limiter | null = null;
 
 /** The process-wide bound on downloads in flight (every fetch activity and the planner share it). */
 export function downloadLimiter(): Limiter {
-  workerLimiter ??= new Limiter(tuning.perWorker);
+  workerLimiter ??= new Limiter(current().perWorker);
   return workerLimiter;
 }
 
@@ -114,7 +118,7 @@ export function isRetryable(err: unknown): boolean {
   return err instanceof SourceError && err.retryable;
 }
 
-export function backoffDelay(attempt: number, t: Pick<FetchTuning, 'backoffMs' | 'backoffMaxMs'> = tuning): number {
+export function backoffDelay(attempt: number, t: Pick<FetchTuning, 'backoffMs' | 'backoffMaxMs'> = current()): number {
   const exp = Math.min(t.backoffMaxMs, t.backoffMs * 2 ** (attempt - 1));
   return Math.round(exp / 2 + Math.random() * (exp / 2));
 }
@@ -143,7 +147,7 @@ export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
   opts: { signal?: AbortSignal; attempts?: number; onRetry?: (err: SourceError, attempt: number, delayMs: number) => void } = {},
 ): Promise<T> {
-  const attempts = opts.attempts ?? tuning.attempts;
+  const attempts = opts.attempts ?? current().attempts;
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);

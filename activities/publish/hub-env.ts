@@ -1,22 +1,16 @@
-import { z } from 'zod';
+import { loadEnv, type Env } from '../../config/env';
 import { HubPublishError } from './hub-http';
 
 /**
  * Worker-side Hub settings, from the worker's environment only (never from workflow input or history):
- * HF_TOKEN (a write token for the dataset repo) and HF_COMMITS_PER_HOUR (the hub task queue's dispatch rate).
+ * HF_TOKEN (a write token for the dataset repo) and HF_COMMITS_PER_HOUR (the hub task queue's dispatch rate, retries
+ * included: the Hub's commit limit is undocumented; 429s seen in the wild say "128 per hour" (free) and "320 per
+ * hour", so the default 100 leaves headroom).
  */
-export const HubWorkerEnvSchema = z.object({
-  HF_TOKEN: z.string().optional(),
-  /**
-   * Commit activities dispatched per hour on the biomedica-hub queue, retries included. The Hub's commit limit is
-   * undocumented; 429s seen in the wild say "128 per hour" (free) and "320 per hour", so 100 leaves headroom.
-   */
-  HF_COMMITS_PER_HOUR: z.coerce.number().positive().max(36_000).default(100),
-});
-export type HubWorkerEnv = z.infer<typeof HubWorkerEnvSchema>;
+export type HubWorkerEnv = Pick<Env, 'HF_TOKEN' | 'HF_COMMITS_PER_HOUR'>;
 
 export function readHubWorkerEnv(env: NodeJS.ProcessEnv = process.env): HubWorkerEnv {
-  return HubWorkerEnvSchema.parse({ HF_TOKEN: env.HF_TOKEN || undefined, HF_COMMITS_PER_HOUR: env.HF_COMMITS_PER_HOUR || undefined });
+  return loadEnv(env);
 }
 
 /** The token, or a non-retryable ConfigError that names the variable (never a value). */

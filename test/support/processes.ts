@@ -60,7 +60,7 @@ export class DevServerProcess {
   }
 }
 
-/** Worker processes as deployed: every pool in one (`workers/all.ts`), or one pool (`workers/pool.ts <pool>`). */
+/** Worker processes as deployed (`npm run worker`): every pool in one, or one pool (`--pool <pool>`). */
 export class WorkerProcess {
   private child: ChildProcess | null = null;
   constructor(
@@ -73,11 +73,11 @@ export class WorkerProcess {
   }
 
   async start(): Promise<void> {
-    const script = this.pool ? [path.join(projectRoot, 'workers', 'pool.ts'), this.pool] : [path.join(projectRoot, 'workers', 'all.ts')];
+    const script = [path.join(projectRoot, 'cli', 'main.ts'), 'worker', ...(this.pool ? ['--pool', this.pool] : [])];
     const child = spawn(process.execPath, ['--import', 'tsx', ...script], { env: { ...process.env, LOG_LEVEL: 'ERROR', ...this.env }, stdio: ['ignore', 'pipe', 'inherit'] });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => /workers running|worker pool \S+ running/.test(d.toString()) && resolve());
+      child.stdout!.on('data', (d: Buffer) => /worker pools running/.test(d.toString()) && resolve());
       child.once('exit', (code) => reject(new Error(`workers exited with ${code} before they were ready`)));
     });
   }
