@@ -51,7 +51,7 @@ export function createSimulatedActivities(shape: SimulationShape = PMC_OA_2026_S
       const subsets = Object.fromEntries(
         (Object.keys(shape.articles) as Subset[]).map((s) => [s, { units: unitsOf(shape, s), articles: shape.articles[s], figureImages: shape.articles[s] * shape.figuresPerArticle }]),
       ) as PlanSummary['subsets'];
-      return { releaseId: r.releaseId, inventoryManifest: 'simulated', inventoryRows: total, selectedArticles: total, excluded: {}, subsets, planHash: 'simulated' };
+      return { releaseId: r.releaseId, inventoryManifest: 'simulated', inventoryRows: total, selectedArticles: total, excluded: {}, subsets, planHash: 'simulated', metadataFetched: total, changes: { previousRelease: null, new: total, changed: 0, unchanged: 0, removed: 0, newlyRetracted: 0 }, otherLicenses: {} };
     },
     async fetchArticles(_t: UnitTask): Promise<Staged<FetchArticlesResult>> {
       return { articles: perUnit.articles, fetched: perUnit.articles, reused: 0, failed: 0, quarantined: 0 };
@@ -69,7 +69,7 @@ export function createSimulatedActivities(shape: SimulationShape = PMC_OA_2026_S
       return { candidates: perUnit.figures, prepared: samplesPerUnit, rejected: perUnit.figures - samplesPerUnit, passthrough: samplesPerUnit, converted: 0, quarantined: perUnit.figures - samplesPerUnit };
     },
     async annotateUnit(_t: UnitTask): Promise<Staged<AnnotateResult>> {
-      return { images: samplesPerUnit, labelled: samplesPerUnit, failed: 0, provider: 'simulated', taxonomyVersion: 'sim', quarantined: 0 };
+      return { images: samplesPerUnit, labelled: samplesPerUnit, failed: 0, provider: 'simulated', taxonomyVersion: 'sim', fallbacks: [], inputType: 'float32', modelSha256: '0'.repeat(64), resumedFrom: 0, embeddedNow: samplesPerUnit, quarantined: 0 };
     },
     async writeShard(t: UnitTask): Promise<Staged<ShardResult>> {
       const subset = subsetOf(t.unitId);
@@ -83,7 +83,7 @@ export function createSimulatedActivities(shape: SimulationShape = PMC_OA_2026_S
     },
     async finalizeRelease(r: ReleaseInput): Promise<ReleaseSummary> {
       const subsets = Object.fromEntries(
-        (Object.keys(shape.articles) as Subset[]).map((s) => [s, { shards: unitsOf(shape, s), samples: unitsOf(shape, s) * samplesPerUnit, articles: shape.articles[s], bytes: 0 }]),
+        (Object.keys(shape.articles) as Subset[]).map((s) => [s, { shards: unitsOf(shape, s), samples: unitsOf(shape, s) * samplesPerUnit, articles: shape.articles[s], bytes: 0, licenses: {} }]),
       ) as ReleaseSummary['subsets'];
       const samples = Object.values(subsets).reduce((n, s) => n + s.samples, 0);
       return {
@@ -95,6 +95,7 @@ export function createSimulatedActivities(shape: SimulationShape = PMC_OA_2026_S
         rejected: total * shape.figuresPerArticle - samples,
         rejectedByReason: {},
         subsets,
+        warnings: 0,
         enrichment: { pmids: total, returned: total, notReturned: 0, failedBatches: 0, withoutPmid: 0 },
         annotation: { provider: 'simulated', taxonomyVersion: 'sim' },
       };

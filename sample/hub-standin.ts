@@ -587,11 +587,11 @@ export async function buildSyntheticRelease(
     await fs.mkdir(path.dirname(abs), { recursive: true });
     await fs.writeFile(abs, data);
   };
-  const subsets: Record<string, { shards: number; samples: number; articles: number; bytes: number }> = {};
+  const subsets: Record<string, { shards: number; samples: number; articles: number; bytes: number; licenses: Record<string, number> }> = {};
   let samples = 0;
   for (const subset of ['commercial', 'noncommercial', 'other'] as const) {
     const n = shards[subset];
-    subsets[subset] = { shards: n, samples: 0, articles: 0, bytes: 0 };
+    subsets[subset] = { shards: n, samples: 0, articles: 0, bytes: 0, licenses: {} };
     if (n === 0) continue;
     const index: unknown[] = [];
     const sizes: Record<string, number> = {};

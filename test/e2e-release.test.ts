@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import * as tar from 'tar';
 import { Worker } from '@temporalio/worker';
 import { readNdjson, sha256File } from '../activities/common/files';
+import { temporalCliPath } from '../config/dev-server';
 import { testPython } from '../config/paths';
 import type { QuarantineRecord } from '../activities/common/quarantine';
 import { readSamplesParquet } from '../activities/parquet/writer';
@@ -156,6 +157,16 @@ describe('the sample release end to end on a real Temporal dev server', function
     }
     const subsets = Object.values(result.plan.subsets).filter((s) => s.units > 0);
     assert.equal(replayed, 1 + subsets.length + subsets.reduce((n, s) => n + s.units, 0), 'the release, each subset driver and each unit workflow');
+    // RECORD_HISTORY=test/histories re-records the histories test/replay.test.ts replays (docs/architecture.md).
+    const record = process.env.RECORD_HISTORY;
+    if (record) {
+      const show = (id: string) => execFileSync(temporalCliPath(), ['workflow', 'show', '-w', id, '--output', 'json', '--address', t.env.address, '--namespace', 'default'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      for (const [file, id] of [
+        [`release-${releaseId}.json`, `release-${releaseId}`],
+        ['subset-commercial-sample.json', `release-${releaseId}/subset-commercial`],
+        ['unit-commercial-000000-sample.json', `release-${releaseId}/commercial-000000`],
+      ]) fs.writeFileSync(path.join(record, file), show(id!));
+    }
   });
 
   it('starting the finished release again reports it finished and changes no output byte', async () => {

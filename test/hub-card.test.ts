@@ -24,6 +24,7 @@ function summary(over: Partial<ReleaseSummary> = {}): ReleaseSummary {
       noncommercial: { shards: 1, samples: 100, articles: 2, bytes: 1, licenses: { 'CC BY-NC': 2 } },
       other: { shards: 1, samples: 134, articles: 8, bytes: 1, licenses: { none: 5, 'CC BY-NC-ND 4.0': 3 } },
     },
+    warnings: 0,
     enrichment: { pmids: 22, returned: 21, notReturned: 1, failedBatches: 0, withoutPmid: 2 },
     annotation: { provider: 'cpu', taxonomyVersion: 'bootstrap-v0' },
     ...over,
@@ -70,7 +71,7 @@ describe('the dataset card against the Hub\'s dataset-card metadata rules', () =
   it('every card the release writes passes the rules: all subsets, one subset, no samples, BIOMEDICA scale', () => {
     const variants: ReleaseSummary[] = [
       summary(),
-      summary({ subsets: { commercial: { shards: 0, samples: 0, articles: 0, bytes: 0 }, noncommercial: { shards: 0, samples: 0, articles: 0, bytes: 0 }, other: { shards: 1, samples: 5, articles: 1, bytes: 1 } } }),
+      summary({ subsets: { commercial: { shards: 0, samples: 0, articles: 0, bytes: 0, licenses: {} }, noncommercial: { shards: 0, samples: 0, articles: 0, bytes: 0, licenses: {} }, other: { shards: 1, samples: 5, articles: 1, bytes: 1, licenses: {} } } }),
       summary({ samples: 0 }),
       summary({ samples: 24_000_000, releaseId: 'release.2026_full-v1' }),
     ];
@@ -98,7 +99,7 @@ describe('the dataset card against the Hub\'s dataset-card metadata rules', () =
     const card = datasetCard(summary(), { repoId: 'r/r', snapshot: 's' });
     assert.ok(card.includes('| commercial | CC BY: 12, CC0: 3 |'));
     assert.ok(card.includes('| other | no license code: 5, CC BY-NC-ND 4.0: 3 |'));
-    const old = datasetCard(summary({ subsets: { ...summary().subsets, commercial: { shards: 1, samples: 1, articles: 1, bytes: 1 } } }), { repoId: 'r/r', snapshot: 's' });
+    const old = datasetCard(summary({ subsets: { ...summary().subsets, commercial: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} } } }), { repoId: 'r/r', snapshot: 's' });
     assert.ok(old.includes('| commercial | n/a |'), 'a summary written before license counts');
   });
 

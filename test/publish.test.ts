@@ -14,10 +14,11 @@ function summary(over: Partial<ReleaseSummary> = {}): ReleaseSummary {
     rejected: 78,
     rejectedByReason: { 'media:not-found': 3, 'images:corrupt-image': 5, 'parse:invalid-xml': 1 },
     subsets: {
-      commercial: { shards: 2, samples: 1000, articles: 15, bytes: 123456 },
-      noncommercial: { shards: 0, samples: 0, articles: 0, bytes: 0 },
-      other: { shards: 1, samples: 234, articles: 9, bytes: 6543 },
+      commercial: { shards: 2, samples: 1000, articles: 15, bytes: 123456, licenses: {} },
+      noncommercial: { shards: 0, samples: 0, articles: 0, bytes: 0, licenses: {} },
+      other: { shards: 1, samples: 234, articles: 9, bytes: 6543, licenses: {} },
     },
+    warnings: 0,
     enrichment: { pmids: 22, returned: 21, notReturned: 1, failedBatches: 0, withoutPmid: 0 },
     annotation: { provider: 'cpu', taxonomyVersion: 'bootstrap-v0' },
     ...over,
@@ -53,7 +54,7 @@ describe('datasetCard', () => {
     ]);
     const all = frontMatter(
       datasetCard(
-        summary({ subsets: { commercial: { shards: 1, samples: 1, articles: 1, bytes: 1 }, noncommercial: { shards: 1, samples: 1, articles: 1, bytes: 1 }, other: { shards: 1, samples: 1, articles: 1, bytes: 1 } } }),
+        summary({ subsets: { commercial: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} }, noncommercial: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} }, other: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} } } }),
         { repoId: 'r', snapshot: 's' },
       ),
     );

@@ -6,14 +6,12 @@ import {
   defineQuery,
   getExternalWorkflowHandle,
   executeChild,
-  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
-  type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { CpuActivities, GpuActivities, IoActivities } from '../activities';
@@ -24,9 +22,8 @@ import type { ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { cpuOptions, gpuOptions, ioOptions } from './options';
 import { publishWorkflow } from './publish';
-import { mergeTables, type StageTable } from './progress';
-import { pauseSignal, resumeSignal, subsetReportSignal, subsetWorkflow, type SubsetProgress, type SubsetResult, UNITS_PER_RUN } from './subset';
-import { unitWorkflow } from './unit';
+import { emptyTotals, mergeTables, type StageTable } from './progress';
+import { pauseSignal, resumeSignal, subsetReportSignal, subsetWorkflow, type SubsetProgress, type SubsetResult } from './subset';
 
 const io = proxyActivities<IoActivities>(ioOptions);
 const cpu = proxyActivities<CpuActivities>(cpuOptions);
@@ -49,7 +46,7 @@ export interface ReleaseProgress {
   /**
    * Per unit stage: done, in flight, failed, rejected, rate and ETA, added up from the subset drivers' latest
    * reports (each sent every ~1% of its units, so a little behind; query a driver's subsetProgress for live
-   * counts). Absent before the units stage and in histories recorded before per-stage progress.
+   * counts). Absent before the units stage.
    */
   stages?: StageTable;
   /** The latest report of each subset driver. */
@@ -62,8 +59,8 @@ export interface ReleaseResult {
   summary: ReleaseSummary;
   publish: PublishResult;
   outputs: string;
-  /** The final per-stage table of the units (absent in results recorded before per-stage progress). */
-  stages?: StageTable;
+  /** The final per-stage table of the units. */
+  stages: StageTable;
 }
 
 export const progressQuery = defineQuery<ReleaseProgress>('progress');
@@ -75,10 +72,8 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   const reports = new Map<string, SubsetProgress>();
   setHandler(subsetReportSignal, (report) => {
     const before = reports.get(report.subset);
-    // Signals may arrive out of order: the report with the higher number wins (reports recorded before numbering
-    // fall back to their workflow time).
-    const newer = !before || (report.seq !== undefined && before.seq !== undefined ? report.seq > before.seq : report.asOf >= before.asOf);
-    if (newer) reports.set(report.subset, report);
+    // Signals may arrive out of order: the report with the higher number wins.
+    if (!before || report.seq > before.seq) reports.set(report.subset, report);
   });
   setHandler(progressQuery, (): ReleaseProgress => {
     if (reports.size === 0) return progress;
@@ -117,71 +112,22 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   progress.plan = plan;
 
   await unpaused();
-  // subset-drivers-v1: units run under one driver workflow per subset (sliding window, continue-as-new), so no
-  // history grows with the release. Histories recorded before it replay the inline window below.
-  if (patched('subset-drivers-v1')) {
-    await runSubsets(input, plan, progress, enter);
-  } else {
-    const units: string[] = [];
-    for (const subset of ['commercial', 'noncommercial', 'other'] as const) {
-      for (let i = 0; i < plan.subsets[subset].units; i++) units.push(`${subset}-${String(i).padStart(6, '0')}`);
-    }
-    progress.units.total = units.length;
-    enter('units', `${units.length} units`);
-
-    const failures: string[] = [];
-    const running = new Set<Promise<void>>();
-    for (const unitId of units) {
-      while (running.size >= input.window) await Promise.race(running);
-      const handle: ChildWorkflowHandle<typeof unitWorkflow> = await startChild(unitWorkflow, {
-        workflowId: `${workflowInfo().workflowId}/${unitId}`,
-        taskQueue: TASK_QUEUES.workflows,
-        args: [{ release: input, unitId }],
-      });
-      progress.units.inFlight++;
-      const p: Promise<void> = handle
-        .result()
-        .then(
-          (r) => {
-            progress.units.done++;
-            progress.samples += r.shard.samples;
-          },
-          (err: Error) => {
-            progress.units.failed++;
-            failures.push(`${unitId}: ${err.message}`);
-          },
-        )
-        .finally(() => {
-          progress.units.inFlight--;
-          running.delete(p);
-          setCurrentDetails(`units: ${progress.units.done}/${progress.units.total} done, ${progress.units.inFlight} in flight, ${progress.samples} samples`);
-        });
-      running.add(p);
-    }
-    await Promise.all(running);
-    if (failures.length > 0) {
-      throw ApplicationFailure.nonRetryable(`${failures.length} of ${units.length} units failed: ${failures.slice(0, 5).join('; ')}`, 'UnitsFailed');
-    }
-  }
+  await runSubsets(input, plan, progress, enter);
 
   await unpaused();
   enter('finalize', 'writing shard indexes and the rejection report');
   const summary = await cpu.finalizeRelease(input);
   await unpaused();
-  enter('publish', 'publishing');
-  let publish: PublishResult;
-  // hub-publish-v1: Hub publishing runs as a child workflow (plan, then one commit activity per batch). Histories
-  // recorded before it (no marker) replay the single publish activity; local-folder publishing still uses it.
-  if (patched('hub-publish-v1') && input.publish.kind === 'hub') {
-    const publishId = `${workflowInfo().workflowId}/publish`;
-    setCurrentDetails(`publishing to the Hub repo ${input.publish.repoId} (child workflow ${publishId})`);
-    publish = await executeChild(publishWorkflow, { workflowId: publishId, taskQueue: TASK_QUEUES.workflows, args: [{ release: input }] });
-  } else {
-    publish = await io.publishRelease(input);
-  }
+  enter('publish', input.publish.kind === 'hub' ? `publishing to the Hub repo ${input.publish.repoId}` : 'publishing to the local folder');
+  // Hub publishing is a child workflow (plan, then one commit activity per batch on the rate-limited hub queue);
+  // the embedded default's local folder is one activity.
+  const publish: PublishResult =
+    input.publish.kind === 'hub'
+      ? await executeChild(publishWorkflow, { workflowId: `${workflowInfo().workflowId}/publish`, taskQueue: TASK_QUEUES.workflows, args: [{ release: input }] })
+      : await io.publishRelease(input);
   enter('done', `${summary.samples} samples in ${Object.values(summary.subsets).reduce((n, s) => n + s.shards, 0)} shards; published to ${publish.target}`);
-  const stages = reports.size > 0 ? mergeTables([...reports.values()].map((r) => r.stages)) : undefined;
-  return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}`, ...(stages ? { stages } : {}) };
+  const stages = mergeTables([...reports.values()].map((r) => r.stages));
+  return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}`, stages };
 }
 
 /** Pause or resume passed on to the subset drivers (one that has ended ignores it). */
@@ -220,7 +166,10 @@ async function runSubsets(input: ReleaseInput, plan: PlanSummary, progress: Rele
             failures: [],
             paused: progress.paused,
             runs: 1,
-            unitsPerRun: input.unitsPerRun ?? UNITS_PER_RUN,
+            unitsPerRun: input.unitsPerRun,
+            stages: emptyTotals(),
+            startedAt: null,
+            reports: 0,
           },
         ],
       }),
@@ -228,9 +177,7 @@ async function runSubsets(input: ReleaseInput, plan: PlanSummary, progress: Rele
   );
   progress.subsetWorkflows = handles.map((h) => h.workflowId);
   // A pause that came while the drivers were being started reached none of them: pass it on now.
-  if (progress.paused && patched('pause-during-start-v1')) {
-    signalDrivers(progress.subsetWorkflows, pauseSignal);
-  }
+  if (progress.paused) signalDrivers(progress.subsetWorkflows, pauseSignal);
   const settled = handles.map((h) =>
     h.result().then((r) => {
       progress.units.done += r.done;

@@ -6,7 +6,6 @@ import {
   defineQuery,
   defineSignal,
   getExternalWorkflowHandle,
-  patched,
   setCurrentDetails,
   setHandler,
   startChild,
@@ -16,9 +15,9 @@ import {
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { ReleaseInput, Subset } from '../config/release';
-import { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET } from '../config/history';
+import { DRIVER_EVENTS_PER_UNIT } from '../config/history';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
-import { addFailed, addFinished, emptyTotals, laterReport, noRejections, stageTable, type StageTable, type StageTotals, type UnitReport, type UnitStage } from './progress';
+import { addFailed, addFinished, laterReport, noRejections, stageTable, type StageTable, type StageTotals, type UnitReport, type UnitStage } from './progress';
 import { unitStageSignal, unitWorkflow } from './unit';
 
 export const subsetKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.subset, SearchAttributeType.KEYWORD);
@@ -41,12 +40,12 @@ export interface SubsetState {
   runs: number;
   /** Units started per run before continuing as new. */
   unitsPerRun: number;
-  /** Per-stage counts of finished and failed units (absent in histories recorded before per-stage progress). */
-  stages?: Record<UnitStage, StageTotals>;
+  /** Per-stage counts of finished and failed units. */
+  stages: Record<UnitStage, StageTotals>;
   /** When this driver started its first unit (ms since the epoch, workflow time); the rates count from it. */
-  startedAt?: number | null;
+  startedAt: number | null;
   /** Reports sent to the release so far, across runs: each report carries its number, so the release keeps the latest. */
-  reports?: number;
+  reports: number;
 }
 
 export interface SubsetProgress {
@@ -58,12 +57,12 @@ export interface SubsetProgress {
   samples: number;
   paused: boolean;
   runs: number;
-  /** Per stage: units done, in flight, failed, rejections, rate and ETA (empty in old histories). */
+  /** Per stage: units done, in flight, failed, rejections, rate and ETA. */
   stages: StageTable;
   /** Workflow time the counts are from (the driver's last event; ms since the epoch). */
   asOf: number;
-  /** The report's number (1, 2, ...) when sent to the release: signals may arrive out of order, a later one wins. */
-  seq?: number;
+  /** The report's number (1, 2, ...; 0 for a query's answer): signals may arrive out of order, a later one wins. */
+  seq: number;
 }
 
 export type SubsetResult = Omit<SubsetState, 'release' | 'nextIndex' | 'paused' | 'unitsPerRun' | 'startedAt' | 'reports'>;
@@ -90,7 +89,7 @@ export function unitIdOf(subset: Subset, index: number): string {
  */
 export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> {
   let inFlight = 0;
-  const totals = (state.stages ??= emptyTotals());
+  const totals = state.stages;
   /** The latest report of every unit in flight (at most `window` of them; never carried across continue-as-new). */
   const live = new Map<string, UnitReport>();
   const progress = (): SubsetProgress => ({
@@ -102,8 +101,9 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
     samples: state.samples,
     paused: state.paused,
     runs: state.runs,
-    stages: stageTable(totals, live.values(), state.units, state.startedAt ?? null, Date.now()),
+    stages: stageTable(totals, live.values(), state.units, state.startedAt, Date.now()),
     asOf: Date.now(),
+    seq: 0,
   });
   setHandler(subsetProgressQuery, progress);
   setHandler(pauseSignal, () => void (state.paused = true));
@@ -117,40 +117,38 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
     { key: subsetKey, value: state.subset },
   ]);
   const parentId = workflowInfo().parent?.workflowId ?? `release-${state.release.releaseId}`;
-  // subset-reports-v1: units report their stages here, and the driver reports its counts to the release now and
-  // then (about 100 times over the whole subset), so the release's own progress query has the per-stage table.
-  const reporting = patched('subset-reports-v1');
+  // Units report their stages here, and the driver reports its counts to the release now and then (about 100 times
+  // over the whole subset), so the release's own progress query has the per-stage table.
   const reportEvery = Math.max(1, Math.ceil(state.units / 100));
   let sinceReport = 0;
   const reportToRelease = async () => {
     sinceReport = 0;
-    if (!reporting || !workflowInfo().parent) return;
+    if (!workflowInfo().parent) return;
     await getExternalWorkflowHandle(workflowInfo().parent!.workflowId)
-      .signal(subsetReportSignal, { ...progress(), seq: (state.reports = (state.reports ?? 0) + 1) })
+      .signal(subsetReportSignal, { ...progress(), seq: ++state.reports })
       .catch((err: unknown) => {
         if (isCancellation(err)) throw err;
       });
   };
-  if (reporting) state.startedAt ??= Date.now();
+  state.startedAt ??= Date.now();
   const startedThisRun = { n: 0 };
   const running = new Set<Promise<void>>();
   const details = () =>
     setCurrentDetails(`${state.subset}: ${state.done}/${state.units} units done, ${inFlight} in flight, ${state.failed} failed, ${state.samples} samples${state.paused ? ' (paused)' : ''}`);
 
-  // driver-history-budget-v1: a run ends on its history's length, not only on a unit count, so its history stays
-  // under the budget however little the window batches.
-  const budgeted = patched('driver-history-budget-v1');
-  const budget = state.release.historyBudget ?? HISTORY_BUDGET;
+  // A run ends on its history's length, not only on a unit count, so its history stays under the budget however
+  // little the window batches.
+  const budget = state.release.historyBudget;
   const overBudget = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength + (running.size + 1) * DRIVER_EVENTS_PER_UNIT >= budget;
   try {
-    while (state.nextIndex < state.units && startedThisRun.n < (state.unitsPerRun ?? UNITS_PER_RUN)) {
+    while (state.nextIndex < state.units && startedThisRun.n < state.unitsPerRun) {
       await condition(() => !state.paused && running.size < state.release.window);
-      if (budgeted && startedThisRun.n > 0 && overBudget()) break;
+      if (startedThisRun.n > 0 && overBudget()) break;
       const unitId = unitIdOf(state.subset, state.nextIndex);
       const child = await startChild(unitWorkflow, {
         workflowId: `${parentId}/${unitId}`,
         taskQueue: TASK_QUEUES.workflows,
-        args: reporting ? [{ release: state.release, unitId }, { workflowId: workflowInfo().workflowId, runId: workflowInfo().runId }] : [{ release: state.release, unitId }],
+        args: [{ release: state.release, unitId }, { workflowId: workflowInfo().workflowId, runId: workflowInfo().runId }],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         typedSearchAttributes: [
           { key: releaseKeyForSubset, value: state.release.releaseId },

@@ -1,4 +1,4 @@
-import { defineSignal, getExternalWorkflowHandle, isCancellation, patched, proxyActivities, setCurrentDetails, sleep } from '@temporalio/workflow';
+import { defineSignal, getExternalWorkflowHandle, isCancellation, proxyActivities, setCurrentDetails, sleep } from '@temporalio/workflow';
 import type { CpuActivities, EntrezActivities, GpuActivities, IoActivities } from '../activities';
 import type { UnitTask } from '../activities/common/stage';
 import type { ParquetResult } from '../activities/parquet/activity';
@@ -18,8 +18,8 @@ export interface UnitResult {
   figures: number;
   shard: ShardResult;
   parquet: ParquetResult;
-  /** Rejections per stage (absent in results recorded before per-stage progress). */
-  rejected?: StageRejections;
+  /** Rejections per stage. */
+  rejected: StageRejections;
 }
 
 /** Where a unit reports the stages it enters: its subset driver (workflow id and run id). */
@@ -35,10 +35,9 @@ export const unitStageSignal = defineSignal<[UnitReport]>('unitStage');
 export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget): Promise<UnitResult> {
   const rejected = noRejections();
   let enrichDone = false;
-  // unit-stage-reports-v1: units tell their driver each stage they enter (4 signals a unit), so the driver's
-  // progress query counts units per stage. Histories recorded before it send none.
-  const reports = reportTo !== undefined && patched('unit-stage-reports-v1');
-  const driver = reports ? getExternalWorkflowHandle(reportTo.workflowId, reportTo.runId) : null;
+  // A unit tells its driver each stage it enters (4 signals a unit), so the driver's progress query counts units per
+  // stage. A unit started on its own (by hand, in a test) reports to no one.
+  const driver = reportTo ? getExternalWorkflowHandle(reportTo.workflowId, reportTo.runId) : null;
   const enter = async (stage: UnitStage) => {
     setCurrentDetails(`unit ${task.unitId}: ${stage}`);
     // Awaited, so the driver holds the report before the unit's next stage (and its completion) can reach it.
@@ -52,10 +51,10 @@ export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget):
 
   setCurrentDetails(`unit ${task.unitId}: fetch`);
   const fetched = await io.fetchArticles(task);
-  rejected.fetch += fetched.quarantined ?? 0;
+  rejected.fetch += fetched.quarantined;
   await enter('parse');
   const parsed = await cpu.parseArticles(task);
-  rejected.parse += parsed.quarantined ?? 0;
+  rejected.parse += parsed.quarantined;
   const enriched = enrichAll(task, parsed.pmidBatches).then((notReturned) => {
     rejected.enrich += notReturned;
     enrichDone = true;
@@ -65,18 +64,16 @@ export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget):
   await enter('images');
   const media = await io.fetchFigureMedia(task);
   const images = await cpu.prepareImages(task);
-  rejected.images += (media.quarantined ?? 0) + (images.quarantined ?? 0);
+  rejected.images += media.quarantined + images.quarantined;
   await enter('annotate');
   const annotated = await gpu.annotateUnit(task);
-  rejected.annotate += annotated.quarantined ?? 0;
+  rejected.annotate += annotated.quarantined;
   await enriched;
   await enter('shard');
   const shard = await cpu.writeShard(task, parsed.pmidBatches);
-  rejected.shard += shard.quarantined ?? 0;
+  rejected.shard += shard.quarantined;
   const parquet = await cpu.writeParquet(task);
-  // Results recorded before shard parts name one `shard`; replay reads them too.
-  const files = shard.shards?.map((s) => s.shard).join(', ') ?? (shard as unknown as { shard: string }).shard;
-  setCurrentDetails(`unit ${task.unitId}: done, ${shard.samples} samples in ${files}`);
+  setCurrentDetails(`unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shards.map((s) => s.shard).join(', ')}`);
   return { unitId: task.unitId, articles: parsed.parsed, figures: parsed.figures, shard, parquet, rejected };
 }
 

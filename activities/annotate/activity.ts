@@ -45,16 +45,15 @@ export interface AnnotateResult {
   /** The execution provider that ran the model. */
   provider: string;
   taxonomyVersion: string;
-  // The fields below are absent from results recorded (stage manifests) before they existed.
   /** Providers tried before `provider`, with why each failed ("cuda: <error>"). */
-  fallbacks?: string[];
+  fallbacks: string[];
   /** The model's input tensor type (an fp16 export takes float16). */
-  inputType?: 'float32' | 'float16';
-  modelSha256?: string;
+  inputType: 'float32' | 'float16';
+  modelSha256: string;
   /** Images already embedded by an earlier attempt (from its last heartbeat) that this attempt kept. */
-  resumedFrom?: number;
+  resumedFrom: number;
   /** Images this attempt put through the model. */
-  embeddedNow?: number;
+  embeddedNow: number;
 }
 
 const GENERATED_MODEL = /(^|\/)tiny-vit-seed(\d+)(-fp16)?\.onnx$/;

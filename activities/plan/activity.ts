@@ -12,10 +12,7 @@ import { acquireLegacyTransport } from '../legacy/transport';
 import { ArticleMetadataSchema, factsOf, latestInventoryManifest, readInventoryBatches, type Exclusion, type VersionFacts } from './plan';
 import { StreamingPlanner, type PlanChanges, type PlannerResult, type PlanRow } from './planner';
 
-/**
- * Small enough for workflow history: counts and unit ids per subset, never the article lists. The last three
- * fields are always set by planRelease; optional only for plans (and test fixtures) made before they existed.
- */
+/** Small enough for workflow history: counts and unit ids per subset, never the article lists. */
 export interface PlanSummary {
   releaseId: string;
   /** The inventory manifest key (cloud) or the file list (legacy) the plan was made from. */
@@ -26,19 +23,17 @@ export interface PlanSummary {
   subsets: Record<Subset, { units: number; articles: number; figureImages: number }>;
   planHash: string;
   /** Metadata JSONs read (one GET each); unchanged versions of an incremental plan and legacy rows need none. */
-  metadataFetched?: number;
+  metadataFetched: number;
   /** Against `previousRelease` (all versions are new without one). */
-  changes?: PlanChanges;
+  changes: PlanChanges;
   /** Articles in `other` by exact license code: unknown codes are never silently merged. */
-  otherLicenses?: Record<string, number>;
+  otherLicenses: Record<string, number>;
 }
 
 const METADATA_KEY = /^metadata\/PMC(\d+)\.(\d+)\.json$/;
 
 function inputsHashOf(release: ReleaseInput): string {
-  // previousRelease joins the hash only when set, so plans made before it existed are still recognised.
-  const inputs: Record<string, unknown> = { source: release.source, units: release.units };
-  if (release.previousRelease) inputs.previousRelease = release.previousRelease;
+  const inputs: Record<string, unknown> = { source: release.source, units: release.units, previousRelease: release.previousRelease ?? null };
   return sha256Hex(JSON.stringify(inputs));
 }
 

@@ -36,8 +36,8 @@ const LICENSE_TEXT: Record<Subset, string> = {
   other: 'no machine-readable Creative Commons license, no license, or a custom license (check each article)',
 };
 
-function licenseCounts(counts: Record<string, number> | undefined): string {
-  if (!counts || Object.keys(counts).length === 0) return 'n/a';
+function licenseCounts(counts: Record<string, number>): string {
+  if (Object.keys(counts).length === 0) return 'n/a';
   return Object.entries(counts)
     .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))
     .map(([code, n]) => `${code === 'none' ? 'no license code' : code}: ${n}`)

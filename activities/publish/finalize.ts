@@ -46,9 +46,9 @@ export interface ReleaseSummary {
   /** Records of the units (figure- and article-level) by `stage:reason`; the plan's exclusions are in articles.excludedAtPlan. */
   rejectedByReason: Record<string, number>;
   /** Articles published from repaired or degraded input (report/warnings.ndjson). */
-  warnings?: number;
-  /** `licenses`: planned articles per PMC license code (`none` without one); absent in summaries written before it. */
-  subsets: Record<Subset, { shards: number; samples: number; articles: number; bytes: number; licenses?: Record<string, number> }>;
+  warnings: number;
+  /** `licenses`: planned articles per PMC license code (`none` without one). */
+  subsets: Record<Subset, { shards: number; samples: number; articles: number; bytes: number; licenses: Record<string, number> }>;
   enrichment: { pmids: number; returned: number; notReturned: number; failedBatches: number; withoutPmid: number };
   annotation: { provider: string | null; taxonomyVersion: string | null };
 }
@@ -72,7 +72,8 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     samples: 0,
     rejected: 0,
     rejectedByReason: {},
-    subsets: Object.fromEntries(SUBSETS.map((s) => [s, { shards: 0, samples: 0, articles: 0, bytes: 0 }])) as ReleaseSummary['subsets'],
+    subsets: Object.fromEntries(SUBSETS.map((s) => [s, { shards: 0, samples: 0, articles: 0, bytes: 0, licenses: {} }])) as ReleaseSummary['subsets'],
+    warnings: 0,
     enrichment: { pmids: 0, returned: 0, notReturned: 0, failedBatches: 0, withoutPmid: 0 },
     annotation: { provider: null, taxonomyVersion: null },
   };
@@ -117,7 +118,6 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
         sizes[path.posix.basename(part.shard)] = part.samples;
       }
       const s = summary.subsets[subset];
-      s.licenses ??= {};
       for (const a of unit.articles) {
         const code = a.licenseCode ?? 'none';
         s.licenses[code] = (s.licenses[code] ?? 0) + 1;
