@@ -67,7 +67,52 @@ export interface ReleaseStatus {
   result: ReleaseResult | null;
   /** Why a release that failed, was cancelled or terminated ended (its failure's message chain). */
   failure: string | null;
+  /** Activities of the release and of its running units that have failed at least once and are being retried. */
+  retrying: RetryingActivity[];
   ui: string;
+}
+
+/** An activity Temporal is retrying: which, where, the attempt it is on, its last error and the next try. */
+export interface RetryingActivity {
+  workflowId: string;
+  activity: string;
+  attempt: number;
+  lastFailure: string | null;
+  nextAttempt: Date | null;
+}
+
+/** How many running units `release status` looks into for failing activities (each is one describe call). */
+const RETRY_SCAN_UNITS = 200;
+
+/** Pending activities on attempt 2 or later in these workflows. */
+async function retryingIn(client: Client, workflowIds: readonly string[]): Promise<RetryingActivity[]> {
+  const out: RetryingActivity[] = [];
+  for (const id of workflowIds) {
+    const desc = await client.workflow.getHandle(id).describe().catch(() => null);
+    for (const a of desc?.raw.pendingActivities ?? []) {
+      if ((a.attempt ?? 1) < 2) continue;
+      const next = a.nextAttemptScheduleTime?.seconds;
+      out.push({
+        workflowId: id,
+        activity: a.activityType?.name ?? '?',
+        attempt: a.attempt ?? 1,
+        lastFailure: a.lastFailure?.message ? failureChain(a.lastFailure) : null,
+        nextAttempt: next ? new Date(Number(next) * 1000) : null,
+      });
+    }
+  }
+  return out;
+}
+
+/** The release's running unit workflows (by search attribute), at most `limit`. */
+async function runningUnits(client: Client, releaseId: string, limit: number): Promise<string[]> {
+  const ids: string[] = [];
+  const query = `WorkflowType = 'unitWorkflow' AND ExecutionStatus = 'Running' AND ${SEARCH_ATTRIBUTES.release} = '${releaseId.replace(/['\\]/g, '')}'`;
+  for await (const w of client.workflow.list({ query })) {
+    ids.push(w.workflowId);
+    if (ids.length >= limit) break;
+  }
+  return ids;
 }
 
 /** A query that gives up after `ms` (a closed workflow is answered only while a worker polls its queue). */
@@ -106,6 +151,7 @@ export async function releaseStatus(client: Client, releaseId: string): Promise<
     subsets: [],
     result: null,
     failure: null,
+    retrying: [],
     ui: uiLink(workflowId),
   };
   if (desc.status.name === 'COMPLETED') status.result = await handle.result();
@@ -127,9 +173,11 @@ export async function releaseStatus(client: Client, releaseId: string): Promise<
       u.inFlight = status.subsets.reduce((n, s) => n + s.inFlight, 0);
       u.failed = status.subsets.reduce((n, s) => n + s.failed, 0);
       status.progress.samples = status.subsets.reduce((n, s) => n + s.samples, 0);
-      const tables = status.subsets.flatMap((s) => (s.stages ? [s.stages] : []));
-      if (tables.length > 0) status.progress.stages = mergeTables(tables);
+      status.progress.stages = mergeTables(status.subsets.map((s) => s.stages));
     }
+    // A release stuck in retries shows only "Running" in the list: say which activities keep failing, and why.
+    const units = await runningUnits(client, status.progress?.releaseId ?? releaseId, RETRY_SCAN_UNITS).catch(() => []);
+    status.retrying = await retryingIn(client, [workflowId, ...units]);
   }
   return status;
 }
@@ -139,6 +187,14 @@ export function formatStatus(s: ReleaseStatus): string {
   if (s.failure) {
     lines.push(`  ended by: ${s.failure}`);
     lines.push('  `release start` with the same config starts it again, reusing every stage that finished');
+  }
+  if (s.retrying.length > 0) {
+    lines.push(`  retrying: ${s.retrying.length} activit${s.retrying.length === 1 ? 'y' : 'ies'} failed and ${s.retrying.length === 1 ? 'is' : 'are'} being tried again`);
+    for (const r of s.retrying.slice(0, 10)) {
+      const next = r.nextAttempt ? `, next try ${r.nextAttempt.toISOString()}` : '';
+      lines.push(`    ${r.workflowId} ${r.activity}: attempt ${r.attempt}${next}; last error: ${(r.lastFailure ?? 'unknown').slice(0, 300)}`);
+    }
+    if (s.retrying.length > 10) lines.push(`    ... and ${s.retrying.length - 10} more (the Temporal UI lists them under each workflow's pending activities)`);
   }
   if (s.progress) {
     const p = s.progress;

@@ -11,7 +11,7 @@ import { defaultDataDir } from '../config/paths';
 import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInput } from '../config/release';
 import { TASK_QUEUES } from '../config/task-queues';
 import { fitTaxonomyWorkflow, fitTaxonomyWorkflowId, type FitTaxonomyResult } from '../workflows/taxonomy';
-import { flag, intFlag } from './args';
+import { flag, intFlag, parseCommand, UsageError } from './args';
 import { findReleaseWorkflow } from './control';
 import { connectClient, uiLink } from './release';
 import { SAMPLE_RELEASE_ID } from './sample';
@@ -133,16 +133,31 @@ export async function taxonomyImportLabels(args: string[]): Promise<number> {
 }
 
 /** `taxonomy <sub> ...` for cli/main.ts. */
+const S = { type: 'string' } as const;
+/** The options of each taxonomy command: anything else is a usage error naming it. */
+const TAXONOMY_OPTIONS = {
+  fit: { version: S, release: S, config: S, clusters: S, pca: S, samples: S, seed: S, 'kmeans-batch': S, 'per-cluster': S, thumb: S, out: S },
+  'review-pack': { taxonomy: S, 'per-cluster': S, thumb: S, out: S },
+  'import-labels': { taxonomy: S, labels: S, version: S, out: S },
+} as const;
+
 export async function taxonomyCommand(sub: string | undefined, rest: string[]): Promise<number> {
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    console.log(TAXONOMY_USAGE);
+    return sub === undefined ? 2 : 0;
+  }
+  if (!(sub in TAXONOMY_OPTIONS)) throw new UsageError(`taxonomy ${sub}: not a taxonomy command (fit, review-pack, import-labels)`, TAXONOMY_USAGE);
+  const { values } = parseCommand(`taxonomy ${sub}`, rest, TAXONOMY_OPTIONS[sub as keyof typeof TAXONOMY_OPTIONS], TAXONOMY_USAGE);
+  if (values.help) {
+    console.log(TAXONOMY_USAGE);
+    return 0;
+  }
   switch (sub) {
     case 'fit':
       return taxonomyFit(rest);
     case 'review-pack':
       return taxonomyReviewPack(rest);
-    case 'import-labels':
-      return taxonomyImportLabels(rest);
     default:
-      console.error(TAXONOMY_USAGE);
-      return 2;
+      return taxonomyImportLabels(rest);
   }
 }

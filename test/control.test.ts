@@ -1,4 +1,6 @@
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { sampleReleaseInput } from '../cli/sample';
 import { cancelRelease, createYearlySchedule, findReleaseWorkflow, pauseRelease, resumeRelease } from '../cli/control';
 import { formatStatus, releaseStatus, startRelease } from '../cli/release';
@@ -95,6 +97,35 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
     assert.equal(again.kind, 'started');
     const result = (await t.env.client.workflow.getHandle('release-cancelled').result()) as ReleaseResult;
     assert.equal(result.summary.samples, result.summary.figures - result.summary.rejected);
+  });
+
+  it('a release stuck in retries says so in release status: which activity, the attempt, the last error', async () => {
+    // Every GET of one article's XML answers 500: its unit's fetch activity fails, and Temporal retries it.
+    const rule = { match: /^PMC7159286\.\d+\/PMC7159286\.\d+\.xml$/, fault: { kind: 'status' as const, status: 500 } };
+    t.mirror.faults.push(rule);
+    // Earlier releases of this data dir cached the XML by md5: without the cache the fetch has to GET it.
+    fs.rmSync(path.join(t.dataDir, 'cache'), { recursive: true, force: true });
+    try {
+      await startRelease(t.env.client, sampleReleaseInput(t.dataDir, t.mirror.baseUrl, 'stuck'));
+      let s = await releaseStatus(t.env.client, 'stuck');
+      for (let i = 0; i < 120 && !s?.retrying.length; i++) {
+        await sleep(1000);
+        s = await releaseStatus(t.env.client, 'stuck');
+      }
+      assert.equal(s?.status, 'RUNNING');
+      const r = s!.retrying.find((x) => x.activity === 'fetchArticles');
+      assert.ok(r, `a retrying fetchArticles in ${JSON.stringify(s!.retrying)}`);
+      assert.match(r.workflowId, /^release-stuck\/other-\d{6}$/);
+      assert.ok(r.attempt >= 2);
+      assert.match(r.lastFailure ?? '', /PMC7159286.*(500|InternalError)/);
+      assert.match(formatStatus(s!), /retrying: \d+ activit(y|ies) failed and (is|are) being tried again\n\s+release-stuck\/other-\d{6} fetchArticles: attempt \d+(, next try [^;]+)?; last error: .*500/);
+    } finally {
+      t.mirror.faults.splice(t.mirror.faults.indexOf(rule), 1);
+    }
+    // The source answers again: the next attempt goes through and the release completes.
+    const result = (await t.env.client.workflow.getHandle('release-stuck').result()) as ReleaseResult;
+    assert.ok(result.summary.samples > 0);
+    assert.deepEqual((await releaseStatus(t.env.client, 'stuck'))?.retrying, []);
   });
 
   it('creates a yearly schedule whose run names the release after the year it starts', async () => {
