@@ -12,7 +12,7 @@ import { cancelRelease, createYearlySchedule, pauseRelease, resumeRelease } from
 import { connectClient, formatStageTable, formatStatus, progressLine, releaseStatus, startRelease, uiLink } from './release';
 import { runExport } from './export';
 import { taxonomyCommand, TAXONOMY_USAGE } from './taxonomy';
-import { SAMPLE_RELEASE_ID, ensureSampleMirror, samplePorts, sampleReleaseInput } from './sample';
+import { SAMPLE_RELEASE_ID, ensureSampleMirror, sampleEnrichmentArticles, samplePorts, sampleReleaseInput } from './sample';
 import { devServerStatus, ensureDevServer, stopDevServer } from './server';
 
 const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durable Temporal workflows
@@ -58,7 +58,7 @@ async function demo(releaseId: string): Promise<number> {
   console.log(`sample mirror: ${mirror.articles} real PMC articles, ${mirror.mediaFiles} media files (${mirror.realImages} real, ${mirror.generatedImages} generated) in ${mirror.outDir}`);
   const ports = samplePorts();
   const mirrorServer = await startMirrorServer(mirror.outDir, { port: ports.mirror });
-  const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), port: ports.eutils });
+  const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), port: ports.eutils, generated: await sampleEnrichmentArticles(mirror.outDir) });
   console.log(`loopback stand-ins: PMC bucket at ${mirrorServer.baseUrl}, E-utilities at ${eutils.baseUrl}`);
   process.env.NCBI_EUTILS_URL = eutils.baseUrl;
   // The demo's workers serve the demo's own server (its port may come from BIOMEDICA_TEMPORAL_PORT).

@@ -4,7 +4,9 @@ import { loadEnv } from '../config/env';
 import { fixturePaths } from '../config/paths';
 import type { ReleaseInputArgs } from '../config/release';
 import { readJsonIfExists, sha256Hex, writeJsonAtomic } from '../activities/common/files';
+import { parseJats } from '../activities/parse/jats';
 import { buildSampleMirror, type BuiltMirror } from '../sample/build-mirror';
+import type { GeneratedPubmedArticle } from '../sample/eutils-standin';
 
 export const SAMPLE_RELEASE_ID = '2026-sample';
 
@@ -27,6 +29,26 @@ export async function ensureSampleMirror(dataDir: string, opts: { nxmlDir?: stri
   const built = await buildSampleMirror({ nxmlDir, imagesDir, outDir, faults: opts.faults });
   await writeJsonAtomic(stampFile, { inputs, built });
   return built;
+}
+
+/**
+ * What the demo's E-utilities stand-in answers for the sample's PMIDs that no recording covers: each article's own
+ * title, journal, date, DOI and keywords (the mirror's XML), so the demo shows enrichment working end to end.
+ */
+export async function sampleEnrichmentArticles(mirrorDir: string): Promise<GeneratedPubmedArticle[]> {
+  const out: GeneratedPubmedArticle[] = [];
+  const metaDir = path.join(mirrorDir, 'metadata');
+  for (const name of (await fs.readdir(metaDir)).filter((f) => f.endsWith('.json')).sort()) {
+    const meta = JSON.parse(await fs.readFile(path.join(metaDir, name), 'utf8')) as { pmcid: string; version: number; pmid: number | string | null };
+    const prefix = `${meta.pmcid}.${meta.version}`;
+    const xml = await fs.readFile(path.join(mirrorDir, prefix, `${prefix}.xml`)).catch(() => null);
+    if (!xml) continue;
+    const record = parseJats(xml, { pmcidHint: meta.pmcid });
+    const pmid = meta.pmid ? String(meta.pmid) : record.pmid;
+    if (!pmid || !/^\d+$/.test(pmid)) continue;
+    out.push({ pmid, title: record.title, journal: record.journal.title, pubDate: record.pubDate, doi: record.doi, keywords: record.keywords });
+  }
+  return out;
 }
 
 /** The sample release: small units so every subset gets several shards. */

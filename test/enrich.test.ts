@@ -2,7 +2,9 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { ensureSampleMirror, sampleEnrichmentArticles } from '../cli/sample';
 import { fixturePaths } from '../config/paths';
 import { EutilsError, efetchPubmed } from '../activities/enrich/eutils';
 import { PubmedXmlError, parsePubmedArticleSet } from '../activities/enrich/pubmed';
@@ -301,5 +303,37 @@ describe('E-utilities stand-in rate limit', () => {
     assert.deepEqual(responses.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
     await Promise.all(responses.map((r) => (r.bodyUsed ? undefined : r.body?.cancel())));
     assert.ok(!JSON.stringify(s.stats).includes('SECRET123'));
+  });
+});
+
+describe('the demo\'s E-utilities stand-in answers for every sample PMID', function () {
+  this.timeout(120_000);
+  it('recorded records where the fixtures have them, generated well-formed ones from the article\'s XML elsewhere', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-demo-eutils-'));
+    let s: EutilsStandin | null = null;
+    try {
+      const mirror = await ensureSampleMirror(tmp);
+      const articles = await sampleEnrichmentArticles(mirror.outDir);
+      assert.ok(articles.length >= 15, `${articles.length} sample articles with a PMID`);
+      const recordedOnly = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), maxPerSecond: 1000 });
+      const before = parsePubmedArticleSet(await efetchPubmed({ baseUrl: recordedOnly.baseUrl, pmids: articles.map((a) => a.pmid), ...identity })).records;
+      await recordedOnly.close();
+      s = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), maxPerSecond: 1000, generated: articles });
+      const { records } = parsePubmedArticleSet(await efetchPubmed({ baseUrl: s.baseUrl, pmids: articles.map((a) => a.pmid), ...identity }));
+      assert.deepEqual([...records.keys()].sort(), articles.map((a) => a.pmid).sort(), 'every PMID answered');
+      for (const a of articles) {
+        const r = records.get(a.pmid)!;
+        if (before.has(a.pmid)) {
+          assert.deepEqual(r, before.get(a.pmid), `${a.pmid}: the recording wins`);
+          continue;
+        }
+        assert.equal(r.title, a.title ?? null);
+        assert.deepEqual(r.meshTerms.map((m) => m.descriptor), a.keywords.slice(0, 8));
+      }
+      assert.ok(articles.some((a) => !before.has(a.pmid) && a.keywords.length > 0), 'some generated record carries MeSH headings');
+    } finally {
+      await s?.close();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { SUBSETS, type ReleaseInput, type Subset } from '../../config/release';
 import type { AnnotateResult } from '../annotate/activity';
-import { exists, ndjson, partialPathOf, readJson, readJsonIfExists, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../common/files';
+import { exists, ndjson, partialPathOf, readJson, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { shardName } from '../common/layout';
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
 import { activityLog, heartbeat, layoutOf, type StageManifest } from '../common/stage';
@@ -182,8 +182,4 @@ async function writeQuarantineReport(file: string, excludedFile: string, records
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
-}
-
-export async function readReleaseSummary(release: ReleaseInput): Promise<ReleaseSummary | null> {
-  return readJsonIfExists<ReleaseSummary>(path.join(layoutOf(release).reportDir, 'summary.json'));
 }
