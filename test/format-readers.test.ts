@@ -14,6 +14,7 @@ import { readNdjson } from '../activities/common/files';
 import type { PreparedImage } from '../activities/images/activity';
 import { stagedImagePath } from '../activities/images/activity';
 import { writeParquet } from '../activities/parquet/activity';
+import { publishRelease } from '../activities/publish/activity';
 import { publishedJsonOf, readSamplesParquet, writeSamplesParquet, type SampleRow } from '../activities/parquet/writer';
 import type { ShardIndexEntry } from '../activities/publish/finalize';
 import { writeShard } from '../activities/shard/activity';
@@ -190,6 +191,35 @@ print(json.dumps({"wds": wds.num_rows, "pq": pq.num_rows, "pq_features": sorted(
     assert.equal(got.pq, rel.summary.samples);
     assert.deepEqual(got.pq_features, [...Object.keys(EXPECTED_ARROW), 'image'].sort());
     assert.match(got.image_set, /^List\(\{'image_id': Value\('string'\)/);
+  });
+
+  it('load_dataset(<published folder>, config) loads every config of the card, with its declared features, as the rows of the parquet files', async () => {
+    const published = await publishRelease(rel.release);
+    const hf = path.join(tmp, 'hf-card');
+    const got = python(
+      `import json, sys, datasets, PIL.Image, pyarrow.parquet as pq, glob, os
+folder = sys.argv[1]
+names = datasets.get_dataset_config_names(folder)
+out = {"configs": names, "rows": {}}
+for name in names:
+    ds = datasets.load_dataset(folder, name, split="train", cache_dir="${hf}/cache")
+    rows = [r for f in sorted(glob.glob(os.path.join(folder, "parquet", name, "*.parquet"))) for r in pq.read_table(f).to_pylist()]
+    assert ds.num_rows == len(rows), (name, ds.num_rows, len(rows))
+    assert ds.features["json"]["article_mesh_terms"] == datasets.List(datasets.Value("string")), ds.features["json"]
+    for a, b in zip(ds, rows):
+        assert a["__key__"] == b["key"] and a["txt"] == b["caption"], (a["__key__"], b["key"])
+        assert isinstance(a["jpg"], PIL.Image.Image) and list(a["jpg"].size) == b["image_size"]
+        for k, v in a["json"].items():
+            if k == "image_context": assert v == {e["image_id"]: e["paragraphs"] for e in b[k]}, k
+            else: assert v == b[k], (k, v, b[k])
+    out["rows"][name] = ds.num_rows
+print(json.dumps(out))`,
+      [published.target],
+      { HF_DATASETS_OFFLINE: '1', HF_HUB_OFFLINE: '1', HF_HOME: hf, HF_DATASETS_CACHE: path.join(hf, 'cache'), HF_HUB_DISABLE_PROGRESS_BARS: '1' },
+    ) as { configs: string[]; rows: Record<string, number> };
+    const present = SUBSETS.filter((s) => rel.summary.subsets[s].shards > 0);
+    assert.deepEqual(got.configs, present);
+    for (const s of present) assert.equal(got.rows[s], rel.summary.subsets[s].samples, s);
   });
 
   it('json, txt and jpg are equal between each tar and its parquet file (Python readers)', () => {

@@ -103,7 +103,7 @@ describe('the dataset card against the Hub\'s dataset-card metadata rules', () =
     assert.ok(old.includes('| commercial | n/a |'), 'a summary written before license counts');
   });
 
-  it('its configs\' data_files globs match exactly the files published for each view', async () => {
+  it('its configs\' data_files globs match exactly each subset\'s shards, every config declares its features', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-card-'));
     try {
       await buildSyntheticRelease(dataDir, 'c1', { shards: { commercial: 2, noncommercial: 1, other: 1 } });
@@ -111,13 +111,16 @@ describe('the dataset card against the Hub\'s dataset-card metadata rules', () =
       const { files, card } = await collectReleaseFiles(release);
       const repoPaths = files.map((f) => f.repoPath);
       const configs = cardFrontMatter(card).metadata!.configs as { config_name: string; data_files: { split: string; path: string }[] }[];
-      assert.deepEqual(configs.map((c) => c.config_name), ['commercial', 'noncommercial', 'other', 'commercial_parquet', 'noncommercial_parquet', 'other_parquet']);
+      // One builder per repo (datasets infers it from the first config): WebDataset configs only.
+      assert.deepEqual(configs.map((c) => c.config_name), ['commercial', 'noncommercial', 'other']);
+      const infos = cardFrontMatter(card).metadata!.dataset_info as { config_name: string; features: { name: string }[] }[];
+      assert.deepEqual(infos.map((i) => i.config_name), ['commercial', 'noncommercial', 'other']);
+      for (const i of infos) assert.deepEqual(i.features.map((f) => f.name), ['jpg', 'json', 'txt', '__key__', '__url__']);
       for (const c of configs) {
         assert.equal(c.data_files.length, 1);
         assert.equal(c.data_files[0]!.split, 'train');
         const matched = repoPaths.filter((p) => globMatches(c.data_files[0]!.path, p));
-        const subset = c.config_name.replace(/_parquet$/, '');
-        const expected = repoPaths.filter((p) => (c.config_name.endsWith('_parquet') ? p.startsWith(`parquet/${subset}/`) && p.endsWith('.parquet') : p.startsWith(`${subset}/`) && p.endsWith('.tar')));
+        const expected = repoPaths.filter((p) => p.startsWith(`${c.config_name}/`) && p.endsWith('.tar'));
         assert.ok(expected.length > 0);
         assert.deepEqual(matched, expected, c.config_name);
       }

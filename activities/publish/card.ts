@@ -57,7 +57,10 @@ function licenseCounts(counts: Record<string, number>): string {
  * The card's front matter, typed against the installed Hub client's dataset metadata shape (ApiDatasetMetadata)
  * with its license and task ids; docs/publishing.md lists the rules checked (card-rules.ts) and their sources.
  */
-export function cardMetadata(summary: ReleaseSummary): ApiDatasetMetadata {
+/** The front matter: the Hub client's dataset metadata, plus `dataset_info` (features), which that type leaves out. */
+export type CardMetadata = ApiDatasetMetadata & { dataset_info: { config_name: string; features: typeof SAMPLE_FEATURES }[] };
+
+export function cardMetadata(summary: ReleaseSummary): CardMetadata {
   const present = SUBSETS.filter((s) => summary.subsets[s].shards > 0);
   const details = present.map((s) => `${s}: ${LICENSE_TEXT[s]}`).join('; ');
   return {
@@ -70,12 +73,41 @@ export function cardMetadata(summary: ReleaseSummary): ApiDatasetMetadata {
     task_categories: [...CARD_TASK_CATEGORIES],
     tags: ['biology', 'medical', 'webdataset'],
     size_categories: [sizeCategory(summary.samples)],
-    configs: [
-      ...present.map((s) => ({ config_name: s, data_files: [{ split: 'train', path: `${s}/*.tar` }] })),
-      ...present.map((s) => ({ config_name: `${s}_parquet`, data_files: [{ split: 'train', path: `parquet/${s}/*.parquet` }] })),
-    ],
-  } satisfies ApiDatasetMetadata;
+    // datasets (and the Hub's viewer) picks one builder for a whole repo, from the first config's files: every
+    // config is a WebDataset one, and the metadata-only parquet files are read with the parquet builder by path.
+    configs: present.map((s) => ({ config_name: s, data_files: [{ split: 'train', path: `${s}/*.tar` }] })),
+    // Declared features: without them datasets infers a schema from the first samples, and a list that is empty
+    // there (no MeSH terms) becomes null and fails on the next sample that has one.
+    dataset_info: present.map((s) => ({ config_name: s, features: SAMPLE_FEATURES })),
+  };
 }
+
+const str = (name: string) => ({ name, dtype: 'string' });
+const strList = (name: string) => ({ name, list: 'string' });
+
+/** A WebDataset sample's features as datasets writes them in YAML (DatasetInfo._to_yaml_dict, datasets 5). */
+export const SAMPLE_FEATURES = [
+  { name: 'jpg', dtype: 'image' },
+  {
+    name: 'json',
+    struct: [
+      ...['image_file_name', 'image_cluster_id', 'image_hash', 'image_label_id', 'image_panel_type', 'image_panel_subtype'].map(str),
+      strList('image_primary_label'),
+      strList('image_secondary_label'),
+      { name: 'image_size', list: 'int64' },
+      { name: 'image_set', list: ['image_id', 'image_file_name', 'image_path', 'caption', 'hash'].map(str) },
+      { name: 'image_context', dtype: 'json' },
+      ...['article_accession_id', 'article_title', 'article_journal', 'article_date', 'article_abstract'].map(str),
+      ...['article_mesh_terms', 'article_keywords', 'article_reference_ids'].map(strList),
+      { name: 'article_reference_count', dtype: 'int64' },
+      ...['article_reference_list', 'article_subject'].map(strList),
+      ...['article_citation', 'article_license', 'article_text'].map(str),
+    ],
+  },
+  str('txt'),
+  str('__key__'),
+  str('__url__'),
+];
 
 /**
  * The dataset card README.md: YAML front matter the Hub validates and reads (license, task and size categories,
@@ -103,8 +135,9 @@ Figure images, captions, article metadata and taxonomy labels from the PubMed Ce
 as WebDataset shards (\`{subset}/NNNNNN.tar\`, members \`<key>.jpg\`, \`<key>.txt\`, \`<key>.json\`) and Parquet
 (\`parquet/{subset}/NNNNNN.parquet\`, one file per shard, same rows in the same order). Repository: \`${opts.repoId}\`.
 
-Configs: \`<subset>\` reads the WebDataset shards, \`<subset>_parquet\` the Parquet files; \`{subset}/sizes.json\`
-gives the samples per shard.
+Configs: one per subset, reading its WebDataset shards with declared features (\`load_dataset(repo, "commercial")\`);
+\`{subset}/sizes.json\` gives the samples per shard. The Parquet files hold the same rows without image bytes, for
+filtering: \`load_dataset("parquet", data_files="hf://datasets/${opts.repoId}/parquet/commercial/*.parquet")\`.
 
 ## Provenance
 
