@@ -17,7 +17,16 @@ export const ioActivities = { planRelease, fetchArticles, fetchFigureMedia, publ
 /** Hub commits: hosted by the io pool on their own rate-limited queue (biomedica-hub). */
 export const hubActivities = { commitHubBatch };
 export const entrezActivities = { enrichBatch };
-export const cpuActivities = { parseArticles, prepareImages, writeShard, writeParquet, finalizeRelease, exportSubset, fitTaxonomyModel, buildTaxonomyReviewPack };
+export const cpuActivities = {
+  parseArticles,
+  prepareImages,
+  writeShard,
+  writeParquet,
+  finalizeRelease,
+  exportSubset,
+  fitTaxonomyModel,
+  buildTaxonomyReviewPack,
+};
 export const gpuActivities = { ensureAnnotationModels, annotateUnit, sampleTaxonomyEmbeddings };
 
 export type IoActivities = typeof ioActivities;

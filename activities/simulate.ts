@@ -45,19 +45,53 @@ export function createSimulatedActivities(shape: SimulationShape = PMC_OA_2026_S
   const total = (Object.keys(shape.articles) as Subset[]).reduce((n, s) => n + shape.articles[s], 0);
   return {
     async ensureAnnotationModels(_r: ReleaseInput): Promise<AnnotationModels> {
-      return { modelPath: 'sim.onnx', modelSha256: '0'.repeat(64), taxonomyPath: 'sim.json', taxonomyVersion: 'sim', generated: false };
+      return {
+        modelPath: 'sim.onnx',
+        modelSha256: '0'.repeat(64),
+        taxonomyPath: 'sim.json',
+        taxonomyVersion: 'sim',
+        generated: false,
+      };
     },
     async planRelease(r: ReleaseInput): Promise<PlanSummary> {
       const subsets = Object.fromEntries(
-        (Object.keys(shape.articles) as Subset[]).map((s) => [s, { units: unitsOf(shape, s), articles: shape.articles[s], figureImages: shape.articles[s] * shape.figuresPerArticle }]),
+        (Object.keys(shape.articles) as Subset[]).map((s) => [
+          s,
+          {
+            units: unitsOf(shape, s),
+            articles: shape.articles[s],
+            figureImages: shape.articles[s] * shape.figuresPerArticle,
+          },
+        ]),
       ) as PlanSummary['subsets'];
-      return { releaseId: r.releaseId, inventoryManifest: 'simulated', inventoryRows: total, selectedArticles: total, excluded: {}, subsets, planHash: 'simulated', metadataFetched: total, changes: { previousRelease: null, new: total, changed: 0, unchanged: 0, removed: 0, newlyRetracted: 0 }, otherLicenses: {} };
+      return {
+        releaseId: r.releaseId,
+        inventoryManifest: 'simulated',
+        inventoryRows: total,
+        selectedArticles: total,
+        excluded: {},
+        subsets,
+        planHash: 'simulated',
+        metadataFetched: total,
+        changes: { previousRelease: null, new: total, changed: 0, unchanged: 0, removed: 0, newlyRetracted: 0 },
+        otherLicenses: {},
+      };
     },
     async fetchArticles(_t: UnitTask): Promise<Staged<FetchArticlesResult>> {
       return { articles: perUnit.articles, fetched: perUnit.articles, reused: 0, failed: 0, quarantined: 0 };
     },
     async parseArticles(_t: UnitTask): Promise<Staged<ParseResult>> {
-      return { articles: perUnit.articles, parsed: perUnit.articles, failed: 0, figures: perUnit.figures, candidates: perUnit.figures, pmids: perUnit.articles, pmidBatches: shape.pmidBatchesPerUnit, withoutPmid: 0, quarantined: 0 };
+      return {
+        articles: perUnit.articles,
+        parsed: perUnit.articles,
+        failed: 0,
+        figures: perUnit.figures,
+        candidates: perUnit.figures,
+        pmids: perUnit.articles,
+        pmidBatches: shape.pmidBatchesPerUnit,
+        withoutPmid: 0,
+        quarantined: 0,
+      };
     },
     async enrichBatch(_t: UnitTask, batch: number): Promise<Staged<EnrichBatchResult>> {
       return { batch, requested: 200, returned: 200, notReturned: [], failed: null, quarantined: 0 };
@@ -66,24 +100,64 @@ export function createSimulatedActivities(shape: SimulationShape = PMC_OA_2026_S
       return { wanted: perUnit.figures, fetched: perUnit.figures, reused: 0, failed: 0, quarantined: 0 };
     },
     async prepareImages(_t: UnitTask): Promise<Staged<PrepareImagesResult>> {
-      return { candidates: perUnit.figures, prepared: samplesPerUnit, rejected: perUnit.figures - samplesPerUnit, passthrough: samplesPerUnit, converted: 0, quarantined: perUnit.figures - samplesPerUnit };
+      return {
+        candidates: perUnit.figures,
+        prepared: samplesPerUnit,
+        rejected: perUnit.figures - samplesPerUnit,
+        passthrough: samplesPerUnit,
+        converted: 0,
+        quarantined: perUnit.figures - samplesPerUnit,
+      };
     },
     async annotateUnit(_t: UnitTask): Promise<Staged<AnnotateResult>> {
-      return { images: samplesPerUnit, labelled: samplesPerUnit, failed: 0, provider: 'simulated', taxonomyVersion: 'sim', fallbacks: [], inputType: 'float32', modelSha256: '0'.repeat(64), resumedFrom: 0, embeddedNow: samplesPerUnit, quarantined: 0 };
+      return {
+        images: samplesPerUnit,
+        labelled: samplesPerUnit,
+        failed: 0,
+        provider: 'simulated',
+        taxonomyVersion: 'sim',
+        fallbacks: [],
+        inputType: 'float32',
+        modelSha256: '0'.repeat(64),
+        resumedFrom: 0,
+        embeddedNow: samplesPerUnit,
+        quarantined: 0,
+      };
     },
     async writeShard(t: UnitTask): Promise<Staged<ShardResult>> {
       const subset = subsetOf(t.unitId);
-      const shard = { shard: `${subset}/${t.unitId.slice(-6)}.tar`, samples: samplesPerUnit, articles: perUnit.articles, bytes: 0, sha256: '' };
+      const shard = {
+        shard: `${subset}/${t.unitId.slice(-6)}.tar`,
+        samples: samplesPerUnit,
+        articles: perUnit.articles,
+        bytes: 0,
+        sha256: '',
+      };
       return { subset, samples: samplesPerUnit, articles: perUnit.articles, bytes: 0, shards: [shard], quarantined: 0 };
     },
     async writeParquet(t: UnitTask): Promise<Staged<ParquetResult>> {
       const subset = subsetOf(t.unitId);
-      const file = { file: `${subset}/${t.unitId.slice(-6)}.parquet`, shard: `${subset}/${t.unitId.slice(-6)}.tar`, rows: samplesPerUnit, bytes: 0, sha256: '' };
+      const file = {
+        file: `${subset}/${t.unitId.slice(-6)}.parquet`,
+        shard: `${subset}/${t.unitId.slice(-6)}.tar`,
+        rows: samplesPerUnit,
+        bytes: 0,
+        sha256: '',
+      };
       return { subset, rows: samplesPerUnit, bytes: 0, files: [file], quarantined: 0 };
     },
     async finalizeRelease(r: ReleaseInput): Promise<ReleaseSummary> {
       const subsets = Object.fromEntries(
-        (Object.keys(shape.articles) as Subset[]).map((s) => [s, { shards: unitsOf(shape, s), samples: unitsOf(shape, s) * samplesPerUnit, articles: shape.articles[s], bytes: 0, licenses: {} }]),
+        (Object.keys(shape.articles) as Subset[]).map((s) => [
+          s,
+          {
+            shards: unitsOf(shape, s),
+            samples: unitsOf(shape, s) * samplesPerUnit,
+            articles: shape.articles[s],
+            bytes: 0,
+            licenses: {},
+          },
+        ]),
       ) as ReleaseSummary['subsets'];
       const samples = Object.values(subsets).reduce((n, s) => n + s.samples, 0);
       return {

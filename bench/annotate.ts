@@ -41,7 +41,9 @@ async function generatedFigure(rand: () => number): Promise<Buffer> {
     for (let b = 0; b < bars; b++) {
       const top = Math.floor(h * (0.1 + 0.8 * rand()));
       const c = [Math.floor(rand() * 200), Math.floor(rand() * 200), Math.floor(rand() * 200)];
-      for (let y = top; y < h - 10; y++) for (let x = Math.floor(((b + 0.2) * w) / bars); x < Math.floor(((b + 0.8) * w) / bars); x++) raw.set(c, (y * w + x) * 3);
+      for (let y = top; y < h - 10; y++)
+        for (let x = Math.floor(((b + 0.2) * w) / bars); x < Math.floor(((b + 0.8) * w) / bars); x++)
+          raw.set(c, (y * w + x) * 3);
     }
   } else {
     // micrograph-like: noisy smooth texture
@@ -51,14 +53,17 @@ async function generatedFigure(rand: () => number): Promise<Buffer> {
         raw.set([v, v * 0.6, 255 - v], (y * w + x) * 3);
       }
   }
-  return sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+  return sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+    .jpeg({ quality: 85 })
+    .toBuffer();
 }
 
 async function loadImages(): Promise<Buffer[]> {
   const real: Buffer[] = [];
   const dir = fixturePaths.images();
   if (fs.existsSync(dir)) {
-    for (const d of fs.readdirSync(dir)) for (const f of fs.readdirSync(path.join(dir, d))) real.push(fs.readFileSync(path.join(dir, d, f)));
+    for (const d of fs.readdirSync(dir))
+      for (const f of fs.readdirSync(path.join(dir, d))) real.push(fs.readFileSync(path.join(dir, d, f)));
   }
   const rand = xorshift32(7);
   const out = [...real];
@@ -86,8 +91,12 @@ async function main(): Promise<void> {
   try {
     const images = await loadImages();
     const mb = images.reduce((a, b) => a + b.length, 0) / 1e6;
-    console.log(`host: ${os.cpus().length} cpus (${os.cpus()[0]?.model.trim()}), node ${process.version}, onnxruntime-node ${ort.env.versions.common}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}, sharp concurrency ${sharp.concurrency()}`);
-    console.log(`images: ${images.length} (${mb.toFixed(1)} MB of JPEG/PNG/GIF; real fixtures + generated 600-1800 px figures)`);
+    console.log(
+      `host: ${os.cpus().length} cpus (${os.cpus()[0]?.model.trim()}), node ${process.version}, onnxruntime-node ${ort.env.versions.common}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}, sharp concurrency ${sharp.concurrency()}`,
+    );
+    console.log(
+      `images: ${images.length} (${mb.toFixed(1)} MB of JPEG/PNG/GIF; real fixtures + generated 600-1800 px figures)`,
+    );
 
     // --- preprocessing
     const cfg = parsePreprocessConfig({});
@@ -107,14 +116,25 @@ async function main(): Promise<void> {
       if (model32) models.push({ label: 'fp32', file: path.resolve(model32) });
       if (model16) models.push({ label: 'fp16', file: path.resolve(model16) });
     } else {
-      models.push({ label: 'fp32', file: path.join(tmp, 'tiny-vit-seed1.onnx') }, { label: 'fp16', file: path.join(tmp, 'tiny-vit-seed1-fp16.onnx') });
+      models.push(
+        { label: 'fp32', file: path.join(tmp, 'tiny-vit-seed1.onnx') },
+        { label: 'fp16', file: path.join(tmp, 'tiny-vit-seed1-fp16.onnx') },
+      );
       fs.writeFileSync(models[0]!.file, buildTinyVitModel({ seed: 1 }));
       fs.writeFileSync(models[1]!.file, buildTinyVitModel({ seed: 1, dtype: 'float16' }));
-      console.log('\nmodel: the generated tiny ViT (Conv 14x14 patches -> 256 tokens x 64 -> MLP -> mean pool; ~0.06 GFLOP/image), fp32 and fp16');
+      console.log(
+        '\nmodel: the generated tiny ViT (Conv 14x14 patches -> 256 tokens x 64 -> MLP -> mean pool; ~0.06 GFLOP/image), fp32 and fp16',
+      );
     }
 
-    const bundled = new Map((ort as unknown as { listSupportedBackends(): Array<{ name: string; bundled: boolean }> }).listSupportedBackends().map((b) => [b.name, b.bundled]));
-    console.log(`\nexecution providers (onnxruntime-node's own list: ${[...bundled].map(([n, b]) => `${n}${b ? '' : ' (not bundled)'}`).join(', ')}):`);
+    const bundled = new Map(
+      (ort as unknown as { listSupportedBackends(): Array<{ name: string; bundled: boolean }> })
+        .listSupportedBackends()
+        .map((b) => [b.name, b.bundled]),
+    );
+    console.log(
+      `\nexecution providers (onnxruntime-node's own list: ${[...bundled].map(([n, b]) => `${n}${b ? '' : ' (not bundled)'}`).join(', ')}):`,
+    );
     const available: string[] = [];
     for (const p of PROVIDERS) {
       try {
@@ -125,7 +145,10 @@ async function main(): Promise<void> {
       } catch (err) {
         const msg = (err as Error).message;
         const reason = /Failed to [^\n)]*/.exec(msg)?.[0] ?? msg.split('\n')[0]!.slice(0, 200);
-        const hint = bundled.get(p) === false ? ' (its provider library is not bundled with onnxruntime-node; the operator installs it)' : '';
+        const hint =
+          bundled.get(p) === false
+            ? ' (its provider library is not bundled with onnxruntime-node; the operator installs it)'
+            : '';
         console.log(`  ${p}: unavailable: ${reason.trim()}${hint}`);
       }
     }
@@ -137,13 +160,15 @@ async function main(): Promise<void> {
     for (let i = 0; i < Math.min(images.length, maxBatch); i++) {
       // Real preprocessed pixels, so the numbers do not depend on a degenerate input.
       const rgb = await decodeRgb(images[i % images.length]!, cfg);
-      for (let p = 0; p < size * size; p++) for (let c = 0; c < 3; c++) body32[i * plane + c * size * size + p] = rgb[3 * p + c]! / 255;
+      for (let p = 0; p < size * size; p++)
+        for (let c = 0; c < 3; c++) body32[i * plane + c * size * size + p] = rgb[3 * p + c]! / 255;
     }
     const body16 = float32ToHalfArray(body32);
 
     for (const provider of available) {
       const inferRate = new Map<string, number>();
-      const threads = INTRA !== undefined ? `${INTRA} intra-op thread${INTRA === 1 ? '' : 's'}` : "onnxruntime's default threads";
+      const threads =
+        INTRA !== undefined ? `${INTRA} intra-op thread${INTRA === 1 ? '' : 's'}` : "onnxruntime's default threads";
       console.log(`\ninference only (session.run on a ready tensor), provider ${provider}, ${threads}:`);
       console.log('  precision  batch  images/s');
       for (const m of models) {
@@ -155,7 +180,10 @@ async function main(): Promise<void> {
         });
         const input = session.inputMetadata[0]! as ort.InferenceSession.TensorValueMetadata;
         for (const b of BATCHES) {
-          const tensor = input.type === 'float16' ? new ort.Tensor('float16', body16.subarray(0, b * plane), [b, 3, size, size]) : new ort.Tensor('float32', body32.subarray(0, b * plane), [b, 3, size, size]);
+          const tensor =
+            input.type === 'float16'
+              ? new ort.Tensor('float16', body16.subarray(0, b * plane), [b, 3, size, size])
+              : new ort.Tensor('float32', body32.subarray(0, b * plane), [b, 3, size, size]);
           const r = await rate(b, async () => {
             const out = await session.run({ [session.inputNames[0]!]: tensor });
             for (const v of Object.values(out)) v.dispose();
@@ -166,11 +194,18 @@ async function main(): Promise<void> {
         await session.release();
       }
 
-      console.log(`\nend to end (embedBatches: decode of the next batches overlapping inference), provider ${provider}, ${threads}:`);
+      console.log(
+        `\nend to end (embedBatches: decode of the next batches overlapping inference), provider ${provider}, ${threads}:`,
+      );
       console.log('  precision  batch  images/s   back to back (1/decode + 1/inference)');
       for (const m of models) {
         for (const b of BATCHES) {
-          const e = await createEmbedder({ modelPath: m.file, executionProviders: [provider], batchSize: b, intraOpNumThreads: INTRA });
+          const e = await createEmbedder({
+            modelPath: m.file,
+            executionProviders: [provider],
+            batchSize: b,
+            intraOpNumThreads: INTRA,
+          });
           const slices: number[] = [];
           for (let i = 0; i < images.length; i += b) slices.push(i);
           const r = await rate(images.length, async () => {
@@ -179,7 +214,9 @@ async function main(): Promise<void> {
           await e.release();
           // Without overlap each image would cost its decode plus its inference.
           const serialRate = 1 / (1 / parallel + 1 / inferRate.get(`${m.label}/${b}`)!);
-          console.log(`  ${m.label.padEnd(9)}  ${String(b).padStart(5)}  ${fmt(r).padStart(8)}   ${fmt(serialRate).padStart(8)}`);
+          console.log(
+            `  ${m.label.padEnd(9)}  ${String(b).padStart(5)}  ${fmt(r).padStart(8)}   ${fmt(serialRate).padStart(8)}`,
+          );
         }
       }
     }

@@ -47,7 +47,9 @@ export function stopwatch(): () => { ms: number; cpuMs: number } {
  */
 export function startMirrorChild(script: string, root: string): Promise<{ baseUrl: string; stop: () => void }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...process.execArgv, script, '--serve', root], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [...process.execArgv, script, '--serve', root], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     p.on('error', reject);
     p.stdout.once('data', (c: Buffer) => resolve({ baseUrl: c.toString().trim(), stop: () => p.stdin.end() }));
   });

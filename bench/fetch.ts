@@ -61,7 +61,12 @@ async function main(): Promise<void> {
       const outcomes = await mapLimit(objects, c, (o) => placeObject(src, o, path.join(dest, o.key)));
       const s = elapsed().ms / 1000;
       if (outcomes.some((x) => x !== 'fetched')) throw new Error('expected every object fetched');
-      (report.levels as unknown[]).push({ concurrency: c, seconds: +s.toFixed(2), objectsPerSecond: Math.round(count / s), MBps: +(total / 1e6 / s).toFixed(1) });
+      (report.levels as unknown[]).push({
+        concurrency: c,
+        seconds: +s.toFixed(2),
+        objectsPerSecond: Math.round(count / s),
+        MBps: +(total / 1e6 / s).toFixed(1),
+      });
       console.error(JSON.stringify((report.levels as unknown[]).at(-1)));
       fs.rmSync(dest, { recursive: true, force: true });
     }
@@ -71,10 +76,18 @@ async function main(): Promise<void> {
     setFetchTuning({ perWorker: top });
     await mapLimit(objects, top, (o) => placeObject(src, o, path.join(tmp, 'seed', o.key), { cache }));
     const elapsed = stopwatch();
-    const outcomes = await mapLimit(objects, top, (o) => placeObject(src, o, path.join(tmp, 'again', o.key), { cache }));
+    const outcomes = await mapLimit(objects, top, (o) =>
+      placeObject(src, o, path.join(tmp, 'again', o.key), { cache }),
+    );
     const s = elapsed().ms / 1000;
     if (outcomes.some((x) => x !== 'cached')) throw new Error('expected every object from the cache');
-    report.fromCache = { concurrency: top, seconds: +s.toFixed(2), objectsPerSecond: Math.round(count / s), MBps: +(total / 1e6 / s).toFixed(1), note: 'linked from <dataDir>/cache after an md5 check; no GET' };
+    report.fromCache = {
+      concurrency: top,
+      seconds: +s.toFixed(2),
+      objectsPerSecond: Math.round(count / s),
+      MBps: +(total / 1e6 / s).toFixed(1),
+      note: 'linked from <dataDir>/cache after an md5 check; no GET',
+    };
     console.log(JSON.stringify(report, null, 2));
   } finally {
     server.stop();

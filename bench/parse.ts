@@ -24,8 +24,20 @@ import { nArg, stopwatch } from './common';
 const MB = 1024 * 1024;
 
 // ---- one core -------------------------------------------------------------------------------------------
-if (process.env.BENCH_PARSE_PINNED !== '1' && process.platform === 'linux' && spawnSync('taskset', ['-c', '0', 'true']).status === 0) {
-  const args = ['-c', '0', process.execPath, '--single-threaded-gc', ...process.execArgv, __filename, ...process.argv.slice(2)];
+if (
+  process.env.BENCH_PARSE_PINNED !== '1' &&
+  process.platform === 'linux' &&
+  spawnSync('taskset', ['-c', '0', 'true']).status === 0
+) {
+  const args = [
+    '-c',
+    '0',
+    process.execPath,
+    '--single-threaded-gc',
+    ...process.execArgv,
+    __filename,
+    ...process.argv.slice(2),
+  ];
   const child = spawnSync('taskset', args, { stdio: 'inherit', env: { ...process.env, BENCH_PARSE_PINNED: '1' } });
   process.exit(child.status ?? 1);
 }
@@ -47,7 +59,12 @@ function parseDom(xml: string): DomElement {
     get: (target, name) => (typeof name === 'string' ? (target[name] ?? '') : ''),
   });
   parser.on('opentag', (tag) => {
-    const el: DomElement = { name: tag.name, attrs: tag.attributes as Record<string, string>, children: [], parent: current };
+    const el: DomElement = {
+      name: tag.name,
+      attrs: tag.attributes as Record<string, string>,
+      children: [],
+      parent: current,
+    };
     current.children.push(el);
     current = el;
   });
@@ -139,8 +156,21 @@ interface Measured {
   slowestMs: number;
 }
 
-function measure(name: string, corpus: readonly Buffer[], run: (b: Buffer) => { figures: number; captioned: number }): Measured {
-  const m: Measured = { name, articles: 0, bytes: 0, seconds: 0, cpuSeconds: 0, figures: 0, captioned: 0, slowestMs: 0 };
+function measure(
+  name: string,
+  corpus: readonly Buffer[],
+  run: (b: Buffer) => { figures: number; captioned: number },
+): Measured {
+  const m: Measured = {
+    name,
+    articles: 0,
+    bytes: 0,
+    seconds: 0,
+    cpuSeconds: 0,
+    figures: 0,
+    captioned: 0,
+    slowestMs: 0,
+  };
   const elapsed = stopwatch();
   for (const article of corpus) {
     const t = process.hrtime.bigint();
@@ -160,7 +190,11 @@ function measure(name: string, corpus: readonly Buffer[], run: (b: Buffer) => { 
 function main(): void {
   const targetMb = nArg('mb', 100);
   const dir = fixturePaths.nxml();
-  const fixtures = fs.readdirSync(dir).filter((f) => /\.(nxml|xml)$/.test(f)).sort().map((f) => fs.readFileSync(path.join(dir, f)));
+  const fixtures = fs
+    .readdirSync(dir)
+    .filter((f) => /\.(nxml|xml)$/.test(f))
+    .sort()
+    .map((f) => fs.readFileSync(path.join(dir, f)));
   const corpus: Buffer[] = [];
   let bytes = 0;
   while (bytes < targetMb * MB) {
@@ -169,7 +203,9 @@ function main(): void {
       bytes += f.length;
     }
   }
-  console.log(`corpus: ${corpus.length} articles (${fixtures.length} real fixtures repeated), ${(bytes / MB).toFixed(1)} MiB, node ${process.version}, pinned to one core: ${process.env.BENCH_PARSE_PINNED === '1'}`);
+  console.log(
+    `corpus: ${corpus.length} articles (${fixtures.length} real fixtures repeated), ${(bytes / MB).toFixed(1)} MiB, node ${process.version}, pinned to one core: ${process.env.BENCH_PARSE_PINNED === '1'}`,
+  );
   for (const f of fixtures) {
     streamingPass(f);
     originalApproach(f);

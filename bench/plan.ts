@@ -49,7 +49,6 @@ function mix(x: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
-
 /** Which PMCIDs exist and how many versions each has: every id is kept with probability `p`, 4.5% get a 2nd version. */
 function versionsOf(id: number, p: number): number {
   const h = mix(id ^ 0x9e3779b9);
@@ -69,7 +68,10 @@ function* lexicographicIds(max: number): Generator<number> {
   }
 }
 
-async function generateInventory(root: string, rows: number): Promise<{ rows: number; bytes: number; seconds: number }> {
+async function generateInventory(
+  root: string,
+  rows: number,
+): Promise<{ rows: number; bytes: number; seconds: number }> {
   const t0 = Date.now();
   const p = rows / (MAX_ID * 1.045);
   const files = 5;
@@ -97,7 +99,10 @@ async function generateInventory(root: string, rows: number): Promise<{ rows: nu
           if (next.done) break;
           const id = next.value;
           const v = versionsOf(id, p);
-          for (let k = 1; k <= v; k++) pending.push(`"${BUCKET}","metadata/PMC${id}.${k}.json","2026-0${1 + (id % 9)}-1${id % 10}T11:47:59.000Z","${HEX[mix(id * 4 + k) & 8191]}"\n`);
+          for (let k = 1; k <= v; k++)
+            pending.push(
+              `"${BUCKET}","metadata/PMC${id}.${k}.json","2026-0${1 + (id % 9)}-1${id % 10}T11:47:59.000Z","${HEX[mix(id * 4 + k) & 8191]}"\n`,
+            );
           continue;
         }
         buf.push(pending.shift()!);
@@ -121,7 +126,15 @@ async function generateInventory(root: string, rows: number): Promise<{ rows: nu
   pending = [];
   const manifestKey = `${INV}/2026-11-01T01-00Z/manifest.json`;
   fs.mkdirSync(path.dirname(path.join(root, manifestKey)), { recursive: true });
-  fs.writeFileSync(path.join(root, manifestKey), JSON.stringify({ sourceBucket: BUCKET, fileFormat: 'CSV', fileSchema: 'Bucket, Key, LastModifiedDate, ETag', files: manifestFiles }));
+  fs.writeFileSync(
+    path.join(root, manifestKey),
+    JSON.stringify({
+      sourceBucket: BUCKET,
+      fileFormat: 'CSV',
+      fileSchema: 'Bucket, Key, LastModifiedDate, ETag',
+      files: manifestFiles,
+    }),
+  );
   return { rows: count, bytes, seconds: (Date.now() - t0) / 1000 };
 }
 
@@ -138,9 +151,15 @@ const LICENSES: [number, string | null][] = [
 ];
 
 /** Strings that do not depend on the PMCID come from pools (built once), so the source costs the planner little. */
-const CITATIONS = Array.from({ length: 4096 }, (_, i) => `J Synth Biol. 2024 Jan ${1 + (i % 28)};${i % 90}(${1 + (i % 12)}):e${100000 + i * 37}. doi: 10.1000/j.${100000 + i * 37}`);
+const CITATIONS = Array.from(
+  { length: 4096 },
+  (_, i) =>
+    `J Synth Biol. 2024 Jan ${1 + (i % 28)};${i % 90}(${1 + (i % 12)}):e${100000 + i * 37}. doi: 10.1000/j.${100000 + i * 37}`,
+);
 const DOIS = Array.from({ length: 4096 }, (_, i) => `10.1000/j.${100000 + i * 37}`);
-const FIGURE_NAMES = Array.from({ length: 4096 }, (_, i) => Array.from({ length: 12 }, (_, k) => `fig-${i % 1000}-g${String(k + 1).padStart(3, '0')}.jpg`));
+const FIGURE_NAMES = Array.from({ length: 4096 }, (_, i) =>
+  Array.from({ length: 12 }, (_, k) => `fig-${i % 1000}-g${String(k + 1).padStart(3, '0')}.jpg`),
+);
 
 /**
  * The facts a metadata GET would give for this row (what part A supplies in place of the GETs): per row only the
@@ -151,7 +170,8 @@ export function syntheticFacts(row: Pick<PlanRow, 'pmcid' | 'version' | 'key' | 
   const h2 = mix(h);
   const oa = h % 1000 < 920;
   const retracted = h2 % 1000 === 0;
-  if (!oa || retracted) return { key: row.key, pmcid: row.pmcid, version: row.version, etag: row.etag, oa, retracted, article: null };
+  if (!oa || retracted)
+    return { key: row.key, pmcid: row.pmcid, version: row.version, etag: row.etag, oa, retracted, article: null };
   const u = ((h >>> 10) % 1000) / 1000;
   let licenseCode: string | null = null;
   for (const [p, code] of LICENSES) {
@@ -182,15 +202,23 @@ export function syntheticFacts(row: Pick<PlanRow, 'pmcid' | 'version' | 'key' | 
 
 function duSync(dir: string): number {
   let n = 0;
-  for (const d of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) if (d.isFile()) n += fs.statSync(path.join(d.parentPath, d.name)).size;
+  for (const d of fs.readdirSync(dir, { recursive: true, withFileTypes: true }))
+    if (d.isFile()) n += fs.statSync(path.join(d.parentPath, d.name)).size;
   return n;
 }
 
 /** Part A, in its own process: one plan, its time, peak RSS and outputs. */
 async function child(root: string, dataDir: string, releaseId: string, previousRelease: string | null): Promise<void> {
-  const release = ReleaseInputSchema.parse({ releaseId, dataDir, source: { kind: 'pmc-cloud-dir', root }, ...(previousRelease ? { previousRelease } : {}) });
+  const release = ReleaseInputSchema.parse({
+    releaseId,
+    dataDir,
+    source: { kind: 'pmc-cloud-dir', root },
+    ...(previousRelease ? { previousRelease } : {}),
+  });
   const layout = new ReleaseLayout(dataDir, releaseId);
-  const previous = previousRelease ? { releaseId: previousRelease, factsDir: path.join(new ReleaseLayout(dataDir, previousRelease).planDir, 'facts') } : null;
+  const previous = previousRelease
+    ? { releaseId: previousRelease, factsDir: path.join(new ReleaseLayout(dataDir, previousRelease).planDir, 'facts') }
+    : null;
   let heapMax = 0;
   const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 250);
   let pass1End = 0;
@@ -225,17 +253,30 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
-function runChild(root: string, dataDir: string, releaseId: string, previous: string | null): Promise<Record<string, unknown>> {
+function runChild(
+  root: string,
+  dataDir: string,
+  releaseId: string,
+  previous: string | null,
+): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     // A 64 MiB young generation (V8's default is 16 MiB): most of a plan's garbage (rows, facts, articles waiting
     // for their unit) dies young; a worker running the plan activity can set the same through NODE_OPTIONS.
     const semi = arg('semi-space-mib', '64');
     const flags = semi === '0' ? [] : [`--max-semi-space-size=${semi}`];
-    const p = spawn(process.execPath, [...flags, ...process.execArgv, __filename, '--child', root, dataDir, releaseId, previous ?? '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(
+      process.execPath,
+      [...flags, ...process.execArgv, __filename, '--child', root, dataDir, releaseId, previous ?? '-'],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     p.stdout.on('data', (c: Buffer) => (out += c.toString()));
     p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>) : reject(new Error(`child exited ${code}`))));
+    p.on('close', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>)
+        : reject(new Error(`child exited ${code}`)),
+    );
   });
 }
 
@@ -263,7 +304,10 @@ async function getThroughput(tmp: string, count: number): Promise<Record<string,
       xml_url: `s3://${BUCKET}/PMC${id}.1/PMC${id}.1.xml?md5=${HEX[i % HEX.length]}`,
       pdf_url: `s3://${BUCKET}/PMC${id}.1/PMC${id}.1.pdf?md5=${HEX[(i + 1) % HEX.length]}`,
       text_url: `s3://${BUCKET}/PMC${id}.1/PMC${id}.1.txt?md5=${HEX[(i + 2) % HEX.length]}`,
-      media_urls: [...(a?.media ?? []).map((m) => `s3://${BUCKET}/${m.key}?md5=${m.md5}`), `s3://${BUCKET}/PMC${id}.1/supp-s001.xlsx?md5=${HEX[(i + 3) % HEX.length]}`],
+      media_urls: [
+        ...(a?.media ?? []).map((m) => `s3://${BUCKET}/${m.key}?md5=${m.md5}`),
+        `s3://${BUCKET}/PMC${id}.1/supp-s001.xlsx?md5=${HEX[(i + 3) % HEX.length]}`,
+      ],
     };
     fs.writeFileSync(path.join(root, 'metadata', `PMC${id}.1.json`), JSON.stringify(meta, null, 2));
   }
@@ -271,7 +315,11 @@ async function getThroughput(tmp: string, count: number): Promise<Record<string,
   const built = (Date.now() - t0) / 1000;
   const mirror = await startMirrorChild(__filename, root); // server and planner do not share one event loop
   try {
-    const release = ReleaseInputSchema.parse({ releaseId: 'bench-get', dataDir: path.join(tmp, 'get-data'), source: { kind: 'pmc-cloud-http', baseUrl: mirror.baseUrl } });
+    const release = ReleaseInputSchema.parse({
+      releaseId: 'bench-get',
+      dataDir: path.join(tmp, 'get-data'),
+      source: { kind: 'pmc-cloud-http', baseUrl: mirror.baseUrl },
+    });
     const rss0 = process.memoryUsage().rss;
     const elapsed = stopwatch();
     const s = await planRelease(release);
@@ -284,7 +332,7 @@ async function getThroughput(tmp: string, count: number): Promise<Record<string,
       getsPerSecond: Math.round((s.metadataFetched ?? 0) / seconds),
       selected: s.selectedArticles,
       rssGrowthMiB: Math.round((process.memoryUsage().rss - rss0) / 2 ** 20),
-      hoursFor8_2M_atThisRate: +((8_200_000 / ((s.metadataFetched ?? 0) / seconds)) / 3600).toFixed(2),
+      hoursFor8_2M_atThisRate: +(8_200_000 / ((s.metadataFetched ?? 0) / seconds) / 3600).toFixed(2),
     };
   } finally {
     mirror.stop();
@@ -301,7 +349,10 @@ async function main(): Promise<void> {
   const rows = Number(arg('rows', '8200000'));
   const getCount = Number(arg('get-count', '5000'));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-bench-plan-'));
-  const report: Record<string, unknown> = { machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`, loadAverageAtStart: os.loadavg().map((x) => +x.toFixed(2)) };
+  const report: Record<string, unknown> = {
+    machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`,
+    loadAverageAtStart: os.loadavg().map((x) => +x.toFixed(2)),
+  };
   try {
     const root = path.join(tmp, 'bucket');
     const gen = await generateInventory(root, rows);

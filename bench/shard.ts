@@ -31,7 +31,10 @@ async function generatedFigure(i: number): Promise<{ bytes: Buffer; format: stri
   const colour = () => `rgb(${Math.floor(r() * 255)},${Math.floor(r() * 255)},${Math.floor(r() * 255)})`;
   const lines: string[] = [];
   for (let k = 0; k < 4; k++) {
-    const pts = Array.from({ length: 24 }, (_, j) => `${40 + (j * (width / 2 - 60)) / 23},${height / 2 - 20 - r() * (height / 2 - 60)}`).join(' ');
+    const pts = Array.from(
+      { length: 24 },
+      (_, j) => `${40 + (j * (width / 2 - 60)) / 23},${height / 2 - 20 - r() * (height / 2 - 60)}`,
+    ).join(' ');
     lines.push(`<polyline points="${pts}" fill="none" stroke="${colour()}" stroke-width="3"/>`);
   }
   const bars = Array.from({ length: 8 }, (_, j) => {
@@ -47,12 +50,19 @@ async function generatedFigure(i: number): Promise<{ bytes: Buffer; format: stri
   for (let y = 0, o = 0; y < ph; y++) {
     for (let x = 0; x < pw; x++) {
       const blob = 90 * Math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (0.08 * pw * ph));
-      for (let c = 0; c < 3; c++, o++) noise[o] = Math.max(0, Math.min(255, base + blob * (c === 1 ? 1 : 0.4) + (r() + r() - 1) * 24));
+      for (let c = 0; c < 3; c++, o++)
+        noise[o] = Math.max(0, Math.min(255, base + blob * (c === 1 ? 1 : 0.4) + (r() + r() - 1) * 24));
     }
   }
-  const img = sharp(Buffer.from(svg)).composite([{ input: noise, raw: { width: pw, height: ph, channels: 3 }, left: 20, top: Math.floor(height / 2) + 10 }]);
+  const img = sharp(Buffer.from(svg)).composite([
+    { input: noise, raw: { width: pw, height: ph, channels: 3 }, left: 20, top: Math.floor(height / 2) + 10 },
+  ]);
   const pick = r();
-  if (pick < 0.7) return { bytes: await img.jpeg({ quality: 88 + Math.floor(r() * 8), progressive: r() < 0.25 }).toBuffer(), format: 'jpeg' };
+  if (pick < 0.7)
+    return {
+      bytes: await img.jpeg({ quality: 88 + Math.floor(r() * 8), progressive: r() < 0.25 }).toBuffer(),
+      format: 'jpeg',
+    };
   if (pick < 0.9) return { bytes: await img.png({ compressionLevel: 3 }).toBuffer(), format: 'png' };
   return { bytes: await img.tiff({ compression: 'lzw' }).toBuffer(), format: 'tiff' };
 }
@@ -77,8 +87,19 @@ function sampleJson(i: number, width: number, height: number, sha: string): Samp
     image_primary_label: ['Plots and Charts', 'Microscopy'],
     image_secondary_label: ['line chart', 'fluorescence microscopy'],
     image_size: [width, height],
-    image_set: Array.from({ length: 6 }, (_, j) => ({ image_id: `fig${j}`, image_file_name: `fig${j}.jpg`, image_path: `PMC${7000000 + i}.1/fig${j}.jpg`, caption: `Figure ${j}. A caption of moderate length describing panels A to D.`, hash: j % 3 ? sha : null })),
-    image_context: [{ image_id: `fig${i}`, paragraphs: ['As shown in Figure 1A, the response peaked at 2 h and returned to baseline by 6 h.'] }],
+    image_set: Array.from({ length: 6 }, (_, j) => ({
+      image_id: `fig${j}`,
+      image_file_name: `fig${j}.jpg`,
+      image_path: `PMC${7000000 + i}.1/fig${j}.jpg`,
+      caption: `Figure ${j}. A caption of moderate length describing panels A to D.`,
+      hash: j % 3 ? sha : null,
+    })),
+    image_context: [
+      {
+        image_id: `fig${i}`,
+        paragraphs: ['As shown in Figure 1A, the response peaked at 2 h and returned to baseline by 6 h.'],
+      },
+    ],
     article_accession_id: `PMC${7000000 + i}`,
     article_title: 'A study of something biomedical',
     article_journal: 'PLoS One',
@@ -130,7 +151,14 @@ async function shardRun(images: Buffer[], file: string, mode: 'ours' | 'original
       // Pillow's Image.open(src).save(buf, "JPEG"): quality 75, 4:2:0, baseline, no optimize, first frame.
       const { data, info } = await sharp(src, { page: 0, pages: 1 })
         .flatten({ background: '#ffffff' })
-        .jpeg({ quality: 75, chromaSubsampling: '4:2:0', mozjpeg: false, optimiseCoding: false, progressive: false, force: true })
+        .jpeg({
+          quality: 75,
+          chromaSubsampling: '4:2:0',
+          mozjpeg: false,
+          optimiseCoding: false,
+          progressive: false,
+          force: true,
+        })
         .toBuffer({ resolveWithObject: true });
       jpeg = data;
       width = info.width;
@@ -159,7 +187,12 @@ async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-shard-'));
   try {
     const realDir = fixturePaths.images();
-    const real = fs.readdirSync(realDir, { recursive: true }).map(String).filter((f) => /\.(jpe?g|png|gif|tiff?)$/i.test(f)).sort().map((f) => fs.readFileSync(path.join(realDir, f)));
+    const real = fs
+      .readdirSync(realDir, { recursive: true })
+      .map(String)
+      .filter((f) => /\.(jpe?g|png|gif|tiff?)$/i.test(f))
+      .sort()
+      .map((f) => fs.readFileSync(path.join(realDir, f)));
     const tGen = performance.now();
     const generated: { bytes: Buffer; format: string }[] = [];
     for (let i = 0; i < generatedCount; i++) generated.push(await generatedFigure(i));
@@ -172,8 +205,18 @@ async function main(): Promise<void> {
       pixels += (m.width ?? 0) * (m.pageHeight ?? m.height ?? 0);
     }
     const inputBytes = images.reduce((n, b) => n + b.length, 0);
-    console.log(`bench:shard on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}; measuring one core (sharp.concurrency(1), one sample at a time)`);
-    console.log(`images: ${images.length} = ${real.length} real fixture files + ${generatedCount} generated (${Object.entries(formats).map(([f, n]) => `${n} ${f}`).join(', ')}), ${(inputBytes / 1e6).toFixed(1)} MB, ${(pixels / images.length / 1e6).toFixed(2)} Mpixel on average (generated in ${((performance.now() - tGen) / 1000).toFixed(1)} s)`);
+    console.log(
+      `bench:shard on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}; measuring one core (sharp.concurrency(1), one sample at a time)`,
+    );
+    console.log(
+      `images: ${images.length} = ${real.length} real fixture files + ${generatedCount} generated (${Object.entries(
+        formats,
+      )
+        .map(([f, n]) => `${n} ${f}`)
+        .join(
+          ', ',
+        )}), ${(inputBytes / 1e6).toFixed(1)} MB, ${(pixels / images.length / 1e6).toFixed(2)} Mpixel on average (generated in ${((performance.now() - tGen) / 1000).toFixed(1)} s)`,
+    );
 
     // Warm up both paths (code, libvips), then measure each twice, alternating, and keep the faster run.
     await shardRun(images.slice(0, 20), path.join(tmp, 'warm-a.tar'), 'ours');
@@ -188,30 +231,47 @@ async function main(): Promise<void> {
     const line = (label: string, r: Run) =>
       `${label.padEnd(56)} ${((r.samples / r.cpuMs) * 1000).toFixed(1).padStart(11)} ${((r.samples / r.ms) * 1000).toFixed(1).padStart(10)} ${(r.shardBytes / 1e6).toFixed(1).padStart(9)}`;
     console.log('');
-    console.log(`${'image handling + shard writing, one core'.padEnd(56)} ${'samples/cpu-s'.padStart(11)} ${'samples/s'.padStart(10)} ${'shard MB'.padStart(9)}`);
+    console.log(
+      `${'image handling + shard writing, one core'.padEnd(56)} ${'samples/cpu-s'.padStart(11)} ${'samples/s'.padStart(10)} ${'shard MB'.padStart(9)}`,
+    );
     const o = best.ours!;
     const p = best.original!;
     console.log(line(`this pipeline (${o.passthrough} passed through, ${o.converted} converted q90)`, o));
     console.log(line(`original: decode + re-encode all ${p.converted} at q75`, p));
-    console.log(`speed-up: ${(p.cpuMs / o.cpuMs).toFixed(2)}x by CPU time, ${(p.ms / o.ms).toFixed(2)}x by wall clock; the passed-through JPEGs keep their bytes (no generational loss)`);
+    console.log(
+      `speed-up: ${(p.cpuMs / o.cpuMs).toFixed(2)}x by CPU time, ${(p.ms / o.ms).toFixed(2)}x by wall clock; the passed-through JPEGs keep their bytes (no generational loss)`,
+    );
 
     // Parquet: rows as the shard stage writes them (article text ~35 kB per row), without and with image bytes.
-    const rows: SampleRow[] = images.map((img, i) => ({ ...sampleJson(i, 100, 100, sha256Hex(img)), image_bytes_size: img.length }));
+    const rows: SampleRow[] = images.map((img, i) => ({
+      ...sampleJson(i, 100, 100, sha256Hex(img)),
+      image_bytes_size: img.length,
+    }));
     const many = Array.from({ length: 2000 }, (_, i) => ({ ...rows[i % rows.length]!, key: `PMC${7000000 + i}_1_0` }));
     const withImages = images.map((img, i) => ({ ...rows[i]!, image: img }));
     // Warm-up: thrift's per-byte Buffer() calls make Node check their caller's stack for the first 10,000 calls.
     await writeSamplesParquet(path.join(tmp, 'warm.parquet'), many.slice(0, 200));
     console.log('');
-    console.log(`${'parquet, one core'.padEnd(56)} ${'rows/cpu-s'.padStart(11)} ${'rows/s'.padStart(10)} ${'MB/cpu-s'.padStart(9)} ${'file MB'.padStart(8)}`);
+    console.log(
+      `${'parquet, one core'.padEnd(56)} ${'rows/cpu-s'.padStart(11)} ${'rows/s'.padStart(10)} ${'MB/cpu-s'.padStart(9)} ${'file MB'.padStart(8)}`,
+    );
     for (const [label, data, includeImageBytes] of [
       [`${many.length} rows, metadata only`, many, false],
       [`${withImages.length} rows with image bytes`, withImages, true],
     ] as const) {
-      const inBytes = data.reduce((n, r) => n + JSON.stringify({ ...r, image: undefined }).length + (includeImageBytes ? (r.image?.length ?? 0) : 0), 0);
+      const inBytes = data.reduce(
+        (n, r) =>
+          n + JSON.stringify({ ...r, image: undefined }).length + (includeImageBytes ? (r.image?.length ?? 0) : 0),
+        0,
+      );
       const elapsed = stopwatch();
-      const written = await writeSamplesParquet(path.join(tmp, `${includeImageBytes}.parquet`), data as SampleRow[], { includeImageBytes });
+      const written = await writeSamplesParquet(path.join(tmp, `${includeImageBytes}.parquet`), data as SampleRow[], {
+        includeImageBytes,
+      });
       const { ms, cpuMs } = elapsed();
-      console.log(`${label.padEnd(56)} ${((data.length / cpuMs) * 1000).toFixed(0).padStart(11)} ${((data.length / ms) * 1000).toFixed(0).padStart(10)} ${(inBytes / 1e6 / (cpuMs / 1000)).toFixed(1).padStart(9)} ${(written.bytes / 1e6).toFixed(1).padStart(8)}`);
+      console.log(
+        `${label.padEnd(56)} ${((data.length / cpuMs) * 1000).toFixed(0).padStart(11)} ${((data.length / ms) * 1000).toFixed(0).padStart(10)} ${(inBytes / 1e6 / (cpuMs / 1000)).toFixed(1).padStart(9)} ${(written.bytes / 1e6).toFixed(1).padStart(8)}`,
+      );
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

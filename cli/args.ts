@@ -54,19 +54,32 @@ export function parseCommand<O extends Record<string, OptionSpec>>(
   options: O,
   usage: string,
   maxPositionals = 0,
-): { values: { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : O[K]['multiple'] extends true ? string[] : string } & { help?: boolean }; positionals: string[] } {
+): {
+  values: {
+    [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : O[K]['multiple'] extends true ? string[] : string;
+  } & { help?: boolean };
+  positionals: string[];
+} {
   const known = Object.keys(options).map((o) => `--${o}`);
   const takes = known.length > 0 ? `${command} takes ${known.join(', ')}` : `${command} takes no options`;
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...args], options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+    parsed = parseArgs({
+      args: [...args],
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: true,
+    });
   } catch (err) {
     const e = err as Error & { code?: string };
     const opt = /'(-[^' ]+)/.exec(e.message)?.[1] ?? '';
     if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown option ${opt} (${takes})`, usage);
     if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       const name = /--([\w-]+)/.exec(e.message)?.[1] ?? opt;
-      throw new UsageError(options[name]?.type === 'boolean' ? `--${name} takes no value` : `--${name} needs a value`, usage);
+      throw new UsageError(
+        options[name]?.type === 'boolean' ? `--${name} takes no value` : `--${name} needs a value`,
+        usage,
+      );
     }
     throw new UsageError(e.message, usage);
   }
@@ -77,7 +90,8 @@ export function parseCommand<O extends Record<string, OptionSpec>>(
   for (const [name, spec] of Object.entries(options)) {
     const v = parsed.values[name];
     const values = Array.isArray(v) ? v : [v];
-    if (spec.type === 'string' && values.some((x) => typeof x === 'string' && x.startsWith('--'))) throw new UsageError(`--${name} needs a value`, usage);
+    if (spec.type === 'string' && values.some((x) => typeof x === 'string' && x.startsWith('--')))
+      throw new UsageError(`--${name} needs a value`, usage);
   }
   return parsed as never;
 }

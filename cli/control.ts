@@ -29,7 +29,12 @@ export async function findReleaseWorkflow(client: Client, releaseId: string): Pr
   const query = `WorkflowType = 'releaseWorkflow' AND ${SEARCH_ATTRIBUTES.release} = '${releaseId.replace(/['\\]/g, '')}'`;
   let best: { workflowId: string; runId: string; running: boolean; start: number } | null = null;
   for await (const wf of client.workflow.list({ query })) {
-    const c = { workflowId: wf.workflowId, runId: wf.runId, running: wf.status.name === 'RUNNING', start: wf.startTime.getTime() };
+    const c = {
+      workflowId: wf.workflowId,
+      runId: wf.runId,
+      running: wf.status.name === 'RUNNING',
+      start: wf.startTime.getTime(),
+    };
     if (!best || (c.running && !best.running) || (c.running === best.running && c.start > best.start)) best = c;
   }
   return best ? { workflowId: best.workflowId, runId: best.runId } : null;
@@ -38,7 +43,10 @@ export async function findReleaseWorkflow(client: Client, releaseId: string): Pr
 /** The handle of a release's workflow, or an error that says where to look. */
 async function releaseHandle(client: Client, releaseId: string) {
   const ref = await findReleaseWorkflow(client, releaseId);
-  if (!ref) throw new Error(`no release workflow for ${releaseId}: neither ${releaseWorkflowId(releaseId)} nor a run with ${SEARCH_ATTRIBUTES.release} = '${releaseId}'`);
+  if (!ref)
+    throw new Error(
+      `no release workflow for ${releaseId}: neither ${releaseWorkflowId(releaseId)} nor a run with ${SEARCH_ATTRIBUTES.release} = '${releaseId}'`,
+    );
   return client.workflow.getHandle(ref.workflowId, ref.runId);
 }
 
@@ -84,13 +92,30 @@ export interface YearlySchedule {
  * A Temporal Schedule that starts the release every year (UTC). The config's release id should contain `{year}`
  * (e.g. "biomedica-{year}"): each run takes the year it starts in. Missed runs are caught up within 30 days.
  */
-export async function createYearlySchedule(client: Client, args: ReleaseInputArgs, when: YearlySchedule): Promise<string> {
+export async function createYearlySchedule(
+  client: Client,
+  args: ReleaseInputArgs,
+  when: YearlySchedule,
+): Promise<string> {
   const input = ReleaseInputSchema.parse(args);
-  if (!input.releaseId.includes('{year}')) throw new Error(`a yearly schedule needs {year} in the release id (got ${input.releaseId}), or every run would write the same release`);
+  if (!input.releaseId.includes('{year}'))
+    throw new Error(
+      `a yearly schedule needs {year} in the release id (got ${input.releaseId}), or every run would write the same release`,
+    );
   try {
     const handle = await client.schedule.create({
       scheduleId: when.scheduleId,
-      spec: { calendars: [{ month: MONTHS[when.month - 1]!, dayOfMonth: when.day, hour: when.hourUtc, minute: 0, comment: 'yearly BIOMEDICA release' }] },
+      spec: {
+        calendars: [
+          {
+            month: MONTHS[when.month - 1]!,
+            dayOfMonth: when.day,
+            hour: when.hourUtc,
+            minute: 0,
+            comment: 'yearly BIOMEDICA release',
+          },
+        ],
+      },
       action: {
         type: 'startWorkflow',
         workflowType: releaseWorkflow,
@@ -104,7 +129,11 @@ export async function createYearlySchedule(client: Client, args: ReleaseInputArg
     });
     return handle.scheduleId;
   } catch (err) {
-    if (err instanceof ScheduleAlreadyRunning) throw new Error(`schedule ${when.scheduleId} already exists: see \`temporal schedule describe --schedule-id ${when.scheduleId}\``);
+    if (err instanceof ScheduleAlreadyRunning)
+      throw new Error(
+        `schedule ${when.scheduleId} already exists: see \`temporal schedule describe --schedule-id ${when.scheduleId}\``,
+        { cause: err },
+      );
     throw err;
   }
 }

@@ -54,7 +54,18 @@ const LIST_FLAGS: Record<string, keyof ExportFilterArgs> = {
   journal: 'journals',
   keyword: 'keywords',
 };
-const VALUE_FLAGS = new Set(['to', 'release', 'year', 'caption', 'caption-regex', 'filter', 'max-samples', 'max-bytes', 'data-dir', ...Object.keys(LIST_FLAGS)]);
+const VALUE_FLAGS = new Set([
+  'to',
+  'release',
+  'year',
+  'caption',
+  'caption-regex',
+  'filter',
+  'max-samples',
+  'max-bytes',
+  'data-dir',
+  ...Object.keys(LIST_FLAGS),
+]);
 const BOOL_FLAGS = new Set(['overwrite', 'local', 'no-wait', 'help']);
 
 function intArg(v: string, name: string): number {
@@ -64,7 +75,8 @@ function intArg(v: string, name: string): number {
 
 function yearsArg(v: string): { from?: number; to?: number } {
   const m = /^(\d{4})?(-)?(\d{4})?$/.exec(v.trim());
-  if (!m || (!m[1] && !m[3])) throw new ExportConfigError(`--year needs Y, Y1-Y2, Y1- or -Y2, got ${JSON.stringify(v)}`);
+  if (!m || (!m[1] && !m[3]))
+    throw new ExportConfigError(`--year needs Y, Y1-Y2, Y1- or -Y2, got ${JSON.stringify(v)}`);
   if (!m[2]) return { from: Number(m[1]), to: Number(m[1]) };
   return { ...(m[1] ? { from: Number(m[1]) } : {}), ...(m[3] ? { to: Number(m[3]) } : {}) };
 }
@@ -111,7 +123,12 @@ export function parseExportArgs(args: readonly string[]): ParsedExportArgs {
   for (const [flag, key] of Object.entries(LIST_FLAGS)) {
     const v = values.get(flag);
     if (!v) continue;
-    const items = v.flatMap((x) => (flag === 'journal' || flag === 'label' || flag === 'secondary-label' || flag === 'keyword' ? [x] : x.split(','))).map((x) => x.trim()).filter(Boolean);
+    const items = v
+      .flatMap((x) =>
+        flag === 'journal' || flag === 'label' || flag === 'secondary-label' || flag === 'keyword' ? [x] : x.split(','),
+      )
+      .map((x) => x.trim())
+      .filter(Boolean);
     filter[key] = [...((filter[key] as string[] | undefined) ?? []), ...items];
   }
   const year = one('year');
@@ -121,14 +138,19 @@ export function parseExportArgs(args: readonly string[]): ParsedExportArgs {
   const re = one('caption-regex');
   if (re !== undefined) filter.captionRegex = regexArg(re);
   const parsedFilter = ExportFilterSchema.safeParse(filter);
-  if (!parsedFilter.success && !help) throw new ExportConfigError(`invalid filter: ${parsedFilter.error.issues.map((i) => `${i.path.join('.') || 'filter'}: ${i.message}`).join('; ')}`);
+  if (!parsedFilter.success && !help)
+    throw new ExportConfigError(
+      `invalid filter: ${parsedFilter.error.issues.map((i) => `${i.path.join('.') || 'filter'}: ${i.message}`).join('; ')}`,
+    );
 
   const to = one('to');
-  if (!to && !help) throw new ExportConfigError('--to DIR is required (a folder inside the data dir, e.g. exports/my-subset)');
+  if (!to && !help)
+    throw new ExportConfigError('--to DIR is required (a folder inside the data dir, e.g. exports/my-subset)');
   const maxSamples = one('max-samples');
   const maxBytes = one('max-bytes');
   const local = bools.has('local');
-  if (local && bools.has('no-wait')) throw new ExportConfigError('--no-wait only applies to the workflow (without --local)');
+  if (local && bools.has('no-wait'))
+    throw new ExportConfigError('--no-wait only applies to the workflow (without --local)');
   return {
     input: {
       dataDir: path.resolve(one('data-dir') ?? defaultDataDir()),
@@ -152,7 +174,10 @@ export function parseExportArgs(args: readonly string[]): ParsedExportArgs {
 export function exportWorkflowId(input: ExportInput): string {
   const target = path.resolve(input.dataDir, input.target);
   const digest = createHash('sha256').update(target).digest('hex').slice(0, 12);
-  const name = path.basename(target).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 40);
+  const name = path
+    .basename(target)
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .slice(0, 40);
   return `export-${name}-${digest}`;
 }
 
@@ -165,7 +190,11 @@ export type ExportStart =
  * Starts the export workflow, or attaches to the one running with the same input. An export with another input
  * into the same target is refused while one runs: its workflow id is the target's.
  */
-export async function startOrAttachExport(client: Client, input: ExportInput, taskQueue: string = TASK_QUEUES.workflows): Promise<ExportStart> {
+export async function startOrAttachExport(
+  client: Client,
+  input: ExportInput,
+  taskQueue: string = TASK_QUEUES.workflows,
+): Promise<ExportStart> {
   const workflowId = exportWorkflowId(input);
   try {
     const handle = await client.workflow.start(exportSubsetWorkflow, {
@@ -191,7 +220,10 @@ export function formatExportResult(r: ExportResult): string {
   const lines = [
     `${r.reused ? 'found an intact earlier export: ' : ''}${r.samples} samples of ${r.scanned.rows} (in ${r.scanned.shards} shards of release ${r.releaseId}) exported to ${r.target}`,
   ];
-  for (const [subset, s] of Object.entries(r.subsets)) lines.push(`  ${subset}: ${s.samples} samples in ${s.shards} shards, ${s.bytes} bytes (webdataset/${subset}/, parquet/${subset}/)`);
+  for (const [subset, s] of Object.entries(r.subsets))
+    lines.push(
+      `  ${subset}: ${s.samples} samples in ${s.shards} shards, ${s.bytes} bytes (webdataset/${subset}/, parquet/${subset}/)`,
+    );
   return lines.join('\n');
 }
 

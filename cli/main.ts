@@ -9,10 +9,24 @@ import { startMirrorServer } from '../sample/mirror-server';
 import { isWorkerPool, POOLS, runPools, WORKER_POOLS } from '../workers/pools';
 import { parseCommand, UsageError } from './args';
 import { cancelRelease, createYearlySchedule, pauseRelease, resumeRelease } from './control';
-import { connectClient, formatStageTable, formatStatus, progressLine, releaseStatus, startRelease, uiLink } from './release';
+import {
+  connectClient,
+  formatStageTable,
+  formatStatus,
+  progressLine,
+  releaseStatus,
+  startRelease,
+  uiLink,
+} from './release';
 import { runExport } from './export';
 import { taxonomyCommand, TAXONOMY_USAGE } from './taxonomy';
-import { SAMPLE_RELEASE_ID, ensureSampleMirror, sampleEnrichmentArticles, samplePorts, sampleReleaseInput } from './sample';
+import {
+  SAMPLE_RELEASE_ID,
+  ensureSampleMirror,
+  sampleEnrichmentArticles,
+  samplePorts,
+  sampleReleaseInput,
+} from './sample';
 import { devServerStatus, ensureDevServer, stopDevServer } from './server';
 
 const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durable Temporal workflows
@@ -33,7 +47,13 @@ Environment: "env" lists every variable (docs/operations.md, "Environment"): BIO
 TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / TEMPORAL_TLS_* / TEMPORAL_API_KEY (the server), NCBI_* and HF_* (workers only).`;
 
 /** Errors whose message says all there is to say: no stack hint. */
-const KNOWN_ERRORS = new Set(['EnvError', 'ConnectionConfigError', 'TemporalUnreachableError', 'CliError', 'ExportConfigError']);
+const KNOWN_ERRORS = new Set([
+  'EnvError',
+  'ConnectionConfigError',
+  'TemporalUnreachableError',
+  'CliError',
+  'ExportConfigError',
+]);
 
 /** Warnings and errors only, without the worker's notes that a pool hosts no workflows (by design here). */
 function quietLogger(): DefaultLogger {
@@ -55,10 +75,16 @@ async function demo(releaseId: string): Promise<number> {
     return 0;
   }
   const mirror = await ensureSampleMirror(dataDir);
-  console.log(`sample mirror: ${mirror.articles} real PMC articles, ${mirror.mediaFiles} media files (${mirror.realImages} real, ${mirror.generatedImages} generated) in ${mirror.outDir}`);
+  console.log(
+    `sample mirror: ${mirror.articles} real PMC articles, ${mirror.mediaFiles} media files (${mirror.realImages} real, ${mirror.generatedImages} generated) in ${mirror.outDir}`,
+  );
   const ports = samplePorts();
   const mirrorServer = await startMirrorServer(mirror.outDir, { port: ports.mirror });
-  const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), port: ports.eutils, generated: await sampleEnrichmentArticles(mirror.outDir) });
+  const eutils = await startEutilsStandin({
+    fixturesDir: fixturePaths.entrez(),
+    port: ports.eutils,
+    generated: await sampleEnrichmentArticles(mirror.outDir),
+  });
   console.log(`loopback stand-ins: PMC bucket at ${mirrorServer.baseUrl}, E-utilities at ${eutils.baseUrl}`);
   process.env.NCBI_EUTILS_URL = eutils.baseUrl;
   // The demo's workers serve the demo's own server (its port may come from BIOMEDICA_TEMPORAL_PORT).
@@ -69,9 +95,14 @@ async function demo(releaseId: string): Promise<number> {
   const workers = runPools(POOLS, { signal: ac.signal });
   try {
     const outcome = await startRelease(client, sampleReleaseInput(dataDir, mirrorServer.baseUrl, releaseId));
-    console.log(`${outcome.kind === 'started' ? 'started' : outcome.kind === 'attached' ? 'attached to running' : 'found finished'} release workflow ${outcome.workflowId}`);
+    console.log(
+      `${outcome.kind === 'started' ? 'started' : outcome.kind === 'attached' ? 'attached to running' : 'found finished'} release workflow ${outcome.workflowId}`,
+    );
     const handle = client.workflow.getHandle(outcome.workflowId);
-    await Promise.race([handle.result(), workers.then(() => Promise.reject(new Error('workers stopped before the release finished')))]);
+    await Promise.race([
+      handle.result(),
+      workers.then(() => Promise.reject(new Error('workers stopped before the release finished'))),
+    ]);
     const status = await releaseStatus(client, releaseId);
     console.log(formatStatus(status!));
     return 0;
@@ -95,7 +126,9 @@ class CliError extends Error {
 
 /** One line per problem of a zod parse, by path: `units.maxImages: Too big: expected number to be <=10000`. */
 function zodIssues(err: { issues: { path: PropertyKey[]; message: string }[] }): string {
-  const lines = err.issues.slice(0, 4).map((i) => `${i.path.map(String).join('.') || '(the whole object)'}: ${i.message}`);
+  const lines = err.issues
+    .slice(0, 4)
+    .map((i) => `${i.path.map(String).join('.') || '(the whole object)'}: ${i.message}`);
   return lines.join('; ') + (err.issues.length > 4 ? ` (and ${err.issues.length - 4} more)` : '');
 }
 
@@ -105,7 +138,9 @@ export async function readReleaseConfig(file: string, dataDir: string): Promise<
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
-    throw new CliError(`cannot read the release config ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); config/release.example.json is one to start from`);
+    throw new CliError(
+      `cannot read the release config ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); config/release.example.json is one to start from`,
+    );
   }
   let json: unknown;
   try {
@@ -113,25 +148,39 @@ export async function readReleaseConfig(file: string, dataDir: string): Promise<
   } catch (err) {
     throw new CliError(`${file} is not JSON: ${(err as Error).message}`);
   }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new CliError(`${file} must hold a JSON object (a ReleaseInput, config/release.ts)`);
+  if (!json || typeof json !== 'object' || Array.isArray(json))
+    throw new CliError(`${file} must hold a JSON object (a ReleaseInput, config/release.ts)`);
   const args = json as ReleaseInputArgs;
   args.dataDir = path.resolve(args.dataDir ?? dataDir);
   const parsed = ReleaseInputSchema.safeParse(args);
-  if (!parsed.success) throw new CliError(`${file} is not a valid release config: ${zodIssues(parsed.error)} (the fields are in config/release.ts, ReleaseInputSchema)`);
+  if (!parsed.success)
+    throw new CliError(
+      `${file} is not a valid release config: ${zodIssues(parsed.error)} (the fields are in config/release.ts, ReleaseInputSchema)`,
+    );
   return args;
 }
 
-function intOption(name: string, v: string | undefined, fallback: number, min: number, max: number, usage: string): number {
+function intOption(
+  name: string,
+  v: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  usage: string,
+): number {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`, usage);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`, usage);
   return n;
 }
 
 const USAGES = {
   demo: '  demo [--release ID]          whole sample release on the embedded default (dev server, all pools, local data dir)',
-  server: '  server start|stop|status     the Temporal dev server from temporal-dev.yaml (SQLite under the data dir, UI :8233)',
-  sample: '  sample [build]               build the sample mirror (PMC bucket layout) from ../shared/fixtures/real/nxml',
+  server:
+    '  server start|stop|status     the Temporal dev server from temporal-dev.yaml (SQLite under the data dir, UI :8233)',
+  sample:
+    '  sample [build]               build the sample mirror (PMC bucket layout) from ../shared/fixtures/real/nxml',
   worker: '  worker [--pool io|entrez|cpu|gpu|workflows]   run worker pools (all in one process by default)',
   env: '  env [--markdown]             every environment variable with its value here, or the docs table',
   release: [
@@ -166,7 +215,8 @@ async function main(argv: string[]): Promise<number> {
       if (values.help) return help(USAGES.server);
       const action = positionals[0] ?? 'status';
       if (action === 'start') await ensureDevServer(dataDir);
-      else if (action === 'stop') console.log((await stopDevServer(dataDir)) ? 'stopped' : 'no dev server started from this data dir');
+      else if (action === 'stop')
+        console.log((await stopDevServer(dataDir)) ? 'stopped' : 'no dev server started from this data dir');
       else if (action === 'status') console.log(await devServerStatus(dataDir));
       else throw new UsageError(`server ${action}: not a server command (start, stop or status)`, USAGES.server);
       return 0;
@@ -174,7 +224,8 @@ async function main(argv: string[]): Promise<number> {
     case 'sample': {
       const { values, positionals } = parseCommand('sample', argv.slice(1), {}, USAGES.sample, 1);
       if (values.help) return help(USAGES.sample);
-      if (positionals[0] !== undefined && positionals[0] !== 'build') throw new UsageError(`sample ${positionals[0]}: the only sample command is build`, USAGES.sample);
+      if (positionals[0] !== undefined && positionals[0] !== 'build')
+        throw new UsageError(`sample ${positionals[0]}: the only sample command is build`, USAGES.sample);
       const built = await ensureSampleMirror(dataDir);
       console.log(JSON.stringify(built, null, 2));
       return 0;
@@ -194,13 +245,17 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseCommand('worker', argv.slice(1), { pool: { type: 'string' } }, USAGES.worker);
       if (values.help) return help(USAGES.worker);
       const pool = values.pool;
-      if (pool !== undefined && !isWorkerPool(pool)) throw new UsageError(`unknown pool ${JSON.stringify(pool)}: one of ${WORKER_POOLS.join(', ')}`, USAGES.worker);
+      if (pool !== undefined && !isWorkerPool(pool))
+        throw new UsageError(`unknown pool ${JSON.stringify(pool)}: one of ${WORKER_POOLS.join(', ')}`, USAGES.worker);
       const pools = pool ? [pool] : POOLS;
       Runtime.install({ logger: new DefaultLogger(loadEnv().LOG_LEVEL ?? (pools.length > 1 ? 'WARN' : 'INFO')) });
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
       process.once('SIGTERM', () => ac.abort());
-      await runPools(pools, { signal: ac.signal, onReady: () => console.log(`worker pools running: ${pools.join(', ')}`) });
+      await runPools(pools, {
+        signal: ac.signal,
+        onReady: () => console.log(`worker pools running: ${pools.join(', ')}`),
+      });
       return 0;
     }
     case 'release':
@@ -220,7 +275,11 @@ async function releaseCommand(sub: string | undefined, rest: string[], dataDir: 
     case 'start': {
       const { values } = parseCommand('release start', rest, { config: { type: 'string' } }, usage);
       if (values.help) return showHelp(usage);
-      if (!values.config) throw new UsageError('release start needs --config FILE: a JSON ReleaseInput (config/release.example.json is one to copy)', usage);
+      if (!values.config)
+        throw new UsageError(
+          'release start needs --config FILE: a JSON ReleaseInput (config/release.example.json is one to copy)',
+          usage,
+        );
       const args = await readReleaseConfig(values.config, dataDir);
       const outcome = await startRelease(await connectClient(), ReleaseInputSchema.parse(args));
       console.log(`${outcome.kind}: ${outcome.workflowId} (run ${outcome.runId}) ${uiLink(outcome.workflowId)}`);
@@ -237,9 +296,24 @@ async function releaseCommand(sub: string | undefined, rest: string[], dataDir: 
       return 0;
     }
     case 'schedule': {
-      const { values } = parseCommand('release schedule', rest, { config: { type: 'string' }, month: { type: 'string' }, day: { type: 'string' }, hour: { type: 'string' }, id: { type: 'string' } }, usage);
+      const { values } = parseCommand(
+        'release schedule',
+        rest,
+        {
+          config: { type: 'string' },
+          month: { type: 'string' },
+          day: { type: 'string' },
+          hour: { type: 'string' },
+          id: { type: 'string' },
+        },
+        usage,
+      );
       if (values.help) return showHelp(usage);
-      if (!values.config) throw new UsageError('release schedule needs --config FILE: a JSON ReleaseInput whose releaseId contains {year}', usage);
+      if (!values.config)
+        throw new UsageError(
+          'release schedule needs --config FILE: a JSON ReleaseInput whose releaseId contains {year}',
+          usage,
+        );
       const when = {
         scheduleId: values.id ?? 'biomedica-yearly',
         month: intOption('month', values.month, 1, 1, 12, usage),
@@ -248,18 +322,28 @@ async function releaseCommand(sub: string | undefined, rest: string[], dataDir: 
       };
       const args = await readReleaseConfig(values.config, dataDir);
       const id = await createYearlySchedule(await connectClient(), args, when);
-      console.log(`schedule ${id} created: see it in the UI under Schedules, or \`temporal schedule describe --schedule-id ${id}\``);
+      console.log(
+        `schedule ${id} created: see it in the UI under Schedules, or \`temporal schedule describe --schedule-id ${id}\``,
+      );
       return 0;
     }
     case 'status':
       return releaseStatusCommand(rest, usage);
     default:
-      throw new UsageError(`release ${sub}: not a release command (start, status, pause, resume, cancel, schedule)`, usage);
+      throw new UsageError(
+        `release ${sub}: not a release command (start, status, pause, resume, cancel, schedule)`,
+        usage,
+      );
   }
 }
 
 async function releaseStatusCommand(rest: string[], usage: string): Promise<number> {
-  const { values } = parseCommand('release status', rest, { release: { type: 'string' }, watch: { type: 'boolean' } }, usage);
+  const { values } = parseCommand(
+    'release status',
+    rest,
+    { release: { type: 'string' }, watch: { type: 'boolean' } },
+    usage,
+  );
   if (values.help) return showHelp(usage);
   const client = await connectClient();
   const id = values.release ?? SAMPLE_RELEASE_ID;
@@ -279,7 +363,10 @@ async function releaseStatusCommand(rest: string[], usage: string): Promise<numb
       if (s.progress) {
         const bar = progressLine(s.progress, Date.now() - started, unitsAtStart);
         if (process.stdout.isTTY) {
-          const frame = [bar, ...(s.progress.stages ? formatStageTable(s.progress.stages, s.progress.units.total) : [])];
+          const frame = [
+            bar,
+            ...(s.progress.stages ? formatStageTable(s.progress.stages, s.progress.units.total) : []),
+          ];
           process.stdout.write(`${drawn > 0 ? `\x1b[${drawn}A` : ''}\x1b[J${frame.join('\n')}\n`);
           drawn = frame.length;
         } else {
@@ -309,7 +396,10 @@ main(process.argv.slice(2).filter((a) => a !== '--verbose')).then(
       process.exit(2);
     }
     if (verbose) console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-    else console.error(`error: ${err instanceof Error ? err.message : String(err)}${err instanceof Error && !KNOWN_ERRORS.has(err.name) ? '\n  (--verbose prints the stack)' : ''}`);
+    else
+      console.error(
+        `error: ${err instanceof Error ? err.message : String(err)}${err instanceof Error && !KNOWN_ERRORS.has(err.name) ? '\n  (--verbose prints the stack)' : ''}`,
+      );
     process.exit(1);
   },
 );

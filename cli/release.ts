@@ -3,7 +3,13 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { connectOptions, temporalConnectionConfig, unreachable, workflowUiLink } from '../config/connection';
 import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInputArgs, type ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
-import { progressQuery, releaseWorkflow, releaseKey, type ReleaseProgress, type ReleaseResult } from '../workflows/release';
+import {
+  progressQuery,
+  releaseWorkflow,
+  releaseKey,
+  type ReleaseProgress,
+  type ReleaseResult,
+} from '../workflows/release';
 import { mergeTables, UNIT_STAGES, type StageTable } from '../workflows/progress';
 import type { SubsetProgress } from '../workflows/subset';
 import { findReleaseWorkflow, subsetProgress } from './control';
@@ -88,7 +94,10 @@ const RETRY_SCAN_UNITS = 200;
 async function retryingIn(client: Client, workflowIds: readonly string[]): Promise<RetryingActivity[]> {
   const out: RetryingActivity[] = [];
   for (const id of workflowIds) {
-    const desc = await client.workflow.getHandle(id).describe().catch(() => null);
+    const desc = await client.workflow
+      .getHandle(id)
+      .describe()
+      .catch(() => null);
     for (const a of desc?.raw.pendingActivities ?? []) {
       if ((a.attempt ?? 1) < 2) continue;
       const next = a.nextAttemptScheduleTime?.seconds;
@@ -123,7 +132,11 @@ async function queryWithin<T>(client: Client, ms: number, fn: () => Promise<T>):
 /** A failure's message with its causes: "unit x failed: activity y failed: 503 ...". */
 function failureChain(err: unknown): string {
   const parts: string[] = [];
-  for (let e = err as { message?: string; cause?: unknown } | undefined; e && parts.length < 6; e = e.cause as typeof e) {
+  for (
+    let e = err as { message?: string; cause?: unknown } | undefined;
+    e && parts.length < 6;
+    e = e.cause as typeof e
+  ) {
     if (e.message && !parts.includes(e.message)) parts.push(e.message);
   }
   return parts.join(': ');
@@ -183,35 +196,62 @@ export async function releaseStatus(client: Client, releaseId: string): Promise<
 }
 
 export function formatStatus(s: ReleaseStatus): string {
-  const lines = [`release workflow ${s.workflowId}: ${s.status} (started ${s.startTime.toISOString()}${s.closeTime ? `, closed ${s.closeTime.toISOString()}` : ''}, ${s.historyLength} history events)`];
+  const lines = [
+    `release workflow ${s.workflowId}: ${s.status} (started ${s.startTime.toISOString()}${s.closeTime ? `, closed ${s.closeTime.toISOString()}` : ''}, ${s.historyLength} history events)`,
+  ];
   if (s.failure) {
     lines.push(`  ended by: ${s.failure}`);
     lines.push('  `release start` with the same config starts it again, reusing every stage that finished');
   }
   if (s.retrying.length > 0) {
-    lines.push(`  retrying: ${s.retrying.length} activit${s.retrying.length === 1 ? 'y' : 'ies'} failed and ${s.retrying.length === 1 ? 'is' : 'are'} being tried again`);
+    lines.push(
+      `  retrying: ${s.retrying.length} activit${s.retrying.length === 1 ? 'y' : 'ies'} failed and ${s.retrying.length === 1 ? 'is' : 'are'} being tried again`,
+    );
     for (const r of s.retrying.slice(0, 10)) {
       const next = r.nextAttempt ? `, next try ${r.nextAttempt.toISOString()}` : '';
-      lines.push(`    ${r.workflowId} ${r.activity}: attempt ${r.attempt}${next}; last error: ${(r.lastFailure ?? 'unknown').slice(0, 300)}`);
+      lines.push(
+        `    ${r.workflowId} ${r.activity}: attempt ${r.attempt}${next}; last error: ${(r.lastFailure ?? 'unknown').slice(0, 300)}`,
+      );
     }
-    if (s.retrying.length > 10) lines.push(`    ... and ${s.retrying.length - 10} more (the Temporal UI lists them under each workflow's pending activities)`);
+    if (s.retrying.length > 10)
+      lines.push(
+        `    ... and ${s.retrying.length - 10} more (the Temporal UI lists them under each workflow's pending activities)`,
+      );
   }
   if (s.progress) {
     const p = s.progress;
-    lines.push(`  ${s.status === 'RUNNING' ? 'stage' : 'last stage'}: ${p.stage}${p.paused ? ' (PAUSED)' : ''}; units ${p.units.done}/${p.units.total} done, ${p.units.inFlight} in flight, ${p.units.failed} failed; ${p.samples} samples so far`);
-    for (const sp of s.subsets) lines.push(`    ${sp.subset}: ${sp.done}/${sp.units} units, ${sp.inFlight} in flight, ${sp.failed} failed, ${sp.samples} samples (driver run ${sp.runs})${sp.paused ? ', paused' : ''}`);
+    lines.push(
+      `  ${s.status === 'RUNNING' ? 'stage' : 'last stage'}: ${p.stage}${p.paused ? ' (PAUSED)' : ''}; units ${p.units.done}/${p.units.total} done, ${p.units.inFlight} in flight, ${p.units.failed} failed; ${p.samples} samples so far`,
+    );
+    for (const sp of s.subsets)
+      lines.push(
+        `    ${sp.subset}: ${sp.done}/${sp.units} units, ${sp.inFlight} in flight, ${sp.failed} failed, ${sp.samples} samples (driver run ${sp.runs})${sp.paused ? ', paused' : ''}`,
+      );
     if (p.stages) lines.push(...formatStageTable(p.stages, p.units.total));
   }
   if (s.result) {
     const r = s.result;
-    lines.push(`  articles: ${r.summary.articles.planned} planned, ${r.summary.articles.parsed} parsed; figures ${r.summary.figures}; samples ${r.summary.samples}; rejected ${r.summary.rejected}`);
+    lines.push(
+      `  articles: ${r.summary.articles.planned} planned, ${r.summary.articles.parsed} parsed; figures ${r.summary.figures}; samples ${r.summary.samples}; rejected ${r.summary.rejected}`,
+    );
     for (const [subset, v] of Object.entries(r.summary.subsets)) {
-      if (v.shards) lines.push(`  ${subset}: ${v.shards} shards, ${v.samples} samples, ${v.articles} articles, ${v.bytes} bytes`);
+      if (v.shards)
+        lines.push(`  ${subset}: ${v.shards} shards, ${v.samples} samples, ${v.articles} articles, ${v.bytes} bytes`);
     }
-    if (Object.keys(r.summary.rejectedByReason).length) lines.push(`  rejected by stage:reason: ${JSON.stringify(r.summary.rejectedByReason)}`);
-    if (r.stages) lines.push('  units by stage:', ...formatStageTable(r.stages, r.plan.subsets ? Object.values(r.plan.subsets).reduce((n, x) => n + x.units, 0) : 0));
+    if (Object.keys(r.summary.rejectedByReason).length)
+      lines.push(`  rejected by stage:reason: ${JSON.stringify(r.summary.rejectedByReason)}`);
+    if (r.stages)
+      lines.push(
+        '  units by stage:',
+        ...formatStageTable(
+          r.stages,
+          r.plan.subsets ? Object.values(r.plan.subsets).reduce((n, x) => n + x.units, 0) : 0,
+        ),
+      );
     lines.push(`  outputs: ${r.outputs}/{webdataset,parquet,report}`);
-    lines.push(`  published (Hub layout): ${r.publish.target} (${r.publish.uploaded} files written, ${r.publish.unchanged} unchanged)`);
+    lines.push(
+      `  published (Hub layout): ${r.publish.target} (${r.publish.uploaded} files written, ${r.publish.unchanged} unchanged)`,
+    );
   }
   lines.push(`  Temporal UI: ${s.ui}`);
   return lines.join('\n');
@@ -231,11 +271,20 @@ function duration(seconds: number | null): string {
 export function formatStageTable(stages: StageTable, total: number): string[] {
   const rows = UNIT_STAGES.map((st) => {
     const r = stages[st];
-    return [st, `${r.done}/${total}`, String(r.inFlight), String(r.failed), String(r.rejected), r.unitsPerHour === null ? '-' : r.unitsPerHour.toFixed(1), duration(r.etaSeconds)];
+    return [
+      st,
+      `${r.done}/${total}`,
+      String(r.inFlight),
+      String(r.failed),
+      String(r.rejected),
+      r.unitsPerHour === null ? '-' : r.unitsPerHour.toFixed(1),
+      duration(r.etaSeconds),
+    ];
   });
   const head = ['stage', 'done', 'in flight', 'failed', 'rejected', 'units/h', 'ETA'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => '    ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]) =>
+    '    ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(head), ...rows.map(line)];
 }
 
@@ -246,6 +295,10 @@ export function progressLine(p: ReleaseProgress, elapsedMs: number, unitsAtStart
   const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
   const rate = elapsedMs > 0 ? ((done - unitsAtStart) / elapsedMs) * 60_000 : 0;
   const minutesLeft = rate > 0 ? (total - done) / rate : NaN;
-  const eta = Number.isNaN(minutesLeft) ? 'ETA after the first unit' : minutesLeft < 1 ? `${Math.ceil(minutesLeft * 60)} s left` : `${Math.ceil(minutesLeft)} min left`;
+  const eta = Number.isNaN(minutesLeft)
+    ? 'ETA after the first unit'
+    : minutesLeft < 1
+      ? `${Math.ceil(minutesLeft * 60)} s left`
+      : `${Math.ceil(minutesLeft)} min left`;
   return `${bar} ${p.stage}: ${done}/${total} units, ${inFlight} in flight, ${failed} failed, ${p.samples} samples; ${rate.toFixed(1)} units/min, ${eta}`;
 }

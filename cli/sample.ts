@@ -16,7 +16,10 @@ export function samplePorts(): { mirror: number; eutils: number } {
 }
 
 /** Builds the sample mirror unless one built from the same inputs is already there. */
-export async function ensureSampleMirror(dataDir: string, opts: { nxmlDir?: string; imagesDir?: string; faults?: { corruptImages?: number; missingImages?: number } } = {}): Promise<BuiltMirror> {
+export async function ensureSampleMirror(
+  dataDir: string,
+  opts: { nxmlDir?: string; imagesDir?: string; faults?: { corruptImages?: number; missingImages?: number } } = {},
+): Promise<BuiltMirror> {
   const nxmlDir = opts.nxmlDir ?? loadEnv().BIOMEDICA_SAMPLE_NXML ?? fixturePaths.nxml();
   const imagesDir = opts.imagesDir ?? fixturePaths.images();
   const outDir = path.join(dataDir, 'sample-mirror');
@@ -39,20 +42,35 @@ export async function sampleEnrichmentArticles(mirrorDir: string): Promise<Gener
   const out: GeneratedPubmedArticle[] = [];
   const metaDir = path.join(mirrorDir, 'metadata');
   for (const name of (await fs.readdir(metaDir)).filter((f) => f.endsWith('.json')).sort()) {
-    const meta = JSON.parse(await fs.readFile(path.join(metaDir, name), 'utf8')) as { pmcid: string; version: number; pmid: number | string | null };
+    const meta = JSON.parse(await fs.readFile(path.join(metaDir, name), 'utf8')) as {
+      pmcid: string;
+      version: number;
+      pmid: number | string | null;
+    };
     const prefix = `${meta.pmcid}.${meta.version}`;
     const xml = await fs.readFile(path.join(mirrorDir, prefix, `${prefix}.xml`)).catch(() => null);
     if (!xml) continue;
     const record = parseJats(xml, { pmcidHint: meta.pmcid });
     const pmid = meta.pmid ? String(meta.pmid) : record.pmid;
     if (!pmid || !/^\d+$/.test(pmid)) continue;
-    out.push({ pmid, title: record.title, journal: record.journal.title, pubDate: record.pubDate, doi: record.doi, keywords: record.keywords });
+    out.push({
+      pmid,
+      title: record.title,
+      journal: record.journal.title,
+      pubDate: record.pubDate,
+      doi: record.doi,
+      keywords: record.keywords,
+    });
   }
   return out;
 }
 
 /** The sample release: small units so every subset gets several shards. */
-export function sampleReleaseInput(dataDir: string, mirrorUrl: string, releaseId = SAMPLE_RELEASE_ID): ReleaseInputArgs {
+export function sampleReleaseInput(
+  dataDir: string,
+  mirrorUrl: string,
+  releaseId = SAMPLE_RELEASE_ID,
+): ReleaseInputArgs {
   return {
     releaseId,
     dataDir,

@@ -49,7 +49,10 @@ function ownServerAlive(pid: number | null): boolean {
   }
 }
 
-export async function devServerStatus(dataDir: string, cfg: DevServerConfig = loadDevServerConfig()): Promise<DevServerStatus> {
+export async function devServerStatus(
+  dataDir: string,
+  cfg: DevServerConfig = loadDevServerConfig(),
+): Promise<DevServerStatus> {
   const address = `${cfg.server.ip}:${cfg.server.port}`;
   const pidText = fs.existsSync(pidFile(dataDir)) ? fs.readFileSync(pidFile(dataDir), 'utf8').trim() : '';
   return {
@@ -63,19 +66,27 @@ export async function devServerStatus(dataDir: string, cfg: DevServerConfig = lo
 }
 
 /** Starts the dev server from temporal-dev.yaml unless one already answers; waits until the frontend and UI are up. */
-export async function ensureDevServer(dataDir: string, log: (msg: string) => void = console.log): Promise<DevServerStatus> {
+export async function ensureDevServer(
+  dataDir: string,
+  log: (msg: string) => void = console.log,
+): Promise<DevServerStatus> {
   const cfg = loadDevServerConfig();
   const status = await devServerStatus(dataDir, cfg);
   if (status.healthy) {
     log(`temporal dev server already running at ${status.address} (UI ${status.uiUrl})`);
     if (!ownServerAlive(status.pid)) {
       // Not started from this data dir: it works, but its histories live in another SQLite file.
-      log(`note: that server was not started from ${dataDir} (no live pid in ${pidFile(dataDir)}); its histories are kept wherever it was started. Stop it (\`npm run server -- stop\` with its BIOMEDICA_DATA_DIR) to use ${status.dbFile}.`);
+      log(
+        `note: that server was not started from ${dataDir} (no live pid in ${pidFile(dataDir)}); its histories are kept wherever it was started. Stop it (\`npm run server -- stop\` with its BIOMEDICA_DATA_DIR) to use ${status.dbFile}.`,
+      );
     }
     return status;
   }
   const bin = temporalCliPath();
-  if (!fs.existsSync(bin)) throw new Error(`Temporal CLI not found at ${bin}: run \`npm run setup\` (builds it with go install) or set TEMPORAL_CLI`);
+  if (!fs.existsSync(bin))
+    throw new Error(
+      `Temporal CLI not found at ${bin}: run \`npm run setup\` (builds it with go install) or set TEMPORAL_CLI`,
+    );
   fs.mkdirSync(path.dirname(status.dbFile), { recursive: true });
   fs.mkdirSync(path.dirname(status.logFile), { recursive: true });
   const out = fs.openSync(status.logFile, 'a');

@@ -6,7 +6,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WorkflowExecutionAlreadyStartedError, defaultPayloadConverter } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
-import { buildTaxonomyReviewPack, importTaxonomyLabels, parseFitInput, type FitTaxonomyInputArgs } from '../activities/annotate/taxonomy-activity';
+import {
+  buildTaxonomyReviewPack,
+  importTaxonomyLabels,
+  parseFitInput,
+  type FitTaxonomyInputArgs,
+} from '../activities/annotate/taxonomy-activity';
 import { defaultDataDir } from '../config/paths';
 import { releaseWorkflowId, ReleaseInputSchema, type ReleaseInput } from '../config/release';
 import { TASK_QUEUES } from '../config/task-queues';
@@ -31,7 +36,8 @@ function resolveInput(p: string, dataDir: string): string {
 /** The release's input as its workflow was started with it (from the server's history). */
 export async function releaseInputFromServer(client: Client, releaseId: string): Promise<ReleaseInput> {
   const ref = await findReleaseWorkflow(client, releaseId);
-  if (!ref) throw new Error(`no release workflow for ${releaseId} (${releaseWorkflowId(releaseId)}, or a scheduled run of it)`);
+  if (!ref)
+    throw new Error(`no release workflow for ${releaseId} (${releaseWorkflowId(releaseId)}, or a scheduled run of it)`);
   const history = await client.workflow.getHandle(ref.workflowId, ref.runId).fetchHistory();
   const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
   if (!payload) throw new Error(`no start input in the history of ${ref.workflowId}`);
@@ -111,7 +117,9 @@ export async function taxonomyReviewPack(args: string[]): Promise<number> {
     ...(intFlag(args, 'thumb') !== undefined ? { thumbSize: intFlag(args, 'thumb') } : {}),
     ...(out ? { outDir: path.resolve(out) } : {}),
   });
-  console.log(`review pack: ${r.index}\n  ${r.clusters} clusters, ${r.figures} figures, ${r.thumbnails} thumbnails\n  labels to fill: ${r.labelsFile}`);
+  console.log(
+    `review pack: ${r.index}\n  ${r.clusters} clusters, ${r.figures} figures, ${r.thumbnails} thumbnails\n  labels to fill: ${r.labelsFile}`,
+  );
   return 0;
 }
 
@@ -127,8 +135,12 @@ export async function taxonomyImportLabels(args: string[]): Promise<number> {
     version: flag(args, 'version'),
     outPath: out ? path.resolve(out) : undefined,
   });
-  console.log(`taxonomy ${r.version} (labels for ${r.clusters} clusters, geometry of ${r.parent}): ${r.taxonomyPath}${r.reused ? ' (existed, identical)' : ''}`);
-  console.log(`use it in a release: "annotate": { "taxonomyPath": "${path.relative(dataDir, r.taxonomyPath).startsWith('..') ? r.taxonomyPath : path.relative(dataDir, r.taxonomyPath)}" }`);
+  console.log(
+    `taxonomy ${r.version} (labels for ${r.clusters} clusters, geometry of ${r.parent}): ${r.taxonomyPath}${r.reused ? ' (existed, identical)' : ''}`,
+  );
+  console.log(
+    `use it in a release: "annotate": { "taxonomyPath": "${path.relative(dataDir, r.taxonomyPath).startsWith('..') ? r.taxonomyPath : path.relative(dataDir, r.taxonomyPath)}" }`,
+  );
   return 0;
 }
 
@@ -136,7 +148,19 @@ export async function taxonomyImportLabels(args: string[]): Promise<number> {
 const S = { type: 'string' } as const;
 /** The options of each taxonomy command: anything else is a usage error naming it. */
 const TAXONOMY_OPTIONS = {
-  fit: { version: S, release: S, config: S, clusters: S, pca: S, samples: S, seed: S, 'kmeans-batch': S, 'per-cluster': S, thumb: S, out: S },
+  fit: {
+    version: S,
+    release: S,
+    config: S,
+    clusters: S,
+    pca: S,
+    samples: S,
+    seed: S,
+    'kmeans-batch': S,
+    'per-cluster': S,
+    thumb: S,
+    out: S,
+  },
   'review-pack': { taxonomy: S, 'per-cluster': S, thumb: S, out: S },
   'import-labels': { taxonomy: S, labels: S, version: S, out: S },
 } as const;
@@ -146,8 +170,14 @@ export async function taxonomyCommand(sub: string | undefined, rest: string[]): 
     console.log(TAXONOMY_USAGE);
     return sub === undefined ? 2 : 0;
   }
-  if (!(sub in TAXONOMY_OPTIONS)) throw new UsageError(`taxonomy ${sub}: not a taxonomy command (fit, review-pack, import-labels)`, TAXONOMY_USAGE);
-  const { values } = parseCommand(`taxonomy ${sub}`, rest, TAXONOMY_OPTIONS[sub as keyof typeof TAXONOMY_OPTIONS], TAXONOMY_USAGE);
+  if (!(sub in TAXONOMY_OPTIONS))
+    throw new UsageError(`taxonomy ${sub}: not a taxonomy command (fit, review-pack, import-labels)`, TAXONOMY_USAGE);
+  const { values } = parseCommand(
+    `taxonomy ${sub}`,
+    rest,
+    TAXONOMY_OPTIONS[sub as keyof typeof TAXONOMY_OPTIONS],
+    TAXONOMY_USAGE,
+  );
   if (values.help) {
     console.log(TAXONOMY_USAGE);
     return 0;

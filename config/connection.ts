@@ -34,31 +34,59 @@ function readPem(name: string, file: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (err) {
-    throw new ConnectionConfigError(`${name}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new ConnectionConfigError(
+      `${name}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
 }
 
-export function temporalConnectionConfig(source: NodeJS.ProcessEnv = process.env, overrides: { address?: string } = {}): TemporalConnectionConfig {
+export function temporalConnectionConfig(
+  source: NodeJS.ProcessEnv = process.env,
+  overrides: { address?: string } = {},
+): TemporalConnectionConfig {
   const env = loadEnv(source);
   const address = overrides.address ?? defaultTemporalAddress(source);
   if ((env.TEMPORAL_TLS_CERT === undefined) !== (env.TEMPORAL_TLS_KEY === undefined)) {
-    throw new ConnectionConfigError('TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (the client certificate and its key, for mTLS): set both or neither');
+    throw new ConnectionConfigError(
+      'TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (the client certificate and its key, for mTLS): set both or neither',
+    );
   }
   const wantsTls = env.TEMPORAL_TLS ?? Boolean(env.TEMPORAL_TLS_CA || env.TEMPORAL_TLS_CERT || env.TEMPORAL_API_KEY);
   if (env.TEMPORAL_TLS === false && (env.TEMPORAL_TLS_CA || env.TEMPORAL_TLS_CERT || env.TEMPORAL_API_KEY)) {
-    throw new ConnectionConfigError('TEMPORAL_TLS=false, but TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT or TEMPORAL_API_KEY is set: they need TLS');
+    throw new ConnectionConfigError(
+      'TEMPORAL_TLS=false, but TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT or TEMPORAL_API_KEY is set: they need TLS',
+    );
   }
   let tls: TLSConfig | false = false;
   if (wantsTls) {
     tls = {};
     if (env.TEMPORAL_TLS_CA) tls.serverRootCACertificate = readPem('TEMPORAL_TLS_CA', env.TEMPORAL_TLS_CA);
-    if (env.TEMPORAL_TLS_CERT && env.TEMPORAL_TLS_KEY) tls.clientCertPair = { crt: readPem('TEMPORAL_TLS_CERT', env.TEMPORAL_TLS_CERT), key: readPem('TEMPORAL_TLS_KEY', env.TEMPORAL_TLS_KEY) };
+    if (env.TEMPORAL_TLS_CERT && env.TEMPORAL_TLS_KEY)
+      tls.clientCertPair = {
+        crt: readPem('TEMPORAL_TLS_CERT', env.TEMPORAL_TLS_CERT),
+        key: readPem('TEMPORAL_TLS_KEY', env.TEMPORAL_TLS_KEY),
+      };
     if (env.TEMPORAL_TLS_SERVER_NAME) tls.serverNameOverride = env.TEMPORAL_TLS_SERVER_NAME;
   }
-  const uiUrl = (env.TEMPORAL_UI_URL ?? `http://localhost:${loadDevServerConfig(undefined, source).server.uiPort}`).replace(/\/+$/, '');
-  const parts = [`address ${address}`, `namespace ${env.TEMPORAL_NAMESPACE}`, wantsTls ? `TLS${env.TEMPORAL_TLS_CA ? ' (CA from TEMPORAL_TLS_CA)' : ''}${env.TEMPORAL_TLS_CERT ? ', client certificate' : ''}` : 'plaintext'];
+  const uiUrl = (
+    env.TEMPORAL_UI_URL ?? `http://localhost:${loadDevServerConfig(undefined, source).server.uiPort}`
+  ).replace(/\/+$/, '');
+  const parts = [
+    `address ${address}`,
+    `namespace ${env.TEMPORAL_NAMESPACE}`,
+    wantsTls
+      ? `TLS${env.TEMPORAL_TLS_CA ? ' (CA from TEMPORAL_TLS_CA)' : ''}${env.TEMPORAL_TLS_CERT ? ', client certificate' : ''}`
+      : 'plaintext',
+  ];
   if (env.TEMPORAL_API_KEY) parts.push('API key');
-  return { address, namespace: env.TEMPORAL_NAMESPACE, tls, apiKey: env.TEMPORAL_API_KEY, uiUrl, describe: parts.join(', ') };
+  return {
+    address,
+    namespace: env.TEMPORAL_NAMESPACE,
+    tls,
+    apiKey: env.TEMPORAL_API_KEY,
+    uiUrl,
+    describe: parts.join(', '),
+  };
 }
 
 /** The options both `Connection.connect` (client) and `NativeConnection.connect` (worker) take. */
@@ -72,9 +100,11 @@ export class TemporalUnreachableError extends Error {
 }
 
 export function unreachable(cfg: TemporalConnectionConfig, err: unknown): TemporalUnreachableError {
-  const why = String((err as Error)?.message ?? err).split('\n')[0]!.slice(0, 300);
+  const why = String((err as Error)?.message ?? err)
+    .split('\n')[0]!
+    .slice(0, 300);
   const hint = cfg.tls
-    ? 'check TEMPORAL_ADDRESS, and that TEMPORAL_TLS_CA signed the server\'s certificate (TEMPORAL_TLS_SERVER_NAME if it names another host)'
+    ? "check TEMPORAL_ADDRESS, and that TEMPORAL_TLS_CA signed the server's certificate (TEMPORAL_TLS_SERVER_NAME if it names another host)"
     : 'is the server running? `npm run server -- start` starts the embedded default; TEMPORAL_ADDRESS (and TEMPORAL_TLS_*) point at a cluster';
   return new TemporalUnreachableError(`cannot reach Temporal at ${cfg.address} (${cfg.describe}): ${why}\n  ${hint}`);
 }

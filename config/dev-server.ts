@@ -27,7 +27,10 @@ export type DevServerConfig = z.infer<typeof DevServerConfigSchema>;
  * temporal-dev.yaml, with the ports overridable from the environment (BIOMEDICA_TEMPORAL_PORT,
  * BIOMEDICA_TEMPORAL_UI_PORT) so a second demo, or a machine where 7233/8233 are taken, can run beside the first.
  */
-export function loadDevServerConfig(file = path.join(projectRoot, 'temporal-dev.yaml'), env: NodeJS.ProcessEnv = process.env): DevServerConfig {
+export function loadDevServerConfig(
+  file = path.join(projectRoot, 'temporal-dev.yaml'),
+  env: NodeJS.ProcessEnv = process.env,
+): DevServerConfig {
   const cfg = DevServerConfigSchema.parse(parseYaml(fs.readFileSync(file, 'utf8')));
   const e = loadEnv(env);
   cfg.server.port = e.BIOMEDICA_TEMPORAL_PORT ?? cfg.server.port;
@@ -44,7 +47,11 @@ export function defaultTemporalAddress(env: NodeJS.ProcessEnv = process.env): st
 }
 
 /** The `temporal server start-dev` arguments for a config and a data dir. */
-export function devServerArgs(cfg: DevServerConfig, dataDir: string, overrides: { port?: number; uiPort?: number } = {}): string[] {
+export function devServerArgs(
+  cfg: DevServerConfig,
+  dataDir: string,
+  overrides: { port?: number; uiPort?: number } = {},
+): string[] {
   const args = [
     'server',
     'start-dev',
@@ -61,7 +68,8 @@ export function devServerArgs(cfg: DevServerConfig, dataDir: string, overrides: 
   ];
   if (cfg.server.namespace !== 'default') args.push('--namespace', cfg.server.namespace);
   for (const [name, type] of Object.entries(cfg.searchAttributes)) args.push('--search-attribute', `${name}=${type}`);
-  for (const [key, value] of Object.entries(cfg.dynamicConfig)) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
+  for (const [key, value] of Object.entries(cfg.dynamicConfig))
+    args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   return args;
 }
 

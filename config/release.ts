@@ -35,9 +35,17 @@ export const SourceSchema = z.discriminatedUnion('kind', [
     /** The file list, relative to baseUrl: oa_file_list.csv, or the older tab-separated oa_file_list.txt. */
     fileList: z.string().min(1).default('oa_file_list.csv'),
     /** Largest package member extracted (nXML or image); larger ones are rejected with a recorded reason. */
-    maxEntryBytes: z.number().int().positive().default(256 * 1024 * 1024),
+    maxEntryBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(256 * 1024 * 1024),
     /** Largest decompressed package; past it the package is rejected. */
-    maxPackageBytes: z.number().int().positive().default(4 * 1024 * 1024 * 1024),
+    maxPackageBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(4 * 1024 * 1024 * 1024),
     /**
      * The list has no figure counts, so units are cut at min(units.maxArticles, floor(units.maxImages / this)) articles
      * to keep a unit's figures within units.maxImages.
@@ -89,84 +97,90 @@ export type HubPublishConfig = z.infer<typeof HubPublishSchema>;
  * Everything that defines a release. It travels in the workflow input, so it must never hold a secret:
  * the NCBI API key and the Hub token are read by workers from their environment.
  */
-export const ReleaseInputSchema = z.object({
-  /** `{year}` is replaced by the year the run starts (for a yearly Temporal Schedule). */
-  releaseId: z.string().regex(/^[A-Za-z0-9{][A-Za-z0-9._{}-]{0,63}$/, 'letters, digits, . _ - and {year} (max 64)'),
-  /** Shared by every worker (a local path here, a shared filesystem on a cluster). */
-  dataDir: z.string().min(1),
-  source: SourceSchema,
-  /**
-   * Plan incrementally against this earlier release in the same data dir: versions whose inventory ETag (legacy:
-   * package path and Last Updated) is unchanged reuse that plan's facts without a metadata GET, and the plan
-   * reports new, changed, unchanged, removed and newly retracted versions. Downloads are reused through the
-   * content-addressed cache under <dataDir>/cache either way.
-   */
-  previousRelease: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/)
-    .optional(),
-  units: z
-    .object({
-      /** Articles per unit; one unit becomes one shard (published shards hold at most 10,000 samples). */
-      maxArticles: z.number().int().positive().default(2500),
-      /** Figure images per unit, counted from the metadata's media_urls at planning time: bounds samples per shard. */
-      maxImages: z.number().int().positive().max(10000).default(10000),
-    })
-    .default({ maxArticles: 2500, maxImages: 10000 }),
-  entrez: z
-    .object({
-      enabled: z.boolean().default(true),
-      /** PMIDs per efetch POST (NCBI: POST above ~200). */
-      batchSize: z.number().int().positive().max(10000).default(200),
-      /** Send requests only on weekends or 21:00-05:00 US Eastern, as NCBI asks of large jobs; waits on durable timers. */
-      offPeak: z.boolean().default(false),
-    })
-    .default({ enabled: true, batchSize: 200, offPeak: false }),
-  shard: z
-    .object({
-      /** The published shards hold at most 10,000 samples and about 1 GB; a unit that would not fit fails with a clear error. */
-      maxBytes: z.number().int().min(10240).default(1_000_000_000),
-      maxSamples: z.number().int().positive().max(10000).default(10000),
-    })
-    .default({ maxBytes: 1_000_000_000, maxSamples: 10000 }),
-  images: z
-    .object({
-      minSide: z.number().int().positive().default(21),
-      maxPixels: z.number().int().positive().default(178956970),
-      jpegQuality: z.number().int().min(50).max(100).default(90),
-    })
-    .default({ minSide: 21, maxPixels: 178956970, jpegQuality: 90 }),
-  annotate: z
-    .object({
-      /** ONNX embedding model; relative paths are under the data dir. Generated for the sample when missing. */
-      modelPath: z.string().default('models/tiny-vit-seed1.onnx'),
-      /** Taxonomy artifact (centroids -> cluster labels); relative to the data dir. */
-      taxonomyPath: z.string().default('models/taxonomy-bootstrap-v0.json'),
-      batchSize: z.number().int().positive().default(16),
-    })
-    .default({ modelPath: 'models/tiny-vit-seed1.onnx', taxonomyPath: 'models/taxonomy-bootstrap-v0.json', batchSize: 16 }),
-  publish: PublishSchema,
-  /** Unit workflows in flight at once (shared out among the subsets by size). */
-  window: z.number().int().positive().max(500).default(4),
-  /** Units a subset driver starts before it continues as new, at most. */
-  unitsPerRun: z.number().int().positive().max(2000).default(400),
-  /**
-   * Events a subset driver's run may reach before it continues as new (stops starting units, drains, continues):
-   * keeps every history a few thousand events long whatever the window. Temporal warns at 10,240.
-   */
-  historyBudget: z.number().int().min(200).max(10_000).default(HISTORY_BUDGET),
-}).superRefine((r, ctx) => {
-  // A subset driver's run holds about historyBudget / 25 units and drains before it continues as new: a window
-  // of more than half of that would spend its runs draining. Refused here rather than quietly served badly.
-  const most = maxWindowFor(r.historyBudget);
-  if (r.window > most) {
-    ctx.addIssue({
-      code: z.ZodIssueCode.custom,
-      path: ['window'],
-      message: `a window of ${r.window} needs historyBudget >= ${r.window * 2 * DRIVER_EVENTS_PER_UNIT} (a subset driver's run holds about historyBudget / ${DRIVER_EVENTS_PER_UNIT} units and drains before it continues as new, so it should hold two windows at least); with historyBudget ${r.historyBudget} the window is at most ${most}, and historyBudget is at most 10000`,
-    });
-  }
-});
+export const ReleaseInputSchema = z
+  .object({
+    /** `{year}` is replaced by the year the run starts (for a yearly Temporal Schedule). */
+    releaseId: z.string().regex(/^[A-Za-z0-9{][A-Za-z0-9._{}-]{0,63}$/, 'letters, digits, . _ - and {year} (max 64)'),
+    /** Shared by every worker (a local path here, a shared filesystem on a cluster). */
+    dataDir: z.string().min(1),
+    source: SourceSchema,
+    /**
+     * Plan incrementally against this earlier release in the same data dir: versions whose inventory ETag (legacy:
+     * package path and Last Updated) is unchanged reuse that plan's facts without a metadata GET, and the plan
+     * reports new, changed, unchanged, removed and newly retracted versions. Downloads are reused through the
+     * content-addressed cache under <dataDir>/cache either way.
+     */
+    previousRelease: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/)
+      .optional(),
+    units: z
+      .object({
+        /** Articles per unit; one unit becomes one shard (published shards hold at most 10,000 samples). */
+        maxArticles: z.number().int().positive().default(2500),
+        /** Figure images per unit, counted from the metadata's media_urls at planning time: bounds samples per shard. */
+        maxImages: z.number().int().positive().max(10000).default(10000),
+      })
+      .default({ maxArticles: 2500, maxImages: 10000 }),
+    entrez: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** PMIDs per efetch POST (NCBI: POST above ~200). */
+        batchSize: z.number().int().positive().max(10000).default(200),
+        /** Send requests only on weekends or 21:00-05:00 US Eastern, as NCBI asks of large jobs; waits on durable timers. */
+        offPeak: z.boolean().default(false),
+      })
+      .default({ enabled: true, batchSize: 200, offPeak: false }),
+    shard: z
+      .object({
+        /** The published shards hold at most 10,000 samples and about 1 GB; a unit that would not fit fails with a clear error. */
+        maxBytes: z.number().int().min(10240).default(1_000_000_000),
+        maxSamples: z.number().int().positive().max(10000).default(10000),
+      })
+      .default({ maxBytes: 1_000_000_000, maxSamples: 10000 }),
+    images: z
+      .object({
+        minSide: z.number().int().positive().default(21),
+        maxPixels: z.number().int().positive().default(178956970),
+        jpegQuality: z.number().int().min(50).max(100).default(90),
+      })
+      .default({ minSide: 21, maxPixels: 178956970, jpegQuality: 90 }),
+    annotate: z
+      .object({
+        /** ONNX embedding model; relative paths are under the data dir. Generated for the sample when missing. */
+        modelPath: z.string().default('models/tiny-vit-seed1.onnx'),
+        /** Taxonomy artifact (centroids -> cluster labels); relative to the data dir. */
+        taxonomyPath: z.string().default('models/taxonomy-bootstrap-v0.json'),
+        batchSize: z.number().int().positive().default(16),
+      })
+      .default({
+        modelPath: 'models/tiny-vit-seed1.onnx',
+        taxonomyPath: 'models/taxonomy-bootstrap-v0.json',
+        batchSize: 16,
+      }),
+    publish: PublishSchema,
+    /** Unit workflows in flight at once (shared out among the subsets by size). */
+    window: z.number().int().positive().max(500).default(4),
+    /** Units a subset driver starts before it continues as new, at most. */
+    unitsPerRun: z.number().int().positive().max(2000).default(400),
+    /**
+     * Events a subset driver's run may reach before it continues as new (stops starting units, drains, continues):
+     * keeps every history a few thousand events long whatever the window. Temporal warns at 10,240.
+     */
+    historyBudget: z.number().int().min(200).max(10_000).default(HISTORY_BUDGET),
+  })
+  .superRefine((r, ctx) => {
+    // A subset driver's run holds about historyBudget / 25 units and drains before it continues as new: a window
+    // of more than half of that would spend its runs draining. Refused here rather than quietly served badly.
+    const most = maxWindowFor(r.historyBudget);
+    if (r.window > most) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['window'],
+        message: `a window of ${r.window} needs historyBudget >= ${r.window * 2 * DRIVER_EVENTS_PER_UNIT} (a subset driver's run holds about historyBudget / ${DRIVER_EVENTS_PER_UNIT} units and drains before it continues as new, so it should hold two windows at least); with historyBudget ${r.historyBudget} the window is at most ${most}, and historyBudget is at most 10000`,
+      });
+    }
+  });
 export type ReleaseInput = z.infer<typeof ReleaseInputSchema>;
 export type ReleaseInputArgs = z.input<typeof ReleaseInputSchema>;
 

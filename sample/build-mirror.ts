@@ -76,7 +76,11 @@ export async function syntheticImage(pmcid: string, href: string, ext: string): 
     const y = (s[10 + i]! / 255) * height * 0.8;
     const w = 10 + (s[16 + i]! / 255) * width * 0.4;
     const h = 10 + (s[22 + i]! / 255) * height * 0.4;
-    shapes.push(i % 2 ? `<circle cx="${x + w / 2}" cy="${y + h / 2}" r="${Math.min(w, h) / 2}" fill="${colour(i * 3)}"/>` : `<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="${colour(i * 5)}"/>`);
+    shapes.push(
+      i % 2
+        ? `<circle cx="${x + w / 2}" cy="${y + h / 2}" r="${Math.min(w, h) / 2}" fill="${colour(i * 3)}"/>`
+        : `<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="${colour(i * 5)}"/>`,
+    );
   }
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="100%" height="100%" fill="${colour(28)}"/>${shapes.join('')}<line x1="0" y1="${height - 8}" x2="${width}" y2="8" stroke="black" stroke-width="3"/></svg>`;
   const img = sharp(Buffer.from(svg));
@@ -125,7 +129,10 @@ export function inventoryRow(key: string, body: Buffer | string, lastModified: s
  */
 export async function writeInventory(outDir: string, rows: readonly string[], snapshot: string): Promise<string> {
   const csvGz = gzipSync(Buffer.from(rows.join('\n') + '\n'), { level: 9 });
-  const uuid = createHash('sha256').update(csvGz).digest('hex').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
+  const uuid = createHash('sha256')
+    .update(csvGz)
+    .digest('hex')
+    .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
   const invBase = `inventory-reports/${BUCKET}/metadata`;
   const dataKey = `${invBase}/data/${uuid}.csv.gz`;
   await writeIfChanged(path.join(outDir, dataKey), csvGz);
@@ -148,7 +155,15 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
   const lastModified = `${snapshot}T00:00:00.000Z`;
   const files = (await fs.readdir(opts.nxmlDir)).filter((f) => /\.(n?xml)$/i.test(f)).sort();
   const inventoryRows: string[] = [];
-  const result: BuiltMirror = { outDir: opts.outDir, articles: 0, mediaFiles: 0, generatedImages: 0, realImages: 0, inventoryManifestKey: '', faults: { corrupt: [], missing: [] } };
+  const result: BuiltMirror = {
+    outDir: opts.outDir,
+    articles: 0,
+    mediaFiles: 0,
+    generatedImages: 0,
+    realImages: 0,
+    inventoryManifestKey: '',
+    faults: { corrupt: [], missing: [] },
+  };
   let corruptLeft = opts.faults?.corruptImages ?? 0;
   let missingLeft = opts.faults?.missingImages ?? 0;
 
@@ -185,7 +200,9 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
       result.generatedImages++;
     }
     // Faults go only into figure graphics (not table or formula images), where they change the release's output.
-    const figureStems = new Set(article.figures.filter((f) => f.caption.trim()).map((f) => f.graphicHref.replace(IMAGE_EXT, '')));
+    const figureStems = new Set(
+      article.figures.filter((f) => f.caption.trim()).map((f) => f.graphicHref.replace(IMAGE_EXT, '')),
+    );
     const mediaUrls: string[] = [];
     for (const [name, body0] of [...media.entries()].sort(([a], [b]) => a.localeCompare(b))) {
       let body = body0;
@@ -194,7 +211,12 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
         body = body.subarray(0, Math.floor(body.length / 3)); // a publisher-side truncated file: md5 matches the broken bytes
         corruptLeft--;
         result.faults.corrupt.push(`${prefix}/${name}`);
-      } else if (missingLeft > 0 && isFigureCandidate && !result.faults.corrupt.some((k) => k.startsWith(prefix)) && !result.faults.missing.some((k) => k.startsWith(prefix))) {
+      } else if (
+        missingLeft > 0 &&
+        isFigureCandidate &&
+        !result.faults.corrupt.some((k) => k.startsWith(prefix)) &&
+        !result.faults.missing.some((k) => k.startsWith(prefix))
+      ) {
         missingLeft--;
         result.faults.missing.push(`${prefix}/${name}`);
         mediaUrls.push(`s3://${BUCKET}/${prefix}/${name}?md5=${createHash('md5').update(body).digest('hex')}`);

@@ -58,7 +58,11 @@ export type FtpFaultRule = Omit<FaultRule, 'fault'> & { fault: FtpFault };
 
 function matches(rule: FtpFaultRule, file: string): boolean {
   if (rule.times !== undefined && (rule.hits ?? 0) >= rule.times) return false;
-  return typeof rule.match === 'string' ? rule.match === file : rule.match instanceof RegExp ? rule.match.test(file) : rule.match(file);
+  return typeof rule.match === 'string'
+    ? rule.match === file
+    : rule.match instanceof RegExp
+      ? rule.match.test(file)
+      : rule.match(file);
 }
 
 const silent = {
@@ -91,7 +95,11 @@ interface FaultHooks {
 
 /** ftp-srv's file system, read-only, with the faults applied to RETR (`read` is what ftp-srv's RETR handler calls). */
 class FaultyFileSystem extends FileSystem {
-  constructor(connection: FtpConnection, root: string, private readonly hooks: FaultHooks) {
+  constructor(
+    connection: FtpConnection,
+    root: string,
+    private readonly hooks: FaultHooks,
+  ) {
     super(connection, { root, cwd: '/' });
   }
 
@@ -105,14 +113,23 @@ class FaultyFileSystem extends FileSystem {
     const fault = rule.fault;
     const conn = this.connection as unknown as ConnectionInternals;
     if (fault.kind === 'close') {
-      await conn.close(fault.code ?? 421, fault.message ?? 'Service not available, closing control connection (injected fault)');
+      await conn.close(
+        fault.code ?? 421,
+        fault.message ?? 'Service not available, closing control connection (injected fault)',
+      );
       throw new Error('control connection closed (injected fault)');
     }
     // ftp-srv calls read() once the passive data connection is established.
     const socket = conn.connector.socket;
     if (!socket) throw new Error('no data connection');
     const body = (await fs.readFile(path.join(this.root, file))).subarray(opts.start ?? 0);
-    const cut = Math.max(0, Math.min(body.length - 1, (fault.kind === 'truncate' ? fault.keepBytes : fault.afterBytes) ?? Math.floor(body.length / 2)));
+    const cut = Math.max(
+      0,
+      Math.min(
+        body.length - 1,
+        (fault.kind === 'truncate' ? fault.keepBytes : fault.afterBytes) ?? Math.floor(body.length / 2),
+      ),
+    );
     let reads = 0;
     const stream = new Readable({
       read() {
@@ -130,7 +147,11 @@ class FaultyFileSystem extends FileSystem {
           socket.write(Buffer.alloc(0), () => {
             if (fault.how === 'close') socket.destroy();
             else socket.resetAndDestroy();
-            this.destroy(new Error(`data connection ${fault.how === 'close' ? 'closed' : 'reset'} after ${cut} of ${body.length} bytes (injected fault)`));
+            this.destroy(
+              new Error(
+                `data connection ${fault.how === 'close' ? 'closed' : 'reset'} after ${cut} of ${body.length} bytes (injected fault)`,
+              ),
+            );
           });
         }
         // stall: nothing more, until the client closes the data connection (or the server closes)
@@ -150,14 +171,27 @@ class FaultyFileSystem extends FileSystem {
  * `idleTimeoutMs`: ftp-srv's own idle timeout, which answers a control connection silent that long with `421` and
  * closes it (as mirrors close idle sessions; ftp-srv counts a RETR's silent control connection as idle too).
  */
-export async function startFtpServer(root: string, opts: { host?: string; faults?: FtpFaultRule[]; idleTimeoutMs?: number } = {}): Promise<FtpServer> {
+export async function startFtpServer(
+  root: string,
+  opts: { host?: string; faults?: FtpFaultRule[]; idleTimeoutMs?: number } = {},
+): Promise<FtpServer> {
   const host = opts.host ?? '127.0.0.1';
   const signals = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
   const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
   // pasv_min = pasv_max = 0: every passive data connection listens on a fresh ephemeral port.
-  const server = new FtpSrv({ url: `ftp://${host}:0`, pasv_url: host, pasv_min: 0, pasv_max: 0, anonymous: true, log: silent as never, greeting: 'biomedica loopback FTP', timeout: opts.idleTimeoutMs ?? 0 });
+  const server = new FtpSrv({
+    url: `ftp://${host}:0`,
+    pasv_url: host,
+    pasv_min: 0,
+    pasv_max: 0,
+    anonymous: true,
+    log: silent as never,
+    greeting: 'biomedica loopback FTP',
+    timeout: opts.idleTimeoutMs ?? 0,
+  });
   // ftp-srv installs process-wide signal handlers that exit the process; a test server must not.
-  for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l as never);
+  for (const s of signals)
+    for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l as never);
   const hooks: FaultHooks = { faults: opts.faults ?? [], transfers: [], truncated: new Set(), stalled: new Set() };
   const retrieved: string[] = [];
   const stats = { connects: 0, refused: 0, open: 0 };
@@ -170,7 +204,9 @@ export async function startFtpServer(root: string, opts: { host?: string; faults
       handle.refuseConnections--;
       stats.refused++;
       // Before ftp-srv's greeting: the 421 is the first and last line this connection gets.
-      (connection as unknown as ConnectionInternals).commandSocket.end('421 Too many connections, try again later (injected fault)\r\n');
+      (connection as unknown as ConnectionInternals).commandSocket.end(
+        '421 Too many connections, try again later (injected fault)\r\n',
+      );
     }
   });
   server.on('disconnect', () => void stats.open--);
@@ -180,7 +216,10 @@ export async function startFtpServer(root: string, opts: { host?: string; faults
       if (!err && !hooks.truncated.delete(file)) retrieved.push(file);
     });
     // Read-only: no STOR, DELE, MKD, RNFR... for anonymous users.
-    resolve({ fs: new FaultyFileSystem(connection, root, hooks), blacklist: ['STOR', 'APPE', 'STOU', 'DELE', 'MKD', 'RMD', 'RNFR', 'RNTO', 'SITE'] } as never);
+    resolve({
+      fs: new FaultyFileSystem(connection, root, hooks),
+      blacklist: ['STOR', 'APPE', 'STOU', 'DELE', 'MKD', 'RMD', 'RNFR', 'RNTO', 'SITE'],
+    } as never);
   });
   server.on('client-error', () => undefined);
   await server.listen();
@@ -286,7 +325,11 @@ function csvCell(v: string): string {
  * Lays out a legacy tree under `root`: the packages at their paths, `oa_file_list.csv` (with its header) and the
  * older tab-separated `oa_file_list.txt` (a date line, then `File, Citation, Accession ID, PMID:<n>, License`).
  */
-export async function writeLegacyTree(root: string, packages: readonly LegacyPackageSpec[], listDate = '2024-06-18 10:00:00'): Promise<void> {
+export async function writeLegacyTree(
+  root: string,
+  packages: readonly LegacyPackageSpec[],
+  listDate = '2024-06-18 10:00:00',
+): Promise<void> {
   const csv = ['File,Article Citation,Accession ID,Last Updated (YYYY-MM-DD HH:MM:SS),PMID,License'];
   const txt = [listDate];
   for (const p of packages) {
@@ -296,8 +339,12 @@ export async function writeLegacyTree(root: string, packages: readonly LegacyPac
       await fs.writeFile(path.join(root, file), p.tarGz);
     } else await fs.rm(path.join(root, file), { force: true });
     const citation = p.citation ?? `Synthetic J. 2024 Jun 1; 1(1):${p.pmcid.slice(3)}`;
-    const pmid = p.pmid === undefined ? String(30_000_000 + Number(p.pmcid.slice(3)) % 1_000_000) : p.pmid;
-    csv.push([file, citation, p.pmcid, p.updated ?? '2024-06-01 12:00:00', pmid ?? '', p.license ?? 'CC BY'].map(csvCell).join(','));
+    const pmid = p.pmid === undefined ? String(30_000_000 + (Number(p.pmcid.slice(3)) % 1_000_000)) : p.pmid;
+    csv.push(
+      [file, citation, p.pmcid, p.updated ?? '2024-06-01 12:00:00', pmid ?? '', p.license ?? 'CC BY']
+        .map(csvCell)
+        .join(','),
+    );
     txt.push([file, citation, p.pmcid, pmid ? `PMID:${pmid}` : '', p.license ?? 'CC BY'].join('\t'));
   }
   await fs.mkdir(root, { recursive: true });

@@ -24,7 +24,8 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { validateCard } from '../activities/publish/card-rules';
 
-export type StandinRoute = 'create' | 'info' | 'revision' | 'tree' | 'paths-info' | 'preupload' | 'commit' | 'lfs-batch' | 'lfs-upload';
+export type StandinRoute =
+  'create' | 'info' | 'revision' | 'tree' | 'paths-info' | 'preupload' | 'commit' | 'lfs-batch' | 'lfs-upload';
 
 export interface HubFault {
   route: StandinRoute | 'any';
@@ -122,10 +123,51 @@ export interface HubStandin {
 }
 
 const DEFAULT_GITATTRIBUTES = `${[
-  '*.7z', '*.arrow', '*.bin', '*.bz2', '*.ckpt', '*.ftz', '*.gz', '*.h5', '*.joblib', '*.lfs.*', '*.lz4', '*.mds', '*.mlmodel',
-  '*.model', '*.msgpack', '*.npy', '*.npz', '*.onnx', '*.ot', '*.parquet', '*.pb', '*.pickle', '*.pkl', '*.pt', '*.pth', '*.rar',
-  '*.safetensors', '*.tar', '*.tar.*', '*.tflite', '*.tgz', '*.wasm', '*.xz', '*.zip', '*.zst', '*.mp3', '*.ogg', '*.wav', '*.jpg',
-  '*.jpeg', '*.png', '*.webp', '*.gif', '*.mp4', '*.webm',
+  '*.7z',
+  '*.arrow',
+  '*.bin',
+  '*.bz2',
+  '*.ckpt',
+  '*.ftz',
+  '*.gz',
+  '*.h5',
+  '*.joblib',
+  '*.lfs.*',
+  '*.lz4',
+  '*.mds',
+  '*.mlmodel',
+  '*.model',
+  '*.msgpack',
+  '*.npy',
+  '*.npz',
+  '*.onnx',
+  '*.ot',
+  '*.parquet',
+  '*.pb',
+  '*.pickle',
+  '*.pkl',
+  '*.pt',
+  '*.pth',
+  '*.rar',
+  '*.safetensors',
+  '*.tar',
+  '*.tar.*',
+  '*.tflite',
+  '*.tgz',
+  '*.wasm',
+  '*.xz',
+  '*.zip',
+  '*.zst',
+  '*.mp3',
+  '*.ogg',
+  '*.wav',
+  '*.jpg',
+  '*.jpeg',
+  '*.png',
+  '*.webp',
+  '*.gif',
+  '*.mp4',
+  '*.webm',
 ]
   .map((p) => `${p} filter=lfs diff=lfs merge=lfs -text`)
   .join('\n')}\n`;
@@ -162,7 +204,10 @@ const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('he
 const gitBlob = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
 
 function globToRegExp(glob: string): RegExp {
-  const re = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
+  const re = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '[^/]*')
+    .replace(/\?/g, '[^/]');
   return new RegExp(`(^|/)${re}$`);
 }
 
@@ -187,27 +232,52 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
   const parts = new Map<string, Map<number, Buffer>>();
   let faults: (HubFault & { left: number })[] = [];
   let commitCounter = 0;
-  const stats: HubStandinStats = { requests: [], commits: [], lfsUploads: 0, multipartUploads: 0, lfsUploadBytes: 0, faultsServed: 0, unauthorized: 0 };
+  const stats: HubStandinStats = {
+    requests: [],
+    commits: [],
+    lfsUploads: 0,
+    multipartUploads: 0,
+    lfsUploadBytes: 0,
+    faultsServed: 0,
+    unauthorized: 0,
+  };
   let baseUrl = '';
 
-  const pointer = (oid: string, size: number) => Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${oid}\nsize ${size}\n`);
+  const pointer = (oid: string, size: number) =>
+    Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${oid}\nsize ${size}\n`);
   const isBinary = (sample: Buffer) => sample.includes(0);
   const mustBeLfs = (repo: Repo, path: string, size: number, sample: Buffer) => {
     const ga = repo.snapshots.get(repo.head)!.files.get('.gitattributes')?.content?.toString('utf8');
     return size >= lfsThreshold || isBinary(sample) || lfsPatterns(ga).some((re) => re.test(path));
   };
 
-  function applyCommit(repo: Repo, title: string, description: string, changes: { add: StoredFile[]; del: string[] }): string {
+  function applyCommit(
+    repo: Repo,
+    title: string,
+    description: string,
+    changes: { add: StoredFile[]; del: string[] },
+  ): string {
     const parent = repo.head || null;
     const files = new Map(parent ? repo.snapshots.get(parent)!.files : []);
     for (const p of changes.del) files.delete(p);
     for (const f of changes.add) files.set(f.path, f);
     const oid = createHash('sha1')
-      .update(`${repo.id}\n${parent}\n${++commitCounter}\n${title}\n${changes.add.map((f) => `${f.path}:${f.sha256}`).join(',')}`)
+      .update(
+        `${repo.id}\n${parent}\n${++commitCounter}\n${title}\n${changes.add.map((f) => `${f.path}:${f.sha256}`).join(',')}`,
+      )
       .digest('hex');
     repo.snapshots.set(oid, { files });
     repo.head = oid;
-    stats.commits.push({ repo: repo.id, oid, parent, title, description, added: changes.add.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size, lfs: f.lfs })), deleted: changes.del, t: Date.now() - started });
+    stats.commits.push({
+      repo: repo.id,
+      oid,
+      parent,
+      title,
+      description,
+      added: changes.add.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size, lfs: f.lfs })),
+      deleted: changes.del,
+      t: Date.now() - started,
+    });
     return oid;
   }
 
@@ -222,7 +292,10 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
   function createRepoNamed(id: string, priv: boolean): Repo {
     const repo: Repo = { id, private: priv, createdAt: new Date().toISOString(), head: '', snapshots: new Map() };
     repos.set(id, repo);
-    applyCommit(repo, 'initial commit', '', { add: [regularFile('.gitattributes', Buffer.from(DEFAULT_GITATTRIBUTES))], del: [] });
+    applyCommit(repo, 'initial commit', '', {
+      add: [regularFile('.gitattributes', Buffer.from(DEFAULT_GITATTRIBUTES))],
+      del: [],
+    });
     return repo;
   }
 
@@ -262,14 +335,29 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
       const parts = p.split('/');
       for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
     }
-    const all = [...[...dirs].map((d) => ({ type: 'directory' as const, path: d })), ...[...snap.files.values()].map((f) => ({ type: 'file' as const, path: f.path, file: f }))];
+    const all = [
+      ...[...dirs].map((d) => ({ type: 'directory' as const, path: d })),
+      ...[...snap.files.values()].map((f) => ({ type: 'file' as const, path: f.path, file: f })),
+    ];
     return all.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
 
   function treeEntry(e: { type: 'file' | 'directory'; path: string; file?: StoredFile }) {
-    if (e.type === 'directory') return { type: 'directory', oid: createHash('sha1').update(`tree ${e.path}`).digest('hex'), size: 0, path: e.path };
+    if (e.type === 'directory')
+      return {
+        type: 'directory',
+        oid: createHash('sha1').update(`tree ${e.path}`).digest('hex'),
+        size: 0,
+        path: e.path,
+      };
     const f = e.file!;
-    return { type: 'file', oid: f.gitOid, size: f.size, path: f.path, ...(f.lfs ? { lfs: { oid: f.sha256, size: f.size, pointerSize: f.pointerSize } } : {}) };
+    return {
+      type: 'file',
+      oid: f.gitOid,
+      size: f.size,
+      path: f.path,
+      ...(f.lfs ? { lfs: { oid: f.sha256, size: f.size, pointerSize: f.pointerSize } } : {}),
+    };
   }
 
   function signed(path: string): string {
@@ -283,7 +371,8 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
   async function handle(req: http.IncomingMessage, url: URL, route: StandinRoute, body: Buffer): Promise<Reply> {
     const p = url.pathname;
     if (route === 'lfs-upload') {
-      if (url.searchParams.get('X-Standin-Signature') !== secret) throw new HttpError(403, 'Request has expired or the signature does not match');
+      if (url.searchParams.get('X-Standin-Signature') !== secret)
+        throw new HttpError(403, 'Request has expired or the signature does not match');
       const m = /^\/lfs-storage\/([0-9a-f]{64})(?:\/(part)\/(\d+)|\/(complete))?$/.exec(p);
       if (!m) throw new HttpError(404, 'Not found');
       const oid = m[1]!;
@@ -295,14 +384,20 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
         return { status: 200, headers: { ETag: `"${createHash('md5').update(body).digest('hex')}"` } };
       }
       if (m[4] && req.method === 'POST') {
-        const done = JSON.parse(body.toString('utf8')) as { oid: string; parts: { partNumber: number; etag: string }[] };
+        const done = JSON.parse(body.toString('utf8')) as {
+          oid: string;
+          parts: { partNumber: number; etag: string }[];
+        };
         const got = parts.get(oid);
         if (!got || done.oid !== oid) throw new HttpError(400, 'Unknown multipart upload');
-        const ordered = done.parts.sort((a, b) => a.partNumber - b.partNumber).map((pt) => {
-          const b = got.get(pt.partNumber);
-          if (!b || `"${createHash('md5').update(b).digest('hex')}"` !== pt.etag) throw new HttpError(400, `part ${pt.partNumber} missing or its ETag differs`);
-          return b;
-        });
+        const ordered = done.parts
+          .sort((a, b) => a.partNumber - b.partNumber)
+          .map((pt) => {
+            const b = got.get(pt.partNumber);
+            if (!b || `"${createHash('md5').update(b).digest('hex')}"` !== pt.etag)
+              throw new HttpError(400, `part ${pt.partNumber} missing or its ETag differs`);
+            return b;
+          });
         const all = Buffer.concat(ordered);
         if (sha256(all) !== oid) throw new HttpError(400, 'The assembled object does not match its sha256');
         objects.set(oid, all);
@@ -322,11 +417,18 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
     }
 
     if (route === 'create') {
-      const b = JSON.parse(body.toString('utf8') || '{}') as { name?: string; organization?: string; type?: string; visibility?: string; private?: boolean };
+      const b = JSON.parse(body.toString('utf8') || '{}') as {
+        name?: string;
+        organization?: string;
+        type?: string;
+        visibility?: string;
+        private?: boolean;
+      };
       if (b.type !== 'dataset') throw new HttpError(400, 'This stand-in hosts dataset repos only');
       if (!b.name || !b.organization) throw new HttpError(400, 'name and organization are required');
       const id = `${b.organization}/${b.name}`;
-      if (repos.has(id)) return json(409, { error: 'You already created this dataset repo', url: `${baseUrl}/datasets/${id}` });
+      if (repos.has(id))
+        return json(409, { error: 'You already created this dataset repo', url: `${baseUrl}/datasets/${id}` });
       createRepoNamed(id, b.visibility ? b.visibility !== 'public' : b.private !== false);
       return json(200, { url: `${baseUrl}/datasets/${id}`, name: id, id: info(repos.get(id)!)._id });
     }
@@ -337,18 +439,33 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
       const b = JSON.parse(body.toString('utf8')) as { operation: string; objects: { oid: string; size: number }[] };
       if (b.operation !== 'upload') throw new HttpError(400, 'upload only');
       const out = b.objects.map((o) => {
-        if (!/^[0-9a-f]{64}$/.test(o.oid)) return { oid: o.oid, size: o.size, error: { code: 422, message: 'Invalid oid' } };
+        if (!/^[0-9a-f]{64}$/.test(o.oid))
+          return { oid: o.oid, size: o.size, error: { code: 422, message: 'Invalid oid' } };
         const have = objects.get(o.oid);
         if (have && have.length === o.size) return { oid: o.oid, size: o.size, authenticated: true };
         if (o.size >= multipartThreshold) {
           const n = Math.ceil(o.size / chunkSize);
           const header: Record<string, string> = { chunk_size: String(chunkSize) };
           for (let i = 1; i <= n; i++) header[String(i).padStart(5, '0')] = signed(`/lfs-storage/${o.oid}/part/${i}`);
-          return { oid: o.oid, size: o.size, authenticated: true, actions: { upload: { href: signed(`/lfs-storage/${o.oid}/complete`), header, expires_in: 86400 } } };
+          return {
+            oid: o.oid,
+            size: o.size,
+            authenticated: true,
+            actions: { upload: { href: signed(`/lfs-storage/${o.oid}/complete`), header, expires_in: 86400 } },
+          };
         }
-        return { oid: o.oid, size: o.size, authenticated: true, actions: { upload: { href: signed(`/lfs-storage/${o.oid}`), expires_in: 86400 } } };
+        return {
+          oid: o.oid,
+          size: o.size,
+          authenticated: true,
+          actions: { upload: { href: signed(`/lfs-storage/${o.oid}`), expires_in: 86400 } },
+        };
       });
-      return { status: 200, headers: { 'Content-Type': 'application/vnd.git-lfs+json' }, body: JSON.stringify({ transfer: 'basic', objects: out }) };
+      return {
+        status: 200,
+        headers: { 'Content-Type': 'application/vnd.git-lfs+json' },
+        body: JSON.stringify({ transfer: 'basic', objects: out }),
+      };
     }
 
     const m = /^\/api\/datasets\/([^/]+)\/([^/]+)(?:\/([^/]+)\/([^/]+)(\/.*)?)?$/.exec(p);
@@ -370,7 +487,8 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
         const rest = under ? e.path.slice(under.length + 1) : e.path;
         return recursive || !rest.includes('/');
       });
-      if (under && !entries(snap).some((e) => e.type === 'directory' && e.path === under)) throw new HttpError(404, `${under} does not exist on "${rev}"`, { 'X-Error-Code': 'EntryNotFound' });
+      if (under && !entries(snap).some((e) => e.type === 'directory' && e.path === under))
+        throw new HttpError(404, `${under} does not exist on "${rev}"`, { 'X-Error-Code': 'EntryNotFound' });
       const cursor = Number(url.searchParams.get('cursor') ?? '0');
       const page = all.slice(cursor, cursor + pageSize).map(treeEntry);
       const headers: Record<string, string> = {};
@@ -385,12 +503,19 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
       const { snap } = snapshotAt(repo, rev);
       const b = JSON.parse(body.toString('utf8')) as { paths: string[] };
       const all = new Map(entries(snap).map((e) => [e.path, e]));
-      return json(200, b.paths.flatMap((q) => (all.has(q) ? [treeEntry(all.get(q)!)] : [])));
+      return json(
+        200,
+        b.paths.flatMap((q) => (all.has(q) ? [treeEntry(all.get(q)!)] : [])),
+      );
     }
     if (route === 'preupload') {
       const b = JSON.parse(body.toString('utf8')) as { files: { path: string; size: number; sample: string }[] };
       return json(200, {
-        files: b.files.map((f) => ({ path: f.path, uploadMode: mustBeLfs(repo, f.path, f.size, Buffer.from(f.sample, 'base64')) ? 'lfs' : 'regular', shouldIgnore: false })),
+        files: b.files.map((f) => ({
+          path: f.path,
+          uploadMode: mustBeLfs(repo, f.path, f.size, Buffer.from(f.sample, 'base64')) ? 'lfs' : 'regular',
+          shouldIgnore: false,
+        })),
         commitOid: repo.head,
       });
     }
@@ -401,9 +526,11 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
         .split('\n')
         .filter((l) => l.trim())
         .map((l) => JSON.parse(l) as { key: string; value: Record<string, unknown> });
-      const header = lines.find((l) => l.key === 'header')?.value as { summary?: string; description?: string; parentCommit?: string } | undefined;
+      const header = lines.find((l) => l.key === 'header')?.value as
+        { summary?: string; description?: string; parentCommit?: string } | undefined;
       if (!header?.summary) throw new HttpError(400, 'A commit needs a header with a summary');
-      if (header.parentCommit && header.parentCommit !== repo.head) throw new HttpError(412, 'A commit has happened since. Please refresh and try again.');
+      if (header.parentCommit && header.parentCommit !== repo.head)
+        throw new HttpError(412, 'A commit has happened since. Please refresh and try again.');
       const add: StoredFile[] = [];
       const del: string[] = [];
       for (const l of lines) {
@@ -411,14 +538,20 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
           const v = l.value as { path: string; content: string; encoding?: string };
           const content = Buffer.from(v.content, v.encoding === 'base64' ? 'base64' : 'utf8');
           if (mustBeLfs(repo, v.path, content.length, content.subarray(0, 512))) {
-            throw new HttpError(400, `Your push was rejected because it contains files that must be stored with LFS: ${v.path}`);
+            throw new HttpError(
+              400,
+              `Your push was rejected because it contains files that must be stored with LFS: ${v.path}`,
+            );
           }
           add.push(regularFile(v.path, content));
         } else if (l.key === 'lfsFile') {
           const v = l.value as { path: string; oid: string; size: number; algo?: string };
           const obj = objects.get(v.oid);
           if (!obj || obj.length !== v.size) {
-            throw new HttpError(400, `Your push was rejected because an LFS pointer pointed to a file that does not exist. Offending file: - ${v.path}`);
+            throw new HttpError(
+              400,
+              `Your push was rejected because an LFS pointer pointed to a file that does not exist. Offending file: - ${v.path}`,
+            );
           }
           add.push(lfsFile(v.path, v.oid, v.size));
         } else if (l.key === 'deletedFile') {
@@ -428,10 +561,16 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
       const readme = add.find((f) => f.path === 'README.md');
       if (readme) {
         const problems = validateCard(readme.content?.toString('utf8') ?? objects.get(readme.sha256)!.toString('utf8'));
-        if (problems.length > 0) throw new HttpError(400, `Invalid metadata in README.md.\n${problems.map((x) => `- ${x}`).join('\n')}`);
+        if (problems.length > 0)
+          throw new HttpError(400, `Invalid metadata in README.md.\n${problems.map((x) => `- ${x}`).join('\n')}`);
       }
       const oid = applyCommit(repo, header.summary, header.description ?? '', { add, del });
-      return json(200, { success: true, commitOid: oid, commitUrl: `${baseUrl}/datasets/${repo.id}/commit/${oid}`, hookOutput: '' });
+      return json(200, {
+        success: true,
+        commitOid: oid,
+        commitUrl: `${baseUrl}/datasets/${repo.id}/commit/${oid}`,
+        hookOutput: '',
+      });
     }
     throw new HttpError(404, 'Not found');
   }
@@ -458,7 +597,12 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
         stats.requests.push(entry);
         const send = (r: Reply) => {
           entry.status = r.status;
-          const body = r.body === undefined ? '' : typeof r.body === 'string' || Buffer.isBuffer(r.body) ? r.body : JSON.stringify(r.body);
+          const body =
+            r.body === undefined
+              ? ''
+              : typeof r.body === 'string' || Buffer.isBuffer(r.body)
+                ? r.body
+                : JSON.stringify(r.body);
           res.writeHead(r.status, r.headers ?? {});
           res.end(body);
         };
@@ -483,12 +627,27 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
             if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
             if (fault.drop === 'before') return drop();
             if (fault.status) {
-              const echoed = fault.echoAuthorization ? ` (request had Authorization: ${req.headers.authorization ?? 'none'})` : '';
+              const echoed = fault.echoAuthorization
+                ? ` (request had Authorization: ${req.headers.authorization ?? 'none'})`
+                : '';
               if (fault.status === 429) {
                 const s = fault.retryAfterSeconds ?? 1;
-                return send(json(429, { error: `You have exceeded the rate limit for repository commits (128 per hour). You can retry this action in about ${s} seconds.${echoed}` }, { 'Retry-After': String(s), RateLimit: `"commits";r=0;t=${s}` }));
+                return send(
+                  json(
+                    429,
+                    {
+                      error: `You have exceeded the rate limit for repository commits (128 per hour). You can retry this action in about ${s} seconds.${echoed}`,
+                    },
+                    { 'Retry-After': String(s), RateLimit: `"commits";r=0;t=${s}` },
+                  ),
+                );
               }
-              if (fault.status >= 500) return send(json(fault.status, { error: `Internal Error - We're working hard to fix this as soon as possible!${echoed}` }));
+              if (fault.status >= 500)
+                return send(
+                  json(fault.status, {
+                    error: `Internal Error - We're working hard to fix this as soon as possible!${echoed}`,
+                  }),
+                );
               return send(json(fault.status, { error: `Injected error ${fault.status}${echoed}` }));
             }
             if (fault.drop === 'after') {
@@ -563,7 +722,12 @@ export interface SyntheticRelease {
 export async function buildSyntheticRelease(
   dataDir: string,
   releaseId: string,
-  opts: { shards?: Partial<Record<'commercial' | 'noncommercial' | 'other', number>>; shardBytes?: number; seed?: string; bump?: string } = {},
+  opts: {
+    shards?: Partial<Record<'commercial' | 'noncommercial' | 'other', number>>;
+    shardBytes?: number;
+    seed?: string;
+    bump?: string;
+  } = {},
 ): Promise<SyntheticRelease> {
   const fs = await import('node:fs/promises');
   const path = await import('node:path');
@@ -573,7 +737,9 @@ export async function buildSyntheticRelease(
   const shards = { commercial: 3, noncommercial: 0, other: 1, ...opts.shards };
   const bytesOf = (name: string, n: number, magic: string) => {
     const out = Buffer.alloc(n);
-    let block = createHash('sha256').update(`${seed}:${name}:${opts.bump === name ? 'bumped' : ''}`).digest();
+    let block = createHash('sha256')
+      .update(`${seed}:${name}:${opts.bump === name ? 'bumped' : ''}`)
+      .digest();
     for (let off = 0; off < n; off += block.length) {
       block.copy(out, off);
       block = createHash('sha256').update(block).digest();
@@ -587,7 +753,10 @@ export async function buildSyntheticRelease(
     await fs.mkdir(path.dirname(abs), { recursive: true });
     await fs.writeFile(abs, data);
   };
-  const subsets: Record<string, { shards: number; samples: number; articles: number; bytes: number; licenses: Record<string, number> }> = {};
+  const subsets: Record<
+    string,
+    { shards: number; samples: number; articles: number; bytes: number; licenses: Record<string, number> }
+  > = {};
   let samples = 0;
   for (const subset of ['commercial', 'noncommercial', 'other'] as const) {
     const n = shards[subset];
@@ -605,7 +774,17 @@ export async function buildSyntheticRelease(
       files.set(`parquet/${subset}/${name}.parquet`, parquet);
       const count = 10 + i;
       sizes[`${name}.tar`] = count;
-      index.push({ shard: `${subset}/${name}.tar`, unit: `${subset}-${name}`, samples: count, articles: 3, bytes: tar.length, sha256: sha256(tar), parquet: `${subset}/${name}.parquet`, parquetRows: count, parquetSha256: sha256(parquet) });
+      index.push({
+        shard: `${subset}/${name}.tar`,
+        unit: `${subset}-${name}`,
+        samples: count,
+        articles: 3,
+        bytes: tar.length,
+        sha256: sha256(tar),
+        parquet: `${subset}/${name}.parquet`,
+        parquetRows: count,
+        parquetSha256: sha256(parquet),
+      });
       subsets[subset]!.samples += count;
       subsets[subset]!.articles += 3;
       subsets[subset]!.bytes += tar.length;
@@ -631,14 +810,20 @@ export async function buildSyntheticRelease(
   };
   const report = {
     'summary.json': JSON.stringify(summary, null, 2) + '\n',
-    'quarantine.ndjson': '{"article":"PMC1","figure":"F1","stage":"images","reason":"corrupt","detail":"truncated JPEG"}\n{"article":"PMC2","figure":"F2","stage":"media","reason":"image-not-found","detail":"404"}\n',
-    'warnings.ndjson': '{"article":"PMC5","stage":"parse","detail":"invalid UTF-8: 1 byte sequence replaced by U+FFFD"}\n',
-    'enrichment.ndjson': '{"article":"PMC3","reason":"no-pmid","detail":"the article has no PMID"}\n{"article":"PMC4","reason":"no-pmid","detail":"the article has no PMID"}\n',
+    'quarantine.ndjson':
+      '{"article":"PMC1","figure":"F1","stage":"images","reason":"corrupt","detail":"truncated JPEG"}\n{"article":"PMC2","figure":"F2","stage":"media","reason":"image-not-found","detail":"404"}\n',
+    'warnings.ndjson':
+      '{"article":"PMC5","stage":"parse","detail":"invalid UTF-8: 1 byte sequence replaced by U+FFFD"}\n',
+    'enrichment.ndjson':
+      '{"article":"PMC3","reason":"no-pmid","detail":"the article has no PMID"}\n{"article":"PMC4","reason":"no-pmid","detail":"the article has no PMID"}\n',
   };
   for (const [name, text] of Object.entries(report)) {
     await write(`report/${name}`, text);
     files.set(`metadata/${name}`, Buffer.from(text));
   }
-  await write('plan/plan.json', JSON.stringify({ releaseId, inventoryManifest: summary.inventoryManifest }, null, 2) + '\n');
+  await write(
+    'plan/plan.json',
+    JSON.stringify({ releaseId, inventoryManifest: summary.inventoryManifest }, null, 2) + '\n',
+  );
   return { root, files };
 }

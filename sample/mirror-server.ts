@@ -67,12 +67,23 @@ function s3Error(res: http.ServerResponse, status: number, code: string, message
 function contentType(key: string): string {
   const ext = path.extname(key).toLowerCase();
   return (
-    { '.xml': 'text/xml', '.json': 'application/json', '.txt': 'text/plain', '.jpg': 'image/jpeg', '.png': 'image/png', '.gif': 'image/gif', '.tif': 'image/tiff', '.gz': 'application/x-gzip' }[ext] ??
-    'binary/octet-stream'
+    {
+      '.xml': 'text/xml',
+      '.json': 'application/json',
+      '.txt': 'text/plain',
+      '.jpg': 'image/jpeg',
+      '.png': 'image/png',
+      '.gif': 'image/gif',
+      '.tif': 'image/tiff',
+      '.gz': 'application/x-gzip',
+    }[ext] ?? 'binary/octet-stream'
   );
 }
 
-export async function startMirrorServer(root: string, opts: { port?: number; host?: string; faults?: FaultRule[] } = {}): Promise<MirrorServer> {
+export async function startMirrorServer(
+  root: string,
+  opts: { port?: number; host?: string; faults?: FaultRule[] } = {},
+): Promise<MirrorServer> {
   const requests: MirrorServer['requests'] = [];
   const faults: FaultRule[] = opts.faults ?? [];
   const stats = { inFlight: 0, maxInFlight: 0 };
@@ -137,7 +148,10 @@ export async function startMirrorServer(root: string, opts: { port?: number; hos
     if (fault?.kind === 'status') {
       const status = fault.status ?? 500;
       requests.push({ method: 'GET', key, status, fault: 'status' });
-      const code = fault.code ?? ({ 403: 'AccessDenied', 404: 'NoSuchKey', 503: 'SlowDown' } as Record<number, string>)[status] ?? 'InternalError';
+      const code =
+        fault.code ??
+        ({ 403: 'AccessDenied', 404: 'NoSuchKey', 503: 'SlowDown' } as Record<number, string>)[status] ??
+        'InternalError';
       return s3Error(res, status, code, 'Injected fault', key);
     }
     const etag = createHash('md5').update(data).digest('hex');
@@ -239,7 +253,11 @@ export async function writeSyntheticArticle(root: string, a: SyntheticArticle): 
   const prefix = `PMC${a.pmcid}.${version}`;
   const rev = a.revision ?? 0;
   const figures = a.figures ?? 2;
-  const figs = Array.from({ length: figures }, (_, i) => `<fig id="f${i + 1}"><label>Figure ${i + 1}</label><caption><p>Caption ${i + 1} of ${prefix} r${rev}.</p></caption><graphic xlink:href="f${i + 1}"/></fig>`).join('');
+  const figs = Array.from(
+    { length: figures },
+    (_, i) =>
+      `<fig id="f${i + 1}"><label>Figure ${i + 1}</label><caption><p>Caption ${i + 1} of ${prefix} r${rev}.</p></caption><graphic xlink:href="f${i + 1}"/></fig>`,
+  ).join('');
   const xml =
     `<?xml version="1.0" encoding="UTF-8"?>\n<article xmlns:xlink="http://www.w3.org/1999/xlink" article-type="research-article"><front><journal-meta><journal-title-group><journal-title>Synthetic J</journal-title></journal-title-group></journal-meta>` +
     `<article-meta><article-id pub-id-type="pmcid">PMC${a.pmcid}</article-id><article-id pub-id-type="pmid">${10_000_000 + a.pmcid}</article-id><title-group><article-title>Article ${prefix} r${rev}</article-title></title-group></article-meta></front>` +
@@ -287,8 +305,14 @@ export async function removeSyntheticArticle(root: string, pmcid: number, versio
  * most `rowsPerFile` rows (csv.gz, quoted, no header; ETag = md5 of the JSON) and the dated manifest.json
  * (fileSchema `Bucket, Key, LastModifiedDate, ETag`; MD5checksum per file unless withMd5 is false).
  */
-export async function writeSyntheticInventory(root: string, snapshot: string, opts: { rowsPerFile?: number; withMd5?: boolean } = {}): Promise<string> {
-  const names = (await fs.readdir(path.join(root, 'metadata')).catch(() => [] as string[])).filter((n) => n.endsWith('.json')).sort();
+export async function writeSyntheticInventory(
+  root: string,
+  snapshot: string,
+  opts: { rowsPerFile?: number; withMd5?: boolean } = {},
+): Promise<string> {
+  const names = (await fs.readdir(path.join(root, 'metadata')).catch(() => [] as string[]))
+    .filter((n) => n.endsWith('.json'))
+    .sort();
   const rows: string[] = [];
   for (const n of names) {
     const json = await fs.readFile(path.join(root, 'metadata', n));
@@ -308,7 +332,11 @@ export async function writeSyntheticInventory(root: string, snapshot: string, op
   await fs.mkdir(path.dirname(path.join(root, manifestKey)), { recursive: true });
   await fs.writeFile(
     path.join(root, manifestKey),
-    JSON.stringify({ sourceBucket: 'pmc-oa-opendata', fileFormat: 'CSV', fileSchema: 'Bucket, Key, LastModifiedDate, ETag', files }, null, 2),
+    JSON.stringify(
+      { sourceBucket: 'pmc-oa-opendata', fileFormat: 'CSV', fileSchema: 'Bucket, Key, LastModifiedDate, ETag', files },
+      null,
+      2,
+    ),
   );
   return manifestKey;
 }

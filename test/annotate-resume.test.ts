@@ -5,8 +5,20 @@ import * as path from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
 import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { annotateUnit, ensureAnnotationModels, releaseEmbedders, type AnnotateResult, type FigureLabel } from '../activities/annotate/activity';
-import { bytesToRows, FAILED_PARTIAL, EMBEDDINGS_PARTIAL, type AnnotateProgress, type UnitEmbeddingsMeta } from '../activities/annotate/unit-embeddings';
+import {
+  annotateUnit,
+  ensureAnnotationModels,
+  releaseEmbedders,
+  type AnnotateResult,
+  type FigureLabel,
+} from '../activities/annotate/activity';
+import {
+  bytesToRows,
+  FAILED_PARTIAL,
+  EMBEDDINGS_PARTIAL,
+  type AnnotateProgress,
+  type UnitEmbeddingsMeta,
+} from '../activities/annotate/unit-embeddings';
 import { buildSyntheticRelease, type SyntheticRelease } from './taxonomy-fixture';
 
 /** Collects log lines (the worker's logger in production). */
@@ -15,15 +27,29 @@ class CaptureLogger implements Logger {
   log(level: LogLevel, message: string, meta?: LogMetadata): void {
     this.lines.push({ level, message, meta });
   }
-  trace(m: string, meta?: LogMetadata) { this.log('TRACE', m, meta); }
-  debug(m: string, meta?: LogMetadata) { this.log('DEBUG', m, meta); }
-  info(m: string, meta?: LogMetadata) { this.log('INFO', m, meta); }
-  warn(m: string, meta?: LogMetadata) { this.log('WARN', m, meta); }
-  error(m: string, meta?: LogMetadata) { this.log('ERROR', m, meta); }
+  trace(m: string, meta?: LogMetadata) {
+    this.log('TRACE', m, meta);
+  }
+  debug(m: string, meta?: LogMetadata) {
+    this.log('DEBUG', m, meta);
+  }
+  info(m: string, meta?: LogMetadata) {
+    this.log('INFO', m, meta);
+  }
+  warn(m: string, meta?: LogMetadata) {
+    this.log('WARN', m, meta);
+  }
+  error(m: string, meta?: LogMetadata) {
+    this.log('ERROR', m, meta);
+  }
 }
 
 const readLabels = (dir: string): FigureLabel[] =>
-  fs.readFileSync(path.join(dir, 'labels.ndjson'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as FigureLabel);
+  fs
+    .readFileSync(path.join(dir, 'labels.ndjson'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as FigureLabel);
 
 describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the last heartbeat', function () {
   this.timeout(60_000);
@@ -33,7 +59,13 @@ describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the 
   let clean: SyntheticRelease;
 
   const synthetic = (name: string, extra: Partial<Parameters<typeof buildSyntheticRelease>[0]> = {}) =>
-    buildSyntheticRelease({ dataDir: path.join(tmp, name), units: 2, figuresPerUnit: FIGURES, annotate: { batchSize: BATCH }, ...extra });
+    buildSyntheticRelease({
+      dataDir: path.join(tmp, name),
+      units: 2,
+      figuresPerUnit: FIGURES,
+      annotate: { batchSize: BATCH },
+      ...extra,
+    });
 
   before(async () => {
     clean = await synthetic('clean');
@@ -53,13 +85,21 @@ describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the 
     const results: AnnotateResult[] = [];
     for (const unitId of clean.units) results.push(await env.run(annotateUnit, { release: clean.release, unitId }));
 
-    assert.deepEqual(beats.map((b) => b.done), [3, 6, 9, 10, 3, 6, 9, 10]);
-    assert.ok(beats.every((b) => b.kind === 'annotate-progress' && b.rows === FIGURES && b.dim === 64 && b.provider === 'cpu'));
+    assert.deepEqual(
+      beats.map((b) => b.done),
+      [3, 6, 9, 10, 3, 6, 9, 10],
+    );
+    assert.ok(
+      beats.every((b) => b.kind === 'annotate-progress' && b.rows === FIGURES && b.dim === 64 && b.provider === 'cpu'),
+    );
     for (const r of results) {
       assert.equal(r.provider, 'cpu');
       assert.deepEqual(r.fallbacks, []);
       assert.equal(r.inputType, 'float32');
-      assert.deepEqual([r.images, r.labelled, r.failed, r.resumedFrom, r.embeddedNow], [FIGURES, FIGURES, 0, 0, FIGURES]);
+      assert.deepEqual(
+        [r.images, r.labelled, r.failed, r.resumedFrom, r.embeddedNow],
+        [FIGURES, FIGURES, 0, 0, FIGURES],
+      );
     }
     const providerLines = logger.lines.filter((l) => /execution provider/.test(l.message));
     assert.equal(providerLines.length, 1, `logged once for two units: ${JSON.stringify(providerLines)}`);
@@ -70,7 +110,9 @@ describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the 
     assert.equal(rows.length, FIGURES * 64);
     const meta = JSON.parse(fs.readFileSync(path.join(unitDir, 'embeddings.json'), 'utf8')) as UnitEmbeddingsMeta;
     assert.deepEqual([meta.rows, meta.dim, meta.failed.length, meta.provider], [FIGURES, 64, 0, 'cpu']);
-    assert.ok(!fs.existsSync(path.join(unitDir, EMBEDDINGS_PARTIAL)) && !fs.existsSync(path.join(unitDir, FAILED_PARTIAL)));
+    assert.ok(
+      !fs.existsSync(path.join(unitDir, EMBEDDINGS_PARTIAL)) && !fs.existsSync(path.join(unitDir, FAILED_PARTIAL)),
+    );
     assert.equal(readLabels(unitDir).length, FIGURES);
     // Recorded in the stage manifest with its outputs: a rerun returns it without touching the model.
     const again = await env.run(annotateUnit, { release: clean.release, unitId: clean.units[0]! });
@@ -105,7 +147,10 @@ describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the 
     const r = (await second.run(annotateUnit, task)) as AnnotateResult;
     assert.equal(r.resumedFrom, 6);
     assert.equal(r.embeddedNow, 4);
-    assert.deepEqual(resumedBeats.map((b) => b.done), [9, 10]);
+    assert.deepEqual(
+      resumedBeats.map((b) => b.done),
+      [9, 10],
+    );
 
     const cleanDir = clean.layout.unitDir(clean.units[0]!);
     assert.deepEqual(readLabels(unitDir), readLabels(cleanDir));
@@ -120,7 +165,15 @@ describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the 
     await ensureAnnotationModels(other.release);
     const unitDir = other.layout.unitDir(other.units[0]!);
     fs.writeFileSync(path.join(unitDir, EMBEDDINGS_PARTIAL), Buffer.alloc(64 * 4 * 6));
-    const details: AnnotateProgress = { kind: 'annotate-progress', dim: 64, rows: FIGURES, modelSha256: 'another-model', imagesSha256: 'x', done: 6, provider: 'cpu' };
+    const details: AnnotateProgress = {
+      kind: 'annotate-progress',
+      dim: 64,
+      rows: FIGURES,
+      modelSha256: 'another-model',
+      imagesSha256: 'x',
+      done: 6,
+      provider: 'cpu',
+    };
     const env = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: details });
     const r = (await env.run(annotateUnit, { release: other.release, unitId: other.units[0]! })) as AnnotateResult;
     assert.equal(r.resumedFrom, 0);
@@ -135,7 +188,11 @@ describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the 
     const r = await annotateUnit({ release: bad.release, unitId });
     assert.deepEqual([r.images, r.labelled, r.failed], [FIGURES, FIGURES - 1, 1]);
     const unitDir = bad.layout.unitDir(unitId);
-    const q = fs.readFileSync(bad.layout.quarantineFile(unitId, 'annotate'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const q = fs
+      .readFileSync(bad.layout.quarantineFile(unitId, 'annotate'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.equal(q.length, 1);
     assert.deepEqual([q[0].figure, q[0].stage, q[0].reason], ['PMC1001_1_0', 'annotate', 'embedding-failed']);
     assert.match(q[0].detail, /decode failed/);
@@ -157,7 +214,10 @@ describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the 
     try {
       const r = await annotateUnit({ release: fb.release, unitId: fb.units[0]! });
       assert.equal(r.provider, 'cpu');
-      assert.deepEqual(r.fallbacks!.map((f) => f.split(':')[0]), ['cuda', 'webgpu']);
+      assert.deepEqual(
+        r.fallbacks!.map((f) => f.split(':')[0]),
+        ['cuda', 'webgpu'],
+      );
       assert.ok(r.fallbacks!.every((f) => f.length > 'webgpu: '.length));
     } finally {
       if (saved === undefined) delete process.env.ORT_EXECUTION_PROVIDERS;
@@ -166,7 +226,9 @@ describe('annotateUnit: batches, heartbeats, stored embeddings, resume from the 
   });
 
   it('runs an fp16 model through the same path: half input, float32 embeddings close to the fp32 model', async () => {
-    const half = await synthetic('fp16', { annotate: { batchSize: BATCH, modelPath: 'models/tiny-vit-seed1-fp16.onnx' } });
+    const half = await synthetic('fp16', {
+      annotate: { batchSize: BATCH, modelPath: 'models/tiny-vit-seed1-fp16.onnx' },
+    });
     const models = await ensureAnnotationModels(half.release);
     assert.match(models.modelPath, /fp16\.onnx$/);
     const r = await annotateUnit({ release: half.release, unitId: half.units[0]! });

@@ -6,7 +6,13 @@ import sharp from 'sharp';
 import { fixturePaths } from '../config/paths';
 import { encodeModel, TensorDataType } from '../activities/annotate/onnx-proto';
 import { buildTinyVitModel } from '../activities/annotate/tiny-vit';
-import { createEmbedder, preprocessImage, preprocessSidecarPath, type Embedder, type TraceEvent } from '../activities/annotate/embedder';
+import {
+  createEmbedder,
+  preprocessImage,
+  preprocessSidecarPath,
+  type Embedder,
+  type TraceEvent,
+} from '../activities/annotate/embedder';
 import { float32ToHalfBits, halfBitsToFloat32, halfToFloat32Array } from '../activities/annotate/half';
 import {
   assignCluster,
@@ -22,14 +28,20 @@ const PLANE = 224 * 224;
 
 /** Solid colour image of any size, as PNG. */
 function solid(width: number, height: number, rgb: [number, number, number]): Promise<Buffer> {
-  return sharp({ create: { width, height, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toBuffer();
+  return sharp({ create: { width, height, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+    .png()
+    .toBuffer();
 }
 
 /** Image from a per-pixel function, as PNG (or JPEG). */
-function painted(width: number, height: number, f: (x: number, y: number) => [number, number, number], jpeg = false): Promise<Buffer> {
+function painted(
+  width: number,
+  height: number,
+  f: (x: number, y: number) => [number, number, number],
+  jpeg = false,
+): Promise<Buffer> {
   const raw = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++)
-    for (let x = 0; x < width; x++) raw.set(f(x, y), (y * width + x) * 3);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) raw.set(f(x, y), (y * width + x) * 3);
   const img = sharp(raw, { raw: { width, height, channels: 3 } });
   return (jpeg ? img.jpeg() : img.png()).toBuffer();
 }
@@ -149,14 +161,20 @@ describe('annotate', function () {
         assert.equal(e.imageSize, 8);
         assert.equal(e.dim, 3);
         const [v] = await e.embed([await solid(20, 10, [255, 0, 255])]);
-        assert.deepEqual([...v].map((x) => Math.round(x * 1000) / 1000 + 0), [-1, 0, -1]); // + 0 turns -0 into 0
+        assert.deepEqual(
+          [...v].map((x) => Math.round(x * 1000) / 1000 + 0),
+          [-1, 0, -1],
+        ); // + 0 turns -0 into 0
       } finally {
         await e.release();
       }
     });
 
     it('fails clearly when no provider works', async () => {
-      await assert.rejects(createEmbedder({ modelPath, executionProviders: ['cuda'] }), /no execution provider could load/);
+      await assert.rejects(
+        createEmbedder({ modelPath, executionProviders: ['cuda'] }),
+        /no execution provider could load/,
+      );
     });
   });
 
@@ -174,7 +192,9 @@ describe('annotate', function () {
       // 300x100: left third blue, the rest green. A centre crop would lose the blue band.
       const img = await painted(300, 100, (x) => (x < 100 ? [0, 0, 255] : [0, 255, 0]));
       const x = await preprocessImage(img);
-      const blueCols = Array.from({ length: 224 }, (_, col) => x[2 * PLANE + 112 * 224 + col] > 0.5).filter(Boolean).length;
+      const blueCols = Array.from({ length: 224 }, (_, col) => x[2 * PLANE + 112 * 224 + col] > 0.5).filter(
+        Boolean,
+      ).length;
       // A third of 224 columns (~75) stay blue: the whole width was kept, only scaled.
       assert.ok(Math.abs(blueCols - 224 / 3) <= 2, `blue columns ${blueCols}`);
       // Rows are not shifted or cropped either: every row has the same split.
@@ -182,7 +202,9 @@ describe('annotate', function () {
     });
 
     it('flattens transparency onto white and honours the size option', async () => {
-      const png = await sharp({ create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
+      const png = await sharp({
+        create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } },
+      })
         .png()
         .toBuffer();
       const x = await preprocessImage(png, { size: 32 });
@@ -204,7 +226,7 @@ describe('annotate', function () {
       images = await Promise.all([
         solid(64, 64, [255, 0, 0]),
         solid(120, 40, [20, 200, 60]),
-        painted(224, 224, (x, y) => ((x >> 4) + (y >> 4)) % 2 ? [255, 255, 255] : [0, 0, 0]), // checkerboard
+        painted(224, 224, (x, y) => (((x >> 4) + (y >> 4)) % 2 ? [255, 255, 255] : [0, 0, 0])), // checkerboard
         painted(180, 90, (x) => [x % 256, 128, 255 - (x % 256)], true), // gradient JPEG
         painted(96, 96, (x, y) => (Math.hypot(x - 48, y - 48) < 30 ? [240, 220, 0] : [10, 10, 80])), // disc
       ]);
@@ -275,7 +297,10 @@ describe('annotate', function () {
 
     it('rejects a malformed labels file', async () => {
       const bad = path.join(tmp, 'bad-labels.json');
-      fs.writeFileSync(bad, JSON.stringify({ '0': { panel_type: 'single', panel_subtype: 'x', global_class: 'Maps' } }));
+      fs.writeFileSync(
+        bad,
+        JSON.stringify({ '0': { panel_type: 'single', panel_subtype: 'x', global_class: 'Maps' } }),
+      );
       await assert.rejects(loadClusterLabels(bad), /invalid cluster labels/);
     });
 
@@ -344,7 +369,10 @@ describe('annotate', function () {
       const r = assignCluster(m, Float32Array.of(10, 0, 5));
       assert.equal(r.clusterId, 7);
       assert.ok(Math.abs(r.distance - Math.SQRT2) < 1e-12);
-      assert.throws(() => hand({ embeddingDim: 3, pca: { mean: [0, 0], components: [[1, 0, 0]] } }), /pca.mean has 2 values/);
+      assert.throws(
+        () => hand({ embeddingDim: 3, pca: { mean: [0, 0], components: [[1, 0, 0]] } }),
+        /pca.mean has 2 values/,
+      );
     });
 
     it('puts embeddings from the tiny model through the bootstrap taxonomy', async () => {
@@ -366,8 +394,21 @@ describe('annotate', function () {
     it('converts float32 <-> half bits like numpy (round to nearest even, subnormals, overflow)', () => {
       // Expected bits from numpy: np.array(v, np.float32).astype(np.float16).view(np.uint16).
       const cases: Array<[number, number]> = [
-        [1, 0x3c00], [-2, 0xc000], [0.1, 0x2e66], [1 / 3, 0x3555], [65504, 0x7bff], [65519.99, 0x7bff], [65520, 0x7c00],
-        [2 ** -24, 0x0001], [2 ** -25, 0x0000], [3 * 2 ** -26, 0x0001], [6.1e-5, 0x03ff], [-0, 0x8000], [Infinity, 0x7c00], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02],
+        [1, 0x3c00],
+        [-2, 0xc000],
+        [0.1, 0x2e66],
+        [1 / 3, 0x3555],
+        [65504, 0x7bff],
+        [65519.99, 0x7bff],
+        [65520, 0x7c00],
+        [2 ** -24, 0x0001],
+        [2 ** -25, 0x0000],
+        [3 * 2 ** -26, 0x0001],
+        [6.1e-5, 0x03ff],
+        [-0, 0x8000],
+        [Infinity, 0x7c00],
+        [1 + 2 ** -11, 0x3c00],
+        [1 + 3 * 2 ** -11, 0x3c02],
       ];
       for (const [v, bits] of cases) assert.equal(float32ToHalfBits(v), bits, `${v}`);
       assert.ok(Number.isNaN(halfBitsToFloat32(float32ToHalfBits(NaN))));
@@ -390,7 +431,10 @@ describe('annotate', function () {
       try {
         assert.deepEqual([e16.inputType, e16.outputType, e16.dim], ['float16', 'float16', 64]);
         assert.equal(e32.inputType, 'float32');
-        const imgs = await Promise.all([solid(30, 30, [10, 200, 30]), painted(90, 60, (x, y) => [(x * 3) % 256, (y * 5) % 256, 128])]);
+        const imgs = await Promise.all([
+          solid(30, 30, [10, 200, 30]),
+          painted(90, 60, (x, y) => [(x * 3) % 256, (y * 5) % 256, 128]),
+        ]);
         const a = await e16.embed(imgs);
         const b = await e32.embed(imgs);
         for (const [i, v] of a.entries()) {
@@ -416,7 +460,8 @@ describe('annotate', function () {
     it("'center-crop' keeps the middle of a wide image; 'squash' keeps it all", async () => {
       const img = await painted(300, 100, (x) => (x < 100 ? [0, 0, 255] : [0, 255, 0]));
       const crop = await preprocessImage(img, { size: 32, resize: 'center-crop' });
-      const blue = (t: Float32Array) => Array.from({ length: 32 }, (_, c) => t[2 * 1024 + 16 * 32 + c]! > 0.5).filter(Boolean).length;
+      const blue = (t: Float32Array) =>
+        Array.from({ length: 32 }, (_, c) => t[2 * 1024 + 16 * 32 + c]! > 0.5).filter(Boolean).length;
       assert.equal(blue(crop), 0); // the blue third lies outside the central square
       assert.ok(blue(await preprocessImage(img, { size: 32 })) > 8);
     });
@@ -425,7 +470,10 @@ describe('annotate', function () {
       const m = path.join(tmp, 'sidecar-model.onnx');
       fs.writeFileSync(m, buildTinyVitModel({ seed: 7 }));
       assert.equal(preprocessSidecarPath(m), path.join(tmp, 'sidecar-model.preprocess.json'));
-      fs.writeFileSync(preprocessSidecarPath(m), JSON.stringify({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }));
+      fs.writeFileSync(
+        preprocessSidecarPath(m),
+        JSON.stringify({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }),
+      );
       const e = await createEmbedder({ modelPath: m });
       const plain = await createEmbedder({ modelPath });
       try {
@@ -451,17 +499,26 @@ describe('annotate', function () {
     it('issues the decode of batch n+1 before inference of batch n starts, in every batch', async () => {
       const e = await createEmbedder({ modelPath, batchSize: 2 });
       try {
-        const imgs = await Promise.all(Array.from({ length: 9 }, (_, i) => solid(40 + i, 30, [i * 20, 100, 200 - i * 20])));
+        const imgs = await Promise.all(
+          Array.from({ length: 9 }, (_, i) => solid(40 + i, 30, [i * 20, 100, 200 - i * 20])),
+        );
         const batches = [0, 2, 4, 6, 8];
         const events: TraceEvent[] = [];
         const out: number[] = [];
-        for await (const b of e.embedBatches(batches, async (i) => imgs.slice(i, i + 2), { trace: (ev) => events.push(ev) })) out.push(b.item);
+        for await (const b of e.embedBatches(batches, async (i) => imgs.slice(i, i + 2), {
+          trace: (ev) => events.push(ev),
+        }))
+          out.push(b.item);
         assert.deepEqual(out, batches);
-        const at = (event: TraceEvent['event'], batch: number) => events.findIndex((x) => x.event === event && x.batch === batch);
+        const at = (event: TraceEvent['event'], batch: number) =>
+          events.findIndex((x) => x.event === event && x.batch === batch);
         for (let k = 0; k < batches.length; k++) {
           assert.ok(at('decoded', k) < at('run-start', k), `batch ${k} decoded before its run`);
           if (k + 1 < batches.length) {
-            assert.ok(at('decode-issued', k + 1) < at('run-start', k), `decode of batch ${k + 1} issued before batch ${k} runs`);
+            assert.ok(
+              at('decode-issued', k + 1) < at('run-start', k),
+              `decode of batch ${k + 1} issued before batch ${k} runs`,
+            );
             assert.ok(at('load', k + 1) < at('run-start', k), `batch ${k + 1} read before batch ${k} runs`);
           }
         }
@@ -480,7 +537,10 @@ describe('annotate', function () {
           for await (const x of e.embedBatches(items, async (i) => i)) r.push(x);
           return r;
         })();
-        assert.deepEqual(b!.embeddings.map((v) => v !== null), [true, false, true, false]);
+        assert.deepEqual(
+          b!.embeddings.map((v) => v !== null),
+          [true, false, true, false],
+        );
         assert.match(b!.errors[1]!, /decode failed/);
         assert.match(b!.errors[3]!, /unreadable/);
         const alone = await e.embed(good);
@@ -494,7 +554,10 @@ describe('annotate', function () {
     it('same images, same embeddings and the same clusters, run after run', async () => {
       const labels = await loadClusterLabels(fixturePaths.clusterLabels());
       const model = buildBootstrapTaxonomy({ clusterLabels: labels, embeddingDim: 64, clusters: 32 });
-      const imgs = [fs.readFileSync(path.join(fixturePaths.images(), 'PMC7159286', 'gr1_lrg.jpg')), await solid(50, 50, [0, 128, 255])];
+      const imgs = [
+        fs.readFileSync(path.join(fixturePaths.images(), 'PMC7159286', 'gr1_lrg.jpg')),
+        await solid(50, 50, [0, 128, 255]),
+      ];
       const runs = [];
       for (let r = 0; r < 2; r++) {
         const e = await createEmbedder({ modelPath, batchSize: 2 });
@@ -505,7 +568,10 @@ describe('annotate', function () {
         }
       }
       assert.deepEqual(runs[0], runs[1]);
-      assert.deepEqual(runs[0]!.map((v) => assignCluster(model, v)), runs[1]!.map((v) => assignCluster(model, v)));
+      assert.deepEqual(
+        runs[0]!.map((v) => assignCluster(model, v)),
+        runs[1]!.map((v) => assignCluster(model, v)),
+      );
     });
   });
 });

@@ -20,7 +20,9 @@ function outputDigests(dataDir: string, releaseId: string): Promise<Map<string, 
       .filter((e) => e.isFile())
       .map((e) => path.relative(root, path.join(e.parentPath, e.name))),
   );
-  return Promise.all(files.sort().map(async (f) => [f, await sha256File(path.join(root, f))] as const)).then((e) => new Map(e));
+  return Promise.all(files.sort().map(async (f) => [f, await sha256File(path.join(root, f))] as const)).then(
+    (e) => new Map(e),
+  );
 }
 
 /** Files anywhere under the release (and its publish folder) that a killed attempt left as temporaries. */

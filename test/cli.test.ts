@@ -38,7 +38,11 @@ describe('the CLI: strict flags, help everywhere, one-line errors', function () 
 
   const cli = (args: string[], extra: NodeJS.ProcessEnv = {}): Promise<Run> =>
     new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', TSX, path.join(projectRoot, 'cli', 'main.ts'), ...args], { cwd: tmp, env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', TSX, path.join(projectRoot, 'cli', 'main.ts'), ...args], {
+        cwd: tmp,
+        env: { ...env, ...extra },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -55,7 +59,11 @@ describe('the CLI: strict flags, help everywhere, one-line errors', function () 
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-cli-'));
     // Nothing here may reach a server: a port nobody listens on.
-    env = { ...process.env, BIOMEDICA_DATA_DIR: path.join(tmp, 'data'), TEMPORAL_ADDRESS: `127.0.0.1:${await closedPort()}` };
+    env = {
+      ...process.env,
+      BIOMEDICA_DATA_DIR: path.join(tmp, 'data'),
+      TEMPORAL_ADDRESS: `127.0.0.1:${await closedPort()}`,
+    };
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -74,7 +82,11 @@ describe('the CLI: strict flags, help everywhere, one-line errors', function () 
   });
 
   it('a flag without its value is an error, not the default (exit 2)', async () => {
-    for (const args of [['release', 'status', '--release'], ['release', 'status', '--release', '--watch'], ['demo', '--release']]) {
+    for (const args of [
+      ['release', 'status', '--release'],
+      ['release', 'status', '--release', '--watch'],
+      ['demo', '--release'],
+    ]) {
       const r = await cli(args);
       assert.equal(r.code, 2, args.join(' '));
       assert.match(r.err, /--release needs a value/);
@@ -86,12 +98,26 @@ describe('the CLI: strict flags, help everywhere, one-line errors', function () 
   });
 
   it('--help on every command prints its help and does nothing else: no worker, no mirror, no server', async () => {
-    for (const args of [['worker', '--help'], ['sample', '--help'], ['server', '--help'], ['release', '--help'], ['release', 'status', '--help'], ['release', 'start', '-h'], ['demo', '--help'], ['env', '--help'], ['export', '--help'], ['--help']]) {
+    for (const args of [
+      ['worker', '--help'],
+      ['sample', '--help'],
+      ['server', '--help'],
+      ['release', '--help'],
+      ['release', 'status', '--help'],
+      ['release', 'start', '-h'],
+      ['demo', '--help'],
+      ['env', '--help'],
+      ['export', '--help'],
+      ['--help'],
+    ]) {
       const r = await cli(args);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
       assert.match(r.out, /\S/, `${args.join(' ')} prints help`);
       assert.equal(r.err.trim(), '', `${args.join(' ')}: nothing on stderr`);
-      assert.ok(!/worker pools running|temporal dev server (healthy|already)|"outDir"/.test(r.out), `${args.join(' ')} did something: ${r.out}`);
+      assert.ok(
+        !/worker pools running|temporal dev server (healthy|already)|"outDir"/.test(r.out),
+        `${args.join(' ')} did something: ${r.out}`,
+      );
     }
     assert.ok(!fs.existsSync(path.join(tmp, 'data')), 'nothing was written to the data dir');
   });
@@ -99,7 +125,10 @@ describe('the CLI: strict flags, help everywhere, one-line errors', function () 
   it('release start: no config, a missing, malformed or invalid one are one-line errors naming the file and the field', async () => {
     const none = await cli(['release', 'start']);
     assert.equal(none.code, 2);
-    assert.match(none.err, /release start needs --config FILE: a JSON ReleaseInput \(config\/release\.example\.json is one to copy\)/);
+    assert.match(
+      none.err,
+      /release start needs --config FILE: a JSON ReleaseInput \(config\/release\.example\.json is one to copy\)/,
+    );
     assert.ok(fs.existsSync(path.join(projectRoot, 'config', 'release.example.json')), 'the example it names exists');
     const missing = await cli(['release', 'start', '--config', 'nope.json']);
     assert.equal(missing.code, 1);
@@ -108,7 +137,14 @@ describe('the CLI: strict flags, help everywhere, one-line errors', function () 
     const broken = await cli(['release', 'start', '--config', 'broken.json']);
     assert.equal(broken.code, 1);
     assert.match(broken.err, /^error: broken\.json is not JSON: /);
-    fs.writeFileSync(path.join(tmp, 'invalid.json'), JSON.stringify({ releaseId: 'bad id!', source: { kind: 'pmc-cloud-http', baseUrl: 'nope' }, units: { maxImages: 20000 } }));
+    fs.writeFileSync(
+      path.join(tmp, 'invalid.json'),
+      JSON.stringify({
+        releaseId: 'bad id!',
+        source: { kind: 'pmc-cloud-http', baseUrl: 'nope' },
+        units: { maxImages: 20000 },
+      }),
+    );
     const invalid = await cli(['release', 'start', '--config', 'invalid.json']);
     assert.equal(invalid.code, 1);
     assert.match(invalid.err, /^error: invalid\.json is not a valid release config: /);
@@ -132,7 +168,9 @@ describe('the CLI: strict flags, help everywhere, one-line errors', function () 
   });
 
   it('config/release.example.json is a valid release config', () => {
-    const parsed = ReleaseInputSchema.safeParse(JSON.parse(fs.readFileSync(path.join(projectRoot, 'config', 'release.example.json'), 'utf8')));
+    const parsed = ReleaseInputSchema.safeParse(
+      JSON.parse(fs.readFileSync(path.join(projectRoot, 'config', 'release.example.json'), 'utf8')),
+    );
     assert.ok(parsed.success, JSON.stringify(parsed.error?.issues));
   });
 });

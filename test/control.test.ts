@@ -60,7 +60,8 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
     const final = await handle.query(progressQuery);
     const total = final.units.total;
     for (const st of UNIT_STAGES) assert.equal(final.stages?.[st].done, total, `${st} done`);
-    const quarantined = (stage: string) => Object.entries(result.summary.rejectedByReason).reduce((n, [k, v]) => n + (k.startsWith(`${stage}:`) ? v : 0), 0);
+    const quarantined = (stage: string) =>
+      Object.entries(result.summary.rejectedByReason).reduce((n, [k, v]) => n + (k.startsWith(`${stage}:`) ? v : 0), 0);
     assert.equal(final.stages?.parse.rejected, quarantined('parse'));
     assert.equal(final.stages?.images.rejected, quarantined('media') + quarantined('images'));
     assert.equal(final.stages?.fetch.rejected, quarantined('fetch'));
@@ -86,7 +87,10 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
     // Status of a closed release says why it ended and where it stood (the release's last progress).
     assert.match(after!.failure ?? '', /cancel/i);
     assert.equal(after!.progress?.stage, 'units');
-    assert.match(formatStatus(after!), /ended by: .*cancel.*\n.*release start.*\n\s+last stage: units; units \d+\/\d+ done/i);
+    assert.match(
+      formatStatus(after!),
+      /ended by: .*cancel.*\n.*release start.*\n\s+last stage: units; units \d+\/\d+ done/i,
+    );
     // The units the cancellation stopped are not failures: a cancelled driver's table counts none as failed.
     for (const id of drivers) {
       const p = await t.env.client.workflow.getHandle(id).query(subsetProgressQuery);
@@ -118,7 +122,10 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
       assert.match(r.workflowId, /^release-stuck\/other-\d{6}$/);
       assert.ok(r.attempt >= 2);
       assert.match(r.lastFailure ?? '', /PMC7159286.*(500|InternalError)/);
-      assert.match(formatStatus(s!), /retrying: \d+ activit(y|ies) failed and (is|are) being tried again\n\s+release-stuck\/other-\d{6} fetchArticles: attempt \d+(, next try [^;]+)?; last error: .*500/);
+      assert.match(
+        formatStatus(s!),
+        /retrying: \d+ activit(y|ies) failed and (is|are) being tried again\n\s+release-stuck\/other-\d{6} fetchArticles: attempt \d+(, next try [^;]+)?; last error: .*500/,
+      );
     } finally {
       t.mirror.faults.splice(t.mirror.faults.indexOf(rule), 1);
     }
@@ -129,7 +136,11 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
   });
 
   it('creates a yearly schedule whose run names the release after the year it starts', async () => {
-    const id = await createYearlySchedule(t.env.client, sampleReleaseInput(t.dataDir, t.mirror.baseUrl, 'sched-{year}'), { scheduleId: 'test-yearly', month: 1, day: 15, hourUtc: 3 });
+    const id = await createYearlySchedule(
+      t.env.client,
+      sampleReleaseInput(t.dataDir, t.mirror.baseUrl, 'sched-{year}'),
+      { scheduleId: 'test-yearly', month: 1, day: 15, hourUtc: 3 },
+    );
     const handle = t.env.client.schedule.getHandle(id);
     const desc = await handle.describe();
     assert.deepEqual(desc.spec.calendars?.[0]?.month, [{ start: 'JANUARY', end: 'JANUARY', step: 1 }]);
@@ -142,7 +153,11 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
       started = (await handle.describe()).info.recentActions[0]?.action.workflow.workflowId;
     }
     assert.ok(started, 'the schedule started a run');
-    assert.notEqual(started, 'release-sched-' + new Date().getUTCFullYear(), "a Schedule's run has a workflow id of its own");
+    assert.notEqual(
+      started,
+      'release-sched-' + new Date().getUTCFullYear(),
+      "a Schedule's run has a workflow id of its own",
+    );
     // The CLI finds that run by the release id it resolved (the BiomedicaRelease search attribute), and controls it.
     const releaseId = `sched-${new Date().getUTCFullYear()}`;
     let ref: Awaited<ReturnType<typeof findReleaseWorkflow>> = null;
@@ -161,7 +176,10 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
     const result = (await t.env.client.workflow.getHandle(started).result()) as ReleaseResult;
     assert.equal(result.releaseId, releaseId);
     const done = await releaseStatus(t.env.client, releaseId);
-    assert.deepEqual([done?.workflowId, done?.status, done?.result?.summary.samples], [started, 'COMPLETED', result.summary.samples]);
+    assert.deepEqual(
+      [done?.workflowId, done?.status, done?.result?.summary.samples],
+      [started, 'COMPLETED', result.summary.samples],
+    );
     assert.equal(await findReleaseWorkflow(t.env.client, 'sched-1999'), null);
     await handle.delete();
   });

@@ -30,7 +30,9 @@ async function readTar(file: string): Promise<TarMemberRead[]> {
     onReadEntry: (entry) => {
       const chunks: Buffer[] = [];
       entry.on('data', (c: Buffer) => chunks.push(c));
-      entry.on('end', () => members.push({ name: entry.path, size: entry.size ?? 0, mode: entry.mode ?? 0, data: Buffer.concat(chunks) }));
+      entry.on('end', () =>
+        members.push({ name: entry.path, size: entry.size ?? 0, mode: entry.mode ?? 0, data: Buffer.concat(chunks) }),
+      );
     },
   });
   return members;
@@ -38,7 +40,11 @@ async function readTar(file: string): Promise<TarMemberRead[]> {
 
 function listFiles(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.relative(dir, path.join(d.parentPath, d.name))).sort();
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => d.isFile())
+    .map((d) => path.relative(dir, path.join(d.parentPath, d.name)))
+    .sort();
 }
 
 describe('the sample release end to end on a real Temporal dev server', function () {
@@ -68,17 +74,28 @@ describe('the sample release end to end on a real Temporal dev server', function
   it('plans every sample article into the three license subsets', () => {
     const nxml = fs.readdirSync(path.join(t.dataDir, 'sample-mirror')).filter((d) => /^PMC\d+\.\d+$/.test(d));
     assert.equal(result.plan.selectedArticles, nxml.length);
-    for (const subset of ['commercial', 'noncommercial', 'other'] as const) assert.ok(result.plan.subsets[subset].articles > 0, `${subset} has articles`);
+    for (const subset of ['commercial', 'noncommercial', 'other'] as const)
+      assert.ok(result.plan.subsets[subset].articles > 0, `${subset} has articles`);
   });
 
   it('writes shards whose members read back, with samples = figures - rejected figures', async () => {
     const root = path.join(t.dataDir, 'releases', releaseId);
     let samples = 0;
     for (const subset of ['commercial', 'noncommercial', 'other'] as const) {
-      const shards = fs.readdirSync(path.join(root, 'webdataset', subset)).filter((f) => f.endsWith('.tar')).sort();
+      const shards = fs
+        .readdirSync(path.join(root, 'webdataset', subset))
+        .filter((f) => f.endsWith('.tar'))
+        .sort();
       assert.equal(shards.length, result.summary.subsets[subset].shards);
-      assert.deepEqual(shards, shards.map((_, i) => `${String(i).padStart(6, '0')}.tar`), 'contiguous shard numbering');
-      const sizes = JSON.parse(fs.readFileSync(path.join(root, 'webdataset', subset, 'sizes.json'), 'utf8')) as Record<string, number>;
+      assert.deepEqual(
+        shards,
+        shards.map((_, i) => `${String(i).padStart(6, '0')}.tar`),
+        'contiguous shard numbering',
+      );
+      const sizes = JSON.parse(fs.readFileSync(path.join(root, 'webdataset', subset, 'sizes.json'), 'utf8')) as Record<
+        string,
+        number
+      >;
       for (const shard of shards) {
         const members = await readTar(path.join(root, 'webdataset', subset, shard));
         assert.equal(members.length % 3, 0);
@@ -87,7 +104,10 @@ describe('the sample release end to end on a real Temporal dev server', function
         assert.equal(sizes[shard], keys.length);
         for (let i = 0; i < members.length; i += 3) {
           const [jpg, json, txt] = members.slice(i, i + 3);
-          assert.deepEqual([jpg!.name, json!.name, txt!.name].map((n) => n.split('.').slice(1).join('.')), ['jpg', 'json', 'txt']);
+          assert.deepEqual(
+            [jpg!.name, json!.name, txt!.name].map((n) => n.split('.').slice(1).join('.')),
+            ['jpg', 'json', 'txt'],
+          );
           assert.equal(jpg!.data.subarray(0, 3).toString('hex'), 'ffd8ff', `${jpg!.name} is a JPEG`);
           assert.equal(jpg!.mode, 0o444);
           const doc = JSON.parse(json!.data.toString('utf8')) as Record<string, unknown>;
@@ -97,9 +117,21 @@ describe('the sample release end to end on a real Temporal dev server', function
         }
         samples += keys.length;
         const rows = await readSamplesParquet(path.join(root, 'parquet', subset, shard.replace('.tar', '.parquet')));
-        assert.deepEqual(rows.map((r) => r.key), keys, 'parquet rows = tar samples, same order');
+        assert.deepEqual(
+          rows.map((r) => r.key),
+          keys,
+          'parquet rows = tar samples, same order',
+        );
         const arrow = JSON.parse(
-          execFileSync(testPython(), ['-c', 'import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({"keys": t.column("key").to_pylist(), "mesh": str(t.schema.field("article_mesh_terms").type)}))', path.join(root, 'parquet', subset, shard.replace('.tar', '.parquet'))], { encoding: 'utf8' }),
+          execFileSync(
+            testPython(),
+            [
+              '-c',
+              'import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({"keys": t.column("key").to_pylist(), "mesh": str(t.schema.field("article_mesh_terms").type)}))',
+              path.join(root, 'parquet', subset, shard.replace('.tar', '.parquet')),
+            ],
+            { encoding: 'utf8' },
+          ),
         ) as { keys: string[]; mesh: string };
         assert.deepEqual(arrow.keys, keys, 'pyarrow reads the same rows');
         assert.match(arrow.mesh, /^list</);
@@ -114,25 +146,51 @@ describe('the sample release end to end on a real Temporal dev server', function
   });
 
   it('quarantines every rejected figure with its article, stage and reason, including injected faults', async () => {
-    const records = await readNdjson<QuarantineRecord>(path.join(t.dataDir, 'releases', releaseId, 'report', 'quarantine.ndjson'));
+    const records = await readNdjson<QuarantineRecord>(
+      path.join(t.dataDir, 'releases', releaseId, 'report', 'quarantine.ndjson'),
+    );
     assert.equal(records.filter((r) => r.figure).length, result.summary.rejected);
     for (const r of records) {
       assert.ok(r.article && r.stage && r.reason && r.detail, JSON.stringify(r));
     }
-    assert.ok(records.some((r) => r.stage === 'images' && r.reason === 'corrupt'), 'the truncated image is quarantined as corrupt');
-    assert.ok(records.some((r) => r.stage === 'media' && r.reason === 'image-not-found'), 'the image missing from the bucket is quarantined');
-    assert.ok(records.some((r) => r.stage === 'parse' && r.reason === 'no-caption'), 'a figure without a caption is quarantined');
+    assert.ok(
+      records.some((r) => r.stage === 'images' && r.reason === 'corrupt'),
+      'the truncated image is quarantined as corrupt',
+    );
+    assert.ok(
+      records.some((r) => r.stage === 'media' && r.reason === 'image-not-found'),
+      'the image missing from the bucket is quarantined',
+    );
+    assert.ok(
+      records.some((r) => r.stage === 'parse' && r.reason === 'no-caption'),
+      'a figure without a caption is quarantined',
+    );
   });
 
   it('enriches articles from the E-utilities stand-in within its rate limit', () => {
     assert.ok(result.summary.enrichment.pmids > 0);
-    assert.equal(t.eutils.stats.rejected429, 0, `no request was refused for going over the rate: ${JSON.stringify(t.eutils.stats.log.map((l) => [l.t, l.status, l.ids.length]))}`);
-    assert.ok(t.eutils.stats.perSecondMax <= 3, `at most 3 requests in any one-second window (saw ${t.eutils.stats.perSecondMax})`);
+    assert.equal(
+      t.eutils.stats.rejected429,
+      0,
+      `no request was refused for going over the rate: ${JSON.stringify(t.eutils.stats.log.map((l) => [l.t, l.status, l.ids.length]))}`,
+    );
+    assert.ok(
+      t.eutils.stats.perSecondMax <= 3,
+      `at most 3 requests in any one-second window (saw ${t.eutils.stats.perSecondMax})`,
+    );
     assert.ok(t.eutils.stats.log.every((l) => l.method === 'POST'));
     const e = result.summary.enrichment;
     assert.equal(e.returned + e.notReturned, e.pmids, 'every PMID asked for is accounted for');
-    const notes = fs.readFileSync(path.join(t.dataDir, 'releases', releaseId, 'report', 'enrichment.ndjson'), 'utf8').trim().split('\n').filter(Boolean);
-    assert.equal(notes.length, e.notReturned + e.withoutPmid, 'each article published without PubMed data is listed with its reason');
+    const notes = fs
+      .readFileSync(path.join(t.dataDir, 'releases', releaseId, 'report', 'enrichment.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean);
+    assert.equal(
+      notes.length,
+      e.notReturned + e.withoutPmid,
+      'each article published without PubMed data is listed with its reason',
+    );
   });
 
   it('publishes a Hub-shaped folder with a dataset card', () => {
@@ -149,32 +207,48 @@ describe('the sample release end to end on a real Temporal dev server', function
   });
 
   it('replays every workflow history of the run deterministically', async () => {
-    const histories = t.env.client.workflow.list({ query: `WorkflowId STARTS_WITH "release-${releaseId}"` }).intoHistories();
+    const histories = t.env.client.workflow
+      .list({ query: `WorkflowId STARTS_WITH "release-${releaseId}"` })
+      .intoHistories();
     let replayed = 0;
     for await (const r of Worker.runReplayHistories({ workflowsPath: require.resolve('../workflows') }, histories)) {
       assert.equal(r.error, undefined, `${r.workflowId}: ${r.error?.message}`);
       replayed++;
     }
     const subsets = Object.values(result.plan.subsets).filter((s) => s.units > 0);
-    assert.equal(replayed, 1 + subsets.length + subsets.reduce((n, s) => n + s.units, 0), 'the release, each subset driver and each unit workflow');
+    assert.equal(
+      replayed,
+      1 + subsets.length + subsets.reduce((n, s) => n + s.units, 0),
+      'the release, each subset driver and each unit workflow',
+    );
     // RECORD_HISTORY=test/histories re-records the histories test/replay.test.ts replays (docs/architecture.md).
     const record = process.env.RECORD_HISTORY;
     if (record) {
-      const show = (id: string) => execFileSync(temporalCliPath(), ['workflow', 'show', '-w', id, '--output', 'json', '--address', t.env.address, '--namespace', 'default'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      const show = (id: string) =>
+        execFileSync(
+          temporalCliPath(),
+          ['workflow', 'show', '-w', id, '--output', 'json', '--address', t.env.address, '--namespace', 'default'],
+          { encoding: 'utf8', maxBuffer: 64 << 20 },
+        );
       for (const [file, id] of [
         [`release-${releaseId}.json`, `release-${releaseId}`],
         ['subset-commercial-sample.json', `release-${releaseId}/subset-commercial`],
         ['unit-commercial-000000-sample.json', `release-${releaseId}/commercial-000000`],
-      ]) fs.writeFileSync(path.join(record, file), show(id!));
+      ])
+        fs.writeFileSync(path.join(record, file), show(id!));
     }
   });
 
   it('starting the finished release again reports it finished and changes no output byte', async () => {
     const root = path.join(t.dataDir, 'releases', releaseId);
-    const before = new Map(await Promise.all(listFiles(root).map(async (f) => [f, await sha256File(path.join(root, f))] as const)));
+    const before = new Map(
+      await Promise.all(listFiles(root).map(async (f) => [f, await sha256File(path.join(root, f))] as const)),
+    );
     const again = await startRelease(t.env.client, sampleReleaseInput(t.dataDir, t.mirror.baseUrl, releaseId));
     assert.equal(again.kind, 'already-completed');
-    const after = new Map(await Promise.all(listFiles(root).map(async (f) => [f, await sha256File(path.join(root, f))] as const)));
+    const after = new Map(
+      await Promise.all(listFiles(root).map(async (f) => [f, await sha256File(path.join(root, f))] as const)),
+    );
     assert.deepEqual(after, before);
   });
 });

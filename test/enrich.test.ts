@@ -29,24 +29,38 @@ describe('parsePubmedArticleSet on recorded efetch responses', () => {
     const r = records.get('27797938')!;
     assert.equal(r.kind, 'article');
     // <i>TERT</i> in the recorded ArticleTitle
-    assert.equal(r.title, 'Leucocyte telomere length, genetic variants at the TERT gene region and risk of pancreatic cancer.');
+    assert.equal(
+      r.title,
+      'Leucocyte telomere length, genetic variants at the TERT gene region and risk of pancreatic cancer.',
+    );
     const adeno = r.meshTerms.find((m) => m.descriptor === 'Adenocarcinoma');
     assert.deepEqual(adeno, {
-      descriptor: 'Adenocarcinoma', ui: 'D000230', majorTopic: false,
-      qualifiers: [{ name: 'epidemiology', majorTopic: true }, { name: 'genetics', majorTopic: true }],
+      descriptor: 'Adenocarcinoma',
+      ui: 'D000230',
+      majorTopic: false,
+      qualifiers: [
+        { name: 'epidemiology', majorTopic: true },
+        { name: 'genetics', majorTopic: true },
+      ],
     });
     assert.equal(r.meshTerms.find((m) => m.descriptor === 'Telomere Shortening')?.majorTopic, true);
     assert.equal(r.meshTerms.length, 21);
     assert.deepEqual(r.publicationTypes, [
-      'Journal Article', 'Observational Study', 'Research Support, N.I.H., Extramural',
-      "Research Support, U.S. Gov't, Non-P.H.S.", "Research Support, Non-U.S. Gov't",
+      'Journal Article',
+      'Observational Study',
+      'Research Support, N.I.H., Extramural',
+      "Research Support, U.S. Gov't, Non-P.H.S.",
+      "Research Support, Non-U.S. Gov't",
     ]);
     assert.deepEqual(r.keywords, ['PANCREATIC CANCER']);
     assert.deepEqual(r.journal, { title: 'Gut', isoAbbrev: 'Gut', issn: '1468-3288' });
     assert.equal(r.pubDate, '2017-06');
     assert.deepEqual(r.articleIds, [
-      { type: 'pubmed', id: '27797938' }, { type: 'pii', id: 'gutjnl-2016-312510' },
-      { type: 'doi', id: '10.1136/gutjnl-2016-312510' }, { type: 'pmc', id: 'PMC5442267' }, { type: 'mid', id: 'NIHMS857349' },
+      { type: 'pubmed', id: '27797938' },
+      { type: 'pii', id: 'gutjnl-2016-312510' },
+      { type: 'doi', id: '10.1136/gutjnl-2016-312510' },
+      { type: 'pmc', id: 'PMC5442267' },
+      { type: 'mid', id: 'NIHMS857349' },
     ]);
     // This record has no PubmedData/ReferenceList (0 <Reference> elements); its citations are 48
     // CommentsCorrections RefType="Cites" + 1 CommentIn, none of which may leak into articleIds or notices.
@@ -56,10 +70,17 @@ describe('parsePubmedArticleSet on recorded efetch responses', () => {
     for (const cited of ['27920200', '2657958', '25658358', '20101243']) assert.ok(!ownIds.has(cited), cited);
     assert.deepEqual(r.notices, []);
     // Structured abstract: four labelled sections, inline markup flattened, CopyrightInformation left out.
-    assert.deepEqual(r.abstractSections.map((s) => s.label), ['OBJECTIVE', 'DESIGN', 'RESULTS', 'CONCLUSIONS']);
+    assert.deepEqual(
+      r.abstractSections.map((s) => s.label),
+      ['OBJECTIVE', 'DESIGN', 'RESULTS', 'CONCLUSIONS'],
+    );
     assert.ok(r.abstract!.startsWith('OBJECTIVE: Telomere shortening occurs as an early event'));
     assert.ok(r.abstract!.includes(' DESIGN: We measured prediagnostic'));
-    assert.ok(r.abstract!.includes('(comparing extreme quintiles of telomere length, OR 1.72; 95% CI 1.07 to 2.78; ptrend=0.048)'));
+    assert.ok(
+      r.abstract!.includes(
+        '(comparing extreme quintiles of telomere length, OR 1.72; 95% CI 1.07 to 2.78; ptrend=0.048)',
+      ),
+    );
     assert.ok(r.abstract!.includes('disequilibrium r2<0.25)'));
     assert.ok(r.abstract!.endsWith('associated with risk of pancreatic cancer.'));
     assert.ok(!r.abstract!.includes('BMJ Publishing Group'));
@@ -81,39 +102,68 @@ describe('parsePubmedArticleSet on recorded efetch responses', () => {
     const flavo = records.get('9997')!;
     assert.equal(flavo.pubDate, '1976-09-28'); // <Month>Sep</Month><Day>28</Day>
     assert.ok(flavo.abstract!.startsWith('Electron paramagnetic resonance and magnetic susceptibility studies'));
-    assert.deepEqual(flavo.abstractSections.map((s) => s.label), [null]);
-    assert.deepEqual(flavo.meshTerms.find((m) => m.descriptor === 'Chromatium')?.qualifiers, [{ name: 'enzymology', majorTopic: true }]);
-    assert.deepEqual(flavo.journal, { title: 'Biochimica et biophysica acta', isoAbbrev: 'Biochim Biophys Acta', issn: '0006-3002' });
+    assert.deepEqual(
+      flavo.abstractSections.map((s) => s.label),
+      [null],
+    );
+    assert.deepEqual(flavo.meshTerms.find((m) => m.descriptor === 'Chromatium')?.qualifiers, [
+      { name: 'enzymology', majorTopic: true },
+    ]);
+    assert.deepEqual(flavo.journal, {
+      title: 'Biochimica et biophysica acta',
+      isoAbbrev: 'Biochim Biophys Acta',
+      issn: '0006-3002',
+    });
     assert.ok(flavo.articleIds.some((a) => a.type === 'doi' && a.id === '10.1016/0005-2795(76)90109-4'));
   });
 
   it('pubmed6: non-ASCII kept, markup and MathML flattened, unlabelled abstract', () => {
     const r = parsePubmedArticleSet(entrez('biopython_pubmed6.xml')).records.get('30108519')!;
     // Recorded: A &quot;<i>Blood Relationship&quot;</i> Between ...
-    assert.equal(r.title, 'A "Blood Relationship" Between the Overlooked Minimum Lactate Equivalent and Maximal Lactate Steady State in Trained Runners. Back to the Old Days?');
-    assert.ok(r.abstract!.includes('[VMLSS 15.0 ± 1.1 km·h-1; maximal oxygen uptake ( V.O2max ) 67.6 ± 4.1 ml·kg-1·min-1]'));
+    assert.equal(
+      r.title,
+      'A "Blood Relationship" Between the Overlooked Minimum Lactate Equivalent and Maximal Lactate Steady State in Trained Runners. Back to the Old Days?',
+    );
+    assert.ok(
+      r.abstract!.includes('[VMLSS 15.0 ± 1.1 km·h-1; maximal oxygen uptake ( V.O2max ) 67.6 ± 4.1 ml·kg-1·min-1]'),
+    );
     assert.ok(r.abstract!.includes('(coefficient of variation: ≈7%)'));
     assert.ok(r.abstract!.includes('(P < 0.001; ES: 3.54)'));
     assert.ok(!/\s{2}/.test(r.abstract!));
-    assert.deepEqual(r.abstractSections.map((s) => s.label), [null]);
+    assert.deepEqual(
+      r.abstractSections.map((s) => s.label),
+      [null],
+    );
     assert.equal(r.keywords[0], "Owles' point");
     assert.equal(r.keywords.length, 8);
     assert.deepEqual(r.meshTerms, []); // PubMed-not-MEDLINE: no MeshHeadingList
     assert.equal(r.pubDate, '2018');
     assert.deepEqual(r.journal, { title: 'Frontiers in physiology', isoAbbrev: 'Front Physiol', issn: '1664-042X' });
-    assert.deepEqual(r.articleIds.find((a) => a.type === 'pmc'), { type: 'pmc', id: 'PMC6079548' });
+    assert.deepEqual(
+      r.articleIds.find((a) => a.type === 'pmc'),
+      { type: 'pmc', id: 'PMC6079548' },
+    );
   });
 
   it('the recorded <ERROR> response throws PubmedXmlError ncbi-error', () => {
-    assert.throws(() => parsePubmedArticleSet(entrez('biopython_esummary8_error.xml')), (err: unknown) => {
-      assert.ok(err instanceof PubmedXmlError);
-      assert.equal(err.kind, 'ncbi-error');
-      assert.equal(err.retryable, false);
-      assert.match(err.message, /Neither query_key nor id specified/);
-      return true;
-    });
-    assert.throws(() => parsePubmedArticleSet('<PubmedArticleSet><PubmedArticle>'), (e: unknown) => e instanceof PubmedXmlError && e.kind === 'malformed');
-    assert.equal(parsePubmedArticleSet('<?xml version="1.0" ?>\n<PubmedArticleSet>\n</PubmedArticleSet>\n').records.size, 0);
+    assert.throws(
+      () => parsePubmedArticleSet(entrez('biopython_esummary8_error.xml')),
+      (err: unknown) => {
+        assert.ok(err instanceof PubmedXmlError);
+        assert.equal(err.kind, 'ncbi-error');
+        assert.equal(err.retryable, false);
+        assert.match(err.message, /Neither query_key nor id specified/);
+        return true;
+      },
+    );
+    assert.throws(
+      () => parsePubmedArticleSet('<PubmedArticleSet><PubmedArticle>'),
+      (e: unknown) => e instanceof PubmedXmlError && e.kind === 'malformed',
+    );
+    assert.equal(
+      parsePubmedArticleSet('<?xml version="1.0" ?>\n<PubmedArticleSet>\n</PubmedArticleSet>\n').records.size,
+      0,
+    );
   });
 
   it('ReferenceList, notices and PubmedBookArticle (hand-built: no recorded fixture has them)', () => {
@@ -136,7 +186,10 @@ describe('parsePubmedArticleSet on recorded efetch responses', () => {
     assert.equal(art.pubDate, '1998');
     assert.equal(art.referenceCount, 3);
     assert.deepEqual(art.referenceIds, ['333', 'PMC9', 'C cited, no ids.']);
-    assert.deepEqual(art.articleIds, [{ type: 'pubmed', id: '111' }, { type: 'doi', id: '10.1/own' }]);
+    assert.deepEqual(art.articleIds, [
+      { type: 'pubmed', id: '111' },
+      { type: 'doi', id: '10.1/own' },
+    ]);
     assert.deepEqual(art.notices, [
       { type: 'RetractionIn', refSource: 'J. 2020;1:2', pmid: '222' },
       { type: 'ErratumIn', refSource: 'J. 2019;3:4', pmid: null },
@@ -146,7 +199,10 @@ describe('parsePubmedArticleSet on recorded efetch responses', () => {
     assert.equal(book.title, 'Chapter');
     assert.equal(book.pubDate, '1993');
     assert.deepEqual(book.publicationTypes, ['Review']);
-    assert.deepEqual(book.articleIds, [{ type: 'pubmed', id: '444' }, { type: 'bookaccession', id: 'NBK1' }]);
+    assert.deepEqual(book.articleIds, [
+      { type: 'pubmed', id: '444' },
+      { type: 'bookaccession', id: 'NBK1' },
+    ]);
   });
 });
 
@@ -168,7 +224,9 @@ describe('efetchPubmed against the E-utilities stand-in', () => {
           res.end(JSON.stringify({ error: 'API rate limit exceeded', 'api-key': key, count: '11', limit: '10' }));
         } else if (req.url!.startsWith('/error/')) {
           res.writeHead(200, { 'content-type': 'text/xml' });
-          res.end(`<?xml version="1.0" encoding="UTF-8" ?>\n<eFetchResult>\n\t<ERROR>Invalid request ${body}</ERROR>\n</eFetchResult>\n`);
+          res.end(
+            `<?xml version="1.0" encoding="UTF-8" ?>\n<eFetchResult>\n\t<ERROR>Invalid request ${body}</ERROR>\n</eFetchResult>\n`,
+          );
         } else {
           res.writeHead(400, { 'content-type': 'text/plain' });
           res.end(`bad request: ${req.url} ${body}`);
@@ -193,8 +251,13 @@ describe('efetchPubmed against the E-utilities stand-in', () => {
     assert.equal(records.get('9997')!.pubDate, '1976-09-28');
     const last = standin.stats.log.at(-1)!;
     assert.deepEqual(last, {
-      t: last.t, ids: ['27797938', '99999999', '9997'], status: 200, method: 'POST',
-      tool: identity.tool, email: identity.email, apiKeyPresent: false,
+      t: last.t,
+      ids: ['27797938', '99999999', '9997'],
+      status: 200,
+      method: 'POST',
+      tool: identity.tool,
+      email: identity.email,
+      apiKeyPresent: false,
     });
   });
 
@@ -215,7 +278,9 @@ describe('efetchPubmed against the E-utilities stand-in', () => {
 
   it('maps a slow answer to timeout and a cut-off transfer to network, both retryable', async () => {
     standin.inject({ slowMs: 400 });
-    const slow = await rejection(efetchPubmed({ baseUrl: standin.baseUrl, pmids: ['9997'], ...identity, timeoutMs: 100 }));
+    const slow = await rejection(
+      efetchPubmed({ baseUrl: standin.baseUrl, pmids: ['9997'], ...identity, timeoutMs: 100 }),
+    );
     standin.inject({ slowMs: 0 });
     assert.ok(slow instanceof EutilsError);
     assert.deepEqual([slow.kind, slow.retryable], ['timeout', true]);
@@ -252,13 +317,24 @@ describe('efetchPubmed against the E-utilities stand-in', () => {
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const refusedPort = (probe.address() as AddressInfo).port;
     await new Promise<void>((r) => probe.close(() => r()));
-    const refused = await rejection(efetchPubmed({ baseUrl: `http://127.0.0.1:${refusedPort}/entrez/eutils`, pmids: ['1'], ...identity, apiKey }));
+    const refused = await rejection(
+      efetchPubmed({ baseUrl: `http://127.0.0.1:${refusedPort}/entrez/eutils`, pmids: ['1'], ...identity, apiKey }),
+    );
     assert.match((refused as Error).message, /ECONNREFUSED/);
     errors.push(refused);
-    assert.deepEqual(errors.map((e) => (e as EutilsError).kind), ['rate-limited', 'server', 'rate-limited', 'ncbi-error', 'bad-request', 'network']);
+    assert.deepEqual(
+      errors.map((e) => (e as EutilsError).kind),
+      ['rate-limited', 'server', 'rate-limited', 'ncbi-error', 'bad-request', 'network'],
+    );
     for (const err of errors) {
       assert.ok(err instanceof EutilsError);
-      const seen = [err.message, err.stack ?? '', String(err), JSON.stringify(err), JSON.stringify(Object.entries(err))].join('\n');
+      const seen = [
+        err.message,
+        err.stack ?? '',
+        String(err),
+        JSON.stringify(err),
+        JSON.stringify(Object.entries(err)),
+      ].join('\n');
       assert.ok(!seen.includes(apiKey), seen);
     }
     // The keyed requests reached the stand-in, which logged only that a key was present.
@@ -274,12 +350,15 @@ describe('E-utilities stand-in rate limit', () => {
   });
 
   const burst = (s: EutilsStandin, extra: string): Promise<Response[]> =>
-    Promise.all(Array.from({ length: 6 }, () =>
-      fetch(`${s.baseUrl}/efetch.fcgi`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: `db=pubmed&retmode=xml&id=9997&tool=t&email=e%40x.org${extra}`,
-      })));
+    Promise.all(
+      Array.from({ length: 6 }, () =>
+        fetch(`${s.baseUrl}/efetch.fcgi`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: `db=pubmed&retmode=xml&id=9997&tool=t&email=e%40x.org${extra}`,
+        }),
+      ),
+    );
 
   it('answers 429 with NCBI JSON beyond 3 requests per second without a key', async () => {
     const s = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
@@ -300,15 +379,18 @@ describe('E-utilities stand-in rate limit', () => {
     const s = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
     opened.push(s);
     const responses = await burst(s, '&api_key=SECRET123');
-    assert.deepEqual(responses.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      [200, 200, 200, 200, 200, 200],
+    );
     await Promise.all(responses.map((r) => (r.bodyUsed ? undefined : r.body?.cancel())));
     assert.ok(!JSON.stringify(s.stats).includes('SECRET123'));
   });
 });
 
-describe('the demo\'s E-utilities stand-in answers for every sample PMID', function () {
+describe("the demo's E-utilities stand-in answers for every sample PMID", function () {
   this.timeout(120_000);
-  it('recorded records where the fixtures have them, generated well-formed ones from the article\'s XML elsewhere', async () => {
+  it("recorded records where the fixtures have them, generated well-formed ones from the article's XML elsewhere", async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-demo-eutils-'));
     let s: EutilsStandin | null = null;
     try {
@@ -316,10 +398,14 @@ describe('the demo\'s E-utilities stand-in answers for every sample PMID', funct
       const articles = await sampleEnrichmentArticles(mirror.outDir);
       assert.ok(articles.length >= 15, `${articles.length} sample articles with a PMID`);
       const recordedOnly = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), maxPerSecond: 1000 });
-      const before = parsePubmedArticleSet(await efetchPubmed({ baseUrl: recordedOnly.baseUrl, pmids: articles.map((a) => a.pmid), ...identity })).records;
+      const before = parsePubmedArticleSet(
+        await efetchPubmed({ baseUrl: recordedOnly.baseUrl, pmids: articles.map((a) => a.pmid), ...identity }),
+      ).records;
       await recordedOnly.close();
       s = await startEutilsStandin({ fixturesDir: fixturePaths.entrez(), maxPerSecond: 1000, generated: articles });
-      const { records } = parsePubmedArticleSet(await efetchPubmed({ baseUrl: s.baseUrl, pmids: articles.map((a) => a.pmid), ...identity }));
+      const { records } = parsePubmedArticleSet(
+        await efetchPubmed({ baseUrl: s.baseUrl, pmids: articles.map((a) => a.pmid), ...identity }),
+      );
       assert.deepEqual([...records.keys()].sort(), articles.map((a) => a.pmid).sort(), 'every PMID answered');
       for (const a of articles) {
         const r = records.get(a.pmid)!;
@@ -328,9 +414,15 @@ describe('the demo\'s E-utilities stand-in answers for every sample PMID', funct
           continue;
         }
         assert.equal(r.title, a.title ?? null);
-        assert.deepEqual(r.meshTerms.map((m) => m.descriptor), a.keywords.slice(0, 8));
+        assert.deepEqual(
+          r.meshTerms.map((m) => m.descriptor),
+          a.keywords.slice(0, 8),
+        );
       }
-      assert.ok(articles.some((a) => !before.has(a.pmid) && a.keywords.length > 0), 'some generated record carries MeSH headings');
+      assert.ok(
+        articles.some((a) => !before.has(a.pmid) && a.keywords.length > 0),
+        'some generated record carries MeSH headings',
+      );
     } finally {
       await s?.close();
       fs.rmSync(tmp, { recursive: true, force: true });

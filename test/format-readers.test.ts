@@ -29,7 +29,11 @@ import { buildReleaseInProcess, type InProcessRelease } from './support/in-proce
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 function python(script: string, args: string[], env: NodeJS.ProcessEnv = {}): unknown {
-  const r = spawnSync(testPython(), ['-c', script, ...args], { encoding: 'utf8', maxBuffer: 256 << 20, env: { ...process.env, ...env } });
+  const r = spawnSync(testPython(), ['-c', script, ...args], {
+    encoding: 'utf8',
+    maxBuffer: 256 << 20,
+    env: { ...process.env, ...env },
+  });
   if (r.status !== 0) throw new Error(`${testPython()} failed (${r.status}): ${r.stderr.slice(-4000)}`);
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]!);
@@ -54,23 +58,43 @@ FEATURES = Features({"jpg": Image(), "json": JSON_FEATURES, "txt": S, "__key__":
 `;
 
 const EXPECTED_ARROW: Record<string, string> = {
-  key: 'string', shard: 'string', subset: 'string', caption: 'string',
-  image_width: 'int64', image_height: 'int64', image_bytes_size: 'int64', image_sha256: 'string',
-  image_file_name: 'string', image_cluster_id: 'string', image_hash: 'string', image_label_id: 'string',
-  image_panel_type: 'string', image_panel_subtype: 'string',
+  key: 'string',
+  shard: 'string',
+  subset: 'string',
+  caption: 'string',
+  image_width: 'int64',
+  image_height: 'int64',
+  image_bytes_size: 'int64',
+  image_sha256: 'string',
+  image_file_name: 'string',
+  image_cluster_id: 'string',
+  image_hash: 'string',
+  image_label_id: 'string',
+  image_panel_type: 'string',
+  image_panel_subtype: 'string',
   image_primary_label: 'list<image_primary_label: string not null>',
   image_secondary_label: 'list<image_secondary_label: string not null>',
   image_size: 'list<image_size: int64 not null>',
-  image_set: 'list<image_set: struct<image_id: string not null, image_file_name: string not null, image_path: string not null, caption: string not null, hash: string> not null>',
-  image_context: 'list<image_context: struct<image_id: string not null, paragraphs: list<paragraphs: string not null> not null> not null>',
-  article_accession_id: 'string', article_title: 'string', article_journal: 'string', article_date: 'string', article_abstract: 'string',
+  image_set:
+    'list<image_set: struct<image_id: string not null, image_file_name: string not null, image_path: string not null, caption: string not null, hash: string> not null>',
+  image_context:
+    'list<image_context: struct<image_id: string not null, paragraphs: list<paragraphs: string not null> not null> not null>',
+  article_accession_id: 'string',
+  article_title: 'string',
+  article_journal: 'string',
+  article_date: 'string',
+  article_abstract: 'string',
   article_mesh_terms: 'list<article_mesh_terms: string not null>',
   article_keywords: 'list<article_keywords: string not null>',
   article_reference_ids: 'list<article_reference_ids: string not null>',
   article_reference_count: 'int64',
   article_reference_list: 'list<article_reference_list: string not null>',
   article_subject: 'list<article_subject: string not null>',
-  article_citation: 'string', article_license: 'string', article_text: 'string', article_pmid: 'string', article_doi: 'string',
+  article_citation: 'string',
+  article_license: 'string',
+  article_text: 'string',
+  article_pmid: 'string',
+  article_doi: 'string',
 };
 
 describe('published format read by webdataset, pyarrow and datasets (real sample release)', function () {
@@ -119,7 +143,10 @@ describe('published format read by webdataset, pyarrow and datasets (real sample
     for (const subset of SUBSETS) {
       const names = Object.keys(sizes).filter((k) => k.startsWith(`${subset}/`));
       assert.ok(names.length > 0, subset);
-      assert.deepEqual(names, names.map((_, i) => `${subset}/${String(i).padStart(6, '0')}.tar`));
+      assert.deepEqual(
+        names,
+        names.map((_, i) => `${subset}/${String(i).padStart(6, '0')}.tar`),
+      );
     }
   });
 
@@ -143,7 +170,10 @@ print(json.dumps(counts))`,
       [JSON.stringify(PUBLISHED_KEYS), ...tars],
     ) as Record<string, number>;
     assert.deepEqual(Object.values(got), Object.values(sizes));
-    assert.equal(Object.values(got).reduce((a, b) => a + b, 0), rel.summary.samples);
+    assert.equal(
+      Object.values(got).reduce((a, b) => a + b, 0),
+      rel.summary.samples,
+    );
   });
 
   it('pyarrow reads every parquet file with the expected schema, one row per sample', () => {
@@ -185,7 +215,13 @@ for i, (a, b) in enumerate(zip(wds, pq)):
         if k != "image_context": assert v == b[k], (k, v, b[k])
 print(json.dumps({"wds": wds.num_rows, "pq": pq.num_rows, "pq_features": sorted(pq.features), "image_set": str(pq.features["image_set"])}))`,
       [String(tars.length), ...tars, ...imageParquets],
-      { HF_DATASETS_OFFLINE: '1', HF_HUB_OFFLINE: '1', HF_HOME: hf, HF_DATASETS_CACHE: path.join(hf, 'cache'), HF_HUB_DISABLE_PROGRESS_BARS: '1' },
+      {
+        HF_DATASETS_OFFLINE: '1',
+        HF_HUB_OFFLINE: '1',
+        HF_HOME: hf,
+        HF_DATASETS_CACHE: path.join(hf, 'cache'),
+        HF_HUB_DISABLE_PROGRESS_BARS: '1',
+      },
     ) as { wds: number; pq: number; pq_features: string[]; image_set: string };
     assert.equal(got.wds, rel.summary.samples);
     assert.equal(got.pq, rel.summary.samples);
@@ -215,7 +251,13 @@ for name in names:
     out["rows"][name] = ds.num_rows
 print(json.dumps(out))`,
       [published.target],
-      { HF_DATASETS_OFFLINE: '1', HF_HUB_OFFLINE: '1', HF_HOME: hf, HF_DATASETS_CACHE: path.join(hf, 'cache'), HF_HUB_DISABLE_PROGRESS_BARS: '1' },
+      {
+        HF_DATASETS_OFFLINE: '1',
+        HF_HUB_OFFLINE: '1',
+        HF_HOME: hf,
+        HF_DATASETS_CACHE: path.join(hf, 'cache'),
+        HF_HUB_DISABLE_PROGRESS_BARS: '1',
+      },
     ) as { configs: string[]; rows: Record<string, number> };
     const present = SUBSETS.filter((s) => rel.summary.subsets[s].shards > 0);
     assert.deepEqual(got.configs, present);
@@ -264,7 +306,11 @@ print(json.dumps(checked))`,
         const row = rows.get(key)!;
         const data = await e.read();
         if (ext === 'json') assert.equal(data.toString('utf8'), pyJsonDumps(publishedJsonOf(row)), key);
-        if (ext === 'jpg') assert.deepEqual([sha256(data), data.length, data.equals(row.image!)], [row.image_sha256, row.image_bytes_size, true]);
+        if (ext === 'jpg')
+          assert.deepEqual(
+            [sha256(data), data.length, data.equals(row.image!)],
+            [row.image_sha256, row.image_bytes_size, true],
+          );
       }
     }
   });
@@ -278,18 +324,27 @@ print(json.dumps(checked))`,
     const release2: ReleaseInput = { ...rel.release, dataDir: data2 };
     for (const { task, pmidBatches } of rel.units) {
       const unitDir = path.join(root2, 'units', task.unitId);
-      for (const f of ['manifests/shard.json', 'manifests/parquet.json', 'samples.ndjson']) fs.rmSync(path.join(unitDir, f));
+      for (const f of ['manifests/shard.json', 'manifests/parquet.json', 'samples.ndjson'])
+        fs.rmSync(path.join(unitDir, f));
       await writeShard({ release: release2, unitId: task.unitId }, pmidBatches);
       await writeParquet({ release: release2, unitId: task.unitId });
     }
-    const digest = (root: string, dir: string) => fs.readdirSync(path.join(root, dir), { recursive: true }).map(String).filter((f) => /\.(tar|parquet)$/.test(f)).sort().map((f) => [f, sha256(fs.readFileSync(path.join(root, dir, f)))]);
+    const digest = (root: string, dir: string) =>
+      fs
+        .readdirSync(path.join(root, dir), { recursive: true })
+        .map(String)
+        .filter((f) => /\.(tar|parquet)$/.test(f))
+        .sort()
+        .map((f) => [f, sha256(fs.readFileSync(path.join(root, dir, f)))]);
     for (const dir of ['webdataset', 'parquet']) {
       const a = digest(rel.root, dir);
       assert.equal(a.length, rel.units.length);
       assert.deepEqual(digest(root2, dir), a, dir);
     }
     for (const subset of SUBSETS) {
-      const index = JSON.parse(fs.readFileSync(path.join(rel.root, 'webdataset', subset, 'index.json'), 'utf8')) as ShardIndexEntry[];
+      const index = JSON.parse(
+        fs.readFileSync(path.join(rel.root, 'webdataset', subset, 'index.json'), 'utf8'),
+      ) as ShardIndexEntry[];
       for (const e of index) {
         assert.equal(sha256(fs.readFileSync(path.join(root2, 'webdataset', e.shard))), e.sha256);
         assert.equal(sha256(fs.readFileSync(path.join(root2, 'parquet', e.parquet))), e.parquetSha256);
@@ -318,7 +373,8 @@ print(json.dumps(checked))`,
       return rowsOf();
     })();
     const perArticle = new Map<string, number>();
-    for (const row of full) perArticle.set(row.article_accession_id, (perArticle.get(row.article_accession_id) ?? 0) + 1);
+    for (const row of full)
+      perArticle.set(row.article_accession_id, (perArticle.get(row.article_accession_id) ?? 0) + 1);
     const images = await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'));
     const imagesOnly = tarArchiveBytes(images.reduce((n, i) => n + tarSampleBytes([i.bytes]), 0));
     const maxPerArticle = Math.max(...perArticle.values());
@@ -328,11 +384,14 @@ print(json.dumps(checked))`,
       { maxBytes: 20_480, maxSamples: 10000 }, // no article fits: one empty shard, every article quarantined
     ];
     for (const shard of limitsToTry) {
-      for (const f of ['manifests/shard.json', 'manifests/parquet.json', 'samples.ndjson']) fs.rmSync(path.join(unitDir, f), { force: true });
+      for (const f of ['manifests/shard.json', 'manifests/parquet.json', 'samples.ndjson'])
+        fs.rmSync(path.join(unitDir, f), { force: true });
       const release = { ...rel.release, dataDir: data3, shard } as ReleaseInput;
       const r = await writeShard({ release, unitId: task.unitId }, pmidBatches);
       const pq = await writeParquet({ release, unitId: task.unitId });
-      const tooLarge = await readNdjson<{ article: string; stage: string; reason: string; detail: string }>(path.join(unitDir, 'quarantine', 'shard.ndjson'));
+      const tooLarge = await readNdjson<{ article: string; stage: string; reason: string; detail: string }>(
+        path.join(unitDir, 'quarantine', 'shard.ndjson'),
+      );
       assert.equal(r.quarantined, tooLarge.length);
       const rows = await rowsOf();
       // Every article is either published whole in one part or quarantined once, as too-large.
@@ -350,8 +409,15 @@ print(json.dumps(checked))`,
         }
       }
       assert.ok(r.shards.length >= 1);
-      assert.deepEqual(r.shards.map((p) => p.shard), r.shards.map((_, k) => `${subset}/${number}${k === 0 ? '' : `_${String(k).padStart(3, '0')}`}.tar`));
-      assert.deepEqual(pq.files.map((f) => f.shard), r.shards.map((p) => p.shard), 'one parquet file per shard part');
+      assert.deepEqual(
+        r.shards.map((p) => p.shard),
+        r.shards.map((_, k) => `${subset}/${number}${k === 0 ? '' : `_${String(k).padStart(3, '0')}`}.tar`),
+      );
+      assert.deepEqual(
+        pq.files.map((f) => f.shard),
+        r.shards.map((p) => p.shard),
+        'one parquet file per shard part',
+      );
       for (const [k, part] of r.shards.entries()) {
         const file = path.join(root3, 'webdataset', part.shard);
         const bytes = fs.readFileSync(file);
@@ -363,13 +429,32 @@ print(json.dumps(checked))`,
           const k = splitMemberName(e.name)!.key;
           if (keys[keys.length - 1] !== k) keys.push(k);
         }
-        assert.deepEqual(keys, rows.filter((x) => x.shard === part.shard).map((x) => x.key), `${part.shard}: tar and rows agree`);
+        assert.deepEqual(
+          keys,
+          rows.filter((x) => x.shard === part.shard).map((x) => x.key),
+          `${part.shard}: tar and rows agree`,
+        );
         const parquetRows = await readSamplesParquet(path.join(root3, 'parquet', pq.files[k]!.file));
-        assert.deepEqual(parquetRows.map((x) => x.key), keys, `${pq.files[k]!.file} has the part's rows in order`);
+        assert.deepEqual(
+          parquetRows.map((x) => x.key),
+          keys,
+          `${pq.files[k]!.file} has the part's rows in order`,
+        );
       }
-      assert.equal(r.samples + full.filter((x) => tooLarge.some((q) => q.article?.startsWith(`${x.article_accession_id}.`))).length, full.length);
-      const onDisk = fs.readdirSync(path.join(root3, 'webdataset', subset)).filter((f) => f.startsWith(number)).sort();
-      assert.deepEqual(onDisk, r.shards.map((p) => path.posix.basename(p.shard)).sort(), 'no stale part of an earlier attempt, no partial file');
+      assert.equal(
+        r.samples +
+          full.filter((x) => tooLarge.some((q) => q.article?.startsWith(`${x.article_accession_id}.`))).length,
+        full.length,
+      );
+      const onDisk = fs
+        .readdirSync(path.join(root3, 'webdataset', subset))
+        .filter((f) => f.startsWith(number))
+        .sort();
+      assert.deepEqual(
+        onDisk,
+        r.shards.map((p) => path.posix.basename(p.shard)).sort(),
+        'no stale part of an earlier attempt, no partial file',
+      );
     }
   });
 });

@@ -5,12 +5,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { annotateUnit, ensureAnnotationModels, releaseEmbedders } from '../activities/annotate/activity';
-import { buildTaxonomyReviewPack, fitTaxonomyModel, sampleTaxonomyEmbeddings, type ReviewPackResult } from '../activities/annotate/taxonomy-activity';
+import {
+  buildTaxonomyReviewPack,
+  fitTaxonomyModel,
+  sampleTaxonomyEmbeddings,
+  type ReviewPackResult,
+} from '../activities/annotate/taxonomy-activity';
 import { buildSyntheticRelease, type SyntheticRelease } from './taxonomy-fixture';
 
 /** Debian's chromium (scripts/setup.sh installs it: apt-get install -y chromium); CHROMIUM overrides. */
 function chromiumPath(): string {
-  const candidates = [process.env.CHROMIUM, 'chromium', 'chromium-browser', 'google-chrome'].filter((c): c is string => !!c);
+  const candidates = [process.env.CHROMIUM, 'chromium', 'chromium-browser', 'google-chrome'].filter(
+    (c): c is string => !!c,
+  );
   for (const c of candidates) {
     const r = spawnSync(c, ['--version'], { encoding: 'utf8' });
     if (r.status === 0) return c;
@@ -61,10 +68,25 @@ describe('taxonomy review pack renders in headless Chromium', function () {
     rel = await buildSyntheticRelease({ dataDir: path.join(tmp, 'data'), units: 2, figuresPerUnit: 12 });
     await ensureAnnotationModels(rel.release);
     for (const unitId of rel.units) await annotateUnit({ release: rel.release, unitId });
-    const input = { release: rel.release, version: 'gallery-k3', clusters: 3, pcaComponents: 6, maxSamples: 24, seed: 1, kmeansBatchSize: 8, perCluster: 5, thumbSize: 96 };
+    const input = {
+      release: rel.release,
+      version: 'gallery-k3',
+      clusters: 3,
+      pcaComponents: 6,
+      maxSamples: 24,
+      seed: 1,
+      kmeansBatchSize: 8,
+      perCluster: 5,
+      thumbSize: 96,
+    };
     await sampleTaxonomyEmbeddings(input);
     const fit = await fitTaxonomyModel(input);
-    pack = await buildTaxonomyReviewPack({ dataDir: rel.release.dataDir, taxonomyPath: fit.taxonomyPath, perCluster: 5, thumbSize: 96 });
+    pack = await buildTaxonomyReviewPack({
+      dataDir: rel.release.dataDir,
+      taxonomyPath: fit.taxonomyPath,
+      perCluster: 5,
+      thumbSize: 96,
+    });
   });
   after(async () => {
     await releaseEmbedders();
@@ -118,9 +140,17 @@ describe('taxonomy review pack renders in headless Chromium', function () {
     const unit = rel.figures.get(first)!.unit;
     fs.rmSync(path.join(rel.layout.unitDir(unit), 'images', `${first}.jpg`));
     fs.rmSync(path.join(pack.dir, 'thumbs', `${first}.jpg`));
-    const again = await buildTaxonomyReviewPack({ dataDir: rel.release.dataDir, taxonomyPath: path.join(rel.release.dataDir, 'models', 'taxonomy-gallery-k3.json'), perCluster: 5, thumbSize: 96 });
+    const again = await buildTaxonomyReviewPack({
+      dataDir: rel.release.dataDir,
+      taxonomyPath: path.join(rel.release.dataDir, 'models', 'taxonomy-gallery-k3.json'),
+      perCluster: 5,
+      thumbSize: 96,
+    });
     assert.equal(again.thumbnails, pack.thumbnails - 1);
-    const page = fs.readdirSync(path.join(pack.dir, 'clusters')).map((f) => path.join(pack.dir, 'clusters', f)).find((f) => fs.readFileSync(f, 'utf8').includes(first))!;
+    const page = fs
+      .readdirSync(path.join(pack.dir, 'clusters'))
+      .map((f) => path.join(pack.dir, 'clusters', f))
+      .find((f) => fs.readFileSync(f, 'utf8').includes(first))!;
     const { loaded, total } = imageCheck(dumpDom(chromium, page, path.join(tmp, 'profile-missing')));
     assert.equal(loaded, total);
     assert.match(fs.readFileSync(page, 'utf8'), /\(image missing\)/);

@@ -73,7 +73,10 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
     dataDir = path.join(tmpRoot, 'data');
     mirrorDir = path.join(tmpRoot, 'mirror');
     const scratch = path.join(tmpRoot, 'scratch');
-    t = await createReleaseTestEnv({ dataDir, mirror: async () => (await buildHostileMirror(mirrorDir, scratch)).outDir });
+    t = await createReleaseTestEnv({
+      dataDir,
+      mirror: async () => (await buildHostileMirror(mirrorDir, scratch)).outDir,
+    });
     untouched = { mirror: listing(mirrorDir), scratch: listing(scratch) };
     await t.startWorkers();
     const input = { ...sampleReleaseInput(dataDir, t.mirror.baseUrl, releaseId), shard: HOSTILE_SHARD_LIMITS };
@@ -99,7 +102,12 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
       }
       for (const [key, m] of members) {
         assert.ok(!published.has(key), `${key} published twice`);
-        published.set(key, { shard: e.shard, jpg: m.jpg!, json: JSON.parse(m.json!.toString('utf8')), txt: m.txt!.toString('utf8') });
+        published.set(key, {
+          shard: e.shard,
+          jpg: m.jpg!,
+          json: JSON.parse(m.json!.toString('utf8')),
+          txt: m.txt!.toString('utf8'),
+        });
       }
     }
   });
@@ -116,7 +124,10 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
       assert.equal(desc.status.name, 'COMPLETED', id);
       const history = await t.env.client.workflow.getHandle(id).fetchHistory();
       for (const ev of history.events ?? []) {
-        assert.ok(!ev.activityTaskFailedEventAttributes && !ev.activityTaskTimedOutEventAttributes, `${id}: an activity failed or timed out`);
+        assert.ok(
+          !ev.activityTaskFailedEventAttributes && !ev.activityTaskTimedOutEventAttributes,
+          `${id}: an activity failed or timed out`,
+        );
         const attempt = ev.activityTaskStartedEventAttributes?.attempt ?? 1;
         assert.equal(attempt, 1, `${id}: an activity ran attempt ${attempt}`);
       }
@@ -125,16 +136,31 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
 
   it('records each bad case exactly once, with a reason that says what happened, and nothing else of those articles', () => {
     for (const c of HOSTILE_CASES) {
-      const found = records.filter((r) => r.article === c.article && r.figure === c.figure && r.stage === c.stage && r.reason === c.reason);
+      const found = records.filter(
+        (r) => r.article === c.article && r.figure === c.figure && r.stage === c.stage && r.reason === c.reason,
+      );
       assert.equal(found.length, 1, `${JSON.stringify(c)}: ${found.length} records`);
       assert.ok(found[0]!.detail.length > 15, found[0]!.detail);
     }
     const hostile = new Set(HOSTILE_CASES.map((c) => c.article));
-    const others = records.filter((r) => r.article && hostile.has(r.article) && !HOSTILE_CASES.some((c) => c.article === r.article && c.figure === r.figure && c.stage === r.stage && c.reason === r.reason));
+    const others = records.filter(
+      (r) =>
+        r.article &&
+        hostile.has(r.article) &&
+        !HOSTILE_CASES.some(
+          (c) => c.article === r.article && c.figure === r.figure && c.stage === r.stage && c.reason === r.reason,
+        ),
+    );
     assert.deepEqual(others, [], 'no second record for a bad case');
-    for (const a of [REPAIRED_ARTICLE, ...SPLIT_ARTICLES, 'PMC9400003.1']) assert.deepEqual(records.filter((r) => r.article === a), [], `${a} is good`);
+    for (const a of [REPAIRED_ARTICLE, ...SPLIT_ARTICLES, 'PMC9400003.1'])
+      assert.deepEqual(
+        records.filter((r) => r.article === a),
+        [],
+        `${a} is good`,
+      );
     // The details say what happened, where a person can act on them.
-    const detail = (article: string, reason: string) => records.find((r) => r.article === article && r.reason === reason)!.detail;
+    const detail = (article: string, reason: string) =>
+      records.find((r) => r.article === article && r.reason === reason)!.detail;
     assert.match(detail('PMC9400001.1', 'unsafe-media-key'), /escaped-fig1\.jpg" has a "\." or "\.\." segment/);
     assert.match(detail('PMC9400002.1', 'foreign-media-key'), /in PMC9400003\.1's folder, not PMC9400002\.1's/);
     assert.match(detail('PMC9400004.1', 'bad-media-md5'), /md5 "zz" .* is not 32 hex digits/);
@@ -145,7 +171,7 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
     assert.match(detail('PMC9400010.1', 'bad-metadata'), /PMC9400003\.1's folder/);
   });
 
-  it('publishes every good figure with its own image: hash-checked against the mirror, never another article\'s', async () => {
+  it("publishes every good figure with its own image: hash-checked against the mirror, never another article's", async () => {
     const expected = new Map<string, { jpg: Buffer; caption: string }>();
     const goodHostile: Record<string, number[]> = {
       'PMC9400001.1': [1],
@@ -155,7 +181,11 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
       [SPLIT_ARTICLES[0]!]: [0, 1],
       [SPLIT_ARTICLES[1]!]: [0, 1],
     };
-    const planned = fs.readdirSync(path.join(root, 'plan', 'units')).flatMap((f) => (JSON.parse(fs.readFileSync(path.join(root, 'plan', 'units', f), 'utf8')) as PlannedUnit).articles);
+    const planned = fs
+      .readdirSync(path.join(root, 'plan', 'units'))
+      .flatMap(
+        (f) => (JSON.parse(fs.readFileSync(path.join(root, 'plan', 'units', f), 'utf8')) as PlannedUnit).articles,
+      );
     for (const a of planned) {
       const article = `${a.pmcid}.${a.version}`;
       const good = GOOD_REAL_ARTICLES.includes(a.pmcid) ? null : (goodHostile[article] ?? []);
@@ -172,8 +202,16 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
         expected.set(`${a.pmcid}_${a.version}_${String(i).padStart(3, '0')}`, { jpg: img.jpeg, caption: f.caption });
       }
     }
-    for (const pmcid of GOOD_REAL_ARTICLES) assert.ok([...expected.keys()].some((k) => k.startsWith(`${pmcid}_`)), `${pmcid} has figures to publish`);
-    assert.deepEqual([...published.keys()].sort(), [...expected.keys()].sort(), 'exactly the good figures are published');
+    for (const pmcid of GOOD_REAL_ARTICLES)
+      assert.ok(
+        [...expected.keys()].some((k) => k.startsWith(`${pmcid}_`)),
+        `${pmcid} has figures to publish`,
+      );
+    assert.deepEqual(
+      [...published.keys()].sort(),
+      [...expected.keys()].sort(),
+      'exactly the good figures are published',
+    );
     for (const [key, want] of expected) {
       const got = published.get(key)!;
       assert.equal(sha256Hex(got.jpg), sha256Hex(want.jpg), `${key}: its own image`);
@@ -181,9 +219,13 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
       assert.equal(got.json.article_accession_id, key.split('_')[0]);
     }
     // Y's images went out once, under Y's keys only.
-    const victim = [...published.entries()].filter(([k]) => k.startsWith('PMC9400003_')).map(([, p]) => sha256Hex(p.jpg));
+    const victim = [...published.entries()]
+      .filter(([k]) => k.startsWith('PMC9400003_'))
+      .map(([, p]) => sha256Hex(p.jpg));
     assert.equal(victim.length, 2);
-    for (const [key, p] of published) if (!key.startsWith('PMC9400003_')) assert.ok(!victim.includes(sha256Hex(p.jpg)), `${key} carries the victim's image`);
+    for (const [key, p] of published)
+      if (!key.startsWith('PMC9400003_'))
+        assert.ok(!victim.includes(sha256Hex(p.jpg)), `${key} carries the victim's image`);
   });
 
   it('removes characters XML forbids from what it publishes, and says so once in report/warnings.ndjson', async () => {
@@ -199,33 +241,59 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
       assert.ok(!XML_FORBIDDEN.test(JSON.stringify(p.json)), `${k}.json`);
     }
     for (const e of index) {
-      for (const row of await readSamplesParquet(path.join(root, 'parquet', e.parquet))) assert.ok(!XML_FORBIDDEN.test(JSON.stringify(row)), `${e.parquet}: ${row.key}`);
+      for (const row of await readSamplesParquet(path.join(root, 'parquet', e.parquet)))
+        assert.ok(!XML_FORBIDDEN.test(JSON.stringify(row)), `${e.parquet}: ${row.key}`);
     }
     const summary = await readJson<{ warnings: number }>(path.join(root, 'report', 'summary.json'));
     assert.equal(summary.warnings, warnings.length);
   });
 
   it('splits a unit over two shard files rather than fail it; every file within the limits, parquet beside each', async () => {
-    const unitOf = (article: string) => index.find((e) => [...published.keys()].some((k) => k.startsWith(article.replace('.', '_')) && published.get(k)!.shard === e.shard))!.unit;
+    const unitOf = (article: string) =>
+      index.find((e) =>
+        [...published.keys()].some(
+          (k) => k.startsWith(article.replace('.', '_')) && published.get(k)!.shard === e.shard,
+        ),
+      )!.unit;
     const unit = unitOf(SPLIT_ARTICLES[0]!);
     assert.equal(unitOf(SPLIT_ARTICLES[1]!), unit);
     const parts = index.filter((e) => e.unit === unit);
     assert.ok(parts.length >= 2, `${unit}: ${parts.length} shard files`);
-    assert.deepEqual(parts.slice(1).map((p) => path.posix.basename(p.shard)), parts.slice(1).map((_, k) => `${path.posix.basename(parts[0]!.shard, '.tar')}_${String(k + 1).padStart(3, '0')}.tar`));
+    assert.deepEqual(
+      parts.slice(1).map((p) => path.posix.basename(p.shard)),
+      parts
+        .slice(1)
+        .map((_, k) => `${path.posix.basename(parts[0]!.shard, '.tar')}_${String(k + 1).padStart(3, '0')}.tar`),
+    );
     for (const e of index) {
       const bytes = fs.statSync(path.join(root, 'webdataset', e.shard)).size;
-      assert.ok(bytes <= HOSTILE_SHARD_LIMITS.maxBytes && e.samples <= HOSTILE_SHARD_LIMITS.maxSamples, `${e.shard}: ${bytes} bytes, ${e.samples} samples`);
+      assert.ok(
+        bytes <= HOSTILE_SHARD_LIMITS.maxBytes && e.samples <= HOSTILE_SHARD_LIMITS.maxSamples,
+        `${e.shard}: ${bytes} bytes, ${e.samples} samples`,
+      );
       const keys = [...published.entries()].filter(([, p]) => p.shard === e.shard).map(([k]) => k);
-      assert.deepEqual((await readSamplesParquet(path.join(root, 'parquet', e.parquet))).map((r) => r.key), keys, `${e.parquet} has ${e.shard}'s rows`);
+      assert.deepEqual(
+        (await readSamplesParquet(path.join(root, 'parquet', e.parquet))).map((r) => r.key),
+        keys,
+        `${e.parquet} has ${e.shard}'s rows`,
+      );
       assert.equal(e.parquet, e.shard.replace(/\.tar$/, '.parquet'));
     }
-    const sizes = JSON.parse(fs.readFileSync(path.join(root, 'webdataset', parts[0]!.shard.split('/')[0]!, 'sizes.json'), 'utf8')) as Record<string, number>;
+    const sizes = JSON.parse(
+      fs.readFileSync(path.join(root, 'webdataset', parts[0]!.shard.split('/')[0]!, 'sizes.json'), 'utf8'),
+    ) as Record<string, number>;
     for (const p of parts) assert.equal(sizes[path.posix.basename(p.shard)], p.samples);
   });
 
-  it('puts the plan\'s exclusions in the rejection report too', () => {
+  it("puts the plan's exclusions in the rejection report too", () => {
     const plan = records.filter((r) => r.stage === 'plan' && r.figure === null);
-    assert.deepEqual(plan.map((r) => [r.article, r.reason]), [['PMC9400009.1', 'not-open-access'], ['PMC9400010.1', 'bad-metadata']]);
+    assert.deepEqual(
+      plan.map((r) => [r.article, r.reason]),
+      [
+        ['PMC9400009.1', 'not-open-access'],
+        ['PMC9400010.1', 'bad-metadata'],
+      ],
+    );
   });
 
   it('writes nothing outside the data dir: the mirror and the scratch folder are untouched, no escaped file anywhere', () => {
@@ -233,12 +301,21 @@ describe('hostile input: one article never stalls, fails or corrupts a release',
     assert.deepEqual(listing(mirrorDir), untouched.mirror);
     assert.deepEqual(listing(path.join(tmpRoot, 'scratch')), untouched.scratch);
     const everything = listing(tmpRoot);
-    assert.deepEqual(everything.filter((f) => f.includes(ESCAPE_NAME)), []);
+    assert.deepEqual(
+      everything.filter((f) => f.includes(ESCAPE_NAME)),
+      [],
+    );
     // The escaping and the foreign keys staged nothing: no unit holds a file of PMC9400003 but PMC9400003's own.
     for (const f of everything.filter((x) => x.startsWith('data/releases/') && x.includes('/media/'))) {
       assert.match(f, /\/media\/(PMC\d+\.\d+)\/[^/]+ \d+$/, f);
     }
-    assert.deepEqual(everything.filter((f) => /\/media\/PMC9400002\.1\//.test(f)), []);
-    assert.deepEqual(fs.readdirSync(dataDir).filter((d) => !['releases', 'cache', 'models'].includes(d)), []);
+    assert.deepEqual(
+      everything.filter((f) => /\/media\/PMC9400002\.1\//.test(f)),
+      [],
+    );
+    assert.deepEqual(
+      fs.readdirSync(dataDir).filter((d) => !['releases', 'cache', 'models'].includes(d)),
+      [],
+    );
   });
 });

@@ -39,10 +39,14 @@ describe('publishWorkflow: the worker process dies in the middle of a commit, th
     await t?.teardown();
   });
 
-  it('ends with the complete repo, no content committed twice, and commits spaced by the hub queue\'s rate', async () => {
+  it("ends with the complete repo, no content committed twice, and commits spaced by the hub queue's rate", async () => {
     // The first commit reaches the Hub, which takes 2.5 s to apply it; the worker process is killed meanwhile.
     t.hub.inject({ route: 'commit', delayMs: 2500, drop: 'after' });
-    const a = await t.env.client.workflow.start(publishWorkflow, { workflowId: 'publish-wf2-a', taskQueue: TASK_QUEUES.workflows, args: [{ release }] });
+    const a = await t.env.client.workflow.start(publishWorkflow, {
+      workflowId: 'publish-wf2-a',
+      taskQueue: TASK_QUEUES.workflows,
+      args: [{ release }],
+    });
     await until('the first commit to reach the stand-in', () => t.hub.stats.requests.some((r) => r.route === 'commit'));
     await worker.kill();
     const mine = () => t.hub.stats.commits.filter((c) => c.repo === REPO && c.title.startsWith('wf2:'));
@@ -53,10 +57,14 @@ describe('publishWorkflow: the worker process dies in the middle of a commit, th
     await a.terminate('worker machine lost');
 
     worker = await t.startWorkerProcess({ HF_COMMITS_PER_HOUR: String(commitsPerHour) }, { hubOnly: true });
-    const b = await t.env.client.workflow.start(publishWorkflow, { workflowId: 'publish-wf2-b', taskQueue: TASK_QUEUES.workflows, args: [{ release }] });
+    const b = await t.env.client.workflow.start(publishWorkflow, {
+      workflowId: 'publish-wf2-b',
+      taskQueue: TASK_QUEUES.workflows,
+      args: [{ release }],
+    });
     const result = await b.result();
     const progress = await b.query(publishProgressQuery);
-    assert.equal(progress.unchanged, 2, 'the rerun\'s plan found the dead worker\'s commit in the repo');
+    assert.equal(progress.unchanged, 2, "the rerun's plan found the dead worker's commit in the repo");
     assert.equal(progress.filesToUpload, files.size + 1 - 2);
     assert.equal(result.uploaded, files.size + 1 - 2);
     assert.equal(result.commits, Math.ceil((files.size + 1 - 2) / 2));
@@ -75,6 +83,12 @@ describe('publishWorkflow: the worker process dies in the middle of a commit, th
     const span = times.at(-1)! - times[0]!;
     const rate = commitsPerHour / 3600;
     assert.ok(times.length >= 8);
-    assert.ok(span >= ((times.length - 4) / rate) * 1000 * 0.9, `${times.length} commits in ${span} ms; gaps ${times.slice(1).map((x, i) => x - times[i]!).join(', ')} ms`);
+    assert.ok(
+      span >= ((times.length - 4) / rate) * 1000 * 0.9,
+      `${times.length} commits in ${span} ms; gaps ${times
+        .slice(1)
+        .map((x, i) => x - times[i]!)
+        .join(', ')} ms`,
+    );
   });
 });

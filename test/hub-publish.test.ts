@@ -8,7 +8,13 @@ import { publishRelease } from '../activities/publish/activity';
 import { contentIdsOfFile, gitBlobSha1Of } from '../activities/publish/hashes';
 import { commitPlannedBatch, planHub, readHubPlan, type HubSession } from '../activities/publish/hub';
 import { hubToken, hubCommitRatePerSecond, readHubWorkerEnv } from '../activities/publish/hub-env';
-import { classifyHubError, hubFetch, redact, retryAfterMs, NON_RETRYABLE_HUB_ERRORS } from '../activities/publish/hub-http';
+import {
+  classifyHubError,
+  hubFetch,
+  redact,
+  retryAfterMs,
+  NON_RETRYABLE_HUB_ERRORS,
+} from '../activities/publish/hub-http';
 import { checkRepoLimits, cutBatches, type PlannedFile } from '../activities/publish/hub-plan';
 import { HUB_NON_RETRYABLE } from '../workflows/publish';
 import { buildSyntheticRelease, startHubStandin, type HubStandin } from '../sample/hub-standin';
@@ -16,7 +22,12 @@ import { buildSyntheticRelease, startHubStandin, type HubStandin } from '../samp
 const TOKEN = `hf_${'TestToken'.repeat(4)}x`;
 const REPO = 'biomedica/pmc-figures';
 
-function releaseInput(dataDir: string, releaseId: string, endpoint: string, over: Record<string, unknown> = {}): ReleaseInput {
+function releaseInput(
+  dataDir: string,
+  releaseId: string,
+  endpoint: string,
+  over: Record<string, unknown> = {},
+): ReleaseInput {
   return ReleaseInputSchema.parse({
     releaseId,
     dataDir,
@@ -25,10 +36,14 @@ function releaseInput(dataDir: string, releaseId: string, endpoint: string, over
   });
 }
 
-async function publishAll(release: ReleaseInput, s: HubSession): Promise<{ planId: string; batches: number; commits: number }> {
+async function publishAll(
+  release: ReleaseInput,
+  s: HubSession,
+): Promise<{ planId: string; batches: number; commits: number }> {
   const plan = await planHub(release, s);
   let commits = 0;
-  for (let i = 0; i < plan.batches.length; i++) if ((await commitPlannedBatch(release, plan.planId, i, s)).committed) commits++;
+  for (let i = 0; i < plan.batches.length; i++)
+    if ((await commitPlannedBatch(release, plan.planId, i, s)).committed) commits++;
   return { planId: plan.planId, batches: plan.batches.length, commits };
 }
 
@@ -56,7 +71,12 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
   before(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-hub-'));
     // Small pages and a low multipart threshold, so tree paging and multipart uploads are exercised.
-    hub = await startHubStandin({ tokens: [TOKEN], treePageSize: 3, multipartThreshold: 50_000, multipartChunkSize: 16_384 });
+    hub = await startHubStandin({
+      tokens: [TOKEN],
+      treePageSize: 3,
+      multipartThreshold: 50_000,
+      multipartChunkSize: 16_384,
+    });
     const built = await buildSyntheticRelease(dataDir, 'r1', { shards: { commercial: 4, other: 2 } });
     for (const [k, v] of built.files) files.set(k, v);
     session = { token: TOKEN, endpoint: hub.url, repoId: REPO, http: hubFetch({ baseDelayMs: 20 }) };
@@ -80,10 +100,20 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
     for (const b of plan.batches) {
       assert.ok(b.files.length <= 4, `batch ${b.index}: ${b.files.length} files`);
       assert.ok(b.bytes <= 150_000 || b.files.length === 1, `batch ${b.index}: ${b.bytes} bytes`);
-      assert.equal(b.bytes, b.files.reduce((n, f) => n + f.bytes, 0));
+      assert.equal(
+        b.bytes,
+        b.files.reduce((n, f) => n + f.bytes, 0),
+      );
     }
-    assert.deepEqual(summary.batches, plan.batches.map((b) => ({ files: b.files.length, bytes: b.bytes })));
-    assert.equal(hub.stats.commits.filter((c) => c.repo === REPO).length, 1, 'planning commits nothing (the repo has its initial commit only)');
+    assert.deepEqual(
+      summary.batches,
+      plan.batches.map((b) => ({ files: b.files.length, bytes: b.bytes })),
+    );
+    assert.equal(
+      hub.stats.commits.filter((c) => c.repo === REPO).length,
+      1,
+      'planning commits nothing (the repo has its initial commit only)',
+    );
   });
 
   it('a first publish uploads everything: LFS for shards and parquet, regular files for json and the card', async () => {
@@ -99,7 +129,10 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
     assert.equal(card, fs.readFileSync(path.join(dataDir, 'releases', 'r1', 'publish', 'README.md'), 'utf8'));
     assert.match(card, /^---\nlicense: other\n/);
     assert.equal(hub.stats.lfsUploads, 12, 'one upload per shard and parquet file');
-    assert.ok(hub.stats.multipartUploads >= 1 && hub.stats.multipartUploads < 12, 'large objects went multipart, small ones basic');
+    assert.ok(
+      hub.stats.multipartUploads >= 1 && hub.stats.multipartUploads < 12,
+      'large objects went multipart, small ones basic',
+    );
     const commits = hub.stats.commits.filter((c) => c.repo === REPO && c.title.startsWith('r1:'));
     const added = commits.flatMap((c) => c.added.map((a) => a.path));
     assert.equal(added.length, new Set(added).size, 'no path committed twice');
@@ -107,7 +140,11 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
 
   it('a second publish uploads zero files and makes no commit', async () => {
     const release = releaseInput(dataDir, 'r1', hub.url);
-    const before = { commits: hub.stats.commits.length, lfs: hub.stats.lfsUploads, requests: hub.stats.requests.length };
+    const before = {
+      commits: hub.stats.commits.length,
+      lfs: hub.stats.lfsUploads,
+      requests: hub.stats.requests.length,
+    };
     const plan = await planHub(release, session);
     assert.equal(plan.toUpload, 0);
     assert.equal(plan.unchanged, files.size + 1);
@@ -115,7 +152,10 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
     assert.equal(hub.stats.commits.length, before.commits);
     assert.equal(hub.stats.lfsUploads, before.lfs);
     const routes = hub.stats.requests.slice(before.requests).map((q) => q.route);
-    assert.ok(!routes.includes('preupload') && !routes.includes('lfs-batch') && !routes.includes('commit'), routes.join(','));
+    assert.ok(
+      !routes.includes('preupload') && !routes.includes('lfs-batch') && !routes.includes('commit'),
+      routes.join(','),
+    );
   });
 
   it('a rebuilt shard and a changed small file are the only uploads (sha256 against lfs.oid, git blob id against oid)', async () => {
@@ -124,10 +164,16 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
     fs.writeFileSync(sizes, fs.readFileSync(sizes, 'utf8').replace('}', '  , "note": 1 }'));
     const release = releaseInput(dataDir, 'r1', hub.url);
     const plan = await planHub(release, session);
-    const planned = (await readHubPlan(release, plan.planId)).batches.flatMap((b) => b.files.map((f) => f.repoPath)).sort();
+    const planned = (await readHubPlan(release, plan.planId)).batches
+      .flatMap((b) => b.files.map((f) => f.repoPath))
+      .sort();
     assert.deepEqual(planned, ['commercial/000002.tar', 'other/sizes.json']);
     await commitPlannedBatch(release, plan.planId, 0, session);
-    assert.ok(hub.read(REPO, 'commercial/000002.tar')!.equals(fs.readFileSync(path.join(dataDir, 'releases', 'r1', 'webdataset', 'commercial', '000002.tar'))));
+    assert.ok(
+      hub
+        .read(REPO, 'commercial/000002.tar')!
+        .equals(fs.readFileSync(path.join(dataDir, 'releases', 'r1', 'webdataset', 'commercial', '000002.tar'))),
+    );
     assert.equal(hub.read(REPO, 'other/sizes.json')!.toString('utf8'), fs.readFileSync(sizes, 'utf8'));
   });
 
@@ -164,7 +210,11 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
     const r = await withRetries(() => commitPlannedBatch(release, plan.planId, 0, session));
     assert.deepEqual(r.failures, ['HubConflict']);
     assert.equal(r.value.committed, true);
-    assert.equal(hub.read(REPO, 'notes/other-writer.md')?.toString('utf8'), 'written by someone else\n', 'the other writer\'s commit is kept');
+    assert.equal(
+      hub.read(REPO, 'notes/other-writer.md')?.toString('utf8'),
+      'written by someone else\n',
+      "the other writer's commit is kept",
+    );
     const conflict = hub.stats.requests.filter((q) => q.route === 'commit' && q.status === 412);
     assert.equal(conflict.length, 1);
   });
@@ -189,17 +239,23 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
     assert.ok(r.commits > 0);
     assert.equal(hub.stats.faultsServed - served, 9, 'every injected fault was met');
     assert.equal(http.retries, 9);
-    assert.ok(Date.now() - started >= 3_000, 'the three 1-second Retry-Afters (tree, preupload x2) and a commit one were waited');
+    assert.ok(
+      Date.now() - started >= 3_000,
+      'the three 1-second Retry-Afters (tree, preupload x2) and a commit one were waited',
+    );
     assert.equal((await planHub(release, session)).toUpload, 0);
   });
 
-  it('a 429 longer than the in-request budget fails the attempt with the Hub\'s wait as the next retry delay', async () => {
+  it("a 429 longer than the in-request budget fails the attempt with the Hub's wait as the next retry delay", async () => {
     await buildSyntheticRelease(dataDir, 'r1', { shards: { commercial: 4, other: 2 }, seed: 'long-429' });
     const release = releaseInput(dataDir, 'r1', hub.url);
     const plan = await planHub(release, session);
     hub.inject({ route: 'commit', status: 429, retryAfterSeconds: 120 });
     const http = hubFetch({ baseDelayMs: 20 });
-    const err = await commitPlannedBatch(release, plan.planId, 0, { ...session, http }).then(() => null, (e: unknown) => e);
+    const err = await commitPlannedBatch(release, plan.planId, 0, { ...session, http }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     const c = classifyHubError(err, [TOKEN], http.lastRetryAfterMs);
     assert.equal(c.type, 'HubRateLimited');
     assert.equal(c.retryable, true);
@@ -211,19 +267,28 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
   it('a refused token fails for good, and an echoed Authorization header never reaches the error text', async () => {
     const release = releaseInput(dataDir, 'r1', hub.url);
     hub.inject({ route: 'revision', status: 403, echoAuthorization: true });
-    const err = await planHub(release, session).then(() => null, (e: unknown) => e);
+    const err = await planHub(release, session).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(String((err as Error).message).includes(TOKEN), 'the stand-in did echo the token');
     const c = classifyHubError(err, [TOKEN]);
     assert.equal(c.type, 'HubAuth');
     assert.equal(c.retryable, false);
     assert.ok(!c.message.includes(TOKEN) && !c.message.includes(TOKEN.slice(3)), c.message);
     assert.match(c.message, /\[redacted\]/);
-    const wrong = await planHub(release, { ...session, token: 'hf_wrongwrongwrongwrong' }).then(() => null, (e: unknown) => e);
+    const wrong = await planHub(release, { ...session, token: 'hf_wrongwrongwrongwrong' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.equal(classifyHubError(wrong, ['hf_wrongwrongwrongwrong']).type, 'HubAuth');
-    assert.equal(redact('see https://h/x?X-Amz-Signature=abc&t=1 and hf_abcdefghijkl', []), 'see https://h/x?[query removed] and hf_[redacted]');
+    assert.equal(
+      redact('see https://h/x?X-Amz-Signature=abc&t=1 and hf_abcdefghijkl', []),
+      'see https://h/x?[query removed] and hf_[redacted]',
+    );
   });
 
-  it('the stand-in refuses a README.md whose metadata breaks the Hub\'s rules (400, not retried)', async () => {
+  it("the stand-in refuses a README.md whose metadata breaks the Hub's rules (400, not retried)", async () => {
     const bad = '---\nlicense: cc-by-99\ntask_categories:\n- image-captioning\n---\n# x\n';
     const err = await commit({
       repo: { type: 'dataset', name: REPO },
@@ -232,7 +297,10 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
       accessToken: TOKEN,
       hubUrl: hub.url,
       useXet: false,
-    }).then(() => null, (e: unknown) => e);
+    }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     const c = classifyHubError(err, [TOKEN]);
     assert.equal(c.type, 'HubRejected');
     assert.equal(c.retryable, false);
@@ -240,7 +308,7 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
     assert.match(c.message, /task_categories "image-captioning"/);
   });
 
-  it('refuses a layout over the Hub\'s limits before uploading anything', () => {
+  it("refuses a layout over the Hub's limits before uploading anything", () => {
     const many = Array.from({ length: 10_001 }, (_, i) => `commercial/${String(i).padStart(6, '0')}.tar`);
     assert.deepEqual(checkRepoLimits(many), ['10001 entries in commercial/ (the Hub allows 10000 per folder)']);
     assert.deepEqual(checkRepoLimits(many.slice(0, 10_000)), []);
@@ -250,8 +318,14 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
 
   it('cuts batches greedily; a file above the byte bound goes alone', () => {
     const f = (p: string, bytes: number): PlannedFile => ({ repoPath: p, source: p, bytes });
-    const b = cutBatches([f('a', 10), f('b', 10), f('big', 500), f('c', 10), f('d', 10), f('e', 10)], { maxFilesPerCommit: 2, maxBytesPerCommit: 100 });
-    assert.deepEqual(b.map((x) => x.files.map((y) => y.repoPath)), [['a', 'b'], ['big'], ['c', 'd'], ['e']]);
+    const b = cutBatches([f('a', 10), f('b', 10), f('big', 500), f('c', 10), f('d', 10), f('e', 10)], {
+      maxFilesPerCommit: 2,
+      maxBytesPerCommit: 100,
+    });
+    assert.deepEqual(
+      b.map((x) => x.files.map((y) => y.repoPath)),
+      [['a', 'b'], ['big'], ['c', 'd'], ['e']],
+    );
   });
 
   it('hashes files as the Hub identifies them: sha256 (LFS oid) and the git blob id', async () => {
@@ -267,18 +341,41 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
   });
 
   it('reads the token and the commit rate from the worker environment only', () => {
-    assert.throws(() => hubToken({}), (e: Error) => /HF_TOKEN is not set/.test(e.message));
+    assert.throws(
+      () => hubToken({}),
+      (e: Error) => /HF_TOKEN is not set/.test(e.message),
+    );
     assert.equal(hubToken({ HF_TOKEN: TOKEN }), TOKEN);
     assert.equal(hubCommitRatePerSecond(readHubWorkerEnv({})), 100 / 3600);
     assert.equal(hubCommitRatePerSecond(readHubWorkerEnv({ HF_COMMITS_PER_HOUR: '7200' })), 2);
     assert.equal(retryAfterMs(new Headers({ 'retry-after': '3' })), 3000);
     assert.equal(retryAfterMs(new Headers({ ratelimit: '"api";r=0;t=42' })), 42_000);
     assert.equal(retryAfterMs(new Headers({})), null);
-    assert.deepEqual([...HUB_NON_RETRYABLE].sort(), [...NON_RETRYABLE_HUB_ERRORS].sort(), 'the workflow\'s non-retryable list matches the classifier\'s');
-    const parsed = ReleaseInputSchema.parse({ releaseId: 'x', dataDir: '/d', source: { kind: 'pmc-cloud-dir', root: '/r' }, publish: { kind: 'hub', repoId: 'a/b' } });
-    assert.deepEqual(parsed.publish, { kind: 'hub', repoId: 'a/b', endpoint: 'https://huggingface.co', private: true, maxFilesPerCommit: 50, maxBytesPerCommit: 50_000_000_000 });
+    assert.deepEqual(
+      [...HUB_NON_RETRYABLE].sort(),
+      [...NON_RETRYABLE_HUB_ERRORS].sort(),
+      "the workflow's non-retryable list matches the classifier's",
+    );
+    const parsed = ReleaseInputSchema.parse({
+      releaseId: 'x',
+      dataDir: '/d',
+      source: { kind: 'pmc-cloud-dir', root: '/r' },
+      publish: { kind: 'hub', repoId: 'a/b' },
+    });
+    assert.deepEqual(parsed.publish, {
+      kind: 'hub',
+      repoId: 'a/b',
+      endpoint: 'https://huggingface.co',
+      private: true,
+      maxFilesPerCommit: 50,
+      maxBytesPerCommit: 50_000_000_000,
+    });
     assert.equal(JSON.stringify(parsed).includes('hf_'), false);
-    const dflt = ReleaseInputSchema.parse({ releaseId: 'x', dataDir: '/d', source: { kind: 'pmc-cloud-dir', root: '/r' } });
+    const dflt = ReleaseInputSchema.parse({
+      releaseId: 'x',
+      dataDir: '/d',
+      source: { kind: 'pmc-cloud-dir', root: '/r' },
+    });
     assert.deepEqual(dflt.publish, { kind: 'local-folder', path: 'hub', repoId: 'local/biomedica-sample' });
   });
 
@@ -286,7 +383,11 @@ describe('Hub publishing against the loopback stand-in (no Temporal)', function 
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-local-'));
     try {
       const built = await buildSyntheticRelease(dir, 'loc');
-      const release = ReleaseInputSchema.parse({ releaseId: 'loc', dataDir: dir, source: { kind: 'pmc-cloud-dir', root: '/r' } });
+      const release = ReleaseInputSchema.parse({
+        releaseId: 'loc',
+        dataDir: dir,
+        source: { kind: 'pmc-cloud-dir', root: '/r' },
+      });
       const first = await publishRelease(release);
       assert.equal(first.files, built.files.size + 1);
       assert.equal(first.uploaded, first.files);

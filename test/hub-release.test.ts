@@ -40,13 +40,20 @@ describe('the release workflow publishes to the Hub through publishWorkflow ', f
       inventoryRows: 0,
       selectedArticles: 0,
       excluded: {},
-      subsets: { commercial: { units: 0, articles: 0, figureImages: 0 }, noncommercial: { units: 0, articles: 0, figureImages: 0 }, other: { units: 0, articles: 0, figureImages: 0 } },
+      subsets: {
+        commercial: { units: 0, articles: 0, figureImages: 0 },
+        noncommercial: { units: 0, articles: 0, figureImages: 0 },
+        other: { units: 0, articles: 0, figureImages: 0 },
+      },
       planHash: 'stub',
       metadataFetched: 0,
       changes: { previousRelease: null, new: 0, changed: 0, unchanged: 0, removed: 0, newlyRetracted: 0 },
       otherLicenses: {},
     }),
-    finalizeRelease: async (r: ReleaseInput): Promise<ReleaseSummary> => JSON.parse(fs.readFileSync(path.join(dataDir, 'releases', r.releaseId, 'report', 'summary.json'), 'utf8')) as ReleaseSummary,
+    finalizeRelease: async (r: ReleaseInput): Promise<ReleaseSummary> =>
+      JSON.parse(
+        fs.readFileSync(path.join(dataDir, 'releases', r.releaseId, 'report', 'summary.json'), 'utf8'),
+      ) as ReleaseSummary,
     ensureAnnotationModels: async () => ({}),
   });
 
@@ -58,10 +65,23 @@ describe('the release workflow publishes to the Hub through publishWorkflow ', f
     const s = stubbed(t.dataDir);
     const base = { connection: t.env.nativeConnection, namespace: 'default' };
     workers.push(
-      await Worker.create({ ...base, taskQueue: TASK_QUEUES.io, activities: { planRelease: s.planRelease, publishRelease, planHubPublish } }),
-      await Worker.create({ ...base, taskQueue: TASK_QUEUES.hub, activities: { commitHubBatch }, maxTaskQueueActivitiesPerSecond: 10 }),
+      await Worker.create({
+        ...base,
+        taskQueue: TASK_QUEUES.io,
+        activities: { planRelease: s.planRelease, publishRelease, planHubPublish },
+      }),
+      await Worker.create({
+        ...base,
+        taskQueue: TASK_QUEUES.hub,
+        activities: { commitHubBatch },
+        maxTaskQueueActivitiesPerSecond: 10,
+      }),
       await Worker.create({ ...base, taskQueue: TASK_QUEUES.cpu, activities: { finalizeRelease: s.finalizeRelease } }),
-      await Worker.create({ ...base, taskQueue: TASK_QUEUES.gpu, activities: { ensureAnnotationModels: s.ensureAnnotationModels } }),
+      await Worker.create({
+        ...base,
+        taskQueue: TASK_QUEUES.gpu,
+        activities: { ensureAnnotationModels: s.ensureAnnotationModels },
+      }),
     );
     running = Promise.all(workers.map((w) => w.run()));
   });
@@ -77,7 +97,12 @@ describe('the release workflow publishes to the Hub through publishWorkflow ', f
 
   it('publish.kind hub: a child publishWorkflow commits the release to the repo', async () => {
     const built = await buildSyntheticRelease(t.dataDir, 'hub-sample');
-    const args: ReleaseInputArgs = { releaseId: 'hub-sample', dataDir: t.dataDir, source: { kind: 'pmc-cloud-dir', root: '/unused' }, publish: { kind: 'hub', repoId: REPO, endpoint: t.hub.url } };
+    const args: ReleaseInputArgs = {
+      releaseId: 'hub-sample',
+      dataDir: t.dataDir,
+      source: { kind: 'pmc-cloud-dir', root: '/unused' },
+      publish: { kind: 'hub', repoId: REPO, endpoint: t.hub.url },
+    };
     const outcome = await startRelease(t.env.client, args);
     assert.equal(outcome.kind, 'started');
     const result = (await t.env.client.workflow.getHandle(outcome.workflowId).result()) as ReleaseResult;
@@ -87,12 +112,16 @@ describe('the release workflow publishes to the Hub through publishWorkflow ', f
     for (const [p, bytes] of built.files) assert.ok(t.hub.read(REPO, p)?.equals(bytes), p);
 
     const ev = events(outcome.workflowId);
-    const child = ev.find((e) => e.eventType === 'EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED')?.startChildWorkflowExecutionInitiatedEventAttributes;
+    const child = ev.find(
+      (e) => e.eventType === 'EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED',
+    )?.startChildWorkflowExecutionInitiatedEventAttributes;
     assert.deepEqual([child?.workflowType.name, child?.workflowId], ['publishWorkflow', 'release-hub-sample/publish']);
     assert.ok(!ev.some((e) => e.activityTaskScheduledEventAttributes?.activityType.name === 'publishRelease'));
     const childEvents = events('release-hub-sample/publish');
     assert.deepEqual(
-      childEvents.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType.name),
+      childEvents
+        .filter((e) => e.activityTaskScheduledEventAttributes)
+        .map((e) => e.activityTaskScheduledEventAttributes!.activityType.name),
       ['planHubPublish', 'commitHubBatch'],
     );
     // RECORD_HUB_HISTORY=test/histories re-records the histories test/replay.test.ts replays (docs/publishing.md).
@@ -105,7 +134,11 @@ describe('the release workflow publishes to the Hub through publishWorkflow ', f
 
   it('publish.kind local-folder (the embedded default) keeps the single publishRelease activity', async () => {
     const built = await buildSyntheticRelease(t.dataDir, 'rel-local');
-    const outcome = await startRelease(t.env.client, { releaseId: 'rel-local', dataDir: t.dataDir, source: { kind: 'pmc-cloud-dir', root: '/unused' } });
+    const outcome = await startRelease(t.env.client, {
+      releaseId: 'rel-local',
+      dataDir: t.dataDir,
+      source: { kind: 'pmc-cloud-dir', root: '/unused' },
+    });
     const result = (await t.env.client.workflow.getHandle(outcome.workflowId).result()) as ReleaseResult;
     assert.equal(result.publish.target, path.join(t.dataDir, 'releases', 'rel-local', 'hub'));
     assert.equal(result.publish.uploaded, built.files.size + 1);
@@ -116,18 +149,41 @@ describe('the release workflow publishes to the Hub through publishWorkflow ', f
 
   it('publishWorkflow continues as new every commitsPerRun commits, carrying the plan and the totals', async () => {
     const built = await buildSyntheticRelease(t.dataDir, 'can', { shards: { commercial: 2, other: 1 } });
-    const release = ReleaseInputSchema.parse({ releaseId: 'can', dataDir: t.dataDir, source: { kind: 'pmc-cloud-dir', root: '/unused' }, publish: { kind: 'hub', repoId: 'biomedica/can', endpoint: t.hub.url, maxFilesPerCommit: 2 } });
-    const handle = await t.env.client.workflow.start(publishWorkflow, { workflowId: 'publish-can', taskQueue: TASK_QUEUES.workflows, args: [{ release, commitsPerRun: 2 }] });
+    const release = ReleaseInputSchema.parse({
+      releaseId: 'can',
+      dataDir: t.dataDir,
+      source: { kind: 'pmc-cloud-dir', root: '/unused' },
+      publish: { kind: 'hub', repoId: 'biomedica/can', endpoint: t.hub.url, maxFilesPerCommit: 2 },
+    });
+    const handle = await t.env.client.workflow.start(publishWorkflow, {
+      workflowId: 'publish-can',
+      taskQueue: TASK_QUEUES.workflows,
+      args: [{ release, commitsPerRun: 2 }],
+    });
     const result = await handle.result();
     const commits = Math.ceil((built.files.size + 1) / 2);
-    assert.deepEqual({ uploaded: result.uploaded, commits: result.commits, unchanged: result.unchanged }, { uploaded: built.files.size + 1, commits, unchanged: 0 });
-    assert.equal(t.hub.stats.commits.filter((c) => c.repo === 'biomedica/can' && c.title.startsWith('can:')).length, commits);
-    const first = (JSON.parse(t.historyJson('publish-can', handle.firstExecutionRunId)) as { events: HistoryEvent[] }).events;
+    assert.deepEqual(
+      { uploaded: result.uploaded, commits: result.commits, unchanged: result.unchanged },
+      { uploaded: built.files.size + 1, commits, unchanged: 0 },
+    );
+    assert.equal(
+      t.hub.stats.commits.filter((c) => c.repo === 'biomedica/can' && c.title.startsWith('can:')).length,
+      commits,
+    );
+    const first = (JSON.parse(t.historyJson('publish-can', handle.firstExecutionRunId)) as { events: HistoryEvent[] })
+      .events;
     assert.equal(first.at(-1)!.eventType, 'EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW');
-    assert.equal(first.filter((e) => e.activityTaskScheduledEventAttributes?.activityType.name === 'commitHubBatch').length, 2);
+    assert.equal(
+      first.filter((e) => e.activityTaskScheduledEventAttributes?.activityType.name === 'commitHubBatch').length,
+      2,
+    );
     const progress = await handle.query(publishProgressQuery);
     assert.deepEqual([progress.phase, progress.nextBatch, progress.batches], ['done', commits, commits]);
-    await Worker.runReplayHistory({ workflowBundle: t.bundle }, JSON.parse(t.historyJson('publish-can', handle.firstExecutionRunId)) as never, 'publish-can');
+    await Worker.runReplayHistory(
+      { workflowBundle: t.bundle },
+      JSON.parse(t.historyJson('publish-can', handle.firstExecutionRunId)) as never,
+      'publish-can',
+    );
   });
 
   it('the histories of both runs and of the publish child replay', async () => {

@@ -20,7 +20,11 @@ describe('publishWorkflow on a real Temporal dev server, activities in a worker 
   const runs: { workflowId: string; runId: string }[] = [];
 
   const start = async (workflowId: string, input: ReleaseInput = release) => {
-    const handle = await t.env.client.workflow.start(publishWorkflow, { workflowId, taskQueue: TASK_QUEUES.workflows, args: [{ release: input }] });
+    const handle = await t.env.client.workflow.start(publishWorkflow, {
+      workflowId,
+      taskQueue: TASK_QUEUES.workflows,
+      args: [{ release: input }],
+    });
     runs.push({ workflowId, runId: handle.firstExecutionRunId });
     return handle;
   };
@@ -60,10 +64,18 @@ describe('publishWorkflow on a real Temporal dev server, activities in a worker 
       const progress = await handle.query(publishProgressQuery);
       if (progress.phase !== 'committing') continue;
       const d = await handle.describe();
-      const pending = d.raw.pendingActivities?.find((a) => a.activityType?.name === 'commitHubBatch' && a.heartbeatDetails?.payloads?.length);
+      const pending = d.raw.pendingActivities?.find(
+        (a) => a.activityType?.name === 'commitHubBatch' && a.heartbeatDetails?.payloads?.length,
+      );
       if (!pending) continue;
-      const details = ((await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')) as { currentDetails: string }).currentDetails;
-      seen = { progress, details, heartbeat: defaultPayloadConverter.fromPayload(pending.heartbeatDetails!.payloads![0]!) };
+      const details = (
+        (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')) as { currentDetails: string }
+      ).currentDetails;
+      seen = {
+        progress,
+        details,
+        heartbeat: defaultPayloadConverter.fromPayload(pending.heartbeatDetails!.payloads![0]!),
+      };
     }
     assert.ok(seen, 'progress was visible while a commit ran');
     assert.equal(seen.progress.current?.batch, 0);
@@ -76,7 +88,13 @@ describe('publishWorkflow on a real Temporal dev server, activities in a worker 
     assert.equal(plan.phase, 'done');
     const batches = plan.batches;
     assert.equal(batches, Math.ceil((files.size + 1) / 3));
-    assert.deepEqual(plan.done, { commits: batches - 1, skipped: 1, filesUploaded: files.size + 1 - 3, bytesUploaded: result.bytesUploaded, alreadyPresent: 3 });
+    assert.deepEqual(plan.done, {
+      commits: batches - 1,
+      skipped: 1,
+      filesUploaded: files.size + 1 - 3,
+      bytesUploaded: result.bytesUploaded,
+      alreadyPresent: 3,
+    });
     assert.equal(result.target, `${t.hub.url}/datasets/${REPO}`);
     assert.equal(result.files, files.size + 1);
     // The repo is complete, byte for byte, and each path was committed exactly once (the lost answer was not re-committed).
@@ -92,9 +110,16 @@ describe('publishWorkflow on a real Temporal dev server, activities in a worker 
   });
 
   it('a second publish uploads zero files and makes no commit', async () => {
-    const before = { commits: t.hub.stats.commits.length, lfs: t.hub.stats.lfsUploads, requests: t.hub.stats.requests.length };
+    const before = {
+      commits: t.hub.stats.commits.length,
+      lfs: t.hub.stats.lfsUploads,
+      requests: t.hub.stats.requests.length,
+    };
     const result = await (await start('publish-wf1-b')).result();
-    assert.deepEqual({ uploaded: result.uploaded, commits: result.commits, unchanged: result.unchanged }, { uploaded: 0, commits: 0, unchanged: files.size + 1 });
+    assert.deepEqual(
+      { uploaded: result.uploaded, commits: result.commits, unchanged: result.unchanged },
+      { uploaded: 0, commits: 0, unchanged: files.size + 1 },
+    );
     assert.equal(t.hub.stats.commits.length, before.commits);
     assert.equal(t.hub.stats.lfsUploads, before.lfs);
     const routes = new Set(t.hub.stats.requests.slice(before.requests).map((r) => r.route));
@@ -116,7 +141,7 @@ describe('publishWorkflow on a real Temporal dev server, activities in a worker 
     assert.equal(attempts, 1, 'not retried');
   });
 
-  it('the token never appears in any history or in the workers\' logs', async () => {
+  it("the token never appears in any history or in the workers' logs", async () => {
     const histories = runs.map((r) => t.historyJson(r.workflowId, r.runId));
     const logs = `${worker.logs()}\n${t.localLogs.join('\n')}`;
     if (process.env.HUB_TEST_SHOW_LOGS) console.log(logs); // to read what the workers logged
@@ -125,8 +150,11 @@ describe('publishWorkflow on a real Temporal dev server, activities in a worker 
       assert.ok(h.length > 1000 && h.includes('"events"'), `history ${runs[i]!.workflowId} fetched`);
       for (const s of secretParts) assert.ok(!h.includes(s), `history of ${runs[i]!.workflowId} holds the token`);
       // Payloads are base64 in the JSON history: check the decoded ones too.
-      const decoded = [...h.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
-      for (const s of secretParts) assert.ok(!decoded.includes(s), `a payload of ${runs[i]!.workflowId} holds the token`);
+      const decoded = [...h.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)]
+        .map((m) => Buffer.from(m[1]!, 'base64').toString('utf8'))
+        .join('\n');
+      for (const s of secretParts)
+        assert.ok(!decoded.includes(s), `a payload of ${runs[i]!.workflowId} holds the token`);
     }
     const denied = histories[runs.findIndex((r) => r.workflowId === 'publish-wf1-denied')]!;
     assert.match(denied, /\[redacted\]/, 'the echoed header reached the history only scrubbed');

@@ -11,7 +11,13 @@ import { setFetchTuning, type FetchTuning } from '../activities/fetch/retry';
 import { parseArticles } from '../activities/parse/activity';
 import { planRelease, type PlanSummary } from '../activities/plan/activity';
 import type { Exclusion } from '../activities/plan/plan';
-import { removeSyntheticArticle, startMirrorServer, writeSyntheticArticle, writeSyntheticInventory, type MirrorServer } from '../sample/mirror-server';
+import {
+  removeSyntheticArticle,
+  startMirrorServer,
+  writeSyntheticArticle,
+  writeSyntheticInventory,
+  type MirrorServer,
+} from '../sample/mirror-server';
 
 describe('incremental releases against the previous plan and the inventory ETags', function () {
   this.timeout(60_000);
@@ -79,13 +85,28 @@ describe('incremental releases against the previous plan and the inventory ETags
 
   it('reports new, changed, unchanged, removed and newly retracted versions', () => {
     assert.equal(b.inventoryManifest, 'inventory-reports/pmc-oa-opendata/metadata/2026-12-01T01-00Z/manifest.json');
-    assert.deepEqual(b.changes, { previousRelease: '2026-a', new: 2, changed: 2, unchanged: 8, removed: 1, newlyRetracted: 1 });
+    assert.deepEqual(b.changes, {
+      previousRelease: '2026-a',
+      new: 2,
+      changed: 2,
+      unchanged: 8,
+      removed: 1,
+      newlyRetracted: 1,
+    });
     assert.equal(a.changes!.new, 11);
   });
 
   it('reads the metadata of new and changed versions only', () => {
-    const gets = mirror.requests.filter((q) => q.key.startsWith('metadata/')).map((q) => q.key).sort();
-    assert.deepEqual(gets, ['metadata/PMC201.1.json', 'metadata/PMC202.1.json', 'metadata/PMC211.2.json', 'metadata/PMC220.1.json']);
+    const gets = mirror.requests
+      .filter((q) => q.key.startsWith('metadata/'))
+      .map((q) => q.key)
+      .sort();
+    assert.deepEqual(gets, [
+      'metadata/PMC201.1.json',
+      'metadata/PMC202.1.json',
+      'metadata/PMC211.2.json',
+      'metadata/PMC220.1.json',
+    ]);
     assert.equal(b.metadataFetched, 4);
   });
 
@@ -95,19 +116,32 @@ describe('incremental releases against the previous plan and the inventory ETags
     assert.deepEqual(full.subsets, b.subsets);
     assert.deepEqual(full.excluded, b.excluded);
     assert.deepEqual(b.excluded, { retracted: 1, 'superseded-version': 1 });
-    const excluded = await readNdjson<Exclusion>(path.join(new ReleaseLayout(dataDir, '2026-b').planDir, 'excluded.ndjson'));
-    assert.deepEqual(excluded.map((e) => [e.key, e.reason]), [
-      ['metadata/PMC202.1.json', 'retracted'],
-      ['metadata/PMC211.1.json', 'superseded-version'],
-    ]);
+    const excluded = await readNdjson<Exclusion>(
+      path.join(new ReleaseLayout(dataDir, '2026-b').planDir, 'excluded.ndjson'),
+    );
+    assert.deepEqual(
+      excluded.map((e) => [e.key, e.reason]),
+      [
+        ['metadata/PMC202.1.json', 'retracted'],
+        ['metadata/PMC211.1.json', 'superseded-version'],
+      ],
+    );
     assert.equal(b.selectedArticles, 10); // PMC201, PMC204-210, PMC211.2, PMC220
   });
 
   it('never downloads an unchanged object again: only changed and new XML and images are fetched', async () => {
     const got = await runThrough(rel('2026-b', '2026-a'), b);
     assert.deepEqual(got.xml, ['PMC201.1/PMC201.1.xml', 'PMC211.2/PMC211.2.xml', 'PMC220.1/PMC220.1.xml']);
-    assert.deepEqual(got.media, ['PMC201.1/f1.jpg', 'PMC201.1/f2.jpg', 'PMC211.2/f1.jpg', 'PMC211.2/f2.jpg', 'PMC220.1/f1.jpg']);
-    const fetch = JSON.parse(fs.readFileSync(new ReleaseLayout(dataDir, '2026-b').stageManifest('commercial-000000', 'fetch'), 'utf8')) as { result: { fetched: number; cached: number } };
+    assert.deepEqual(got.media, [
+      'PMC201.1/f1.jpg',
+      'PMC201.1/f2.jpg',
+      'PMC211.2/f1.jpg',
+      'PMC211.2/f2.jpg',
+      'PMC220.1/f1.jpg',
+    ]);
+    const fetch = JSON.parse(
+      fs.readFileSync(new ReleaseLayout(dataDir, '2026-b').stageManifest('commercial-000000', 'fetch'), 'utf8'),
+    ) as { result: { fetched: number; cached: number } };
     assert.deepEqual([fetch.result.fetched, fetch.result.cached], [3, 7]);
   });
 
@@ -116,7 +150,10 @@ describe('incremental releases against the previous plan and the inventory ETags
       ['2026-c', 'never-planned', /has no finished plan/],
       ['2026-d', '2026-d', /the release itself/],
     ] as const) {
-      await assert.rejects(planRelease(rel(id, prev)), (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable && why.test(err.message));
+      await assert.rejects(
+        planRelease(rel(id, prev)),
+        (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable && why.test(err.message),
+      );
     }
   });
 });

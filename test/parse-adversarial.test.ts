@@ -17,7 +17,12 @@ function fixture(pmcid: string): Buffer {
 }
 
 /** Asserts that parsing fails with a JatsParseError of this reason (and message), and returns it. */
-function rejects(input: string | Buffer, reason: JatsFailure, message?: RegExp, opts?: Parameters<typeof parseJats>[1]): JatsParseError {
+function rejects(
+  input: string | Buffer,
+  reason: JatsFailure,
+  message?: RegExp,
+  opts?: Parameters<typeof parseJats>[1],
+): JatsParseError {
   let caught: unknown;
   try {
     parseJats(input, opts);
@@ -58,25 +63,40 @@ describe('parseJats: empty, truncated, mis-nested and non-JATS input', () => {
     ];
     for (const cut of cuts) {
       const piece = whole.subarray(0, Buffer.byteLength(text.slice(0, cut)));
-      const err = rejects(piece, 'invalid-xml', /^(truncated XML: expected <\/[\w:.-]+> before the end of input|malformed XML: .+) \(line \d+, column \d+\)$/);
+      const err = rejects(
+        piece,
+        'invalid-xml',
+        /^(truncated XML: expected <\/[\w:.-]+> before the end of input|malformed XML: .+) \(line \d+, column \d+\)$/,
+      );
       assert.equal(err.line, piece.toString('utf8').split('\n').length, `cut at ${cut}`);
     }
   });
 
   it('mis-nested and unbalanced tags name what was expected and what was found', () => {
-    rejects(article('<sec><p>One <italic>two</p></sec>'), 'invalid-xml', /^mis-nested XML: expected <\/italic> but found <\/p> \(line 2, column \d+\)$/);
+    rejects(
+      article('<sec><p>One <italic>two</p></sec>'),
+      'invalid-xml',
+      /^mis-nested XML: expected <\/italic> but found <\/p> \(line 2, column \d+\)$/,
+    );
     rejects(article('<sec><p>One</p></sec></sec>'), 'invalid-xml', /mis-nested XML|malformed XML/);
     rejects(`${article('')}<article/>`, 'invalid-xml', /malformed XML: /); // two roots
   });
 
   it('well-formed XML that is not a JATS article is "not-jats"; plain text is "invalid-xml"', () => {
-    rejects('<PubmedArticleSet><PubmedArticle/></PubmedArticleSet>', 'not-jats', /found <PubmedArticleSet> as the root/);
+    rejects(
+      '<PubmedArticleSet><PubmedArticle/></PubmedArticleSet>',
+      'not-jats',
+      /found <PubmedArticleSet> as the root/,
+    );
     rejects('<html><body><p>Not found</p></body></html>', 'not-jats', /found <html>/);
     rejects('404 Not Found', 'invalid-xml', /malformed XML: text data outside of root node/);
     rejects('<?xml version="1.0"?>', 'invalid-xml', /root element/);
     // efetch db=pmc wraps the article in <pmc-articleset>: the one article inside is read
     const efetch = parseJats(fs.readFileSync(path.join(fixturePaths.entrez(), 'biopython_efetch_pmc.xml')));
-    assert.deepEqual([efetch.pmcid, efetch.pubDate, efetch.license.code, efetch.warnings], ['PMC8435807', '2021-09-13', 'CC BY-NC', []]);
+    assert.deepEqual(
+      [efetch.pmcid, efetch.pubDate, efetch.license.code, efetch.warnings],
+      ['PMC8435807', '2021-09-13', 'CC BY-NC', []],
+    );
   });
 
   it('an article without front matter is a degraded record: body and figures read, a warning says what is missing', () => {
@@ -89,7 +109,10 @@ describe('parseJats: empty, truncated, mis-nested and non-JATS input', () => {
     assert.equal(r.pmcid, 'PMC123');
     assert.deepEqual([r.title, r.pubDate, r.license.code, r.doi], [null, null, null, null]);
     assert.equal(r.fullText, 'Results\n\nAs Figure 1 shows.');
-    assert.deepEqual(r.figures.map((f) => [f.label, f.caption, f.mentions]), [['Figure 1', 'A cat.', ['As [[Figure 1]] shows.']]]);
+    assert.deepEqual(
+      r.figures.map((f) => [f.label, f.caption, f.mentions]),
+      [['Figure 1', 'A cat.', ['As [[Figure 1]] shows.']]],
+    );
     assert.equal(r.warnings.length, 1);
     assert.match(r.warnings[0] as string, /no <article-meta>/);
     // a real article keeps no warning
@@ -140,7 +163,10 @@ describe('parseJats: DOCTYPE entities', () => {
       ),
     );
     assert.equal(r.fullText, 'World Health Organization, WHO\u2122 (WHO) \u03b1&<');
-    assert.deepEqual(r.figures.map((f) => [f.caption, f.graphicHref]), [['World Health Organization, WHO\u2122', 'WHO-1']]);
+    assert.deepEqual(
+      r.figures.map((f) => [f.caption, f.graphicHref]),
+      [['World Health Organization, WHO\u2122', 'WHO-1']],
+    );
   });
 
   it('billion laughs is refused in milliseconds, before it can grow: "entity-limit"', () => {
@@ -149,23 +175,44 @@ describe('parseJats: DOCTYPE entities', () => {
     const xml = article('<sec><p>&lol9;</p></sec>', `<!DOCTYPE article [\n${lol.join('\n')}\n]>\n`);
     const heap = process.memoryUsage().heapUsed;
     const start = performance.now();
-    rejects(xml, 'entity-limit', /^entity expansion limit: &lol\d; expands past 1000000 characters \(line \d+, column \d+\)$/);
+    rejects(
+      xml,
+      'entity-limit',
+      /^entity expansion limit: &lol\d; expands past 1000000 characters \(line \d+, column \d+\)$/,
+    );
     assert.ok(performance.now() - start < 1000, 'took over a second');
     assert.ok(process.memoryUsage().heapUsed - heap < 64 * 1024 * 1024, 'heap grew by more than 64 MB');
   });
 
   it('many references to one large entity (quadratic blowup), a cycle and a runaway chain are refused too', () => {
     const big = 'x'.repeat(50_000);
-    const quadratic = article(`<sec><p>${'&big;'.repeat(100)}</p></sec>`, `<!DOCTYPE article [<!ENTITY big "${big}">]>\n`);
+    const quadratic = article(
+      `<sec><p>${'&big;'.repeat(100)}</p></sec>`,
+      `<!DOCTYPE article [<!ENTITY big "${big}">]>\n`,
+    );
     rejects(quadratic, 'entity-limit', /declared entities add more than \d+ characters \(at &big;\)/);
-    rejects(article('<sec><p>&a;</p></sec>', '<!DOCTYPE article [<!ENTITY a "1&b;"><!ENTITY b "2&a;">]>\n'), 'entity-limit', /&a; refers to itself/);
+    rejects(
+      article('<sec><p>&a;</p></sec>', '<!DOCTYPE article [<!ENTITY a "1&b;"><!ENTITY b "2&a;">]>\n'),
+      'entity-limit',
+      /&a; refers to itself/,
+    );
     const chain = ['<!ENTITY e0 "end">'];
     for (let i = 1; i <= 40; i++) chain.push(`<!ENTITY e${i} "&e${i - 1};">`);
-    rejects(article('<sec><p>&e40;</p></sec>', `<!DOCTYPE article [${chain.join('')}]>\n`), 'entity-limit', /nest deeper than 16/);
+    rejects(
+      article('<sec><p>&e40;</p></sec>', `<!DOCTYPE article [${chain.join('')}]>\n`),
+      'entity-limit',
+      /nest deeper than 16/,
+    );
     // the same chain within the depth limit expands
-    assert.equal(parseJats(article('<sec><p>&e10;</p></sec>', `<!DOCTYPE article [${chain.slice(0, 11).join('')}]>\n`)).fullText, 'end');
+    assert.equal(
+      parseJats(article('<sec><p>&e10;</p></sec>', `<!DOCTYPE article [${chain.slice(0, 11).join('')}]>\n`)).fullText,
+      'end',
+    );
     // the budget is configurable (and never below the document's own length)
-    const twoThousand = article('<sec><p>&big;</p></sec>', `<!DOCTYPE article [<!ENTITY y "${'y'.repeat(100)}"><!ENTITY big "${'&y;'.repeat(20)}">]>\n`);
+    const twoThousand = article(
+      '<sec><p>&big;</p></sec>',
+      `<!DOCTYPE article [<!ENTITY y "${'y'.repeat(100)}"><!ENTITY big "${'&y;'.repeat(20)}">]>\n`,
+    );
     assert.equal(parseJats(twoThousand).fullText.length, 2000);
     rejects(twoThousand, 'entity-limit', /&big; expands past \d+ characters/, { limits: { maxEntityChars: 100 } });
   });
@@ -199,7 +246,10 @@ describe('parseJats: encodings', () => {
     const xml = article('<sec><p>Zamb\u00e9zia \u2264 5</p></sec>');
     const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(xml, 'utf16le')]);
     assert.equal(parseJats(utf16).fullText, 'Zamb\u00e9zia \u2264 5');
-    const latin1 = Buffer.from(article('<sec><p>Zamb\u00e9zia</p></sec>').replace('encoding="UTF-8"', 'encoding="ISO-8859-1"'), 'latin1');
+    const latin1 = Buffer.from(
+      article('<sec><p>Zamb\u00e9zia</p></sec>').replace('encoding="UTF-8"', 'encoding="ISO-8859-1"'),
+      'latin1',
+    );
     assert.equal(parseJats(latin1).fullText, 'Zamb\u00e9zia');
   });
 });
@@ -207,7 +257,9 @@ describe('parseJats: encodings', () => {
 describe('parseJats: size and depth limits', () => {
   it('input over maxBytes is refused before it is read: "too-large"', () => {
     const xml = fixture('PMC7159286');
-    rejects(xml, 'too-large', new RegExp(`^article too large: ${xml.length} bytes, over the limit of 1000$`), { limits: { maxBytes: 1000 } });
+    rejects(xml, 'too-large', new RegExp(`^article too large: ${xml.length} bytes, over the limit of 1000$`), {
+      limits: { maxBytes: 1000 },
+    });
     assert.equal(DEFAULT_JATS_LIMITS.maxBytes, 128 * 1024 * 1024);
   });
 
@@ -218,7 +270,7 @@ describe('parseJats: size and depth limits', () => {
     assert.equal(parseJats(fine).fullText, 'x');
   });
 
-  it('a 50 MB article made of a real article\'s repeated body paragraphs parses in bounded time and memory', function () {
+  it("a 50 MB article made of a real article's repeated body paragraphs parses in bounded time and memory", function () {
     this.timeout(60_000);
     // In a child process whose old space is capped at 512 MB: running out of it would kill the child.
     const script = `
@@ -244,11 +296,21 @@ describe('parseJats: size and depth limits', () => {
         heapGrowth: process.memoryUsage().heapUsed - heap,
         figures: r.figures.map((f) => [f.id, f.mentions.length]), fullText: r.fullText.length, blocks: r.fullText.split('\\n\\n').length,
       }));`;
-    const child = spawnSync(process.execPath, ['--max-old-space-size=512', '-r', 'tsx/cjs', '-e', script], { cwd: projectRoot, encoding: 'utf8' });
+    const child = spawnSync(process.execPath, ['--max-old-space-size=512', '-r', 'tsx/cjs', '-e', script], {
+      cwd: projectRoot,
+      encoding: 'utf8',
+    });
     assert.equal(child.status, 0, child.stderr);
     const m = JSON.parse(child.stdout.trim().split('\n').pop() as string) as {
-      bytes: number; paragraphs: number; copies: number; cpuMs: number; wallMs: number; heapGrowth: number;
-      figures: [string, number][]; fullText: number; blocks: number;
+      bytes: number;
+      paragraphs: number;
+      copies: number;
+      cpuMs: number;
+      wallMs: number;
+      heapGrowth: number;
+      figures: [string, number][];
+      fullText: number;
+      blocks: number;
     };
     assert.ok(m.bytes >= 50 * 1024 * 1024);
     // CPU time, not wall time: the bound is on the parser, not on what else the machine runs
@@ -256,13 +318,36 @@ describe('parseJats: size and depth limits', () => {
     assert.ok(m.heapGrowth < 4 * m.bytes, `heap grew by ${(m.heapGrowth / 1048576).toFixed(0)} MB`);
     // every copy of every paragraph is read; identical mention paragraphs count once
     assert.ok(m.blocks > m.copies * m.paragraphs, `${m.blocks} blocks`);
-    assert.deepEqual(m.figures, [['pone.0234687.g001', 1], ['pone.0234687.g002', 3], ['pone.0234687.g003', 1], ['pone.0234687.g004', 2]]);
+    assert.deepEqual(m.figures, [
+      ['pone.0234687.g001', 1],
+      ['pone.0234687.g002', 3],
+      ['pone.0234687.g003', 1],
+      ['pone.0234687.g004', 2],
+    ]);
   });
 });
 
 describe('collapseWhitespace', () => {
   it('equals replace(/\\s+/g, " ").trim() on every kind of whitespace JavaScript knows', () => {
-    const spaces = [' ', '\t', '\n', '\r', '\v', '\f', '\u00a0', '\u1680', '\u2000', '\u2009', '\u200a', '\u2028', '\u2029', '\u202f', '\u205f', '\u3000', '\ufeff'];
+    const spaces = [
+      ' ',
+      '\t',
+      '\n',
+      '\r',
+      '\v',
+      '\f',
+      '\u00a0',
+      '\u1680',
+      '\u2000',
+      '\u2009',
+      '\u200a',
+      '\u2028',
+      '\u2029',
+      '\u202f',
+      '\u205f',
+      '\u3000',
+      '\ufeff',
+    ];
     const alphabet = ['a', 'b', '\u00e9', '\u200b', 'x y', ...spaces];
     let seed = 42;
     const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648);

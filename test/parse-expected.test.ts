@@ -33,7 +33,14 @@ interface Expected {
   caption?: { id: string; title?: string | null } & ({ exact: string } | { start: string; end: string });
 }
 
-const jpg = (href: string, id: string, label: string, paragraphs: number, citations: number): Fig => [id, label, href, `${href}.jpg`, paragraphs, citations];
+const jpg = (href: string, id: string, label: string, paragraphs: number, citations: number): Fig => [
+  id,
+  label,
+  href,
+  `${href}.jpg`,
+  paragraphs,
+  citations,
+];
 
 const EXPECTED: Expected[] = [
   {
@@ -50,7 +57,11 @@ const EXPECTED: Expected[] = [
       jpg('gr5', 'fig5', 'Figure 5', 2, 2),
       jpg('gr6', 'fig6', 'Figure 6', 2, 2),
     ],
-    caption: { id: 'fig3', exact: 'Metal components modulate the antitumor function of DC, macrophage, and CD8+ T cells through various immune signaling pathways.' },
+    caption: {
+      id: 'fig3',
+      exact:
+        'Metal components modulate the antitumor function of DC, macrophage, and CD8+ T cells through various immune signaling pathways.',
+    },
   },
   {
     pmcid: 'PMC12505609',
@@ -65,15 +76,24 @@ const EXPECTED: Expected[] = [
       jpg('12943_2025_2460_Fig5_HTML', 'Fig5', 'Fig. 5', 1, 1),
       jpg('12943_2025_2460_Fig6_HTML', 'Fig6', 'Fig. 6', 1, 1),
     ],
-    caption: { id: 'Fig6', exact: 'Innovative technologies revitalizing immunometabolism research. MALDI-MSI: Matrix-assisted laser desorption/ionisation mass spectrometry imaging' },
+    caption: {
+      id: 'Fig6',
+      exact:
+        'Innovative technologies revitalizing immunometabolism research. MALDI-MSI: Matrix-assisted laser desorption/ionisation mass spectrometry imaging',
+    },
   },
   {
     pmcid: 'PMC12561574',
     title: 'Dendritic Cell-Derived Exosomes: Next Generation of Cancer Immunotherapy',
     pubDate: '2025-10-14',
     license: 'CC BY',
-    figures: [1, 2, 3, 4, 5].map((n) => jpg(`biomedicines-13-02497-g00${n}`, `biomedicines-13-02497-f00${n}`, `Figure ${n}`, 1, 1)),
-    caption: { id: 'biomedicines-13-02497-f003', exact: 'Tumor-derived exosomes (TDXs) role in cancer (created with biorender.com).' },
+    figures: [1, 2, 3, 4, 5].map((n) =>
+      jpg(`biomedicines-13-02497-g00${n}`, `biomedicines-13-02497-f00${n}`, `Figure ${n}`, 1, 1),
+    ),
+    caption: {
+      id: 'biomedicines-13-02497-f003',
+      exact: 'Tumor-derived exosomes (TDXs) role in cancer (created with biorender.com).',
+    },
   },
   {
     pmcid: 'PMC12602441',
@@ -88,13 +108,15 @@ const EXPECTED: Expected[] = [
     ],
     caption: {
       id: 'f1',
-      start: 'Classification of ncRNAs. (A) miRNAs are ncRNAs with a length of 20\u201325 nt, generated through Dicer, TRBP, and AGO-mediated cleavage of pre-miRNA.',
+      start:
+        'Classification of ncRNAs. (A) miRNAs are ncRNAs with a length of 20\u201325 nt, generated through Dicer, TRBP, and AGO-mediated cleavage of pre-miRNA.',
       end: 'methylated at the 3\u2032-end. (D) LncRNAs are transcripts over 200 nt in length, typically synthesized by RNA polymerase II. (E) CircRNAs are covalently closed circular RNA molecules, generally 200-2000nt in length.',
     },
   },
   {
     pmcid: 'PMC13125388',
-    title: 'Resolving Isomeric Structures in Natural Complex Carbohydrates: A Comparative Study of SLIM and Cyclic Ion Mobility Platforms',
+    title:
+      'Resolving Isomeric Structures in Natural Complex Carbohydrates: A Comparative Study of SLIM and Cyclic Ion Mobility Platforms',
     pubDate: '2026-04-28', // the only, untyped, pub-date
     license: 'CC BY-NC-ND', // URL only in a license-p ext-link
     figures: [
@@ -105,7 +127,10 @@ const EXPECTED: Expected[] = [
       ['rcm70073-fig-0004', 'FIGURE 4', 'RCM-40-e70073-g004.jpg', 'RCM-40-e70073-g004.jpg', 1, 1],
       ['rcm70073-fig-0005', 'FIGURE 5', 'RCM-40-e70073-g005.jpg', 'RCM-40-e70073-g005.jpg', 1, 1],
     ],
-    caption: { id: 'rcm70073-fig-0003', exact: 'Nature of the OS identified on both instruments depending on their DP and their DM.' },
+    caption: {
+      id: 'rcm70073-fig-0003',
+      exact: 'Nature of the OS identified on both instruments depending on their DP and their DM.',
+    },
   },
   {
     pmcid: 'PMC13254695',
@@ -114,12 +139,31 @@ const EXPECTED: Expected[] = [
     license: 'CC BY',
     figures: (
       [
-        ['0001', 'FIGURE 1', '006', 1, 1], ['0002', 'FIGURE 2', '001', 4, 4], ['0003', 'FIGURE 3', '016', 1, 1], ['0004', 'FIGURE 4', '010', 1, 1],
-        ['0005', 'FIGURE 5', '012', 2, 2], ['0006', 'FIGURE 6', '015', 2, 2], ['0007', 'FIGURE 7', '013', 1, 2], ['0008', 'FIGURE 8', '004', 2, 3],
-        ['0009', 'FIGURE 9', '008', 1, 2], ['0010', 'FIGURE 10', '011', 1, 1], ['0011', 'FIGURE 11', '009', 1, 1], ['0015', 'SCHEME 1', '007', 2, 2],
-        ['0012', 'FIGURE 12', '014', 1, 1], ['0013', 'FIGURE 13', '002', 1, 1], ['0014', 'FIGURE 14', '005', 1, 1], ['0016', 'SCHEME 2', '003', 2, 2],
+        ['0001', 'FIGURE 1', '006', 1, 1],
+        ['0002', 'FIGURE 2', '001', 4, 4],
+        ['0003', 'FIGURE 3', '016', 1, 1],
+        ['0004', 'FIGURE 4', '010', 1, 1],
+        ['0005', 'FIGURE 5', '012', 2, 2],
+        ['0006', 'FIGURE 6', '015', 2, 2],
+        ['0007', 'FIGURE 7', '013', 1, 2],
+        ['0008', 'FIGURE 8', '004', 2, 3],
+        ['0009', 'FIGURE 9', '008', 1, 2],
+        ['0010', 'FIGURE 10', '011', 1, 1],
+        ['0011', 'FIGURE 11', '009', 1, 1],
+        ['0015', 'SCHEME 1', '007', 2, 2],
+        ['0012', 'FIGURE 12', '014', 1, 1],
+        ['0013', 'FIGURE 13', '002', 1, 1],
+        ['0014', 'FIGURE 14', '005', 1, 1],
+        ['0016', 'SCHEME 2', '003', 2, 2],
       ] as const
-    ).map(([id, label, g, paragraphs, citations]): Fig => [`jms70071-fig-${id}`, label, `JMS-61-e70071-g${g}.jpg`, `JMS-61-e70071-g${g}.jpg`, paragraphs, citations]),
+    ).map(([id, label, g, paragraphs, citations]): Fig => [
+      `jms70071-fig-${id}`,
+      label,
+      `JMS-61-e70071-g${g}.jpg`,
+      `JMS-61-e70071-g${g}.jpg`,
+      paragraphs,
+      citations,
+    ]),
     caption: { id: 'jms70071-fig-0015', exact: 'proposed fragmentation pathway of protonated nifedipine.' },
   },
   {
@@ -165,7 +209,8 @@ const EXPECTED: Expected[] = [
   },
   {
     pmcid: 'PMC2329613',
-    title: 'The Dutch version of the Oral Health Impact Profile (OHIP-NL): Translation, reliability and construct validity',
+    title:
+      'The Dutch version of the Oral Health Impact Profile (OHIP-NL): Translation, reliability and construct validity',
     pubDate: '2008-04-11',
     license: 'CC BY',
     figures: [], // tables only
@@ -184,7 +229,8 @@ const EXPECTED: Expected[] = [
     ],
     caption: {
       id: 'f1-ehp-116-1694',
-      exact: 'Exposure to PBDE-47 depressed circulating concentrations of total T4 in males and females (A), but had no effect on total T3 in males (B). *p < 0.05 compared with control.',
+      exact:
+        'Exposure to PBDE-47 depressed circulating concentrations of total T4 in males and females (A), but had no effect on total T3 in males (B). *p < 0.05 compared with control.',
     },
   },
   {
@@ -211,7 +257,9 @@ const EXPECTED: Expected[] = [
     title: 'Distribution of transport injury and related risk behaviours in a large national cohort of Thai adults',
     pubDate: '2011-05', // ppub, month only
     license: null, // Elsevier author-manuscript terms
-    figures: [1, 2, 3, 4, 5, 6, 7].map((n) => jpg(`gr${n}`, `fig00${String(n * 5).padStart(2, '0')}`, `Fig. ${n}`, 1, 1)),
+    figures: [1, 2, 3, 4, 5, 6, 7].map((n) =>
+      jpg(`gr${n}`, `fig00${String(n * 5).padStart(2, '0')}`, `Fig. ${n}`, 1, 1),
+    ),
     caption: { id: 'fig0010', exact: 'Role when injured, by sex and age.' },
   },
   {
@@ -248,13 +296,15 @@ const EXPECTED: Expected[] = [
     ],
     caption: {
       id: 'PLS011F5',
-      start: 'Expressional response of salt stress-responsive genes in the different genotypes. (A) Venn-diagram presentation of the overlap of differentially expressed genes in hsfc1b, ami-13.3 and corresponding controls under salt stress.',
-      end: 'The values that are significantly different (\u2264\u22121 or \u2265+1) from the respective control by Student\'s t-test (P \u2264 0.05) are marked with a star (*).',
+      start:
+        'Expressional response of salt stress-responsive genes in the different genotypes. (A) Venn-diagram presentation of the overlap of differentially expressed genes in hsfc1b, ami-13.3 and corresponding controls under salt stress.',
+      end: "The values that are significantly different (\u2264\u22121 or \u2265+1) from the respective control by Student's t-test (P \u2264 0.05) are marked with a star (*).",
     },
   },
   {
     pmcid: 'PMC3460867',
-    title: 'MmPPOX Inhibits Mycobacterium tuberculosis Lipolytic Enzymes Belonging to the Hormone-Sensitive Lipase Family and Alters Mycobacterial Growth',
+    title:
+      'MmPPOX Inhibits Mycobacterium tuberculosis Lipolytic Enzymes Belonging to the Hormone-Sensitive Lipase Family and Alters Mycobacterial Growth',
     pubDate: '2012-09-28',
     license: 'CC BY', // licence prose only
     figures: [
@@ -282,19 +332,22 @@ const EXPECTED: Expected[] = [
     figures: [jpg('mds52601', 'MDS526F1', 'Figure 1.', 1, 1), jpg('mds52602', 'MDS526F2', 'Figure 2.', 1, 1)],
     caption: {
       id: 'MDS526F1',
-      exact: 'Deprivation inequalities in advanced stage at diagnosis by cancer (odds ratios and 95% confidence intervals for diagnosis in stage III/ IV versus I/II).',
+      exact:
+        'Deprivation inequalities in advanced stage at diagnosis by cancer (odds ratios and 95% confidence intervals for diagnosis in stage III/ IV versus I/II).',
     },
   },
   {
     pmcid: 'PMC3585041',
-    title: 'Serological Evidence of Rift Valley Fever Virus Circulation in Sheep and Goats in Zamb\u00e9zia Province, Mozambique',
+    title:
+      'Serological Evidence of Rift Valley Fever Virus Circulation in Sheep and Goats in Zamb\u00e9zia Province, Mozambique',
     pubDate: '2013-02-28',
     license: 'CC BY',
     figures: [jpg('pntd.0002065.g001', 'pntd-0002065-g001', 'Figure 1', 1, 1)], // a second xref is inside its own caption
     caption: {
       id: 'pntd-0002065-g001',
       title: 'Location of the study areas.',
-      start: 'Location of the study areas. Figure 1 shows the map of the Zamb\u00e9zia Province, Mozambique indicating the location of the study areas.',
+      start:
+        'Location of the study areas. Figure 1 shows the map of the Zamb\u00e9zia Province, Mozambique indicating the location of the study areas.',
       end: 'Three perennial rivers that drain the Mopeia district namely Zambeze, Cuacua and Chire Rivers are highlighted in blue.',
     },
   },
@@ -304,18 +357,43 @@ const EXPECTED: Expected[] = [
     pubDate: '2014-10-29',
     license: 'CC BY',
     figures: [
-      [1, 1, 1], [2, 1, 1], [3, 1, 1], [4, 1, 1], [5, 1, 2], [6, 1, 2], [7, 2, 2], [8, 2, 2], [9, 1, 2],
+      [1, 1, 1],
+      [2, 1, 1],
+      [3, 1, 1],
+      [4, 1, 1],
+      [5, 1, 2],
+      [6, 1, 2],
+      [7, 2, 2],
+      [8, 2, 2],
+      [9, 1, 2],
     ].map(([n, p, c]) => jpg(`12859_2014_353_Fig${n}_HTML`, `Fig${n}`, `Figure ${n}`, p as number, c as number)),
-    caption: { id: 'Fig7', exact: 'Comparison of BNs accuracy on Liu dataset. The BNs have been trained according to the selection of genes by means of IG policy.' },
+    caption: {
+      id: 'Fig7',
+      exact:
+        'Comparison of BNs accuracy on Liu dataset. The BNs have been trained according to the selection of genes by means of IG policy.',
+    },
   },
   {
     pmcid: 'PMC5828200',
-    title: 'Curcuminoid submicron particle ameliorates cognitive deficits and decreases amyloid pathology in Alzheimer\u2019s disease mouse model',
+    title:
+      'Curcuminoid submicron particle ameliorates cognitive deficits and decreases amyloid pathology in Alzheimer\u2019s disease mouse model',
     pubDate: '2018-01-31', // epub; the collection date is 2018-02-13
     license: 'CC BY',
     figures: [
-      [1, 1, 1], [2, 1, 1], [3, 1, 2], [4, 1, 3], [5, 1, 5], [6, 1, 1], [7, 1, 4], [8, 1, 2], [9, 1, 3], [10, 1, 2], [11, 2, 2],
-    ].map(([n, p, c]) => jpg(`oncotarget-09-10681-g${String(n).padStart(3, '0')}`, `F${n}`, `Figure ${n}`, p as number, c as number)),
+      [1, 1, 1],
+      [2, 1, 1],
+      [3, 1, 2],
+      [4, 1, 3],
+      [5, 1, 5],
+      [6, 1, 1],
+      [7, 1, 4],
+      [8, 1, 2],
+      [9, 1, 3],
+      [10, 1, 2],
+      [11, 2, 2],
+    ].map(([n, p, c]) =>
+      jpg(`oncotarget-09-10681-g${String(n).padStart(3, '0')}`, `F${n}`, `Figure ${n}`, p as number, c as number),
+    ),
     caption: {
       id: 'F3',
       title: 'Body weight and water intake of WT and APP mice during CSP treatment',
@@ -330,12 +408,18 @@ const EXPECTED: Expected[] = [
     title: 'Counting crows: population structure and group size variation in an urban population of crows',
     pubDate: '2018-12-08',
     license: 'CC BY',
-    figures: [jpg('ary15701', 'F1', 'Figure 1', 2, 2), jpg('ary15702', 'F2', 'Figure 2', 2, 2), jpg('ary15703', 'F3', 'Figure 3', 2, 2), jpg('ary15704', 'F4', 'Figure 4', 1, 1)],
+    figures: [
+      jpg('ary15701', 'F1', 'Figure 1', 2, 2),
+      jpg('ary15702', 'F2', 'Figure 2', 2, 2),
+      jpg('ary15703', 'F3', 'Figure 3', 2, 2),
+      jpg('ary15704', 'F4', 'Figure 4', 1, 1),
+    ],
     caption: { id: 'F3', exact: 'Relative proportions of presence categories per season.' },
   },
   {
     pmcid: 'PMC7159286',
-    title: 'A familial cluster of pneumonia associated with the 2019 novel coronavirus indicating person-to-person transmission: a study of a family cluster',
+    title:
+      'A familial cluster of pneumonia associated with the 2019 novel coronavirus indicating person-to-person transmission: a study of a family cluster',
     pubDate: '2020-01-24',
     license: null, // Elsevier COVID-19 permission
     figures: [
@@ -348,7 +432,8 @@ const EXPECTED: Expected[] = [
     ],
     caption: {
       id: 'fig2',
-      exact: 'Representative images of the thoracic CT scans showing multifocal ground-glass changes in the lungs of patient 1 (A), patient 2 (B), patient 3 (C), and patient 5 (D)',
+      exact:
+        'Representative images of the thoracic CT scans showing multifocal ground-glass changes in the lungs of patient 1 (A), patient 2 (B), patient 3 (C), and patient 5 (D)',
     },
   },
   {
@@ -359,7 +444,11 @@ const EXPECTED: Expected[] = [
     pubDate: '2020-06-01',
     license: 'CC0',
     figures: [1, 2, 3, 4, 5].map((n) => jpg(`pntd.0008301.g00${n}`, `pntd.0008301.g00${n}`, `Fig ${n}`, 1, 1)),
-    caption: { id: 'pntd.0008301.g001', title: 'Number of pre-TAS by country.', exact: 'Number of pre-TAS by country.' },
+    caption: {
+      id: 'pntd.0008301.g001',
+      title: 'Number of pre-TAS by country.',
+      exact: 'Number of pre-TAS by country.',
+    },
   },
   {
     pmcid: 'PMC7289599',
@@ -401,15 +490,25 @@ const EXPECTED: Expected[] = [
       jpg('pone.0234687.g003', 'pone.0234687.g003', 'Fig 3', 1, 1),
       jpg('pone.0234687.g004', 'pone.0234687.g004', 'Fig 4', 2, 5),
     ],
-    caption: { id: 'pone.0234687.g001', title: 'Overview of the milk production system boundary considered in the study.', exact: 'Overview of the milk production system boundary considered in the study.' },
+    caption: {
+      id: 'pone.0234687.g001',
+      title: 'Overview of the milk production system boundary considered in the study.',
+      exact: 'Overview of the milk production system boundary considered in the study.',
+    },
   },
   {
     pmcid: 'PMC7417471',
-    title: 'Graphene impregnated electrospun nanofiber sensing materials: a comprehensive overview on bridging laboratory set-up to industry',
+    title:
+      'Graphene impregnated electrospun nanofiber sensing materials: a comprehensive overview on bridging laboratory set-up to industry',
     pubDate: '2020-08-10',
     license: 'CC BY', // URL in a license-p ext-link
     figures: [
-      [1, 2, 2], [2, 1, 2], [3, 1, 1], [4, 1, 2], [5, 1, 1], [6, 1, 3],
+      [1, 2, 2],
+      [2, 1, 2],
+      [3, 1, 1],
+      [4, 1, 2],
+      [5, 1, 1],
+      [6, 1, 3],
     ].map(([n, p, c]) => jpg(`40580_2020_237_Fig${n}_HTML`, `Fig${n}`, `Fig. ${n}`, p as number, c as number)),
     caption: {
       id: 'Fig2',
@@ -485,13 +584,23 @@ describe('parseJats: expected output of the real fixtures, read from the XML by 
       });
 
       it('mention paragraphs and marked citations per figure', () => {
-        const counted = r.figures.map((f) => [f.id, f.mentions.length, f.mentions.reduce((n, m) => n + (m.match(/\[\[/g)?.length ?? 0), 0)]);
-        assert.deepEqual(counted, e.figures.map(([id, , , , paragraphs, citations]) => [id, paragraphs, citations]));
+        const counted = r.figures.map((f) => [
+          f.id,
+          f.mentions.length,
+          f.mentions.reduce((n, m) => n + (m.match(/\[\[/g)?.length ?? 0), 0),
+        ]);
+        assert.deepEqual(
+          counted,
+          e.figures.map(([id, , , , paragraphs, citations]) => [id, paragraphs, citations]),
+        );
         for (const f of r.figures) {
           for (const m of f.mentions) {
             assert.ok(/\[\[[^\]]+\]\]/.test(m), `${f.id}: a mention without a marked citation: ${m.slice(0, 80)}`);
             // the marks (and spacing between literal brackets) are the only difference from the paragraph in fullText
-            assert.ok(bare(r.fullText).includes(bare(m.replace(/\[\[|\]\]/g, ''))), `${f.id}: mention is not a body paragraph`);
+            assert.ok(
+              bare(r.fullText).includes(bare(m.replace(/\[\[|\]\]/g, ''))),
+              `${f.id}: mention is not a body paragraph`,
+            );
           }
         }
       });

@@ -15,7 +15,14 @@ describe('resolveMediaFile', () => {
   });
 
   it('handles dotted stems, extension case, converted TIFFs and near-miss names', () => {
-    assert.equal(resolveMediaFile('pntd.0002065.g001', ['pntd.0002065.g001.tif', 'pntd.0002065.g001.jpg', 'pntd.0002065.g002.jpg']), 'pntd.0002065.g001.jpg');
+    assert.equal(
+      resolveMediaFile('pntd.0002065.g001', [
+        'pntd.0002065.g001.tif',
+        'pntd.0002065.g001.jpg',
+        'pntd.0002065.g002.jpg',
+      ]),
+      'pntd.0002065.g001.jpg',
+    );
     assert.equal(resolveMediaFile('image1.JPG', ['image1.gif', 'image1.jpg']), 'image1.jpg');
     assert.equal(resolveMediaFile('image1.jpg', ['image1.JPG']), 'image1.JPG');
     assert.equal(resolveMediaFile('fig2.tif', ['fig2.gif', 'fig2.jpg']), 'fig2.jpg'); // PMC ships TIFF figures as JPEG
@@ -26,7 +33,10 @@ describe('resolveMediaFile', () => {
 
   it('chooseFigureGraphic skips thumbnails and gifs when a full image exists', () => {
     const g = (href: string, attrs: Record<string, string> = {}) => ({ href, attrs });
-    assert.equal(chooseFigureGraphic([g('a.gif', { 'content-type': 'thumb' }), g('a.jpg', { 'content-type': 'image' })])?.href, 'a.jpg');
+    assert.equal(
+      chooseFigureGraphic([g('a.gif', { 'content-type': 'thumb' }), g('a.jpg', { 'content-type': 'image' })])?.href,
+      'a.jpg',
+    );
     assert.equal(chooseFigureGraphic([g('a.gif'), g('a.png')])?.href, 'a.png');
     assert.equal(chooseFigureGraphic([g('a.jpg', { 'specific-use': 'thumb' }), g('a.tif')])?.href, 'a.tif');
     assert.equal(chooseFigureGraphic([g('only.gif')])?.href, 'only.gif');

@@ -25,7 +25,8 @@ describe('licenseGroup', () => {
     for (const code of ['CC0', 'CC BY', 'CC BY-SA', 'CC BY-ND']) assert.equal(licenseGroup(code), 'commercial', code);
   });
   it('maps the three non-commercial CC codes to noncommercial', () => {
-    for (const code of ['CC BY-NC', 'CC BY-NC-SA', 'CC BY-NC-ND']) assert.equal(licenseGroup(code), 'noncommercial', code);
+    for (const code of ['CC BY-NC', 'CC BY-NC-SA', 'CC BY-NC-ND'])
+      assert.equal(licenseGroup(code), 'noncommercial', code);
   });
   it('puts TDM, null, undefined, empty and unknown codes in other', () => {
     assert.equal(licenseGroup('TDM'), 'other');
@@ -44,12 +45,17 @@ describe('licenseGroup', () => {
 
 describe('parseCsvLine', () => {
   it('splits the quoted S3 inventory row into its four cells', () => {
-    assert.deepEqual(parseCsvLine('"pmc-oa-opendata","metadata/PMC10000002.1.json","2026-01-08T11:47:59.000Z","f25d9c5f5b85338f62156faeedfc1e95"'), [
-      'pmc-oa-opendata',
-      'metadata/PMC10000002.1.json',
-      '2026-01-08T11:47:59.000Z',
-      'f25d9c5f5b85338f62156faeedfc1e95',
-    ]);
+    assert.deepEqual(
+      parseCsvLine(
+        '"pmc-oa-opendata","metadata/PMC10000002.1.json","2026-01-08T11:47:59.000Z","f25d9c5f5b85338f62156faeedfc1e95"',
+      ),
+      [
+        'pmc-oa-opendata',
+        'metadata/PMC10000002.1.json',
+        '2026-01-08T11:47:59.000Z',
+        'f25d9c5f5b85338f62156faeedfc1e95',
+      ],
+    );
   });
   it('keeps commas inside quotes and turns doubled quotes into one', () => {
     assert.deepEqual(parseCsvLine('"a,b","say ""hi""",plain,""'), ['a,b', 'say "hi"', 'plain', '']);
@@ -68,7 +74,10 @@ describe('inventoryItemOf', () => {
     for (const etag of ['ab\tcd', 'ab\r', '\nab']) {
       const item = inventoryItemOf({ key: 'metadata/PMC7.2.json', etag });
       assert.ok(item && 'exclusion' in item, JSON.stringify(etag));
-      assert.deepEqual([item.exclusion.key, item.exclusion.pmcid, item.exclusion.reason], ['metadata/PMC7.2.json', 'PMC7', 'bad-metadata']);
+      assert.deepEqual(
+        [item.exclusion.key, item.exclusion.pmcid, item.exclusion.reason],
+        ['metadata/PMC7.2.json', 'PMC7', 'bad-metadata'],
+      );
       assert.match(item.exclusion.detail, /tab, CR or newline/);
     }
   });
@@ -90,14 +99,26 @@ function meta(pmcid: string, version: number, over: Partial<ArticleMetadata> = {
     ...over,
   };
 }
-const row = (pmcid: string, version: number): InventoryRow => ({ key: `metadata/${pmcid}.${version}.json`, lastModified: '2026-01-08T11:47:59.000Z', etag: `etag-${pmcid}.${version}` });
-const entry = (pmcid: string, version: number, over: Partial<ArticleMetadata> = {}) => ({ row: row(pmcid, version), meta: meta(pmcid, version, over) });
+const row = (pmcid: string, version: number): InventoryRow => ({
+  key: `metadata/${pmcid}.${version}.json`,
+  lastModified: '2026-01-08T11:47:59.000Z',
+  etag: `etag-${pmcid}.${version}`,
+});
+const entry = (pmcid: string, version: number, over: Partial<ArticleMetadata> = {}) => ({
+  row: row(pmcid, version),
+  meta: meta(pmcid, version, over),
+});
 
 describe('selectArticles', () => {
   it('keeps only is_pmc_openaccess articles and records the others as not-open-access', () => {
     const { selected, excluded } = selectArticles([entry('PMC1', 1), entry('PMC2', 1, { is_pmc_openaccess: false })]);
-    assert.deepEqual(selected.map((a) => a.pmcid), ['PMC1']);
-    assert.deepEqual(excluded, [{ key: 'metadata/PMC2.1.json', pmcid: 'PMC2', reason: 'not-open-access', detail: 'is_pmc_openaccess is false' }]);
+    assert.deepEqual(
+      selected.map((a) => a.pmcid),
+      ['PMC1'],
+    );
+    assert.deepEqual(excluded, [
+      { key: 'metadata/PMC2.1.json', pmcid: 'PMC2', reason: 'not-open-access', detail: 'is_pmc_openaccess is false' },
+    ]);
   });
 
   it('takes the newest version whatever the input order and records superseded ones', () => {
@@ -122,8 +143,15 @@ describe('selectArticles', () => {
   });
 
   it('drops an article whose newest version is retracted, even if an older one is not', () => {
-    const { selected, excluded } = selectArticles([entry('PMC5', 2, { is_retracted: true }), entry('PMC5', 1), entry('PMC6', 1)]);
-    assert.deepEqual(selected.map((a) => a.pmcid), ['PMC6']);
+    const { selected, excluded } = selectArticles([
+      entry('PMC5', 2, { is_retracted: true }),
+      entry('PMC5', 1),
+      entry('PMC6', 1),
+    ]);
+    assert.deepEqual(
+      selected.map((a) => a.pmcid),
+      ['PMC6'],
+    );
     assert.deepEqual(excluded, [
       { key: 'metadata/PMC5.1.json', pmcid: 'PMC5', reason: 'superseded-version', detail: 'version 1 superseded by 2' },
       { key: 'metadata/PMC5.2.json', pmcid: 'PMC5', reason: 'retracted', detail: 'is_retracted is true' },
@@ -136,16 +164,33 @@ describe('selectArticles', () => {
       { row: { key: 'metadata/zz.json', lastModified: '', etag: 'x' }, meta: null },
       entry('PMC4', 1),
     ]);
-    assert.deepEqual(selected.map((a) => a.pmcid), ['PMC4']);
+    assert.deepEqual(
+      selected.map((a) => a.pmcid),
+      ['PMC4'],
+    );
     assert.deepEqual(excluded, [
-      { key: 'metadata/PMC3.1.json', pmcid: 'PMC3', reason: 'unreadable-metadata', detail: 'Unexpected token < in JSON' },
+      {
+        key: 'metadata/PMC3.1.json',
+        pmcid: 'PMC3',
+        reason: 'unreadable-metadata',
+        detail: 'Unexpected token < in JSON',
+      },
       { key: 'metadata/zz.json', pmcid: null, reason: 'unreadable-metadata', detail: 'no metadata' },
     ]);
   });
 
   it('sorts the selection by numeric PMCID (PMC9 before PMC10)', () => {
-    const { selected } = selectArticles([entry('PMC100', 1), entry('PMC10', 1), entry('PMC9', 1), entry('PMC1', 1), entry('PMC11', 1)]);
-    assert.deepEqual(selected.map((a) => a.pmcid), ['PMC1', 'PMC9', 'PMC10', 'PMC11', 'PMC100']);
+    const { selected } = selectArticles([
+      entry('PMC100', 1),
+      entry('PMC10', 1),
+      entry('PMC9', 1),
+      entry('PMC1', 1),
+      entry('PMC11', 1),
+    ]);
+    assert.deepEqual(
+      selected.map((a) => a.pmcid),
+      ['PMC1', 'PMC9', 'PMC10', 'PMC11', 'PMC100'],
+    );
   });
 
   it('plans the XML and only image media from the URLs, with their md5', () => {
@@ -174,7 +219,7 @@ describe('selectArticles', () => {
     assert.equal(a.refusedMedia, undefined, 'no refusedMedia field when nothing was refused');
   });
 
-  it('refuses, with a reason each, image URLs outside the article\'s own folder or with a checksum that is not an md5', () => {
+  it("refuses, with a reason each, image URLs outside the article's own folder or with a checksum that is not an md5", () => {
     const ok = md5('ok');
     const { selected, excluded } = selectArticles([
       entry('PMC9', 1, {
@@ -218,7 +263,14 @@ describe('selectArticles', () => {
       entry('PMC14', 1, { xml_url: 's3://pmc-oa-opendata/PMC14.1/PMC14.1.xml?md5=nothex' }),
     ]);
     assert.deepEqual(selected, []);
-    assert.deepEqual(excluded.map((e) => [e.pmcid, e.reason]), [['PMC11', 'bad-metadata'], ['PMC13', 'bad-metadata'], ['PMC14', 'bad-metadata']]);
+    assert.deepEqual(
+      excluded.map((e) => [e.pmcid, e.reason]),
+      [
+        ['PMC11', 'bad-metadata'],
+        ['PMC13', 'bad-metadata'],
+        ['PMC14', 'bad-metadata'],
+      ],
+    );
     assert.match(excluded[0]!.detail, /in PMC12\.1's folder, not PMC11\.1's/);
     assert.match(excluded[1]!.detail, /"\." or "\.\." segment/);
     assert.match(excluded[2]!.detail, /not 32 hex digits/);
@@ -265,30 +317,51 @@ describe('cutUnits', () => {
   it('never puts more than maxArticles articles in a unit', () => {
     const selected = Array.from({ length: 23 }, (_, i) => planned(`PMC${i + 1}`, 'CC BY', 0));
     const units = cutUnits(selected, { maxArticles: 5, maxImages: 10 });
-    assert.deepEqual(units.map((u) => u.articles.length), [5, 5, 5, 5, 3]);
-    assert.deepEqual(units.map((u) => u.index), [0, 1, 2, 3, 4]);
-    assert.deepEqual(units.flatMap((u) => u.articles.map((a) => a.pmcid)), selected.map((a) => a.pmcid));
+    assert.deepEqual(
+      units.map((u) => u.articles.length),
+      [5, 5, 5, 5, 3],
+    );
+    assert.deepEqual(
+      units.map((u) => u.index),
+      [0, 1, 2, 3, 4],
+    );
+    assert.deepEqual(
+      units.flatMap((u) => u.articles.map((a) => a.pmcid)),
+      selected.map((a) => a.pmcid),
+    );
   });
 
   it('cuts before an article whose images would push the unit over maxImages', () => {
     // images 3, 4, 2, 5, 1 with maxImages 6: [3] (3+4>6), [4, 2] (6), [5, 1] (6)
     const selected = [3, 4, 2, 5, 1].map((n, i) => planned(`PMC${i + 1}`, 'CC BY', n));
     const units = cutUnits(selected, { maxArticles: 100, maxImages: 6 });
-    assert.deepEqual(units.map((u) => u.articles.map((a) => a.pmcid)), [['PMC1'], ['PMC2', 'PMC3'], ['PMC4', 'PMC5']]);
+    assert.deepEqual(
+      units.map((u) => u.articles.map((a) => a.pmcid)),
+      [['PMC1'], ['PMC2', 'PMC3'], ['PMC4', 'PMC5']],
+    );
     for (const u of units) assert.ok(u.articles.reduce((n, a) => n + a.media.length, 0) <= 6, u.unitId);
   });
 
   it('gives an article with more images than maxImages a unit of its own', () => {
     const selected = [planned('PMC1', 'CC BY', 2), planned('PMC2', 'CC BY', 9), planned('PMC3', 'CC BY', 1)];
     const units = cutUnits(selected, { maxArticles: 100, maxImages: 5 });
-    assert.deepEqual(units.map((u) => [u.unitId, u.articles.map((a) => a.pmcid)]), [
-      ['commercial-000000', ['PMC1']],
-      ['commercial-000001', ['PMC2']],
-      ['commercial-000002', ['PMC3']],
-    ]);
+    assert.deepEqual(
+      units.map((u) => [u.unitId, u.articles.map((a) => a.pmcid)]),
+      [
+        ['commercial-000000', ['PMC1']],
+        ['commercial-000001', ['PMC2']],
+        ['commercial-000002', ['PMC3']],
+      ],
+    );
     // ...also when it comes first.
-    const first = cutUnits([planned('PMC2', 'CC BY', 9), planned('PMC3', 'CC BY', 1)], { maxArticles: 100, maxImages: 5 });
-    assert.deepEqual(first.map((u) => u.articles.map((a) => a.pmcid)), [['PMC2'], ['PMC3']]);
+    const first = cutUnits([planned('PMC2', 'CC BY', 9), planned('PMC3', 'CC BY', 1)], {
+      maxArticles: 100,
+      maxImages: 5,
+    });
+    assert.deepEqual(
+      first.map((u) => u.articles.map((a) => a.pmcid)),
+      [['PMC2'], ['PMC3']],
+    );
   });
 
   it('returns no units for an empty selection', () => {
@@ -314,7 +387,9 @@ describe('inventory over a DirPmcSource', () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'plan-test-'));
     source = new DirPmcSource(root);
     const gz1 = gzipSync(rows.map((r) => r.map((c) => `"${c}"`).join(',')).join('\r\n') + '\r\n');
-    const gz2 = gzipSync('"pmc-oa-opendata","0123456789abcdef0123456789abcdef","metadata/PMC9.2.json","2026-01-09T00:00:00.000Z"\n\n');
+    const gz2 = gzipSync(
+      '"pmc-oa-opendata","0123456789abcdef0123456789abcdef","metadata/PMC9.2.json","2026-01-09T00:00:00.000Z"\n\n',
+    );
     write(`${INV}/data/aaaa.csv.gz`, gz1);
     write(`${INV}/data/bbbb.csv.gz`, gz2);
     write(
@@ -329,12 +404,24 @@ describe('inventory over a DirPmcSource', () => {
         ],
       }),
     );
-    write(`${INV}/2026-01-17T01-00Z/manifest.json`, JSON.stringify({ fileSchema: 'Bucket, Key, LastModifiedDate, ETag', files: [] }));
-    write(`${INV}/2025-12-31T01-00Z/manifest.json`, JSON.stringify({ fileSchema: 'Bucket, Key, LastModifiedDate, ETag', files: [] }));
+    write(
+      `${INV}/2026-01-17T01-00Z/manifest.json`,
+      JSON.stringify({ fileSchema: 'Bucket, Key, LastModifiedDate, ETag', files: [] }),
+    );
+    write(
+      `${INV}/2025-12-31T01-00Z/manifest.json`,
+      JSON.stringify({ fileSchema: 'Bucket, Key, LastModifiedDate, ETag', files: [] }),
+    );
     // hive/ and data/ sort after the dated folders; neither may be taken for the newest manifest.
     write(`${INV}/hive/dt=2026-01-19-01-00/symlink.txt`, `s3://pmc-oa-opendata/${INV}/data/aaaa.csv.gz\n`);
     write(`${INV}/hive/manifest.json`, '{}');
-    write(`${INV}/bad-md5/manifest.json`, JSON.stringify({ fileSchema: 'Bucket, Key, ETag', files: [{ key: `${INV}/data/aaaa.csv.gz`, MD5checksum: md5('other bytes') }] }));
+    write(
+      `${INV}/bad-md5/manifest.json`,
+      JSON.stringify({
+        fileSchema: 'Bucket, Key, ETag',
+        files: [{ key: `${INV}/data/aaaa.csv.gz`, MD5checksum: md5('other bytes') }],
+      }),
+    );
     write(`${INV}/no-etag/manifest.json`, JSON.stringify({ fileSchema: 'Bucket, Key, LastModifiedDate', files: [] }));
   });
   after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -358,9 +445,21 @@ describe('inventory over a DirPmcSource', () => {
     const got: InventoryRow[] = [];
     for await (const r of readInventory(source, `${INV}/2026-01-18T01-00Z/manifest.json`)) got.push(r);
     assert.deepEqual(got, [
-      { key: 'metadata/PMC10000002.1.json', etag: 'f25d9c5f5b85338f62156faeedfc1e95', lastModified: '2026-01-08T11:47:59.000Z' },
-      { key: 'metadata/PMC10000003.1.json', etag: 'a47959089c1fd488b91004eeb06adfa9', lastModified: '2026-01-08T11:55:14.000Z' },
-      { key: 'metadata/PMC9.2.json', etag: '0123456789abcdef0123456789abcdef', lastModified: '2026-01-09T00:00:00.000Z' },
+      {
+        key: 'metadata/PMC10000002.1.json',
+        etag: 'f25d9c5f5b85338f62156faeedfc1e95',
+        lastModified: '2026-01-08T11:47:59.000Z',
+      },
+      {
+        key: 'metadata/PMC10000003.1.json',
+        etag: 'a47959089c1fd488b91004eeb06adfa9',
+        lastModified: '2026-01-08T11:55:14.000Z',
+      },
+      {
+        key: 'metadata/PMC9.2.json',
+        etag: '0123456789abcdef0123456789abcdef',
+        lastModified: '2026-01-09T00:00:00.000Z',
+      },
     ]);
   });
 

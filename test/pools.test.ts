@@ -28,7 +28,9 @@ describe('worker pools in separate processes, workflows on their own', function 
   it('runs the sample release; only the workflows process polls the workflow task queue', async () => {
     const { server, dataDir, mirror } = services;
     const env = { ...services.workerEnv, BIOMEDICA_CPU_HOSTS_WORKFLOWS: 'false' };
-    const byPool = new Map(['workflows', 'io', 'entrez', 'cpu', 'gpu'].map((p) => [p, new WorkerProcess(env, p)] as const));
+    const byPool = new Map(
+      ['workflows', 'io', 'entrez', 'cpu', 'gpu'].map((p) => [p, new WorkerProcess(env, p)] as const),
+    );
     workers.push(...byPool.values());
     await Promise.all([...byPool.values()].map((w) => w.start()));
     const client = new Client({ connection: await Connection.connect({ address: server.address }) });
@@ -39,13 +41,26 @@ describe('worker pools in separate processes, workflows on their own', function 
 
     // temporal.api.enums.v1.TaskQueueType: 1 workflow, 2 activity.
     const pollers = async (name: string, type: 1 | 2) =>
-      (await client.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name }, taskQueueType: type })).pollers.map((p) => p.identity ?? '');
+      (
+        await client.workflowService.describeTaskQueue({
+          namespace: 'default',
+          taskQueue: { name },
+          taskQueueType: type,
+        })
+      ).pollers.map((p) => p.identity ?? '');
     const workflowPollers = await pollers(TASK_QUEUES.workflows, 1);
     assert.ok(workflowPollers.length > 0);
     const own = `${byPool.get('workflows')!.pid}@`;
-    assert.deepEqual(workflowPollers.filter((id) => !id.startsWith(own)), [], `workflow pollers ${workflowPollers.join(', ')}; workflows process ${own}`);
+    assert.deepEqual(
+      workflowPollers.filter((id) => !id.startsWith(own)),
+      [],
+      `workflow pollers ${workflowPollers.join(', ')}; workflows process ${own}`,
+    );
     const cpuPollers = await pollers(TASK_QUEUES.cpu, 2);
-    assert.ok(cpuPollers.some((id) => id.startsWith(`${byPool.get('cpu')!.pid}@`)), 'the cpu process polls the cpu queue');
+    assert.ok(
+      cpuPollers.some((id) => id.startsWith(`${byPool.get('cpu')!.pid}@`)),
+      'the cpu process polls the cpu queue',
+    );
   });
 });
 

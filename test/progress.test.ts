@@ -14,7 +14,12 @@ import {
 import { ReleaseInputSchema } from '../config/release';
 import { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET, maxWindowFor } from '../config/history';
 
-const report = (unitId: string, stage: UnitStage, enrichDone = false, rejected: Partial<Record<UnitStage, number>> = {}): UnitReport => ({
+const report = (
+  unitId: string,
+  stage: UnitStage,
+  enrichDone = false,
+  rejected: Partial<Record<UnitStage, number>> = {},
+): UnitReport => ({
   unitId,
   stage,
   enrichDone,
@@ -55,7 +60,13 @@ describe('per-stage progress counting', () => {
   });
 
   it('places units in flight in exactly one main stage, and enrich beside images and annotate', () => {
-    const live = [report('a', 'fetch'), report('b', 'images'), report('c', 'annotate', true), report('d', 'shard', true), report('e', 'parse')];
+    const live = [
+      report('a', 'fetch'),
+      report('b', 'images'),
+      report('c', 'annotate', true),
+      report('d', 'shard', true),
+      report('e', 'parse'),
+    ];
     const t = stageTable(emptyTotals(), live, 10, null, 0);
     assert.deepEqual(
       UNIT_STAGES.map((st) => [st, t[st].done, t[st].inFlight]),
@@ -119,7 +130,11 @@ describe('per-stage progress counting', () => {
 });
 
 describe('the window and the history budget of a release', () => {
-  const base = { releaseId: 'budget-check', dataDir: '/tmp/budget-check', source: { kind: 'pmc-cloud-dir', root: '/tmp/mirror' } } as const;
+  const base = {
+    releaseId: 'budget-check',
+    dataDir: '/tmp/budget-check',
+    source: { kind: 'pmc-cloud-dir', root: '/tmp/mirror' },
+  } as const;
   const parse = (extra: Record<string, number>) => ReleaseInputSchema.safeParse({ ...base, ...extra });
 
   it('accepts the defaults, and the largest window a budget serves: two windows a driver run', () => {
@@ -142,7 +157,10 @@ describe('the window and the history budget of a release', () => {
   it('leaves a driver run room for two windows of units at the most each unit costs', () => {
     for (const budget of [200, 300, 5_000, 10_000]) {
       const w = maxWindowFor(budget);
-      assert.ok(2 * w * DRIVER_EVENTS_PER_UNIT <= budget && 2 * (w + 1) * DRIVER_EVENTS_PER_UNIT > budget, `budget ${budget}: window ${w}`);
+      assert.ok(
+        2 * w * DRIVER_EVENTS_PER_UNIT <= budget && 2 * (w + 1) * DRIVER_EVENTS_PER_UNIT > budget,
+        `budget ${budget}: window ${w}`,
+      );
     }
   });
 });

@@ -54,7 +54,13 @@ describe('datasetCard', () => {
     ]);
     const all = frontMatter(
       datasetCard(
-        summary({ subsets: { commercial: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} }, noncommercial: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} }, other: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} } } }),
+        summary({
+          subsets: {
+            commercial: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} },
+            noncommercial: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} },
+            other: { shards: 1, samples: 1, articles: 1, bytes: 1, licenses: {} },
+          },
+        }),
         { repoId: 'r', snapshot: 's' },
       ),
     );
@@ -78,7 +84,11 @@ describe('datasetCard', () => {
       [100_000_000, '100M<n<1B'],
     ];
     for (const [n, cat] of cases) {
-      assert.deepEqual(frontMatter(datasetCard(summary({ samples: n }), { repoId: 'r', snapshot: 's' })).size_categories, [cat], String(n));
+      assert.deepEqual(
+        frontMatter(datasetCard(summary({ samples: n }), { repoId: 'r', snapshot: 's' })).size_categories,
+        [cat],
+        String(n),
+      );
     }
   });
 
@@ -86,12 +96,22 @@ describe('datasetCard', () => {
     const body = card.slice(card.indexOf('\n---\n', 4) + 5);
     assert.ok(body.includes('# 2026-sample'));
     assert.ok(body.includes('Repository: `local/biomedica-sample`'));
-    assert.ok(body.includes('- Source: PMC Cloud Service inventory `inventory-reports/pmc-oa-opendata/metadata/2026-11-01T01-00Z/manifest.json` (snapshot 2026-11-01).'));
-    assert.ok(body.includes('- Articles planned: 25; parsed: 24; left out at planning: {"superseded-version":2,"retracted":1}.'));
+    assert.ok(
+      body.includes(
+        '- Source: PMC Cloud Service inventory `inventory-reports/pmc-oa-opendata/metadata/2026-11-01T01-00Z/manifest.json` (snapshot 2026-11-01).',
+      ),
+    );
+    assert.ok(
+      body.includes(
+        '- Articles planned: 25; parsed: 24; left out at planning: {"superseded-version":2,"retracted":1}.',
+      ),
+    );
     assert.ok(body.includes('- Figures: 1312; samples: 1234; figures rejected: 78.'));
     assert.ok(body.includes('- Taxonomy: bootstrap-v0 (embeddings on cpu).'));
     assert.ok(body.includes('- PubMed enrichment: 21 of 22 PMIDs returned.'));
-    assert.ok(body.includes('| commercial | 2 | 15 | 1000 | CC0, CC BY, CC BY-SA, CC BY-ND (commercial use allowed) |'));
+    assert.ok(
+      body.includes('| commercial | 2 | 15 | 1000 | CC0, CC BY, CC BY-SA, CC BY-ND (commercial use allowed) |'),
+    );
     assert.ok(body.includes('| other | 1 | 9 | 234 |'));
     assert.ok(!body.includes('| noncommercial |'), 'no row for a subset without shards');
     // Rejections sorted by stage:reason.
@@ -99,7 +119,10 @@ describe('datasetCard', () => {
   });
 
   it('says "none" when nothing was rejected and "none"/"n/a" without annotation', () => {
-    const c = datasetCard(summary({ rejectedByReason: {}, annotation: { provider: null, taxonomyVersion: null } }), { repoId: 'r', snapshot: 's' });
+    const c = datasetCard(summary({ rejectedByReason: {}, annotation: { provider: null, taxonomyVersion: null } }), {
+      repoId: 'r',
+      snapshot: 's',
+    });
     assert.ok(c.includes('| none | 0 |'));
     assert.ok(c.includes('- Taxonomy: none (embeddings on n/a).'));
   });

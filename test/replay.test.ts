@@ -13,7 +13,10 @@ describe('recorded workflow histories replay against the current workflow code',
   this.timeout(120_000);
   before(installQuietRuntime);
   const dir = path.join(__dirname, 'histories');
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort();
 
   it('has recorded histories of the release and a unit workflow', () => {
     assert.ok(files.some((f) => f.startsWith('release-')));
@@ -23,7 +26,11 @@ describe('recorded workflow histories replay against the current workflow code',
   for (const file of files) {
     it(`replays ${file}`, async () => {
       const history = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as unknown;
-      await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows') }, history, file.replace(/\.json$/, ''));
+      await Worker.runReplayHistory(
+        { workflowsPath: require.resolve('../workflows') },
+        history,
+        file.replace(/\.json$/, ''),
+      );
     });
   }
 });

@@ -14,7 +14,14 @@ import { buildSampleMirror, graphicHrefs, type BuiltMirror } from '../sample/bui
 const md5 = (b: Buffer | string): string => createHash('md5').update(b).digest('hex');
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const IMAGE_EXT = /\.(jpe?g|png|gif|tiff?)$/i;
-const FORMAT_OF_EXT: Record<string, string> = { jpg: 'jpeg', jpeg: 'jpeg', png: 'png', gif: 'gif', tif: 'tiff', tiff: 'tiff' };
+const FORMAT_OF_EXT: Record<string, string> = {
+  jpg: 'jpeg',
+  jpeg: 'jpeg',
+  png: 'png',
+  gif: 'gif',
+  tif: 'tiff',
+  tiff: 'tiff',
+};
 const INVENTORY_DIR = 'inventory-reports/pmc-oa-opendata/metadata';
 
 interface Meta {
@@ -39,7 +46,11 @@ function snapshot(dir: string): Map<string, { sha: string; mtimeMs: number }> {
     for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
       const r = path.posix.join(rel, e.name);
       if (e.isDirectory()) walk(r);
-      else out.set(r, { sha: sha256(fs.readFileSync(path.join(dir, r))), mtimeMs: fs.statSync(path.join(dir, r)).mtimeMs });
+      else
+        out.set(r, {
+          sha: sha256(fs.readFileSync(path.join(dir, r))),
+          mtimeMs: fs.statSync(path.join(dir, r)).mtimeMs,
+        });
     }
   };
   walk('');
@@ -126,7 +137,10 @@ describe('buildSampleMirror on the real fixture articles', () => {
     assert.equal(m.version, 1);
     assert.equal(m.pmid, 31986261);
     assert.equal(m.doi, '10.1016/S0140-6736(20)30154-9');
-    assert.equal(m.title, 'A familial cluster of pneumonia associated with the 2019 novel coronavirus indicating person-to-person transmission: a study of a family cluster');
+    assert.equal(
+      m.title,
+      'A familial cluster of pneumonia associated with the 2019 novel coronavirus indicating person-to-person transmission: a study of a family cluster',
+    );
     assert.equal(m.citation, 'Lancet. 2020 Jan 24;395(10223):514-523. doi: 10.1016/S0140-6736(20)30154-9');
     assert.equal(m.license_code, null);
   });
@@ -135,31 +149,59 @@ describe('buildSampleMirror on the real fixture articles', () => {
     const m = metas.find((x) => x.pmcid === 'PMC7289599')!;
     assert.equal(m.citation, 'Elife. 2020 Jun 1;9:e56337. doi: 10.7554/eLife.56337');
     assert.equal(m.license_code, 'CC0');
-    assert.equal(metas.find((x) => x.pmcid === 'PMC1790863')!.citation, 'PLoS ONE. 2007 Feb 14;2(2):e217. doi: 10.1371/journal.pone.0000217');
+    assert.equal(
+      metas.find((x) => x.pmcid === 'PMC1790863')!.citation,
+      'PLoS ONE. 2007 Feb 14;2(2):e217. doi: 10.1371/journal.pone.0000217',
+    );
   });
 
   it('names media files after the graphic hrefs, keeping an href extension and adding one where the href has none', () => {
-    assert.deepEqual(graphicHrefs(fs.readFileSync(fixtureFiles().get('PMC7159286')!, 'utf8')), ['gr1_lrg', 'gr2_lrg', 'gr3a_lrg', 'gr3b_lrg', 'gr4_lrg']);
+    assert.deepEqual(graphicHrefs(fs.readFileSync(fixtureFiles().get('PMC7159286')!, 'utf8')), [
+      'gr1_lrg',
+      'gr2_lrg',
+      'gr3a_lrg',
+      'gr3b_lrg',
+      'gr4_lrg',
+    ]);
     for (const m of metas) {
       const prefix = `${m.pmcid}.${m.version}`;
       const hrefs = graphicHrefs(fs.readFileSync(path.join(out, prefix, `${prefix}.xml`), 'utf8'));
       const names = m.media_urls.map((u) => path.posix.basename(parseObjectUrl(u).key));
-      const onDisk = fs.readdirSync(path.join(out, prefix)).filter((f) => !f.startsWith(`${prefix}.`)).sort();
+      const onDisk = fs
+        .readdirSync(path.join(out, prefix))
+        .filter((f) => !f.startsWith(`${prefix}.`))
+        .sort();
       assert.deepEqual([...names].sort(), onDisk, `${prefix}: media_urls list exactly the media files`);
       const stems = new Set(hrefs.map((h) => h.replace(IMAGE_EXT, '')));
       for (const n of names) assert.ok(stems.has(n.replace(IMAGE_EXT, '')), `${prefix}/${n} is named after an href`);
       for (const h of hrefs) {
         if (IMAGE_EXT.test(h)) assert.ok(names.includes(h), `${prefix}: ${h} kept as is`);
-        else assert.ok(names.some((n) => n.replace(IMAGE_EXT, '') === h && IMAGE_EXT.test(n)), `${prefix}: a file for ${h}`);
+        else
+          assert.ok(
+            names.some((n) => n.replace(IMAGE_EXT, '') === h && IMAGE_EXT.test(n)),
+            `${prefix}: a file for ${h}`,
+          );
       }
     }
   });
 
   it('uses the real PMC7159286 images byte for byte, the .gif thumbnail included', () => {
     const real = fs.readdirSync(path.join(fixturePaths.images(), 'PMC7159286')).sort();
-    assert.deepEqual(real, ['gr1_lrg.gif', 'gr1_lrg.jpg', 'gr2_lrg.jpg', 'gr3a_lrg.jpg', 'gr3b_lrg.jpg', 'gr4_lrg.jpg']);
+    assert.deepEqual(real, [
+      'gr1_lrg.gif',
+      'gr1_lrg.jpg',
+      'gr2_lrg.jpg',
+      'gr3a_lrg.jpg',
+      'gr3b_lrg.jpg',
+      'gr4_lrg.jpg',
+    ]);
     for (const f of real) {
-      assert.ok(fs.readFileSync(path.join(out, 'PMC7159286.1', f)).equals(fs.readFileSync(path.join(fixturePaths.images(), 'PMC7159286', f))), f);
+      assert.ok(
+        fs
+          .readFileSync(path.join(out, 'PMC7159286.1', f))
+          .equals(fs.readFileSync(path.join(fixturePaths.images(), 'PMC7159286', f))),
+        f,
+      );
     }
     const m = metas.find((x) => x.pmcid === 'PMC7159286')!;
     assert.deepEqual(
@@ -203,14 +245,20 @@ describe('buildSampleMirror on the real fixture articles', () => {
     assert.equal(manifest.fileSchema, 'Bucket, Key, LastModifiedDate, ETag');
     assert.equal(manifest.files.length, 1);
     const file = manifest.files[0]!;
-    assert.match(file.key, new RegExp(`^${INVENTORY_DIR}/data/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\.csv\\.gz$`));
+    assert.match(
+      file.key,
+      new RegExp(`^${INVENTORY_DIR}/data/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\.csv\\.gz$`),
+    );
     const gz = fs.readFileSync(path.join(out, file.key));
     assert.equal(file.size, gz.length);
     assert.equal(file.MD5checksum, md5(gz));
 
     const rows = gunzipSync(gz).toString('utf8').split('\n').filter(Boolean).map(parseCsvLine);
     const metadataFiles = fs.readdirSync(path.join(out, 'metadata')).sort();
-    assert.deepEqual(rows.map((r) => r[1]).sort(), metadataFiles.map((f) => `metadata/${f}`));
+    assert.deepEqual(
+      rows.map((r) => r[1]).sort(),
+      metadataFiles.map((f) => `metadata/${f}`),
+    );
     for (const [bucket, key, modified, etag] of rows) {
       assert.equal(bucket, 'pmc-oa-opendata');
       assert.equal(modified, '2026-11-01T00:00:00.000Z');
@@ -230,7 +278,8 @@ describe('buildSampleMirror on the real fixture articles', () => {
 
   it('puts articles in each license subset (commercial, noncommercial, other)', () => {
     const bySubset = new Map<string, string[]>();
-    for (const m of metas) bySubset.set(licenseGroup(m.license_code), [...(bySubset.get(licenseGroup(m.license_code)) ?? []), m.pmcid]);
+    for (const m of metas)
+      bySubset.set(licenseGroup(m.license_code), [...(bySubset.get(licenseGroup(m.license_code)) ?? []), m.pmcid]);
     assert.deepEqual([...bySubset.keys()].sort(), ['commercial', 'noncommercial', 'other']);
     // Checked against each fixture's <license>: by/2.0, by-nc/3.0, and Elsevier's COVID-19 text (no CC license).
     assert.equal(metas.find((m) => m.pmcid === 'PMC2329613')!.license_code, 'CC BY');
@@ -242,7 +291,7 @@ describe('buildSampleMirror on the real fixture articles', () => {
 });
 
 describe('buildSampleMirror with hostile hrefs', () => {
-  it('names media by the href\'s last segment: an href with ../ or a folder never writes outside the mirror', async () => {
+  it("names media by the href's last segment: an href with ../ or a folder never writes outside the mirror", async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-hrefs-'));
     try {
       const nxmlDir = path.join(root, 'nxml');
@@ -257,10 +306,17 @@ describe('buildSampleMirror with hostile hrefs', () => {
       );
       const outDir = path.join(root, 'out', 'mirror');
       await buildSampleMirror({ nxmlDir, outDir });
-      const outside = fs.readdirSync(root, { recursive: true }).map(String).filter((f) => !f.startsWith('out') && !f.startsWith('nxml'));
+      const outside = fs
+        .readdirSync(root, { recursive: true })
+        .map(String)
+        .filter((f) => !f.startsWith('out') && !f.startsWith('nxml'));
       assert.deepEqual(outside, []);
       assert.deepEqual(fs.readdirSync(path.join(root, 'out')), ['mirror']);
-      const media = fs.readdirSync(path.join(outDir, 'PMC9500001.1')).filter((f) => !f.startsWith('PMC9500001.1.')).map((f) => f.replace(/\.\w+$/, '')).sort();
+      const media = fs
+        .readdirSync(path.join(outDir, 'PMC9500001.1'))
+        .filter((f) => !f.startsWith('PMC9500001.1.'))
+        .map((f) => f.replace(/\.\w+$/, ''))
+        .sort();
       assert.deepEqual(media, ['back', 'escaped', 'inner']);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
@@ -270,7 +326,12 @@ describe('buildSampleMirror with hostile hrefs', () => {
 
 describe('buildSampleMirror with publisher faults', () => {
   // A few fixture articles, linked (not copied) into a temp folder: PMC1790863 comes first and gets the corrupt image.
-  const PICK = ['PMC1790863_pone.0000217.nxml', 'PMC2599765_ehp-116-1694.nxml', 'PMC3357053.nxml', 'PMC7159286_main.nxml'];
+  const PICK = [
+    'PMC1790863_pone.0000217.nxml',
+    'PMC2599765_ehp-116-1694.nxml',
+    'PMC3357053.nxml',
+    'PMC7159286_main.nxml',
+  ];
   let nxmlDir: string;
   let faultsOut: string;
   let faulty: BuiltMirror;
@@ -280,7 +341,12 @@ describe('buildSampleMirror with publisher faults', () => {
     fs.mkdirSync(nxmlDir);
     for (const f of PICK) fs.symlinkSync(path.join(fixturePaths.nxml(), f), path.join(nxmlDir, f));
     faultsOut = path.join(tmp, 'faulty');
-    faulty = await buildSampleMirror({ nxmlDir, imagesDir: fixturePaths.images(), outDir: faultsOut, faults: { corruptImages: 1, missingImages: 1 } });
+    faulty = await buildSampleMirror({
+      nxmlDir,
+      imagesDir: fixturePaths.images(),
+      outDir: faultsOut,
+      faults: { corruptImages: 1, missingImages: 1 },
+    });
   });
 
   const metaOf = (key: string): Meta => {
@@ -293,7 +359,9 @@ describe('buildSampleMirror with publisher faults', () => {
     const key = faulty.faults.corrupt[0]!;
     assert.ok(key.startsWith('PMC1790863.1/'), key);
     const bytes = fs.readFileSync(path.join(faultsOut, key));
-    const url = metaOf(key).media_urls.map(parseObjectUrl).find((u) => u.key === key);
+    const url = metaOf(key)
+      .media_urls.map(parseObjectUrl)
+      .find((u) => u.key === key);
     assert.ok(url, `${key} is listed`);
     assert.equal(url.md5, md5(bytes));
     // A third of the image the clean build generated for the same href.
@@ -308,7 +376,9 @@ describe('buildSampleMirror with publisher faults', () => {
     const key = faulty.faults.missing[0]!;
     assert.ok(!key.startsWith('PMC1790863.1/'), 'not in the article that already has the corrupt image');
     assert.ok(!fs.existsSync(path.join(faultsOut, key)), `${key} is absent`);
-    const listed = metaOf(key).media_urls.map(parseObjectUrl).find((u) => u.key === key);
+    const listed = metaOf(key)
+      .media_urls.map(parseObjectUrl)
+      .find((u) => u.key === key);
     assert.ok(listed, `${key} is in media_urls`);
     // Its md5 is that of the image a clean build serves.
     assert.equal(listed.md5, md5(fs.readFileSync(path.join(out, key))));
@@ -317,7 +387,12 @@ describe('buildSampleMirror with publisher faults', () => {
   it('changes no file when built again into the same folder', async () => {
     const first = snapshot(faultsOut);
     assert.ok(first.size > 40, `${first.size} files`);
-    const again = await buildSampleMirror({ nxmlDir, imagesDir: fixturePaths.images(), outDir: faultsOut, faults: { corruptImages: 1, missingImages: 1 } });
+    const again = await buildSampleMirror({
+      nxmlDir,
+      imagesDir: fixturePaths.images(),
+      outDir: faultsOut,
+      faults: { corruptImages: 1, missingImages: 1 },
+    });
     assert.deepEqual(again, faulty);
     assert.deepEqual(snapshot(faultsOut), first);
   });

@@ -14,7 +14,11 @@ describe('simulated release (real workflows, tiny activities)', function () {
   before(installQuietRuntime);
 
   it('runs every unit, continues the subset drivers as new, and keeps every history small', async () => {
-    const shape = { ...PMC_OA_2026_SHAPE, articles: { commercial: 60_000, noncommercial: 25_000, other: 10_000 }, pmidBatchesPerUnit: 3 };
+    const shape = {
+      ...PMC_OA_2026_SHAPE,
+      articles: { commercial: 60_000, noncommercial: 25_000, other: 10_000 },
+      pmidBatchesPerUnit: 3,
+    };
     const report = await runSimulation({ shape, window: 12, unitsPerRun: 8 });
     assert.equal(report.units, 24 + 10 + 4);
     assert.equal(report.byType.unitWorkflow?.executions, report.units);
@@ -42,11 +46,18 @@ describe('simulated release (real workflows, tiny activities)', function () {
     // seen in flight in the stages after fetch too (so the units' stage reports arrived).
     assert.ok(report.live.snapshots > 10, `${report.live.snapshots} snapshots`);
     assert.deepEqual(report.live.violations, []);
-    assert.ok(report.live.stagesSeenInFlight.some((st) => st !== 'fetch'), `seen in flight: ${report.live.stagesSeenInFlight.join(', ')}`);
+    assert.ok(
+      report.live.stagesSeenInFlight.some((st) => st !== 'fetch'),
+      `seen in flight: ${report.live.stagesSeenInFlight.join(', ')}`,
+    );
   });
 
   it('ends a driver run on its history budget, not only on a unit count', async () => {
-    const shape = { ...PMC_OA_2026_SHAPE, articles: { commercial: 50_000, noncommercial: 10_000, other: 5_000 }, pmidBatchesPerUnit: 2 };
+    const shape = {
+      ...PMC_OA_2026_SHAPE,
+      articles: { commercial: 50_000, noncommercial: 10_000, other: 5_000 },
+      pmidBatchesPerUnit: 2,
+    };
     const budget = 300;
     const report = await runSimulation({ shape, window: 6, unitsPerRun: 2000, historyBudget: budget });
     assert.equal(report.units, 20 + 4 + 2);
@@ -54,8 +65,10 @@ describe('simulated release (real workflows, tiny activities)', function () {
     // No unit count could end a run (2000 per run): the commercial driver continued as new on its budget.
     assert.ok(report.byType.subsetWorkflow!.executions > 3, `${report.byType.subsetWorkflow!.executions} driver runs`);
     // Each run stays within the budget, plus its last report and the continue-as-new itself.
-    for (const events of report.driverRuns) assert.ok(events <= budget + 10, `a driver run of ${events} events (budget ${budget})`);
-    for (const st of UNIT_STAGES) assert.equal(report.finalProgress.stages?.[st].done, report.units, `${st} done across runs`);
+    for (const events of report.driverRuns)
+      assert.ok(events <= budget + 10, `a driver run of ${events} events (budget ${budget})`);
+    for (const st of UNIT_STAGES)
+      assert.equal(report.finalProgress.stages?.[st].done, report.units, `${st} done across runs`);
     assert.deepEqual(report.live.violations, []);
   });
 });

@@ -13,14 +13,23 @@ import { downloadLimiter, Limiter, setFetchTuning, withRetries, type FetchTuning
 import { HttpPmcSource, SourceError } from '../activities/fetch/source';
 import { planRelease } from '../activities/plan/activity';
 import type { PlannedUnit } from '../activities/plan/plan';
-import { startMirrorServer, writeSyntheticArticle, writeSyntheticInventory, type MirrorServer } from '../sample/mirror-server';
+import {
+  startMirrorServer,
+  writeSyntheticArticle,
+  writeSyntheticInventory,
+  type MirrorServer,
+} from '../sample/mirror-server';
 
 const md5 = (b: Buffer | string): string => createHash('md5').update(b).digest('hex');
 
 /** Every file under `dir`, relative. */
 function files(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.relative(dir, path.join(d.parentPath, d.name))).sort();
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => d.isFile())
+    .map((d) => path.relative(dir, path.join(d.parentPath, d.name)))
+    .sort();
 }
 
 describe('cloud source faults against the loopback bucket', function () {
@@ -32,7 +41,14 @@ describe('cloud source faults against the loopback bucket', function () {
   let n = 0;
 
   const release = (over: Partial<ReleaseInput> = {}): ReleaseInput =>
-    ReleaseInputSchema.parse({ releaseId: `faults-${++n}`, dataDir, source: { kind: 'pmc-cloud-http', baseUrl: mirror.baseUrl }, units: { maxArticles: 100 }, entrez: { enabled: false }, ...over });
+    ReleaseInputSchema.parse({
+      releaseId: `faults-${++n}`,
+      dataDir,
+      source: { kind: 'pmc-cloud-http', baseUrl: mirror.baseUrl },
+      units: { maxArticles: 100 },
+      entrez: { enabled: false },
+      ...over,
+    });
 
   /** Plans a fresh release and returns it with its single unit. */
   async function planned(): Promise<{ rel: ReleaseInput; unit: PlannedUnit; layout: ReleaseLayout }> {
@@ -44,12 +60,14 @@ describe('cloud source faults against the loopback bucket', function () {
     return { rel, unit, layout };
   }
 
-  const quarantined = (layout: ReleaseLayout, stage = 'fetch') => readNdjson<QuarantineRecord>(layout.quarantineFile('commercial-000000', stage));
+  const quarantined = (layout: ReleaseLayout, stage = 'fetch') =>
+    readNdjson<QuarantineRecord>(layout.quarantineFile('commercial-000000', stage));
 
   before(async () => {
     bucket = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-bucket-'));
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-data-'));
-    for (let i = 1; i <= 6; i++) await writeSyntheticArticle(bucket, { pmcid: 100 + i, figures: 2, imageBytes: 20_000 });
+    for (let i = 1; i <= 6; i++)
+      await writeSyntheticArticle(bucket, { pmcid: 100 + i, figures: 2, imageBytes: 20_000 });
     await writeSyntheticInventory(bucket, '2026-11-01');
     mirror = await startMirrorServer(bucket);
     tuning = setFetchTuning({ attempts: 3, backoffMs: 5, backoffMaxMs: 20, timeoutMs: 2_000 });
@@ -74,10 +92,16 @@ describe('cloud source faults against the loopback bucket', function () {
     const r = await fetchArticles({ release: rel, unitId: unit.unitId });
     assert.deepEqual([r.fetched, r.failed], [6, 0]);
     const gets = mirror.requests.filter((q) => q.key === key);
-    assert.deepEqual(gets.map((q) => q.fault ?? 'ok'), ['drop', 'ok']);
+    assert.deepEqual(
+      gets.map((q) => q.fault ?? 'ok'),
+      ['drop', 'ok'],
+    );
     const file = articleXmlPath(layout.unitDir(unit.unitId), unit.articles[0]!.pmcid, 1);
     assert.equal(md5(fs.readFileSync(file)), unit.articles[0]!.xml.md5);
-    assert.deepEqual(files(layout.unitDir(unit.unitId)).filter((f) => f.includes('.partial')), []);
+    assert.deepEqual(
+      files(layout.unitDir(unit.unitId)).filter((f) => f.includes('.partial')),
+      [],
+    );
   });
 
   it('retries 500s with backoff, then succeeds', async () => {
@@ -86,19 +110,32 @@ describe('cloud source faults against the loopback bucket', function () {
     mirror.faults.push({ match: key, fault: { kind: 'status', status: 500 }, times: 2 });
     const r = await fetchArticles({ release: rel, unitId: unit.unitId });
     assert.deepEqual([r.fetched, r.failed], [6, 0]);
-    assert.deepEqual(mirror.requests.filter((q) => q.key === key).map((q) => q.status), [500, 500, 200]);
+    assert.deepEqual(
+      mirror.requests.filter((q) => q.key === key).map((q) => q.status),
+      [500, 500, 200],
+    );
   });
 
   it('lets a persistent 5xx escape the activity (Temporal retries it) and leaves no file, whole or partial', async () => {
     const { rel, unit, layout } = await planned();
     const key = unit.articles[2]!.xml.key;
     mirror.faults.push({ match: key, fault: { kind: 'status', status: 503 } });
-    await assert.rejects(fetchArticles({ release: rel, unitId: unit.unitId }), (err: unknown) => err instanceof SourceError && err.kind === 'server' && err.retryable);
+    await assert.rejects(
+      fetchArticles({ release: rel, unitId: unit.unitId }),
+      (err: unknown) => err instanceof SourceError && err.kind === 'server' && err.retryable,
+    );
     assert.equal(mirror.requests.filter((q) => q.key === key).length, 3, 'three tries inside the activity');
     const unitDir = layout.unitDir(unit.unitId);
     assert.equal(fs.existsSync(articleXmlPath(unitDir, unit.articles[2]!.pmcid, 1)), false);
-    assert.deepEqual(files(unitDir).filter((f) => f.includes('.partial')), []);
-    assert.equal(fs.existsSync(layout.stageManifest(unit.unitId, 'fetch')), false, 'no manifest: the stage is not done');
+    assert.deepEqual(
+      files(unitDir).filter((f) => f.includes('.partial')),
+      [],
+    );
+    assert.equal(
+      fs.existsSync(layout.stageManifest(unit.unitId, 'fetch')),
+      false,
+      'no manifest: the stage is not done',
+    );
     // The next attempt (what Temporal's retry does) reuses the files already in place and fetches the rest.
     mirror.faults.length = 0;
     mirror.requests.length = 0;
@@ -120,13 +157,19 @@ describe('cloud source faults against the loopback bucket', function () {
       const t0 = Date.now();
       assert.equal(await placeObject(src, a.media[0]!, file), 'fetched');
       assert.ok(Date.now() - t0 >= 300, 'waited for the timeout');
-      assert.deepEqual(mirror.requests.filter((q) => q.key === a.media[0]!.key).map((q) => q.fault ?? 'ok'), ['slow', 'ok']);
+      assert.deepEqual(
+        mirror.requests.filter((q) => q.key === a.media[0]!.key).map((q) => q.fault ?? 'ok'),
+        ['slow', 'ok'],
+      );
       assert.equal(md5(fs.readFileSync(file)), a.media[0]!.md5);
       // A body that trickles fast enough to stay alive but would take 10 s: the deadline (0.6 s) ends each try,
       // every try is retried, and no partial file is ever left.
       mirror.faults.push({ match: a.media[1]!.key, fault: { kind: 'slow', bytesPerTick: 100, tickMs: 50 } });
       const file2 = path.join(dataDir, 'slow', 'f2.jpg');
-      await assert.rejects(placeObject(src, a.media[1]!, file2), (err: unknown) => err instanceof TransientFetchError && /timed out|timeout/i.test(err.message));
+      await assert.rejects(
+        placeObject(src, a.media[1]!, file2),
+        (err: unknown) => err instanceof TransientFetchError && /timed out|timeout/i.test(err.message),
+      );
       assert.deepEqual(files(path.join(dataDir, 'slow')), ['f1.jpg']);
     } finally {
       setFetchTuning(prev);
@@ -137,13 +180,22 @@ describe('cloud source faults against the loopback bucket', function () {
     const { rel, unit, layout } = await planned();
     const once = unit.articles[4]!.xml.key;
     const always = unit.articles[5]!.xml.key;
-    mirror.faults.push({ match: once, fault: { kind: 'corrupt' }, times: 1 }, { match: always, fault: { kind: 'corrupt' } });
+    mirror.faults.push(
+      { match: once, fault: { kind: 'corrupt' }, times: 1 },
+      { match: always, fault: { kind: 'corrupt' } },
+    );
     const r = await fetchArticles({ release: rel, unitId: unit.unitId });
     assert.deepEqual([r.fetched, r.failed], [5, 1]);
-    assert.deepEqual(mirror.requests.filter((q) => q.key === once).map((q) => q.fault ?? 'ok'), ['corrupt', 'ok']);
+    assert.deepEqual(
+      mirror.requests.filter((q) => q.key === once).map((q) => q.fault ?? 'ok'),
+      ['corrupt', 'ok'],
+    );
     assert.equal(mirror.requests.filter((q) => q.key === always).length, 3);
     const q = await quarantined(layout);
-    assert.deepEqual(q.map((x) => [x.article, x.stage, x.reason]), [[`PMC106.1`, 'fetch', 'xml-checksum']]);
+    assert.deepEqual(
+      q.map((x) => [x.article, x.stage, x.reason]),
+      [[`PMC106.1`, 'fetch', 'xml-checksum']],
+    );
     assert.match(q[0]!.detail, /md5 mismatch/);
     assert.equal(fs.existsSync(articleXmlPath(layout.unitDir(unit.unitId), 'PMC106', 1)), false);
   });
@@ -152,18 +204,18 @@ describe('cloud source faults against the loopback bucket', function () {
     const { rel, unit, layout } = await planned();
     const gone = unit.articles[0]!.xml.key;
     const denied = unit.articles[1]!.xml.key;
-    mirror.faults.push({ match: gone, fault: { kind: 'status', status: 404 } }, { match: denied, fault: { kind: 'status', status: 403 } });
+    mirror.faults.push(
+      { match: gone, fault: { kind: 'status', status: 404 } },
+      { match: denied, fault: { kind: 'status', status: 403 } },
+    );
     const r = await fetchArticles({ release: rel, unitId: unit.unitId });
     assert.deepEqual([r.fetched, r.failed], [4, 2]);
     assert.equal(mirror.requests.filter((q) => q.key === gone).length, 1);
     assert.equal(mirror.requests.filter((q) => q.key === denied).length, 1);
-    assert.deepEqual(
-      (await quarantined(layout)).map((x) => [x.article, x.reason]).sort(),
-      [
-        ['PMC101.1', 'xml-not-found'],
-        ['PMC102.1', 'xml-forbidden'],
-      ],
-    );
+    assert.deepEqual((await quarantined(layout)).map((x) => [x.article, x.reason]).sort(), [
+      ['PMC101.1', 'xml-not-found'],
+      ['PMC102.1', 'xml-forbidden'],
+    ]);
   });
 
   it('bounds the downloads in flight per worker process', async () => {
@@ -172,11 +224,20 @@ describe('cloud source faults against the loopback bucket', function () {
     try {
       assert.equal(downloadLimiter().limit, 3);
       const objs = unit.articles.flatMap((a) => a.media);
-      for (const o of objs) mirror.faults.push({ match: o.key, fault: { kind: 'slow', bytesPerTick: 8_000, tickMs: 10 }, times: 1 });
+      for (const o of objs)
+        mirror.faults.push({ match: o.key, fault: { kind: 'slow', bytesPerTick: 8_000, tickMs: 10 }, times: 1 });
       mirror.stats.maxInFlight = 0;
       const src = new HttpPmcSource(mirror.baseUrl, 5_000);
       // Two "activities" at once, 8 each: the worker bound still holds.
-      await Promise.all([0, 1].map((k) => Promise.all(objs.filter((_, i) => i % 2 === k).map((o, i) => placeObject(src, o, path.join(dataDir, 'bound', String(k), `${i}.jpg`))))));
+      await Promise.all(
+        [0, 1].map((k) =>
+          Promise.all(
+            objs
+              .filter((_, i) => i % 2 === k)
+              .map((o, i) => placeObject(src, o, path.join(dataDir, 'bound', String(k), `${i}.jpg`))),
+          ),
+        ),
+      );
       assert.equal(mirror.stats.maxInFlight, 3);
     } finally {
       setFetchTuning(prev);
@@ -199,7 +260,10 @@ describe('cloud source faults against the loopback bucket', function () {
     assert.deepEqual(await Promise.all([holder, next]), ['held', 'next']);
     assert.deepEqual(started, ['next']);
     assert.deepEqual([limiter.inFlight, limiter.queued], [0, 0], 'no slot lost');
-    await assert.rejects(limiter.run(async () => 1, AbortSignal.abort(new Error('gone'))), /gone/);
+    await assert.rejects(
+      limiter.run(async () => 1, AbortSignal.abort(new Error('gone'))),
+      /gone/,
+    );
     assert.equal(limiter.inFlight, 0);
   });
 
@@ -220,7 +284,12 @@ describe('cloud source faults against the loopback bucket', function () {
     fs.rmSync(cache.pathOf(victim.xml.md5!));
     fs.writeFileSync(cache.pathOf(victim.xml.md5!), 'tampered');
     const src = new HttpPmcSource(mirror.baseUrl, 5_000);
-    assert.equal(await placeObject(src, victim.xml, articleXmlPath(second.layout.unitDir(second.unit.unitId), victim.pmcid, 1), { cache }), 'fetched');
+    assert.equal(
+      await placeObject(src, victim.xml, articleXmlPath(second.layout.unitDir(second.unit.unitId), victim.pmcid, 1), {
+        cache,
+      }),
+      'fetched',
+    );
     assert.equal(md5(fs.readFileSync(cache.pathOf(victim.xml.md5!))), victim.xml.md5);
   });
 

@@ -70,7 +70,10 @@ describe('HttpPmcSource against the mirror server', () => {
 
   it('accepts a body whose md5 matches, in either case', async () => {
     const sum = md5(TREE['metadata/PMC1.2.json']!);
-    assert.equal((await http1.get('metadata/PMC1.2.json', { expectedMd5: sum })).body.toString(), TREE['metadata/PMC1.2.json']);
+    assert.equal(
+      (await http1.get('metadata/PMC1.2.json', { expectedMd5: sum })).body.toString(),
+      TREE['metadata/PMC1.2.json'],
+    );
     assert.equal((await http1.get('metadata/PMC1.2.json', { expectedMd5: sum.toUpperCase() })).etag, sum);
   });
 
@@ -111,7 +114,10 @@ describe('HttpPmcSource against the mirror server', () => {
 
   it('lists keys under a prefix, sorted, and the top level with a delimiter', async () => {
     assert.deepEqual(await http1.list('PMC1.1/'), { prefixes: [], keys: ['PMC1.1/PMC1.1.xml', 'PMC1.1/gr 1+x.jpg'] });
-    assert.deepEqual(await http1.list('metadata/PMC1.'), { prefixes: [], keys: ['metadata/PMC1.1.json', 'metadata/PMC1.2.json'] });
+    assert.deepEqual(await http1.list('metadata/PMC1.'), {
+      prefixes: [],
+      keys: ['metadata/PMC1.1.json', 'metadata/PMC1.2.json'],
+    });
     assert.deepEqual(await http1.list('', '/'), {
       prefixes: ['PMC1.1/', 'PMC1.2/', 'PMC11.1/', 'metadata/', 'odd/'],
       keys: ['README.txt'],
@@ -151,7 +157,11 @@ describe('DirPmcSource on the same tree', () => {
       ['nothing/', '/'],
     ];
     for (const [prefix, delimiter] of cases) {
-      assert.deepEqual(await dir.list(prefix, delimiter), await http1.list(prefix, delimiter), `list(${JSON.stringify(prefix)}, ${delimiter})`);
+      assert.deepEqual(
+        await dir.list(prefix, delimiter),
+        await http1.list(prefix, delimiter),
+        `list(${JSON.stringify(prefix)}, ${delimiter})`,
+      );
     }
     assert.equal((await dir.list('', undefined)).keys.length, Object.keys(TREE).length);
   });
@@ -204,7 +214,9 @@ describe('HttpPmcSource against a misbehaving server', () => {
               '<CommonPrefixes><Prefix>a/p&amp;1/</Prefix></CommonPrefixes><NextContinuationToken>tok2</NextContinuationToken></ListBucketResult>',
           );
         } else {
-          res.end('<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a/2</Key></Contents></ListBucketResult>');
+          res.end(
+            '<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a/2</Key></Contents></ListBucketResult>',
+          );
         }
       } else {
         res.writeHead(404);
@@ -249,13 +261,28 @@ describe('HttpPmcSource against a misbehaving server', () => {
 
 describe('parseObjectUrl', () => {
   it('reads s3:// URLs with and without md5', () => {
-    assert.deepEqual(parseObjectUrl('s3://pmc-oa-opendata/PMC1.1/PMC1.1.xml?md5=0123abc'), { key: 'PMC1.1/PMC1.1.xml', md5: '0123abc' });
-    assert.deepEqual(parseObjectUrl('s3://pmc-oa-opendata/PMC7159286.1/gr1_lrg.jpg'), { key: 'PMC7159286.1/gr1_lrg.jpg', md5: null });
+    assert.deepEqual(parseObjectUrl('s3://pmc-oa-opendata/PMC1.1/PMC1.1.xml?md5=0123abc'), {
+      key: 'PMC1.1/PMC1.1.xml',
+      md5: '0123abc',
+    });
+    assert.deepEqual(parseObjectUrl('s3://pmc-oa-opendata/PMC7159286.1/gr1_lrg.jpg'), {
+      key: 'PMC7159286.1/gr1_lrg.jpg',
+      md5: null,
+    });
   });
   it('reads https:// (and http://) URLs with and without md5, decoding the key', () => {
-    assert.deepEqual(parseObjectUrl('https://pmc-oa-opendata.s3.amazonaws.com/PMC1.2/fig%201.png?md5=ff'), { key: 'PMC1.2/fig 1.png', md5: 'ff' });
-    assert.deepEqual(parseObjectUrl('https://pmc-oa-opendata.s3.amazonaws.com/metadata/PMC1.2.json'), { key: 'metadata/PMC1.2.json', md5: null });
-    assert.deepEqual(parseObjectUrl('http://127.0.0.1:9000/PMC1.1/x.tif?versionId=3&md5=ab'), { key: 'PMC1.1/x.tif', md5: 'ab' });
+    assert.deepEqual(parseObjectUrl('https://pmc-oa-opendata.s3.amazonaws.com/PMC1.2/fig%201.png?md5=ff'), {
+      key: 'PMC1.2/fig 1.png',
+      md5: 'ff',
+    });
+    assert.deepEqual(parseObjectUrl('https://pmc-oa-opendata.s3.amazonaws.com/metadata/PMC1.2.json'), {
+      key: 'metadata/PMC1.2.json',
+      md5: null,
+    });
+    assert.deepEqual(parseObjectUrl('http://127.0.0.1:9000/PMC1.1/x.tif?versionId=3&md5=ab'), {
+      key: 'PMC1.1/x.tif',
+      md5: 'ab',
+    });
   });
   it('rejects anything that is not an object URL', () => {
     assert.throws(() => parseObjectUrl('PMC1.1/PMC1.1.xml'), /not an object URL/);

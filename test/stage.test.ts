@@ -4,7 +4,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ReleaseInput, ReleaseInputArgs } from '../config/release';
 import { ReleaseInputSchema } from '../config/release';
-import { insideRoot, ndjson, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../activities/common/files';
+import {
+  insideRoot,
+  ndjson,
+  readNdjson,
+  sweepPartials,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from '../activities/common/files';
 import { ReleaseLayout } from '../activities/common/layout';
 import { quarantine, type QuarantineRecord } from '../activities/common/quarantine';
 import { mapLimit, runUnitStage, withPulse, type StageManifest } from '../activities/common/stage';
@@ -22,7 +29,9 @@ after(() => {
 
 /** Every file name under dir, recursively. */
 function filesUnder(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => fs.statSync(path.join(dir, f)).isFile());
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => fs.statSync(path.join(dir, f)).isFile());
 }
 
 describe('runUnitStage', () => {
@@ -56,7 +65,15 @@ describe('runUnitStage', () => {
     calls++;
     if (failNext) {
       failNext = false;
-      ctx.quarantine.push(quarantine({ article: 'PMC7159286', figure: 'f0', stage: 'images', reason: 'never-written', detail: 'this attempt fails' }));
+      ctx.quarantine.push(
+        quarantine({
+          article: 'PMC7159286',
+          figure: 'f0',
+          stage: 'images',
+          reason: 'never-written',
+          detail: 'this attempt fails',
+        }),
+      );
       throw new Error('worker died');
     }
     const dir = ctx.layout.unitDir(ctx.unit.unitId);
@@ -64,14 +81,26 @@ describe('runUnitStage', () => {
     const b = path.join(dir, 'images.ndjson');
     await writeFileAtomic(a, payload);
     await writeFileAtomic(b, ndjson([{ article: ctx.unit.articles[0]!.pmcid }]));
-    ctx.quarantine.push(quarantine({ article: 'PMC7159286', figure: 'PMC7159286_1_2', stage: 'images', reason: 'corrupt-image', detail: 'VipsJpeg: premature end' }));
+    ctx.quarantine.push(
+      quarantine({
+        article: 'PMC7159286',
+        figure: 'PMC7159286_1_2',
+        stage: 'images',
+        reason: 'corrupt-image',
+        detail: 'VipsJpeg: premature end',
+      }),
+    );
     return { result: { images: 1, call: calls }, outputs: [a, b] };
   };
   const run = () => runUnitStage({ release, unitId: UNIT }, 'images', work);
 
   beforeEach(async () => {
     const dataDir = fs.mkdtempSync(path.join(tmp, 'data-'));
-    const args: ReleaseInputArgs = { releaseId: 'stage-test', dataDir, source: { kind: 'pmc-cloud-dir', root: path.join(dataDir, 'mirror') } };
+    const args: ReleaseInputArgs = {
+      releaseId: 'stage-test',
+      dataDir,
+      source: { kind: 'pmc-cloud-dir', root: path.join(dataDir, 'mirror') },
+    };
     release = ReleaseInputSchema.parse(args);
     layout = new ReleaseLayout(dataDir, 'stage-test');
     await writeJsonAtomic(layout.unitFile(UNIT), unit);
@@ -83,7 +112,9 @@ describe('runUnitStage', () => {
   it('runs the work once, then writes the quarantine file and the manifest', async () => {
     assert.deepEqual(await run(), { images: 1, call: 1, quarantined: 1 });
     assert.equal(calls, 1);
-    const manifest = JSON.parse(fs.readFileSync(layout.stageManifest(UNIT, 'images'), 'utf8')) as StageManifest<unknown>;
+    const manifest = JSON.parse(
+      fs.readFileSync(layout.stageManifest(UNIT, 'images'), 'utf8'),
+    ) as StageManifest<unknown>;
     assert.deepEqual(manifest, {
       stage: 'images',
       unitId: UNIT,
@@ -95,9 +126,18 @@ describe('runUnitStage', () => {
       quarantined: 1,
     });
     assert.deepEqual(await readNdjson(layout.quarantineFile(UNIT, 'images')), [
-      { article: 'PMC7159286', figure: 'PMC7159286_1_2', stage: 'images', reason: 'corrupt-image', detail: 'VipsJpeg: premature end' },
+      {
+        article: 'PMC7159286',
+        figure: 'PMC7159286_1_2',
+        stage: 'images',
+        reason: 'corrupt-image',
+        detail: 'VipsJpeg: premature end',
+      },
     ]);
-    assert.deepEqual(filesUnder(layout.root).filter((f) => f.includes('.partial')), []);
+    assert.deepEqual(
+      filesUnder(layout.root).filter((f) => f.includes('.partial')),
+      [],
+    );
   });
 
   it('returns the recorded result without calling the work again', async () => {
@@ -124,7 +164,9 @@ describe('runUnitStage', () => {
     fs.writeFileSync(path.join(layout.unitDir(UNIT), 'images', 'a.jpg'), 'truncated');
     payload = 'jpeg bytes, longer now';
     assert.deepEqual(await run(), { images: 1, call: 2, quarantined: 1 });
-    const manifest = JSON.parse(fs.readFileSync(layout.stageManifest(UNIT, 'images'), 'utf8')) as StageManifest<unknown>;
+    const manifest = JSON.parse(
+      fs.readFileSync(layout.stageManifest(UNIT, 'images'), 'utf8'),
+    ) as StageManifest<unknown>;
     assert.equal(manifest.outputs[0]!.bytes, 'jpeg bytes, longer now'.length);
     assert.deepEqual(await run(), { images: 1, call: 2, quarantined: 1 });
     assert.equal(calls, 2);
@@ -137,7 +179,10 @@ describe('runUnitStage', () => {
     assert.deepEqual(await run(), { images: 1, call: 2, quarantined: 1 });
     assert.equal(calls, 2);
     // Nothing from the failed attempt leaked into the quarantine.
-    assert.deepEqual((await readNdjson<QuarantineRecord>(layout.quarantineFile(UNIT, 'images'))).map((q) => q.reason), ['corrupt-image']);
+    assert.deepEqual(
+      (await readNdjson<QuarantineRecord>(layout.quarantineFile(UNIT, 'images'))).map((q) => q.reason),
+      ['corrupt-image'],
+    );
   });
 
   it('replaces, never appends to, the quarantine file of an earlier attempt', async () => {
@@ -148,17 +193,28 @@ describe('runUnitStage', () => {
     ];
     await writeFileAtomic(layout.quarantineFile(UNIT, 'images'), ndjson(stale));
     await run();
-    assert.deepEqual((await readNdjson<QuarantineRecord>(layout.quarantineFile(UNIT, 'images'))).map((q) => q.reason), ['corrupt-image']);
+    assert.deepEqual(
+      (await readNdjson<QuarantineRecord>(layout.quarantineFile(UNIT, 'images'))).map((q) => q.reason),
+      ['corrupt-image'],
+    );
     // And a re-run after a lost output rewrites it with exactly its own records.
     fs.unlinkSync(path.join(layout.unitDir(UNIT), 'images.ndjson'));
     await run();
     assert.equal(calls, 2);
-    assert.deepEqual((await readNdjson<QuarantineRecord>(layout.quarantineFile(UNIT, 'images'))).map((q) => q.reason), ['corrupt-image']);
+    assert.deepEqual(
+      (await readNdjson<QuarantineRecord>(layout.quarantineFile(UNIT, 'images'))).map((q) => q.reason),
+      ['corrupt-image'],
+    );
   });
 
   it('keeps stages apart by manifest name', async () => {
     await run();
-    const other = await runUnitStage({ release, unitId: UNIT }, 'enrich-batch', async () => ({ result: { batch: 3 }, outputs: [] }), 'enrich-0003');
+    const other = await runUnitStage(
+      { release, unitId: UNIT },
+      'enrich-batch',
+      async () => ({ result: { batch: 3 }, outputs: [] }),
+      'enrich-0003',
+    );
     assert.deepEqual(other, { batch: 3, quarantined: 0 });
     assert.ok(fs.existsSync(layout.stageManifest(UNIT, 'enrich-0003')));
     assert.equal(fs.readFileSync(layout.quarantineFile(UNIT, 'enrich-0003'), 'utf8'), '');
@@ -193,7 +249,11 @@ describe('mapLimit', () => {
         },
       );
       assert.equal(most, limit, `limit ${limit}`);
-      assert.deepEqual([...seen].sort((a, b) => a - b), Array.from({ length: 12 }, (_, i) => i), `limit ${limit}: every item once`);
+      assert.deepEqual(
+        [...seen].sort((a, b) => a - b),
+        Array.from({ length: 12 }, (_, i) => i),
+        `limit ${limit}: every item once`,
+      );
     }
   });
 
@@ -252,7 +312,10 @@ describe('withPulse', () => {
     );
     assert.equal(out, 'done');
     assert.ok(beats.length >= 2, `${beats.length} heartbeats in 260 ms at one per 40 ms`);
-    assert.ok(beats.some((b) => JSON.stringify(b) === '{"step":0}'), 'the details of the first wait');
+    assert.ok(
+      beats.some((b) => JSON.stringify(b) === '{"step":0}'),
+      'the details of the first wait',
+    );
     assert.deepEqual(beats.at(-1), { step: 1 });
     const after = beats.length;
     await new Promise((r) => setTimeout(r, 120));
@@ -263,10 +326,19 @@ describe('withPulse', () => {
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
     let beats = 0;
     env.on('heartbeat', () => beats++);
-    await assert.rejects(env.run(() => withPulse(() => null, async () => {
-      await new Promise((r) => setTimeout(r, 100));
-      throw new Error('broken');
-    }, 30)), /broken/);
+    await assert.rejects(
+      env.run(() =>
+        withPulse(
+          () => null,
+          async () => {
+            await new Promise((r) => setTimeout(r, 100));
+            throw new Error('broken');
+          },
+          30,
+        ),
+      ),
+      /broken/,
+    );
     const after = beats;
     assert.ok(after >= 1, `${after} heartbeats`);
     await new Promise((r) => setTimeout(r, 100));
@@ -304,10 +376,21 @@ describe('writeFileAtomic', () => {
     const file = path.join(dir, 'deep', 'er', 'out.json');
     await writeFileAtomic(file, 'first');
     await writeFileAtomic(file, Buffer.from('second, longer'));
-    await Promise.all(Array.from({ length: 8 }, (_, i) => writeFileAtomic(path.join(dir, 'many', `${i}.txt`), String(i))));
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => writeFileAtomic(path.join(dir, 'many', `${i}.txt`), String(i))),
+    );
     assert.equal(fs.readFileSync(file, 'utf8'), 'second, longer');
     assert.deepEqual(fs.readdirSync(path.dirname(file)), ['out.json']);
-    assert.deepEqual(fs.readdirSync(path.join(dir, 'many')).sort(), ['0.txt', '1.txt', '2.txt', '3.txt', '4.txt', '5.txt', '6.txt', '7.txt']);
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'many')).sort(), [
+      '0.txt',
+      '1.txt',
+      '2.txt',
+      '3.txt',
+      '4.txt',
+      '5.txt',
+      '6.txt',
+      '7.txt',
+    ]);
   });
 
   it('leaves no .partial file behind when the final rename fails', async () => {
@@ -326,8 +409,17 @@ describe('sweepPartials', () => {
       fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
       fs.writeFileSync(path.join(root, rel), rel);
     };
-    const kept = ['webdataset/other/000000.tar', 'units/u/embeddings.partial.f32', 'units/u/embeddings.partial-failed.ndjson', 'notes.partial-draft'];
-    const leftovers = ['parquet/other/000000.parquet.partial-4123', 'units/u/manifests/shard.json.partial-9-a1b2c3', 'webdataset/noncommercial/000000.tar.partial-4123'];
+    const kept = [
+      'webdataset/other/000000.tar',
+      'units/u/embeddings.partial.f32',
+      'units/u/embeddings.partial-failed.ndjson',
+      'notes.partial-draft',
+    ];
+    const leftovers = [
+      'parquet/other/000000.parquet.partial-4123',
+      'units/u/manifests/shard.json.partial-9-a1b2c3',
+      'webdataset/noncommercial/000000.tar.partial-4123',
+    ];
     for (const f of [...kept, ...leftovers]) put(f);
     assert.deepEqual(await sweepPartials(root), [...leftovers].sort());
     assert.deepEqual(filesUnder(root).sort(), [...kept].sort());

@@ -46,7 +46,8 @@ export async function familyImage(family: number, rand: () => number): Promise<B
       }
   } else if (family === 2) {
     const step = 8 + Math.floor(rand() * 6);
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (y % step === 0 || x % (step * 3) === 0) put(x, y, [0, 0, 0]);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) if (y % step === 0 || x % (step * 3) === 0) put(x, y, [0, 0, 0]);
   } else {
     const discs = 2 + Math.floor(rand() * 3);
     for (let d = 0; d < discs; d++) {
@@ -56,7 +57,9 @@ export async function familyImage(family: number, rand: () => number): Promise<B
       for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if ((x - cx) ** 2 + (y - cy) ** 2 < r * r) put(x, y, hue);
     }
   }
-  return sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  return sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 export interface SyntheticRelease {
@@ -113,8 +116,26 @@ export async function buildSyntheticRelease(opts: {
         const image = await familyImage(family, rand); // drawn even when replaced, so the other figures stay the same
         const jpeg = opts.corrupt?.includes(key) ? Buffer.from('this is not a JPEG') : image;
         fs.writeFileSync(path.join(unitDir, 'images', `${key}.jpg`), jpeg);
-        prepared.push({ key, article, width: 0, height: 0, bytes: jpeg.length, sha256: sha256Hex(jpeg), sourceFormat: 'jpeg', passthrough: true });
-        figs.push({ key, index: j, href: `f${j}`, mediaFile: null, mediaKey: null, mediaMd5: null, caption, rejected: null });
+        prepared.push({
+          key,
+          article,
+          width: 0,
+          height: 0,
+          bytes: jpeg.length,
+          sha256: sha256Hex(jpeg),
+          sourceFormat: 'jpeg',
+          passthrough: true,
+        });
+        figs.push({
+          key,
+          index: j,
+          href: `f${j}`,
+          mediaFile: null,
+          mediaKey: null,
+          mediaMd5: null,
+          caption,
+          rejected: null,
+        });
         figures.set(key, { key, article, family, caption, unit: unitId });
       }
       lines.push({ article, planned: { pmcid, version: 1, pmid: null }, record: {}, figures: figs });
@@ -122,7 +143,10 @@ export async function buildSyntheticRelease(opts: {
     fs.writeFileSync(path.join(unitDir, 'images.ndjson'), prepared.map((p) => JSON.stringify(p)).join('\n') + '\n');
     fs.writeFileSync(path.join(unitDir, 'articles.ndjson'), lines.map((p) => JSON.stringify(p)).join('\n') + '\n');
     fs.mkdirSync(path.dirname(layout.unitFile(unitId)), { recursive: true });
-    fs.writeFileSync(layout.unitFile(unitId), JSON.stringify({ unitId, subset: 'commercial', index: u, articles: planned }));
+    fs.writeFileSync(
+      layout.unitFile(unitId),
+      JSON.stringify({ unitId, subset: 'commercial', index: u, articles: planned }),
+    );
   }
   return { release, layout, units, figures };
 }

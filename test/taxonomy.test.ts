@@ -15,7 +15,12 @@ import {
   type ClusterLabels,
   type TaxonomyModel,
 } from '../activities/annotate/taxonomy';
-import { fitTaxonomyModel, importTaxonomyLabels, sampleTaxonomyEmbeddings, type FitTaxonomyInputArgs } from '../activities/annotate/taxonomy-activity';
+import {
+  fitTaxonomyModel,
+  importTaxonomyLabels,
+  sampleTaxonomyEmbeddings,
+  type FitTaxonomyInputArgs,
+} from '../activities/annotate/taxonomy-activity';
 import { mulberry32 } from '../activities/annotate/tiny-vit';
 import { fixturePaths } from '../config/paths';
 import { buildSyntheticRelease, type SyntheticRelease } from './taxonomy-fixture';
@@ -50,7 +55,10 @@ function orthonormal(k: number, d: number, g: () => number): number[][] {
 }
 
 /** `blobs` Gaussian blobs (unit variance) in `d` dims, centres `spread` apart on average. */
-function blobs(opts: { blobs: number; perBlob: number; d: number; spread: number; seed: number }): { x: Matrix; truth: Int32Array } {
+function blobs(opts: { blobs: number; perBlob: number; d: number; spread: number; seed: number }): {
+  x: Matrix;
+  truth: Int32Array;
+} {
   const g = gaussian(opts.seed);
   const centres = Array.from({ length: opts.blobs }, () => Array.from({ length: opts.d }, () => g() * opts.spread));
   const n = opts.blobs * opts.perBlob;
@@ -126,7 +134,9 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
       const pca = fitPca({ rows: n, cols: d, data }, 6);
       const ev = pca.explainedVariance;
       for (let k = 1; k < ev.length; k++) assert.ok(ev[k - 1]! >= ev[k]!, `explained variance descending: ${ev}`);
-      sd.forEach((s, k) => assert.ok(Math.abs(ev[k]! - (s * s + 0.25)) / (s * s) < 0.1, `component ${k}: ${ev[k]} vs ${s * s}`));
+      sd.forEach((s, k) =>
+        assert.ok(Math.abs(ev[k]! - (s * s + 0.25)) / (s * s) < 0.1, `component ${k}: ${ev[k]} vs ${s * s}`),
+      );
       assert.ok(ev[4]! < 0.4 && ev[5]! < 0.4, 'the rest is noise');
       dirs.forEach((u, k) => {
         const cos = Math.abs(u.reduce((a, x, j) => a + x * pca.components[k]![j]!, 0));
@@ -151,8 +161,14 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
       const km = fitMiniBatchKMeans(y, { k: 5, seed: 4, batchSize: 256 });
       const p = purity(km.labels, truth, 5);
       assert.ok(p > 0.95, `purity ${p}`);
-      assert.deepEqual(km.sizes.reduce((a, b) => a + b, 0), 1500);
-      assert.ok(km.sizes.every((s) => s > 200), `sizes ${km.sizes}`);
+      assert.deepEqual(
+        km.sizes.reduce((a, b) => a + b, 0),
+        1500,
+      );
+      assert.ok(
+        km.sizes.every((s) => s > 200),
+        `sizes ${km.sizes}`,
+      );
       const again = fitMiniBatchKMeans(y, { k: 5, seed: 4, batchSize: 256 });
       assert.deepEqual(again.centroids, km.centroids);
       assert.deepEqual(again.labels, km.labels);
@@ -162,7 +178,10 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
     });
 
     it('refuses more clusters than rows', () => {
-      assert.throws(() => fitMiniBatchKMeans({ rows: 3, cols: 2, data: new Float64Array(6) }, { k: 4 }), /3 rows cannot make 4 clusters/);
+      assert.throws(
+        () => fitMiniBatchKMeans({ rows: 3, cols: 2, data: new Float64Array(6) }, { k: 4 }),
+        /3 rows cannot make 4 clusters/,
+      );
     });
   });
 
@@ -177,7 +196,15 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
       rel = await buildSyntheticRelease({ dataDir: path.join(tmp, 'data'), units: 3, figuresPerUnit: 16 });
       await ensureAnnotationModels(rel.release);
       for (const unitId of rel.units) await annotateUnit({ release: rel.release, unitId });
-      input = { release: rel.release, version: 'synthetic-k4', clusters: 4, pcaComponents: 8, maxSamples: 40, seed: 3, kmeansBatchSize: 16 };
+      input = {
+        release: rel.release,
+        version: 'synthetic-k4',
+        clusters: 4,
+        pcaComponents: 8,
+        maxSamples: 40,
+        seed: 3,
+        kmeansBatchSize: 16,
+      };
     });
     after(async () => {
       await releaseEmbedders();
@@ -187,7 +214,11 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
     it('samples stored embeddings across units by a seeded hash of the key; without stored ones it embeds the sampled images, to the same vectors', async () => {
       const s = await sampleTaxonomyEmbeddings(input);
       assert.deepEqual([s.samples, s.dim, s.units, s.fromStored, s.embeddedNow], [40, 64, 3, 40, 0]);
-      const rows = fs.readFileSync(path.join(rel.release.dataDir, s.sampleDir, 'sample.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      const rows = fs
+        .readFileSync(path.join(rel.release.dataDir, s.sampleDir, 'sample.ndjson'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       assert.equal(new Set(rows.map((r) => r.key)).size, 40);
       assert.deepEqual(new Set(rows.map((r) => r.unit)), new Set(rel.units), 'all units sampled');
       // Units annotated without stored embeddings: their sampled images are embedded now, to the same vectors.
@@ -210,7 +241,10 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
       const r = await fitTaxonomyModel(input);
       artifactPath = r.taxonomyPath;
       assert.equal(artifactPath, path.join(rel.release.dataDir, 'models', 'taxonomy-synthetic-k4.json'));
-      assert.deepEqual([r.version, r.clusters, r.samples, r.pcaComponents, r.reused], ['synthetic-k4', 4, 40, 8, false]);
+      assert.deepEqual(
+        [r.version, r.clusters, r.samples, r.pcaComponents, r.reused],
+        ['synthetic-k4', 4, 40, 8, false],
+      );
       assert.ok(r.explainedVariance > 0 && r.explainedVariance <= 1);
       model = parseTaxonomyModel(JSON.parse(fs.readFileSync(artifactPath, 'utf8')));
       assert.deepEqual(model.clusterIds, [0, 1, 2, 3]);
@@ -219,7 +253,10 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
       assert.equal(isLabelled(model), false);
       assert.deepEqual(model.labels['0'], { panel_type: '', panel_subtype: '', global_class: [], local_class: [] });
       assert.match(model.createdFrom, /^fit:release=synthetic;samples=40;.*seed=3;pca=8;k=4/);
-      assert.equal(model.fit!.sizes.reduce((a, b) => a + b, 0), 40);
+      assert.equal(
+        model.fit!.sizes.reduce((a, b) => a + b, 0),
+        40,
+      );
       assert.equal((await fitTaxonomyModel(input)).reused, true);
       // The same fit into another file: bit-identical geometry.
       const twin = await fitTaxonomyModel({ ...input, outPath: 'models/twin.json' });
@@ -248,7 +285,11 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
       const file = path.join(tmp, 'filled.json');
 
       // Every problem is reported, with its cluster.
-      const bad = { ...filled, '1': { ...filled['1'], panel_type: 'several' }, '2': { ...filled['2'], global_class: [] } } as Record<string, unknown>;
+      const bad = {
+        ...filled,
+        '1': { ...filled['1'], panel_type: 'several' },
+        '2': { ...filled['2'], global_class: [] },
+      } as Record<string, unknown>;
       delete bad['3'];
       bad['7'] = filled['0'];
       fs.writeFileSync(file, JSON.stringify(bad));
@@ -259,7 +300,10 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
         assert.match(err.message, /not in taxonomy synthetic-k4: 7/);
         return true;
       });
-      assert.throws(() => validateFilledLabels(model, { ...filled, '0': { ...filled['0'], panel_typ: 'single' } }), /panel_typ/);
+      assert.throws(
+        () => validateFilledLabels(model, { ...filled, '0': { ...filled['0'], panel_typ: 'single' } }),
+        /panel_typ/,
+      );
       fs.writeFileSync(file, '{"0": ');
       await assert.rejects(importTaxonomyLabels({ taxonomyPath: artifactPath, labelsPath: file }), /is not JSON/);
 
@@ -268,7 +312,10 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
       assert.deepEqual([r.version, r.parent, r.clusters, r.reused], ['synthetic-k4-r1', 'synthetic-k4', 4, false]);
       assert.equal(r.taxonomyPath, path.join(path.dirname(artifactPath), 'taxonomy-synthetic-k4-r1.json'));
       const next = parseTaxonomyModel(JSON.parse(fs.readFileSync(r.taxonomyPath, 'utf8')));
-      assert.deepEqual([next.pca, next.centroids, next.clusterIds, next.fit], [model.pca, model.centroids, model.clusterIds, model.fit]);
+      assert.deepEqual(
+        [next.pca, next.centroids, next.clusterIds, next.fit],
+        [model.pca, model.centroids, model.clusterIds, model.fit],
+      );
       assert.deepEqual(next.labels, filled);
       assert.equal(next.parent, 'synthetic-k4');
       assert.ok(isLabelled(next));
@@ -277,7 +324,10 @@ describe('taxonomy fit: PCA, mini-batch k-means, artifact, label import', functi
       assert.equal(isLabelled(parseTaxonomyModel(JSON.parse(fs.readFileSync(artifactPath, 'utf8')))), false);
       assert.equal((await importTaxonomyLabels({ taxonomyPath: artifactPath, labelsPath: file })).reused, true);
       fs.writeFileSync(file, JSON.stringify({ ...filled, '0': filled['1'] }));
-      await assert.rejects(importTaxonomyLabels({ taxonomyPath: artifactPath, labelsPath: file }), /versions are immutable/);
+      await assert.rejects(
+        importTaxonomyLabels({ taxonomyPath: artifactPath, labelsPath: file }),
+        /versions are immutable/,
+      );
       // A re-labelling of r1 becomes r2.
       const r2 = await importTaxonomyLabels({ taxonomyPath: r.taxonomyPath, labelsPath: file });
       assert.equal(r2.version, 'synthetic-k4-r2');

@@ -7,13 +7,25 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import * as tar from 'tar';
 import { fixturePaths, testPython } from '../config/paths';
-import { isValidSampleKey, ShardLimitError, tarArchiveBytes, tarSampleBytes, TarShardWriter } from '../activities/shard/tar-writer';
+import {
+  isValidSampleKey,
+  ShardLimitError,
+  tarArchiveBytes,
+  tarSampleBytes,
+  TarShardWriter,
+} from '../activities/shard/tar-writer';
 import { readTarEntries, splitMemberName } from '../activities/shard/tar-reader';
 import * as zlib from 'node:zlib';
 import { pyFloat, pyJsonDumps, PyFloat } from '../activities/shard/pyjson';
 import { normalizeFigureImage } from '../activities/images/normalize';
 import { ParquetReader } from '@dsnp/parquetjs';
-import { planRowGroups, publishedJsonOf, readSamplesParquet, SampleRow, writeSamplesParquet } from '../activities/parquet/writer';
+import {
+  planRowGroups,
+  publishedJsonOf,
+  readSamplesParquet,
+  SampleRow,
+  writeSamplesParquet,
+} from '../activities/parquet/writer';
 import { PUBLISHED_KEYS } from '../activities/shard/sample-json';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -55,14 +67,34 @@ describe('TarShardWriter', () => {
       return m.map((x) => ({ name: `${s.key}.${x.ext}`, data: x.data }));
     });
   function readBack(file: string) {
-    const out: { name: string; size: number; mode?: number; mtime?: number; uname?: string; gname?: string; uid?: number; type: string; data: Buffer }[] = [];
+    const out: {
+      name: string;
+      size: number;
+      mode?: number;
+      mtime?: number;
+      uname?: string;
+      gname?: string;
+      uid?: number;
+      type: string;
+      data: Buffer;
+    }[] = [];
     tar.t({
       file,
       sync: true,
       strict: true, // turns bad checksums or malformed headers into errors
       onReadEntry: (e) => {
         const chunks: Buffer[] = [];
-        const rec = { name: e.path, size: e.size, mode: e.mode, mtime: e.mtime?.getTime(), uname: e.uname, gname: e.gname, uid: e.uid, type: e.type, data: Buffer.alloc(0) };
+        const rec = {
+          name: e.path,
+          size: e.size,
+          mode: e.mode,
+          mtime: e.mtime?.getTime(),
+          uname: e.uname,
+          gname: e.gname,
+          uid: e.uid,
+          type: e.type,
+          data: Buffer.alloc(0),
+        };
         out.push(rec);
         e.on('data', (c: Buffer) => chunks.push(c));
         e.on('end', () => (rec.data = Buffer.concat(chunks)));
@@ -84,7 +116,10 @@ describe('TarShardWriter', () => {
     assert.deepEqual(fs.readdirSync(path.dirname(file)), ['000000.tar'], 'no partial file left behind');
     const entries = readBack(file);
     const want = expected();
-    assert.deepEqual(entries.map((e) => e.name), want.map((w) => w.name));
+    assert.deepEqual(
+      entries.map((e) => e.name),
+      want.map((w) => w.name),
+    );
     entries.forEach((e, i) => {
       assert.equal(e.type, 'File');
       assert.equal(e.size, want[i].data.length);
@@ -121,7 +156,10 @@ describe('TarShardWriter', () => {
     await assert.rejects(w.addSample('k'.repeat(96), m), /duplicate sample key/);
     const res = await w.close();
     assert.equal(res.samples, 1);
-    assert.deepEqual(readBack(file).map((e) => e.name), [`${'k'.repeat(96)}.txt`]);
+    assert.deepEqual(
+      readBack(file).map((e) => e.name),
+      [`${'k'.repeat(96)}.txt`],
+    );
   });
 
   it('keeps samples whole and in call order when addSample calls are not awaited one by one', async () => {
@@ -129,7 +167,10 @@ describe('TarShardWriter', () => {
     const w = await TarShardWriter.create(file);
     await Promise.all(samples.map((s) => w.addSample(s.key, members(s))));
     await w.close();
-    assert.deepEqual(readBack(file).map((e) => [e.name, e.data.length]), expected().map((e) => [e.name, e.data.length]));
+    assert.deepEqual(
+      readBack(file).map((e) => [e.name, e.data.length]),
+      expected().map((e) => [e.name, e.data.length]),
+    );
   });
 
   it('never leaves a file at finalPath before close or after abort', async () => {
@@ -153,20 +194,33 @@ describe('TarShardWriter', () => {
     // A SIGKILLed worker cannot remove its temporary file: one from an old pid-only name, one from the current form.
     fs.writeFileSync(`${file}.partial-4123`, 'half a shard');
     fs.writeFileSync(`${file}.partial-77-k3j9zq`, '');
-    fs.writeFileSync(path.join(dir, '000003.tar.partial-4123'), 'another unit\'s shard, not ours');
+    fs.writeFileSync(path.join(dir, '000003.tar.partial-4123'), "another unit's shard, not ours");
     fs.writeFileSync(path.join(dir, '000002.tar.partial-notes.txt'), 'not a temporary file');
     const res = await writeShard(file);
     assert.equal(res.path, file);
-    assert.deepEqual(fs.readdirSync(dir).sort(), ['000002.tar', '000002.tar.partial-notes.txt', '000003.tar.partial-4123']);
+    assert.deepEqual(fs.readdirSync(dir).sort(), [
+      '000002.tar',
+      '000002.tar.partial-notes.txt',
+      '000003.tar.partial-4123',
+    ]);
   });
 
   it('is listed by Python tarfile and equals tarfile USTAR and default-PAX output byte for byte', async function () {
     const res = await writeShard(path.join(tmp, 'tar', 'py.tar'));
-    assert.equal(python('import tarfile,sys; print(len(tarfile.open(sys.argv[1]).getnames()))', [res.path]).trim(), '9');
-    const listing = JSON.parse(
-      python('import tarfile,sys,json; t=tarfile.open(sys.argv[1]); print(json.dumps([[m.name,m.size,m.mode,m.mtime,m.uname,m.gname,m.isreg()] for m in t]))', [res.path]),
+    assert.equal(
+      python('import tarfile,sys; print(len(tarfile.open(sys.argv[1]).getnames()))', [res.path]).trim(),
+      '9',
     );
-    assert.deepEqual(listing, expected().map((e) => [e.name, e.data.length, 0o444, 0, 'bigdata', 'bigdata', true]));
+    const listing = JSON.parse(
+      python(
+        'import tarfile,sys,json; t=tarfile.open(sys.argv[1]); print(json.dumps([[m.name,m.size,m.mode,m.mtime,m.uname,m.gname,m.isreg()] for m in t]))',
+        [res.path],
+      ),
+    );
+    assert.deepEqual(
+      listing,
+      expected().map((e) => [e.name, e.data.length, 0o444, 0, 'bigdata', 'bigdata', true]),
+    );
     // Python tarfile writing the same members with the same metadata, as USTAR and in its default
     // PAX format (what webdataset's TarWriter uses; no PAX records are needed for an int mtime and
     // ASCII names), gives identical bytes.
@@ -198,7 +252,10 @@ for out, fmt in zip(sys.argv[1:], (tarfile.USTAR_FORMAT, tarfile.DEFAULT_FORMAT)
     const w = await TarShardWriter.create(file, { maxBytes: tarArchiveBytes(both), maxSamples: 2 });
     await w.addSample(samples[0].key, members(samples[0]));
     await w.addSample(samples[1].key, members(samples[1]));
-    const full = await w.addSample(samples[2].key, members(samples[2])).then(() => null, (e: unknown) => e);
+    const full = await w.addSample(samples[2].key, members(samples[2])).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(full instanceof ShardLimitError && full.limit === 'samples' && full.max === 2, String(full));
     const res = await w.close();
     assert.equal(res.samples, 2);
@@ -208,14 +265,20 @@ for out, fmt in zip(sys.argv[1:], (tarfile.USTAR_FORMAT, tarfile.DEFAULT_FORMAT)
     const big = { ...samples[2], jpg: Buffer.alloc(20_000, 7) };
     const w2 = await TarShardWriter.create(path.join(tmp, 'tar', 'limits2.tar'), { maxBytes: 20_480 });
     await w2.addSample(samples[0].key, members(samples[0]));
-    const over = await w2.addSample(big.key, members(big)).then(() => null, (e: unknown) => e);
+    const over = await w2.addSample(big.key, members(big)).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(over instanceof ShardLimitError && over.limit === 'bytes' && over.wouldBe > 20_480, String(over));
     assert.match(over.message, /over the limit of 20480 bytes per shard/);
     await w2.addSample(samples[1].key, members(samples[1])); // still usable after the refusal
     const res2 = await w2.close();
     assert.equal(res2.samples, 2);
     assert.ok(res2.bytes <= 20_480);
-    assert.deepEqual(readBack(res2.path).map((e) => e.name.split('.')[0]), [samples[0].key, samples[0].key, samples[0].key, samples[1].key, samples[1].key, samples[1].key]);
+    assert.deepEqual(
+      readBack(res2.path).map((e) => e.name.split('.')[0]),
+      [samples[0].key, samples[0].key, samples[0].key, samples[1].key, samples[1].key, samples[1].key],
+    );
     await assert.rejects(TarShardWriter.create(path.join(tmp, 'tar', 'x.tar'), { maxBytes: 100 }), /maxBytes/);
     await assert.rejects(TarShardWriter.create(path.join(tmp, 'tar', 'x.tar'), { maxSamples: 0 }), /maxSamples/);
   });
@@ -224,7 +287,10 @@ for out, fmt in zip(sys.argv[1:], (tarfile.USTAR_FORMAT, tarfile.DEFAULT_FORMAT)
     const res = await writeShard(path.join(tmp, 'tar', 'read.tar'));
     const got: [string, number, number, string][] = [];
     for await (const e of readTarEntries(res.path)) got.push([e.name, e.mode, e.mtime, sha256(await e.read())]);
-    assert.deepEqual(got, expected().map((e) => [e.name, 0o444, 0, sha256(e.data)]));
+    assert.deepEqual(
+      got,
+      expected().map((e) => [e.name, 0o444, 0, sha256(e.data)]),
+    );
     assert.deepEqual(splitMemberName('a/b_c.tar.gz'), { key: 'a/b_c', ext: 'tar.gz' });
     assert.deepEqual(splitMemberName('PMC1_1_0.json'), { key: 'PMC1_1_0', ext: 'json' });
     assert.equal(splitMemberName('noext'), null);
@@ -240,12 +306,20 @@ with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as tf:
     );
     const entries: [string, string, number][] = [];
     for await (const e of readTarEntries(pax)) entries.push([e.name, (await e.read()).toString(), e.mtime]);
-    assert.deepEqual(entries, [[long, 'long', 1700000000], ['short.json', '{}', 1700000000]]);
+    assert.deepEqual(entries, [
+      [long, 'long', 1700000000],
+      ['short.json', '{}', 1700000000],
+    ]);
     const corrupt = fs.readFileSync(res.path);
     corrupt[600] ^= 0xff; // inside the first member's data (1000 bytes, padded to 1024): not checked
     corrupt[512 + 1024] ^= 0xff; // the second header's name: its checksum no longer matches
     fs.writeFileSync(path.join(tmp, 'tar', 'corrupt.tar'), corrupt);
-    await assert.rejects((async () => { for await (const e of readTarEntries(path.join(tmp, 'tar', 'corrupt.tar'))) await e.read(); })(), /bad header checksum/);
+    await assert.rejects(
+      (async () => {
+        for await (const e of readTarEntries(path.join(tmp, 'tar', 'corrupt.tar'))) await e.read();
+      })(),
+      /bad header checksum/,
+    );
   });
 });
 
@@ -287,8 +361,17 @@ describe('pyJsonDumps', () => {
     [pyFloat(NaN), 'NaN'],
     [pyFloat(Infinity), 'Infinity'],
     [pyFloat(-Infinity), '-Infinity'],
-    [new Map<unknown, unknown>([['b', 1], ['2', 2], [3, 'x'], [true, null], [null, 0]]), '{"b": 1, "2": 2, "3": "x", "true": null, "null": 0}'],
-    [{ b: 1, a: { 'ü': [1, 2] } }, '{"b": 1, "a": {"\\u00fc": [1, 2]}}'],
+    [
+      new Map<unknown, unknown>([
+        ['b', 1],
+        ['2', 2],
+        [3, 'x'],
+        [true, null],
+        [null, 0],
+      ]),
+      '{"b": 1, "2": 2, "3": "x", "true": null, "null": 0}',
+    ],
+    [{ b: 1, a: { ü: [1, 2] } }, '{"b": 1, "a": {"\\u00fc": [1, 2]}}'],
     [{ image_size: [750, 1041], image_hash: 'None' }, '{"image_size": [750, 1041], "image_hash": "None"}'],
   ];
   vectors.forEach(([value, want], i) => {
@@ -320,7 +403,12 @@ describe('pyJsonDumps', () => {
     const f64 = new Float64Array(1);
     const u32 = new Uint32Array(f64.buffer);
     const randStr = () => {
-      const pools = [() => 0x20 + Math.floor(rnd() * 95), () => Math.floor(rnd() * 0x20), () => 0x80 + Math.floor(rnd() * 0x780), () => Math.floor(rnd() * 0x10000)];
+      const pools = [
+        () => 0x20 + Math.floor(rnd() * 95),
+        () => Math.floor(rnd() * 0x20),
+        () => 0x80 + Math.floor(rnd() * 0x780),
+        () => Math.floor(rnd() * 0x10000),
+      ];
       let s = '';
       for (let n = Math.floor(rnd() * 12); n > 0; n--) s += rnd() < 0.1 ? '😀𝔘' : String.fromCharCode(pick(pools)());
       return s;
@@ -329,8 +417,11 @@ describe('pyJsonDumps', () => {
       const r = rnd();
       if (depth > 3 || r < 0.5) {
         return pick<() => unknown>([
-          () => null, () => rnd() < 0.5, randStr,
-          () => Math.floor((rnd() - 0.5) * 2 ** 53), () => Math.floor((rnd() - 0.5) * 2000),
+          () => null,
+          () => rnd() < 0.5,
+          randStr,
+          () => Math.floor((rnd() - 0.5) * 2 ** 53),
+          () => Math.floor((rnd() - 0.5) * 2000),
           () => pyFloat((rnd() - 0.5) * 10 ** Math.floor(rnd() * 40 - 20)),
           () => {
             u32[0] = Math.floor(rnd() * 2 ** 32);
@@ -342,7 +433,8 @@ describe('pyJsonDumps', () => {
       }
       if (r < 0.75) return Array.from({ length: Math.floor(rnd() * 5) }, () => gen(depth + 1));
       const o: Record<string, unknown> = {};
-      for (let n = Math.floor(rnd() * 5); n > 0; n--) o[rnd() < 0.2 ? String(Math.floor(rnd() * 20)) : randStr()] = gen(depth + 1);
+      for (let n = Math.floor(rnd() * 5); n > 0; n--)
+        o[rnd() < 0.2 ? String(Math.floor(rnd() * 20)) : randStr()] = gen(depth + 1);
       return o;
     };
     const values = Array.from({ length: 300 }, () => gen(0));
@@ -379,7 +471,10 @@ describe('normalizeFigureImage', () => {
     assert.equal(r.sourceFormat, format);
     assert.deepEqual([r.width, r.height], [width, height]);
     const m = await sharp(r.jpeg).metadata();
-    assert.deepEqual([m.format, m.channels, m.space, m.depth, m.isProgressive, m.chromaSubsampling], ['jpeg', 3, 'srgb', 'uchar', false, '4:2:0']);
+    assert.deepEqual(
+      [m.format, m.channels, m.space, m.depth, m.isProgressive, m.chromaSubsampling],
+      ['jpeg', 3, 'srgb', 'uchar', false, '4:2:0'],
+    );
     assert.deepEqual([m.width, m.height], [width, height]);
     return r;
   }
@@ -405,11 +500,18 @@ describe('normalizeFigureImage', () => {
   });
 
   it('flattens PNG alpha onto white and converts TIFF, WebP, CMYK JPEG, 16-bit and grey PNG', async () => {
-    const transparent = await sharp({ create: { width: 32, height: 24, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
+    const transparent = await sharp({
+      create: { width: 32, height: 24, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0 } },
+    })
+      .png()
+      .toBuffer();
     const r = await expectConverted(transparent, 'png', 32, 24);
     assert.ok(r.ok);
     const { data } = await sharp(r.jpeg).raw().toBuffer({ resolveWithObject: true });
-    assert.ok(data.every((v) => v >= 250), 'fully transparent pixels become white');
+    assert.ok(
+      data.every((v) => v >= 250),
+      'fully transparent pixels become white',
+    );
     await expectConverted(await solid(50, 40).tiff().toBuffer(), 'tiff', 50, 40);
     await expectConverted(await solid(50, 40).webp().toBuffer(), 'webp', 50, 40);
     const cmyk = await solid(50, 40).toColourspace('cmyk').jpeg().toBuffer();
@@ -420,7 +522,11 @@ describe('normalizeFigureImage', () => {
   });
 
   it('converts deterministically', async () => {
-    const png = await sharp({ create: { width: 64, height: 48, channels: 4, background: { r: 10, g: 200, b: 90, alpha: 0.5 } } }).png().toBuffer();
+    const png = await sharp({
+      create: { width: 64, height: 48, channels: 4, background: { r: 10, g: 200, b: 90, alpha: 0.5 } },
+    })
+      .png()
+      .toBuffer();
     const [a, b] = await Promise.all([normalizeFigureImage(png), normalizeFigureImage(png)]);
     assert.ok(a.ok && b.ok && a.jpeg.equals(b.jpeg));
   });
@@ -436,15 +542,25 @@ describe('normalizeFigureImage', () => {
     assert.ok(!garbage.ok && garbage.reason === 'unsupported-format');
     const empty = await normalizeFigureImage(Buffer.alloc(0));
     assert.ok(!empty.ok && empty.reason === 'corrupt');
-    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="50" height="50"><rect width="50" height="50"/></svg>');
+    const svg = Buffer.from(
+      '<svg xmlns="http://www.w3.org/2000/svg" width="50" height="50"><rect width="50" height="50"/></svg>',
+    );
     const s = await normalizeFigureImage(svg);
     assert.ok(!s.ok && s.reason === 'unsupported-format');
   });
 
   it('names what a file is when it is not a raster image, whatever its name, and refuses a side a JPEG cannot have', async () => {
     const cases: [string, Buffer, RegExp][] = [
-      ['malformed SVG', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100"</svg>'), /SVG/],
-      ['SVG with an XML declaration and a comment', Buffer.from('<?xml version="1.0"?>\n<!-- drawn by hand -->\n<svg width="0" height="0"></svg>'), /SVG/],
+      [
+        'malformed SVG',
+        Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100"</svg>'),
+        /SVG/,
+      ],
+      [
+        'SVG with an XML declaration and a comment',
+        Buffer.from('<?xml version="1.0"?>\n<!-- drawn by hand -->\n<svg width="0" height="0"></svg>'),
+        /SVG/,
+      ],
       ['PDF', Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF\n'), /PDF/],
       ['HTML error page', Buffer.from('<!DOCTYPE html><html><body>404 Not Found</body></html>'), /HTML/],
     ];
@@ -547,10 +663,22 @@ describe('writeSamplesParquet', () => {
       image_secondary_label: ['light microscopy'],
       image_size: [750 + i, 1041],
       image_set: [
-        { image_id: `gr${i}_lrg`, image_file_name: `gr${i}_lrg.jpg`, image_path: `PMC715928${i}.1/gr${i}_lrg.jpg`, caption: `Figure ${i}. é`, hash: 'ab'.repeat(32) },
+        {
+          image_id: `gr${i}_lrg`,
+          image_file_name: `gr${i}_lrg.jpg`,
+          image_path: `PMC715928${i}.1/gr${i}_lrg.jpg`,
+          caption: `Figure ${i}. é`,
+          hash: 'ab'.repeat(32),
+        },
         { image_id: 'gr9', image_file_name: 'gr9.gif', image_path: '', caption: '', hash: null },
       ].slice(0, i === 0 ? 0 : 2),
-      image_context: i === 1 ? [] : [{ image_id: `gr${i}_lrg`, paragraphs: ['As Fig 1 shows “x”.', 'Again.'] }, { image_id: '7', paragraphs: i === 2 ? [] : ['p'] }],
+      image_context:
+        i === 1
+          ? []
+          : [
+              { image_id: `gr${i}_lrg`, paragraphs: ['As Fig 1 shows “x”.', 'Again.'] },
+              { image_id: '7', paragraphs: i === 2 ? [] : ['p'] },
+            ],
       article_accession_id: `PMC715928${i}`,
       article_title: 'A title',
       article_journal: 'J Test',
@@ -599,7 +727,10 @@ describe('writeSamplesParquet', () => {
   });
 
   it('uses the fixed physical layout: INT64, repeated/optional UTF8, optional BYTE_ARRAY, SNAPPY, row groups', async () => {
-    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'layout.parquet'), rows, { includeImageBytes: true, rowGroupSize: 2 });
+    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'layout.parquet'), rows, {
+      includeImageBytes: true,
+      rowGroupSize: 2,
+    });
     const bytes = fs.readFileSync(a.path);
     assert.equal(bytes.subarray(0, 4).toString(), 'PAR1');
     assert.equal(bytes.subarray(-4).toString(), 'PAR1');
@@ -613,15 +744,35 @@ describe('writeSamplesParquet', () => {
       assert.deepEqual(shape('article_pmid'), ['BYTE_ARRAY', 'UTF8', 'OPTIONAL']);
       assert.deepEqual(shape('image'), ['BYTE_ARRAY', null, 'OPTIONAL']);
       assert.deepEqual(shape('image_size'), ['INT64', null, 'REPEATED']);
-      assert.deepEqual([f.image_set.repetitionType, f.image_set.isNested, Object.keys(f.image_set.fields!)], ['REPEATED', true, ['image_id', 'image_file_name', 'image_path', 'caption', 'hash']]);
-      assert.deepEqual([f.image_context.repetitionType, Object.keys(f.image_context.fields!)], ['REPEATED', ['image_id', 'paragraphs']]);
+      assert.deepEqual(
+        [f.image_set.repetitionType, f.image_set.isNested, Object.keys(f.image_set.fields!)],
+        ['REPEATED', true, ['image_id', 'image_file_name', 'image_path', 'caption', 'hash']],
+      );
+      assert.deepEqual(
+        [f.image_context.repetitionType, Object.keys(f.image_context.fields!)],
+        ['REPEATED', ['image_id', 'paragraphs']],
+      );
       assert.deepEqual(shape('article_text'), ['BYTE_ARRAY', 'UTF8', 'REQUIRED']);
       const top = reader.schema.fieldList.filter((x) => x.path.length === 1).map((x) => x.name);
-      assert.deepEqual(top.slice(0, 10), ['key', 'shard', 'subset', 'caption', 'image_width', 'image_height', 'image_bytes_size', 'image_sha256', 'image', 'image_file_name']);
+      assert.deepEqual(top.slice(0, 10), [
+        'key',
+        'shard',
+        'subset',
+        'caption',
+        'image_width',
+        'image_height',
+        'image_bytes_size',
+        'image_sha256',
+        'image',
+        'image_file_name',
+      ]);
       assert.deepEqual(top.slice(9, 34), [...PUBLISHED_KEYS], 'every published json key, in the published order');
       assert.deepEqual(top.slice(34), ['article_pmid', 'article_doi']);
       const groups = reader.metadata!.row_groups;
-      assert.deepEqual(groups.map((g) => Number(g.num_rows)), [2, 2, 1]);
+      assert.deepEqual(
+        groups.map((g) => Number(g.num_rows)),
+        [2, 2, 1],
+      );
       const SNAPPY = 1; // parquet.thrift CompressionCodec
       assert.ok(groups.every((g) => g.columns.every((c) => c.meta_data!.codec === SNAPPY)));
     } finally {
@@ -636,13 +787,21 @@ describe('writeSamplesParquet', () => {
     const bad = [{ ...rows[0], caption_json: 'x' } as unknown as SampleRow];
     await assert.rejects(writeSamplesParquet(path.join(dir, 'x.parquet'), bad), /row 0/);
     await assert.rejects(writeSamplesParquet(path.join(dir, 'y.parquet'), [{ ...rows[0], image_width: 1.5 }]), /row 0/);
-    await assert.rejects(writeSamplesParquet(path.join(dir, 'z.parquet'), [{ ...rows[0], image_sha256: sha256(Buffer.from('other')) }], { includeImageBytes: true }), /image_sha256/);
+    await assert.rejects(
+      writeSamplesParquet(path.join(dir, 'z.parquet'), [{ ...rows[0], image_sha256: sha256(Buffer.from('other')) }], {
+        includeImageBytes: true,
+      }),
+      /image_sha256/,
+    );
     assert.ok(!fs.existsSync(dir));
   });
 
   it('is read by pyarrow as list<string> / int64 columns', async function () {
     const a = await writeSamplesParquet(path.join(tmp, 'pq', 'arrow.parquet'), rows, { includeImageBytes: true });
-    const out = python('import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({f.name: str(f.type) for f in t.schema}))', [a.path]);
+    const out = python(
+      'import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({f.name: str(f.type) for f in t.schema}))',
+      [a.path],
+    );
     const types = JSON.parse(out) as Record<string, string>;
     assert.match(types.image_primary_label, /^list</);
     assert.equal(types.article_reference_count, 'int64');
@@ -652,16 +811,26 @@ describe('writeSamplesParquet', () => {
   it('sizes row groups by rows and by bytes (images included)', async () => {
     assert.deepEqual(planRowGroups([10, 10, 10, 10, 10], 2, 1000), [2, 2, 1]);
     assert.deepEqual(planRowGroups([10, 10, 10, 10, 10], 1000, 25), [2, 2, 1]);
-    assert.deepEqual(planRowGroups([50, 5, 5, 50], 1000, 20), [1, 2, 1], 'a row bigger than the limit gets a group of its own');
+    assert.deepEqual(
+      planRowGroups([50, 5, 5, 50], 1000, 20),
+      [1, 2, 1],
+      'a row bigger than the limit gets a group of its own',
+    );
     assert.deepEqual(planRowGroups([], 10, 10), []);
     const big = rows.map((r, i) => {
       const image = Buffer.alloc(40_000 + i, i + 1);
       return { ...r, image, image_bytes_size: image.length, image_sha256: sha256(image) };
     });
-    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'groups.parquet'), big, { includeImageBytes: true, rowGroupBytes: 100_000 });
+    const a = await writeSamplesParquet(path.join(tmp, 'pq', 'groups.parquet'), big, {
+      includeImageBytes: true,
+      rowGroupBytes: 100_000,
+    });
     const reader = await ParquetReader.openFile(a.path);
     try {
-      assert.deepEqual(reader.metadata!.row_groups.map((g) => Number(g.num_rows)), [2, 2, 1]);
+      assert.deepEqual(
+        reader.metadata!.row_groups.map((g) => Number(g.num_rows)),
+        [2, 2, 1],
+      );
     } finally {
       await reader.close();
     }
@@ -680,10 +849,19 @@ describe('writeSamplesParquet', () => {
   it('is read by pyarrow with image_set and image_context as list<struct>', async () => {
     const a = await writeSamplesParquet(path.join(tmp, 'pq', 'nested.parquet'), rows);
     const out = JSON.parse(
-      python('import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({"types": {f.name: str(f.type) for f in t.schema}, "rows": t.to_pylist()}))', [a.path]),
+      python(
+        'import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1]); print(json.dumps({"types": {f.name: str(f.type) for f in t.schema}, "rows": t.to_pylist()}))',
+        [a.path],
+      ),
     ) as { types: Record<string, string>; rows: Record<string, unknown>[] };
-    assert.match(out.types.image_set!, /^list<image_set: struct<image_id: string not null, image_file_name: string not null, image_path: string not null, caption: string not null, hash: string> not null>$/);
-    assert.match(out.types.image_context!, /^list<image_context: struct<image_id: string not null, paragraphs: list<paragraphs: string not null> not null> not null>$/);
+    assert.match(
+      out.types.image_set!,
+      /^list<image_set: struct<image_id: string not null, image_file_name: string not null, image_path: string not null, caption: string not null, hash: string> not null>$/,
+    );
+    assert.match(
+      out.types.image_context!,
+      /^list<image_context: struct<image_id: string not null, paragraphs: list<paragraphs: string not null> not null> not null>$/,
+    );
     assert.equal(out.types.image_size, 'list<image_size: int64 not null>');
     assert.equal(out.types.article_text, 'string');
     rows.forEach((r, i) => {

@@ -1,6 +1,13 @@
 import * as os from 'node:os';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import { cpuActivities, entrezActivities, gpuActivities, hubActivities, ioActivities, type PoolName } from '../activities';
+import {
+  cpuActivities,
+  entrezActivities,
+  gpuActivities,
+  hubActivities,
+  ioActivities,
+  type PoolName,
+} from '../activities';
 import { hubCommitRatePerSecond, readHubWorkerEnv } from '../activities/publish/hub-env';
 import { entrezRatePerSecond, readWorkerEnv, type WorkerEnv } from '../config/release';
 import { connectOptions, temporalConnectionConfig, unreachable } from '../config/connection';
@@ -48,13 +55,24 @@ export interface PoolOptions {
  * The workers of one pool. Task-queue-wide limits that protect remote services (NCBI's requests per second)
  * are set on the queue itself, so any number of these workers on any number of machines stays within them.
  */
-export async function createPoolWorkers(pool: WorkerPool, connection: NativeConnection, opts: PoolOptions = {}): Promise<Worker[]> {
+export async function createPoolWorkers(
+  pool: WorkerPool,
+  connection: NativeConnection,
+  opts: PoolOptions = {},
+): Promise<Worker[]> {
   const env = opts.env ?? readWorkerEnv();
   const base = { connection, namespace: env.TEMPORAL_NAMESPACE } satisfies Partial<WorkerOptions>;
   const workers: Worker[] = [];
   switch (pool) {
     case 'io':
-      workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.io, activities: ioActivities, maxConcurrentActivityTaskExecutions: 16 }));
+      workers.push(
+        await Worker.create({
+          ...base,
+          taskQueue: TASK_QUEUES.io,
+          activities: ioActivities,
+          maxConcurrentActivityTaskExecutions: 16,
+        }),
+      );
       workers.push(await Worker.create({ ...base, ...hubQueueWorkerOptions() }));
       break;
     case 'entrez':
@@ -69,17 +87,37 @@ export async function createPoolWorkers(pool: WorkerPool, connection: NativeConn
       );
       break;
     case 'cpu':
-      workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.cpu, activities: cpuActivities, maxConcurrentActivityTaskExecutions: Math.max(1, os.cpus().length) }));
+      workers.push(
+        await Worker.create({
+          ...base,
+          taskQueue: TASK_QUEUES.cpu,
+          activities: cpuActivities,
+          maxConcurrentActivityTaskExecutions: Math.max(1, os.cpus().length),
+        }),
+      );
       break;
     case 'gpu':
       // One slot per GPU: the model is loaded once per process and one batch at a time keeps the device busy.
-      workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.gpu, activities: gpuActivities, maxConcurrentActivityTaskExecutions: env.GPU_SLOTS }));
+      workers.push(
+        await Worker.create({
+          ...base,
+          taskQueue: TASK_QUEUES.gpu,
+          activities: gpuActivities,
+          maxConcurrentActivityTaskExecutions: env.GPU_SLOTS,
+        }),
+      );
       break;
     case 'workflows':
       break;
   }
   if (pool === 'workflows' || (opts.workflows ?? (pool === 'cpu' && cpuHostsWorkflows()))) {
-    workers.push(await Worker.create({ ...base, taskQueue: TASK_QUEUES.workflows, workflowsPath: require.resolve('../workflows') }));
+    workers.push(
+      await Worker.create({
+        ...base,
+        taskQueue: TASK_QUEUES.workflows,
+        workflowsPath: require.resolve('../workflows'),
+      }),
+    );
   }
   return workers;
 }
@@ -99,7 +137,10 @@ export function hubQueueWorkerOptions(env: NodeJS.ProcessEnv = process.env) {
 }
 
 /** Runs the given pools until `signal` aborts (or a worker fails), then shuts them down gracefully. */
-export async function runPools(pools: readonly WorkerPool[], opts: { env?: WorkerEnv; signal?: AbortSignal; onReady?: () => void } = {}): Promise<void> {
+export async function runPools(
+  pools: readonly WorkerPool[],
+  opts: { env?: WorkerEnv; signal?: AbortSignal; onReady?: () => void } = {},
+): Promise<void> {
   const env = opts.env ?? readWorkerEnv();
   const cfg = temporalConnectionConfig(process.env, { address: env.TEMPORAL_ADDRESS });
   let connection: NativeConnection;
@@ -109,7 +150,16 @@ export async function runPools(pools: readonly WorkerPool[], opts: { env?: Worke
     throw unreachable(cfg, err);
   }
   try {
-    const workers = (await Promise.all(pools.map((p) => createPoolWorkers(p, connection, { env, ...(p === 'cpu' ? { workflows: cpuPoolHostsWorkflows(pools) } : {}) })))).flat();
+    const workers = (
+      await Promise.all(
+        pools.map((p) =>
+          createPoolWorkers(p, connection, {
+            env,
+            ...(p === 'cpu' ? { workflows: cpuPoolHostsWorkflows(pools) } : {}),
+          }),
+        ),
+      )
+    ).flat();
     const stop = () => workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
     opts.signal?.addEventListener('abort', stop, { once: true });
     const running = Promise.all(workers.map((w) => w.run()));

@@ -2,7 +2,14 @@
  * NCBI asks large jobs to run on weekends or between 21:00 and 05:00 US Eastern on weekdays.
  * Pure and deterministic (Intl with a fixed zone), so workflow code can use it with workflow time.
  */
-const EASTERN = new Intl.DateTimeFormat('en-US', { timeZone: 'America/New_York', hourCycle: 'h23', weekday: 'short', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const EASTERN = new Intl.DateTimeFormat('en-US', {
+  timeZone: 'America/New_York',
+  hourCycle: 'h23',
+  weekday: 'short',
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit',
+});
 
 function easternClock(ms: number): { weekday: string; secondsOfDay: number } {
   const p = Object.fromEntries(EASTERN.formatToParts(new Date(ms)).map((x) => [x.type, x.value]));

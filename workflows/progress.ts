@@ -48,7 +48,10 @@ export function noRejections(): StageRejections {
 }
 
 export function emptyTotals(): Record<UnitStage, StageTotals> {
-  return Object.fromEntries(UNIT_STAGES.map((s) => [s, { done: 0, failed: 0, rejected: 0 }])) as Record<UnitStage, StageTotals>;
+  return Object.fromEntries(UNIT_STAGES.map((s) => [s, { done: 0, failed: 0, rejected: 0 }])) as Record<
+    UnitStage,
+    StageTotals
+  >;
 }
 
 /** Whether a unit reported in `report` is through `stage`. */
@@ -72,7 +75,10 @@ export function laterReport(a: UnitReport | undefined, b: UnitReport): UnitRepor
 }
 
 /** A unit finished: every stage is done for it, and its rejections count. */
-export function addFinished(totals: Record<UnitStage, StageTotals>, rejected: Partial<StageRejections> | undefined): void {
+export function addFinished(
+  totals: Record<UnitStage, StageTotals>,
+  rejected: Partial<StageRejections> | undefined,
+): void {
   for (const s of UNIT_STAGES) {
     totals[s].done++;
     totals[s].rejected += rejected?.[s] ?? 0;
@@ -96,9 +102,18 @@ export function addFailed(totals: Record<UnitStage, StageTotals>, last: UnitRepo
  * The per-stage table: finished and failed units from `totals`, in-flight units from their latest reports, and
  * a rate per stage since `startedAt` (ms) as of `now` (ms), with the time left for `units` units.
  */
-export function stageTable(totals: Record<UnitStage, StageTotals>, live: Iterable<UnitReport>, units: number, startedAt: number | null, now: number): StageTable {
+export function stageTable(
+  totals: Record<UnitStage, StageTotals>,
+  live: Iterable<UnitReport>,
+  units: number,
+  startedAt: number | null,
+  now: number,
+): StageTable {
   const table = Object.fromEntries(
-    UNIT_STAGES.map((s) => [s, { ...totals[s], inFlight: 0, unitsPerHour: null, etaSeconds: null } satisfies StageProgress]),
+    UNIT_STAGES.map((s) => [
+      s,
+      { ...totals[s], inFlight: 0, unitsPerHour: null, etaSeconds: null } satisfies StageProgress,
+    ]),
   ) as StageTable;
   for (const r of live) {
     for (const s of UNIT_STAGES) {
@@ -120,7 +135,12 @@ export function stageTable(totals: Record<UnitStage, StageTotals>, live: Iterabl
 
 /** Adds the tables of several subsets into one (rates add up; the ETA is the slowest subset's). */
 export function mergeTables(tables: StageTable[]): StageTable {
-  const out = Object.fromEntries(UNIT_STAGES.map((s) => [s, { done: 0, failed: 0, rejected: 0, inFlight: 0, unitsPerHour: null, etaSeconds: null } as StageProgress])) as StageTable;
+  const out = Object.fromEntries(
+    UNIT_STAGES.map((s) => [
+      s,
+      { done: 0, failed: 0, rejected: 0, inFlight: 0, unitsPerHour: null, etaSeconds: null } as StageProgress,
+    ]),
+  ) as StageTable;
   for (const t of tables) {
     for (const s of UNIT_STAGES) {
       const o = out[s];

@@ -1,4 +1,12 @@
-import { ApplicationFailure, continueAsNew, defineQuery, proxyActivities, setCurrentDetails, setHandler, type RetryPolicy } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  continueAsNew,
+  defineQuery,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  type RetryPolicy,
+} from '@temporalio/workflow';
 import type { HubActivities, IoActivities } from '../activities';
 import type { PublishResult } from '../activities/publish/activity';
 import type { HubPlanSummary } from '../activities/publish/hub';
@@ -13,11 +21,27 @@ export const HUB_NON_RETRYABLE = ['ConfigError', 'HubAuth', 'HubNotFound', 'HubR
 
 // 429s and 5xx are first retried inside the activity (hub-http.ts); what is left rides on these, and a 429 that asks
 // for a longer wait sets the next attempt's delay itself (ApplicationFailure.nextRetryDelay).
-const hubRetry: RetryPolicy = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '10m', maximumAttempts: 60, nonRetryableErrorTypes: HUB_NON_RETRYABLE };
+const hubRetry: RetryPolicy = {
+  initialInterval: '2s',
+  backoffCoefficient: 2,
+  maximumInterval: '10m',
+  maximumAttempts: 60,
+  nonRetryableErrorTypes: HUB_NON_RETRYABLE,
+};
 
-const planner = proxyActivities<Pick<IoActivities, 'planHubPublish'>>({ taskQueue: TASK_QUEUES.io, startToCloseTimeout: '2h', heartbeatTimeout: '1m', retry: hubRetry });
+const planner = proxyActivities<Pick<IoActivities, 'planHubPublish'>>({
+  taskQueue: TASK_QUEUES.io,
+  startToCloseTimeout: '2h',
+  heartbeatTimeout: '1m',
+  retry: hubRetry,
+});
 // The hub queue's dispatch rate (set by its workers, HF_COMMITS_PER_HOUR) keeps commits under the Hub's commit limit.
-const committer = proxyActivities<HubActivities>({ taskQueue: TASK_QUEUES.hub, startToCloseTimeout: '6h', heartbeatTimeout: '1m', retry: hubRetry });
+const committer = proxyActivities<HubActivities>({
+  taskQueue: TASK_QUEUES.hub,
+  startToCloseTimeout: '6h',
+  heartbeatTimeout: '1m',
+  retry: hubRetry,
+});
 
 export interface PublishTotals {
   commits: number;
@@ -74,11 +98,20 @@ function human(bytes: number): string {
 export async function publishWorkflow(input: PublishWorkflowInput): Promise<PublishResult> {
   const { release } = input;
   if (release.publish.kind !== 'hub') {
-    throw ApplicationFailure.nonRetryable(`publishWorkflow publishes to the Hub; publish.kind is ${release.publish.kind}`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(
+      `publishWorkflow publishes to the Hub; publish.kind is ${release.publish.kind}`,
+      'ConfigError',
+    );
   }
   const repoId = release.publish.repoId;
   const perRun = input.commitsPerRun ?? 400;
-  const done: PublishTotals = input.resume?.done ?? { commits: 0, skipped: 0, filesUploaded: 0, bytesUploaded: 0, alreadyPresent: 0 };
+  const done: PublishTotals = input.resume?.done ?? {
+    commits: 0,
+    skipped: 0,
+    filesUploaded: 0,
+    bytesUploaded: 0,
+    alreadyPresent: 0,
+  };
   const progress: PublishProgress = {
     releaseId: release.releaseId,
     repoId,
@@ -100,7 +133,14 @@ export async function publishWorkflow(input: PublishWorkflowInput): Promise<Publ
     setCurrentDetails(`planning: comparing release ${release.releaseId} with ${repoId}`);
     plan = await planner.planHubPublish(release);
   }
-  Object.assign(progress, { phase: 'committing', planId: plan.planId, batches: plan.batches.length, filesToUpload: plan.toUpload, bytesToUpload: plan.bytesToUpload, unchanged: plan.unchanged });
+  Object.assign(progress, {
+    phase: 'committing',
+    planId: plan.planId,
+    batches: plan.batches.length,
+    filesToUpload: plan.toUpload,
+    bytesToUpload: plan.bytesToUpload,
+    unchanged: plan.unchanged,
+  });
 
   const start = progress.nextBatch;
   for (let i = start; i < plan.batches.length; i++) {

@@ -23,7 +23,14 @@ import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { cpuOptions, gpuOptions, ioOptions } from './options';
 import { publishWorkflow } from './publish';
 import { emptyTotals, mergeTables, type StageTable } from './progress';
-import { pauseSignal, resumeSignal, subsetReportSignal, subsetWorkflow, type SubsetProgress, type SubsetResult } from './subset';
+import {
+  pauseSignal,
+  resumeSignal,
+  subsetReportSignal,
+  subsetWorkflow,
+  type SubsetProgress,
+  type SubsetResult,
+} from './subset';
 
 const io = proxyActivities<IoActivities>(ioOptions);
 const cpu = proxyActivities<CpuActivities>(cpuOptions);
@@ -68,7 +75,15 @@ export const progressQuery = defineQuery<ReleaseProgress>('progress');
 /** The yearly release: models and plan, every unit through every stage (a bounded window of child workflows), then finalize and publish. */
 export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResult> {
   input = resolveScheduledRelease(input);
-  const progress: ReleaseProgress = { releaseId: input.releaseId, stage: 'models', paused: false, subsetWorkflows: [], units: { total: 0, done: 0, inFlight: 0, failed: 0 }, samples: 0, plan: null };
+  const progress: ReleaseProgress = {
+    releaseId: input.releaseId,
+    stage: 'models',
+    paused: false,
+    subsetWorkflows: [],
+    units: { total: 0, done: 0, inFlight: 0, failed: 0 },
+    samples: 0,
+    plan: null,
+  };
   const reports = new Map<string, SubsetProgress>();
   setHandler(subsetReportSignal, (report) => {
     const before = reports.get(report.subset);
@@ -81,7 +96,12 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
     const sum = (f: (r: SubsetProgress) => number) => subsets.reduce((n, r) => n + f(r), 0);
     return {
       ...progress,
-      units: { total: progress.units.total, done: sum((r) => r.done), inFlight: sum((r) => r.inFlight), failed: sum((r) => r.failed) },
+      units: {
+        total: progress.units.total,
+        done: sum((r) => r.done),
+        inFlight: sum((r) => r.inFlight),
+        failed: sum((r) => r.failed),
+      },
       samples: sum((r) => r.samples),
       stages: mergeTables(subsets.map((r) => r.stages)),
       subsets,
@@ -118,30 +138,60 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   enter('finalize', 'writing shard indexes and the rejection report');
   const summary = await cpu.finalizeRelease(input);
   await unpaused();
-  enter('publish', input.publish.kind === 'hub' ? `publishing to the Hub repo ${input.publish.repoId}` : 'publishing to the local folder');
+  enter(
+    'publish',
+    input.publish.kind === 'hub'
+      ? `publishing to the Hub repo ${input.publish.repoId}`
+      : 'publishing to the local folder',
+  );
   // Hub publishing is a child workflow (plan, then one commit activity per batch on the rate-limited hub queue);
   // the embedded default's local folder is one activity.
   const publish: PublishResult =
     input.publish.kind === 'hub'
-      ? await executeChild(publishWorkflow, { workflowId: `${workflowInfo().workflowId}/publish`, taskQueue: TASK_QUEUES.workflows, args: [{ release: input }] })
+      ? await executeChild(publishWorkflow, {
+          workflowId: `${workflowInfo().workflowId}/publish`,
+          taskQueue: TASK_QUEUES.workflows,
+          args: [{ release: input }],
+        })
       : await io.publishRelease(input);
-  enter('done', `${summary.samples} samples in ${Object.values(summary.subsets).reduce((n, s) => n + s.shards, 0)} shards; published to ${publish.target}`);
+  enter(
+    'done',
+    `${summary.samples} samples in ${Object.values(summary.subsets).reduce((n, s) => n + s.shards, 0)} shards; published to ${publish.target}`,
+  );
   const stages = mergeTables([...reports.values()].map((r) => r.stages));
-  return { releaseId: input.releaseId, plan, summary, publish, outputs: `${input.dataDir}/releases/${input.releaseId}`, stages };
+  return {
+    releaseId: input.releaseId,
+    plan,
+    summary,
+    publish,
+    outputs: `${input.dataDir}/releases/${input.releaseId}`,
+    stages,
+  };
 }
 
 /** Pause or resume passed on to the subset drivers (one that has ended ignores it). */
 function signalDrivers(ids: readonly string[], signal: typeof pauseSignal | typeof resumeSignal): void {
-  for (const id of ids) void getExternalWorkflowHandle(id).signal(signal).catch(() => undefined);
+  for (const id of ids)
+    void getExternalWorkflowHandle(id)
+      .signal(signal)
+      .catch(() => undefined);
 }
 
 /** A release id with `{year}` (a Temporal Schedule's yearly run) takes the year the run started, in UTC. */
 export function resolveScheduledRelease(input: ReleaseInput): ReleaseInput {
   if (!input.releaseId.includes('{year}')) return input;
-  return { ...input, releaseId: input.releaseId.replace('{year}', String(new Date(workflowInfo().startTime).getUTCFullYear())) };
+  return {
+    ...input,
+    releaseId: input.releaseId.replace('{year}', String(new Date(workflowInfo().startTime).getUTCFullYear())),
+  };
 }
 
-async function runSubsets(input: ReleaseInput, plan: PlanSummary, progress: ReleaseProgress, enter: (stage: ReleaseStage, details: string) => void): Promise<void> {
+async function runSubsets(
+  input: ReleaseInput,
+  plan: PlanSummary,
+  progress: ReleaseProgress,
+  enter: (stage: ReleaseStage, details: string) => void,
+): Promise<void> {
   const subsets = (['commercial', 'noncommercial', 'other'] as const).filter((s) => plan.subsets[s].units > 0);
   const total = subsets.reduce((n, s) => n + plan.subsets[s].units, 0);
   progress.units.total = total;
@@ -198,5 +248,9 @@ async function runSubsets(input: ReleaseInput, plan: PlanSummary, progress: Rele
   progress.subsetWorkflows = [];
   const failures = results.flatMap((r) => r.failures);
   const failed = results.reduce((n, r) => n + r.failed, 0);
-  if (failed > 0) throw ApplicationFailure.nonRetryable(`${failed} of ${total} units failed: ${failures.slice(0, 5).join('; ')}`, 'UnitsFailed');
+  if (failed > 0)
+    throw ApplicationFailure.nonRetryable(
+      `${failed} of ${total} units failed: ${failures.slice(0, 5).join('; ')}`,
+      'UnitsFailed',
+    );
 }

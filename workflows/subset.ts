@@ -17,7 +17,17 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import type { ReleaseInput, Subset } from '../config/release';
 import { DRIVER_EVENTS_PER_UNIT } from '../config/history';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
-import { addFailed, addFinished, laterReport, noRejections, stageTable, type StageTable, type StageTotals, type UnitReport, type UnitStage } from './progress';
+import {
+  addFailed,
+  addFinished,
+  laterReport,
+  noRejections,
+  stageTable,
+  type StageTable,
+  type StageTotals,
+  type UnitReport,
+  type UnitStage,
+} from './progress';
 import { unitStageSignal, unitWorkflow } from './unit';
 
 export const subsetKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.subset, SearchAttributeType.KEYWORD);
@@ -65,7 +75,10 @@ export interface SubsetProgress {
   seq: number;
 }
 
-export type SubsetResult = Omit<SubsetState, 'release' | 'nextIndex' | 'paused' | 'unitsPerRun' | 'startedAt' | 'reports'>;
+export type SubsetResult = Omit<
+  SubsetState,
+  'release' | 'nextIndex' | 'paused' | 'unitsPerRun' | 'startedAt' | 'reports'
+>;
 
 export const subsetProgressQuery = defineQuery<SubsetProgress>('subsetProgress');
 export const pauseSignal = defineSignal('pause');
@@ -134,12 +147,16 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
   const startedThisRun = { n: 0 };
   const running = new Set<Promise<void>>();
   const details = () =>
-    setCurrentDetails(`${state.subset}: ${state.done}/${state.units} units done, ${inFlight} in flight, ${state.failed} failed, ${state.samples} samples${state.paused ? ' (paused)' : ''}`);
+    setCurrentDetails(
+      `${state.subset}: ${state.done}/${state.units} units done, ${inFlight} in flight, ${state.failed} failed, ${state.samples} samples${state.paused ? ' (paused)' : ''}`,
+    );
 
   // A run ends on its history's length, not only on a unit count, so its history stays under the budget however
   // little the window batches.
   const budget = state.release.historyBudget;
-  const overBudget = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength + (running.size + 1) * DRIVER_EVENTS_PER_UNIT >= budget;
+  const overBudget = () =>
+    workflowInfo().continueAsNewSuggested ||
+    workflowInfo().historyLength + (running.size + 1) * DRIVER_EVENTS_PER_UNIT >= budget;
   try {
     while (state.nextIndex < state.units && startedThisRun.n < state.unitsPerRun) {
       await condition(() => !state.paused && running.size < state.release.window);
@@ -148,7 +165,10 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
       const child = await startChild(unitWorkflow, {
         workflowId: `${parentId}/${unitId}`,
         taskQueue: TASK_QUEUES.workflows,
-        args: [{ release: state.release, unitId }, { workflowId: workflowInfo().workflowId, runId: workflowInfo().runId }],
+        args: [
+          { release: state.release, unitId },
+          { workflowId: workflowInfo().workflowId, runId: workflowInfo().runId },
+        ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         typedSearchAttributes: [
           { key: releaseKeyForSubset, value: state.release.releaseId },

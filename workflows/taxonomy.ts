@@ -1,6 +1,11 @@
 import { proxyActivities, setCurrentDetails } from '@temporalio/workflow';
 import type { CpuActivities, GpuActivities } from '../activities';
-import type { FitResult, FitTaxonomyInputArgs, ReviewPackResult, SampleResult } from '../activities/annotate/taxonomy-activity';
+import type {
+  FitResult,
+  FitTaxonomyInputArgs,
+  ReviewPackResult,
+  SampleResult,
+} from '../activities/annotate/taxonomy-activity';
 import { cpuOptions, gpuOptions } from './options';
 
 // The fit is one long CPU computation (a 1024-d covariance over the sample, then k-means with K = 2000) that
@@ -40,6 +45,8 @@ export async function fitTaxonomyWorkflow(input: FitTaxonomyInputArgs): Promise<
     perCluster: input.perCluster,
     thumbSize: input.thumbSize,
   });
-  setCurrentDetails(`taxonomy ${input.version}: ${fit.clusters} clusters from ${sample.samples} figures; review pack at ${review.index}`);
+  setCurrentDetails(
+    `taxonomy ${input.version}: ${fit.clusters} clusters from ${sample.samples} figures; review pack at ${review.index}`,
+  );
   return { version: fit.version, taxonomyPath: fit.taxonomyPath, sample, fit, review };
 }

@@ -1,4 +1,11 @@
-import { defineSignal, getExternalWorkflowHandle, isCancellation, proxyActivities, setCurrentDetails, sleep } from '@temporalio/workflow';
+import {
+  defineSignal,
+  getExternalWorkflowHandle,
+  isCancellation,
+  proxyActivities,
+  setCurrentDetails,
+  sleep,
+} from '@temporalio/workflow';
 import type { CpuActivities, EntrezActivities, GpuActivities, IoActivities } from '../activities';
 import type { UnitTask } from '../activities/common/stage';
 import type { ParquetResult } from '../activities/parquet/activity';
@@ -43,9 +50,11 @@ export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget):
     // Awaited, so the driver holds the report before the unit's next stage (and its completion) can reach it.
     // A driver that is gone (terminated by hand) only loses the count: the unit goes on.
     if (driver) {
-      await driver.signal(unitStageSignal, { unitId: task.unitId, stage, enrichDone, rejected: { ...rejected } }).catch((err: unknown) => {
-        if (isCancellation(err)) throw err;
-      });
+      await driver
+        .signal(unitStageSignal, { unitId: task.unitId, stage, enrichDone, rejected: { ...rejected } })
+        .catch((err: unknown) => {
+          if (isCancellation(err)) throw err;
+        });
     }
   };
 
@@ -73,7 +82,9 @@ export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget):
   const shard = await cpu.writeShard(task, parsed.pmidBatches);
   rejected.shard += shard.quarantined;
   const parquet = await cpu.writeParquet(task);
-  setCurrentDetails(`unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shards.map((s) => s.shard).join(', ')}`);
+  setCurrentDetails(
+    `unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shards.map((s) => s.shard).join(', ')}`,
+  );
   return { unitId: task.unitId, articles: parsed.parsed, figures: parsed.figures, shard, parquet, rejected };
 }
 

@@ -8,7 +8,13 @@ import { quarantine } from '../common/quarantine';
 import { cancellationSignal, heartbeat, layoutOf, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { createEmbedder, sha256OfFile, type Embedder } from './embedder';
-import { assignCluster, buildBootstrapTaxonomy, loadClusterLabels, parseTaxonomyModel, type TaxonomyModel } from './taxonomy';
+import {
+  assignCluster,
+  buildBootstrapTaxonomy,
+  loadClusterLabels,
+  parseTaxonomyModel,
+  type TaxonomyModel,
+} from './taxonomy';
 import { buildTinyVitModel } from './tiny-vit';
 import {
   bytesToRows,
@@ -70,7 +76,11 @@ export async function ensureAnnotationModels(release: ReleaseInput): Promise<Ann
   let generated = false;
   if (!(await exists(modelPath))) {
     const m = GENERATED_MODEL.exec(release.annotate.modelPath);
-    if (!m) throw ApplicationFailure.nonRetryable(`embedding model ${modelPath} not found; export one as docs/annotation.md shows`, 'ModelMissing');
+    if (!m)
+      throw ApplicationFailure.nonRetryable(
+        `embedding model ${modelPath} not found; export one as docs/annotation.md shows`,
+        'ModelMissing',
+      );
     await writeFileAtomic(modelPath, buildTinyVitModel({ seed: Number(m[2]), dtype: m[3] ? 'float16' : 'float32' }));
     generated = true;
   }
@@ -78,11 +88,20 @@ export async function ensureAnnotationModels(release: ReleaseInput): Promise<Ann
     const embedder = await embedderFor(modelPath);
     const labels = await loadClusterLabels(fixturePaths.clusterLabels());
     const version = path.basename(taxonomyPath).replace(/\.json$/, '');
-    await writeJsonAtomic(taxonomyPath, buildBootstrapTaxonomy({ clusterLabels: labels, embeddingDim: embedder.dim, clusters: 32, seed: 1, version }));
+    await writeJsonAtomic(
+      taxonomyPath,
+      buildBootstrapTaxonomy({ clusterLabels: labels, embeddingDim: embedder.dim, clusters: 32, seed: 1, version }),
+    );
     generated = true;
   }
   const taxonomy = parseTaxonomyModel(await readJson(taxonomyPath));
-  return { modelPath, modelSha256: await sha256OfFile(modelPath), taxonomyPath, taxonomyVersion: taxonomy.version, generated };
+  return {
+    modelPath,
+    modelSha256: await sha256OfFile(modelPath),
+    taxonomyPath,
+    taxonomyVersion: taxonomy.version,
+    generated,
+  };
 }
 
 interface InfoLogger {
@@ -103,22 +122,28 @@ const embedders = new Map<string, Promise<Embedder>>();
 
 /** The process's embedder for a model, created on first use; the provider in use is logged once, when it is created. */
 export function embedderFor(modelPath: string): Promise<Embedder> {
-  const providers = readWorkerEnv().ORT_EXECUTION_PROVIDERS.split(',').map((p) => p.trim()).filter(Boolean);
+  const providers = readWorkerEnv()
+    .ORT_EXECUTION_PROVIDERS.split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
   const cacheKey = `${modelPath}|${providers.join(',')}`;
   let e = embedders.get(cacheKey);
   if (!e) {
     e = createEmbedder({ modelPath, executionProviders: providers, batchSize: 16 }).then((emb) => {
       const fallbacks = emb.fallbacks.map((f) => `${f.provider}: ${f.error.split('\n')[0]}`);
-      activityLogger().info(`annotate: onnxruntime execution provider ${emb.provider} for ${path.basename(modelPath)}`, {
-        provider: emb.provider,
-        tried: providers,
-        fallbacks,
-        inputType: emb.inputType,
-        dim: emb.dim,
-        preprocess: emb.preprocessSource,
-        modelSha256: emb.modelSha256,
-        pid: process.pid,
-      });
+      activityLogger().info(
+        `annotate: onnxruntime execution provider ${emb.provider} for ${path.basename(modelPath)}`,
+        {
+          provider: emb.provider,
+          tried: providers,
+          fallbacks,
+          inputType: emb.inputType,
+          dim: emb.dim,
+          preprocess: emb.preprocessSource,
+          modelSha256: emb.modelSha256,
+          pid: process.pid,
+        },
+      );
       return emb;
     });
     e.catch(() => embedders.delete(cacheKey));
@@ -154,14 +179,21 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
     const indexText = await fs.readFile(path.join(unitDir, 'images.ndjson'), 'utf8').catch(() => '');
     const prepared = await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'));
     const embedder = await embedderFor(layout.resolveData(task.release.annotate.modelPath));
-    const taxonomy: TaxonomyModel = parseTaxonomyModel(await readJson(layout.resolveData(task.release.annotate.taxonomyPath)));
+    const taxonomy: TaxonomyModel = parseTaxonomyModel(
+      await readJson(layout.resolveData(task.release.annotate.taxonomyPath)),
+    );
     const dim = embedder.dim;
     const rowBytes = dim * 4;
-    const identity: EmbeddingIdentity = { dim, rows: prepared.length, modelSha256: embedder.modelSha256, imagesSha256: sha256Hex(indexText) };
+    const identity: EmbeddingIdentity = {
+      dim,
+      rows: prepared.length,
+      modelSha256: embedder.modelSha256,
+      imagesSha256: sha256Hex(indexText),
+    };
     const files = unitEmbeddingPaths(unitDir);
 
     let failures: EmbeddingFailure[] = [];
-    let resumedFrom = 0;
+    let resumedFrom: number;
     let embeddedNow = 0;
     const stored = await readUnitEmbeddingsMeta(unitDir);
     const storedSize = (await fs.stat(files.file).catch(() => null))?.size;
@@ -186,14 +218,28 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
         const starts: number[] = [];
         for (let i = start; i < prepared.length; i += batch) starts.push(i);
         const load = (i: number) =>
-          Promise.all(prepared.slice(i, i + batch).map((p) => fs.readFile(stagedImagePath(unitDir, p.key)).catch((err: Error) => new Error(`staged image unreadable: ${err.message}`))));
+          Promise.all(
+            prepared
+              .slice(i, i + batch)
+              .map((p) =>
+                fs
+                  .readFile(stagedImagePath(unitDir, p.key))
+                  .catch((err: Error) => new Error(`staged image unreadable: ${err.message}`)),
+              ),
+          );
         for await (const b of embedder.embedBatches(starts, load)) {
           const i = b.item;
           const rows = new Float32Array(b.embeddings.length * dim).fill(NaN);
           const failedNow: EmbeddingFailure[] = [];
           b.embeddings.forEach((e, j) => {
             if (e) rows.set(e, j * dim);
-            else failedNow.push({ index: i + j, key: prepared[i + j]!.key, article: prepared[i + j]!.article, detail: b.errors[j] ?? 'unknown error' });
+            else
+              failedNow.push({
+                index: i + j,
+                key: prepared[i + j]!.key,
+                article: prepared[i + j]!.article,
+                detail: b.errors[j] ?? 'unknown error',
+              });
           });
           await fh.write(rowsToBytes(rows), 0, rows.length * 4, i * rowBytes);
           if (failedNow.length) {
@@ -201,16 +247,28 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
             failures.push(...failedNow);
           }
           embeddedNow += b.embeddings.length;
-          const done: AnnotateProgress = { kind: 'annotate-progress', ...identity, done: i + b.embeddings.length, provider: embedder.provider };
+          const done: AnnotateProgress = {
+            kind: 'annotate-progress',
+            ...identity,
+            done: i + b.embeddings.length,
+            provider: embedder.provider,
+          };
           heartbeat(done);
           const signal = cancellationSignal();
-          if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledFailure('annotateUnit cancelled');
+          if (signal?.aborted)
+            throw signal.reason instanceof Error ? signal.reason : new CancelledFailure('annotateUnit cancelled');
         }
         await fh.sync();
       } finally {
         await fh.close();
       }
-      const meta: UnitEmbeddingsMeta = { format: 'f32le-rows', ...identity, provider: embedder.provider, inputType: embedder.inputType, failed: failures };
+      const meta: UnitEmbeddingsMeta = {
+        format: 'f32le-rows',
+        ...identity,
+        provider: embedder.provider,
+        inputType: embedder.inputType,
+        failed: failures,
+      };
       // Meta first, then the rename: a crash in between leaves a meta that no longer matches a complete file.
       await writeJsonAtomic(files.meta, meta);
       await fs.rename(files.partial, files.file);
@@ -225,7 +283,16 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
       const { clusterId, distance } = assignCluster(taxonomy, all.subarray(i * dim, (i + 1) * dim));
       labels.push({ key: p.key, clusterId, distance: Math.round(distance * 1e6) / 1e6 });
     });
-    for (const f of failures) q.push(quarantine({ article: f.article, figure: f.key, stage: 'annotate', reason: 'embedding-failed', detail: f.detail }));
+    for (const f of failures)
+      q.push(
+        quarantine({
+          article: f.article,
+          figure: f.key,
+          stage: 'annotate',
+          reason: 'embedding-failed',
+          detail: f.detail,
+        }),
+      );
     const out = path.join(unitDir, 'labels.ndjson');
     await writeFileAtomic(out, ndjson(labels));
     return {

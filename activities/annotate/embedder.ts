@@ -42,9 +42,14 @@ export const PreprocessConfigSchema = z.object({
   kernel: z.enum(['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3']).default('linear'),
   /** Per-channel (x - mean) / std after scaling to [0,1]; null = none (the original). */
   mean: rgb.nullable().default(null),
-  std: rgb.refine((s) => s.every((v) => v > 0), 'std must be positive').nullable().default(null),
+  std: rgb
+    .refine((s) => s.every((v) => v > 0), 'std must be positive')
+    .nullable()
+    .default(null),
   /** Transparency is flattened onto this colour (0-255 RGB). */
-  background: z.tuple([z.number().int().min(0).max(255), z.number().int().min(0).max(255), z.number().int().min(0).max(255)]).default([255, 255, 255]),
+  background: z
+    .tuple([z.number().int().min(0).max(255), z.number().int().min(0).max(255), z.number().int().min(0).max(255)])
+    .default([255, 255, 255]),
 });
 export type PreprocessConfig = z.infer<typeof PreprocessConfigSchema>;
 export type PreprocessConfigInput = z.input<typeof PreprocessConfigSchema>;
@@ -76,7 +81,13 @@ export async function decodeRgb(bytes: Buffer, cfg: PreprocessConfig): Promise<B
   const { data, info } = await sharp(bytes, { failOn: 'error', animated: false })
     .flatten({ background: { r, g, b } })
     .toColourspace('srgb')
-    .resize(cfg.size, cfg.size, cfg.resize === 'squash' ? { fit: 'fill', kernel: cfg.kernel } : { fit: 'cover', position: 'centre', kernel: cfg.kernel })
+    .resize(
+      cfg.size,
+      cfg.size,
+      cfg.resize === 'squash'
+        ? { fit: 'fill', kernel: cfg.kernel }
+        : { fit: 'cover', position: 'centre', kernel: cfg.kernel },
+    )
     .removeAlpha()
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
@@ -121,7 +132,8 @@ function fillChw(rgbBytes: Buffer, out: Body, offset: number, tables: Body[], pl
  * EXIF orientation is deliberately NOT applied, matching PIL's Image.open without exif_transpose.
  */
 export async function preprocessImage(bytes: Buffer, opts: PreprocessConfigInput = {}): Promise<Float32Array> {
-  if (opts.size !== undefined && (!Number.isInteger(opts.size) || opts.size <= 0)) throw new Error(`preprocessImage: bad size ${opts.size}`);
+  if (opts.size !== undefined && (!Number.isInteger(opts.size) || opts.size <= 0))
+    throw new Error(`preprocessImage: bad size ${opts.size}`);
   const cfg = parsePreprocessConfig(opts);
   const plane = cfg.size * cfg.size;
   const out = new Float32Array(3 * plane);
@@ -151,7 +163,11 @@ export interface EmbedderOptions {
   prefetchBatches?: number;
 }
 
-export type TraceEvent = { event: 'load' | 'decode-issued' | 'decoded' | 'run-start' | 'run-end'; batch: number; t: number };
+export type TraceEvent = {
+  event: 'load' | 'decode-issued' | 'decoded' | 'run-start' | 'run-end';
+  batch: number;
+  t: number;
+};
 
 export interface EmbeddedBatch<T> {
   /** The source item this batch came from. */
@@ -202,7 +218,8 @@ function parseProvider(spec: string): { name: string; option: string | ort.Infer
   const [name, device] = spec.split(':') as [string, string | undefined];
   if (device === undefined) return { name, option: name };
   const deviceId = Number(device);
-  if (!Number.isInteger(deviceId) || deviceId < 0) throw new Error(`bad execution provider ${JSON.stringify(spec)} (want name or name:deviceId)`);
+  if (!Number.isInteger(deviceId) || deviceId < 0)
+    throw new Error(`bad execution provider ${JSON.stringify(spec)} (want name or name:deviceId)`);
   return { name, option: { name, deviceId } as ort.InferenceSession.ExecutionProviderConfig };
 }
 
@@ -221,7 +238,12 @@ async function openSession(
         executionProviders: [option],
         graphOptimizationLevel: 'all',
         ...(intraOpNumThreads !== undefined ? { intraOpNumThreads } : {}),
-        extra: { session: { intra_op: { allow_spinning: allowSpinning ? '1' : '0' }, inter_op: { allow_spinning: allowSpinning ? '1' : '0' } } },
+        extra: {
+          session: {
+            intra_op: { allow_spinning: allowSpinning ? '1' : '0' },
+            inter_op: { allow_spinning: allowSpinning ? '1' : '0' },
+          },
+        },
       });
       return { session, provider: spec, fallbacks };
     } catch (err) {
@@ -232,13 +254,18 @@ async function openSession(
   throw new Error(`createEmbedder: no execution provider could load ${modelPath} (${detail})`);
 }
 
-function tensorMeta(meta: readonly ort.InferenceSession.ValueMetadata[], which: string, name?: string): ort.InferenceSession.TensorValueMetadata & { type: 'float32' | 'float16' } {
+function tensorMeta(
+  meta: readonly ort.InferenceSession.ValueMetadata[],
+  which: string,
+  name?: string,
+): ort.InferenceSession.TensorValueMetadata & { type: 'float32' | 'float16' } {
   const m = name !== undefined ? meta.find((x) => x.name === name) : meta.length === 1 ? meta[0] : undefined;
   if (!m) {
     const names = meta.map((x) => x.name).join(', ');
     throw new Error(`createEmbedder: cannot pick the ${which}${name ? ` "${name}"` : ''} among [${names}]`);
   }
-  if (!m.isTensor || (m.type !== 'float32' && m.type !== 'float16')) throw new Error(`createEmbedder: ${which} ${m.name} must be a float32 or float16 tensor`);
+  if (!m.isTensor || (m.type !== 'float32' && m.type !== 'float16'))
+    throw new Error(`createEmbedder: ${which} ${m.name} must be a float32 or float16 tensor`);
   return m as ort.InferenceSession.TensorValueMetadata & { type: 'float32' | 'float16' };
 }
 
@@ -258,16 +285,24 @@ export async function createEmbedder(opts: EmbedderOptions): Promise<Embedder> {
   const preprocessSource: Embedder['preprocessSource'] = opts.preprocess ? 'options' : sidecar ? 'sidecar' : 'default';
   const modelSha256 = await sha256OfFile(opts.modelPath);
 
-  const { session, provider, fallbacks } = await openSession(opts.modelPath, providers, opts.intraOpNumThreads, opts.allowSpinning ?? false);
+  const { session, provider, fallbacks } = await openSession(
+    opts.modelPath,
+    providers,
+    opts.intraOpNumThreads,
+    opts.allowSpinning ?? false,
+  );
   try {
     const input = tensorMeta(session.inputMetadata, 'input');
     const output = tensorMeta(session.outputMetadata, 'output', opts.outputName);
     const [, channels, h, w] = input.shape;
-    if (input.shape.length !== 4 || channels !== 3) throw new Error(`createEmbedder: input shape [${input.shape.join(',')}] is not [batch,3,H,W]`);
-    if (typeof h === 'number' && typeof w === 'number' && h !== w) throw new Error(`createEmbedder: non-square input ${h}x${w}`);
+    if (input.shape.length !== 4 || channels !== 3)
+      throw new Error(`createEmbedder: input shape [${input.shape.join(',')}] is not [batch,3,H,W]`);
+    if (typeof h === 'number' && typeof w === 'number' && h !== w)
+      throw new Error(`createEmbedder: non-square input ${h}x${w}`);
     if (typeof h === 'number' && h !== preprocess.size) {
       // A static model size wins over a default preprocessing size; an explicit mismatch is an error.
-      if (preprocessSource !== 'default') throw new Error(`createEmbedder: preprocess size ${preprocess.size} but the model takes ${h}x${h}`);
+      if (preprocessSource !== 'default')
+        throw new Error(`createEmbedder: preprocess size ${preprocess.size} but the model takes ${h}x${h}`);
       preprocess = { ...preprocess, size: h };
     }
     const last = output.shape[output.shape.length - 1];
@@ -346,21 +381,30 @@ function makeEmbedder(p: {
   };
 
   const runTensor = async (body: Body, n: number): Promise<Float32Array[]> => {
-    const tensor = p.inputType === 'float16' ? new ort.Tensor('float16', body as Uint16Array, [n, 3, size, size]) : new ort.Tensor('float32', body as Float32Array, [n, 3, size, size]);
+    const tensor =
+      p.inputType === 'float16'
+        ? new ort.Tensor('float16', body as Uint16Array, [n, 3, size, size])
+        : new ort.Tensor('float32', body as Float32Array, [n, 3, size, size]);
     const result = await session.run({ [p.inputName]: tensor }, [p.outputName]);
     const out = result[p.outputName]!;
     try {
       const data = out.data as Float32Array | Uint16Array;
       if (data.length !== n * dim) throw new Error(`embedder: got ${data.length} values for ${n} images of dim ${dim}`);
       // Copies, so each embedding owns its memory once the output tensor is disposed.
-      return Array.from({ length: n }, (_, i) => (p.outputType === 'float16' ? halfToFloat32Array(data, i * dim, (i + 1) * dim) : (data as Float32Array).slice(i * dim, (i + 1) * dim)));
+      return Array.from({ length: n }, (_, i) =>
+        p.outputType === 'float16'
+          ? halfToFloat32Array(data, i * dim, (i + 1) * dim)
+          : (data as Float32Array).slice(i * dim, (i + 1) * dim),
+      );
     } finally {
       out.dispose();
     }
   };
 
   /** Inference for one prepared batch; if the whole batch fails, each image is retried alone to isolate the culprit. */
-  const runPrepared = async (b: PreparedBatch): Promise<{ embeddings: Array<Float32Array | null>; errors: Array<string | null> }> => {
+  const runPrepared = async (
+    b: PreparedBatch,
+  ): Promise<{ embeddings: Array<Float32Array | null>; errors: Array<string | null> }> => {
     const ok = b.slot.filter((s) => s >= 0).length;
     const errors = [...b.errors];
     let outs: Array<Float32Array | null> = [];
@@ -395,7 +439,10 @@ function makeEmbedder(p: {
     opts: { trace?: (e: TraceEvent) => void; prefetchBatches?: number } = {},
   ): AsyncGenerator<EmbeddedBatch<T>> {
     const trace = (event: TraceEvent['event'], batch: number) => opts.trace?.({ event, batch, t: performance.now() });
-    const iterator: AsyncIterator<T> | Iterator<T> = Symbol.asyncIterator in source ? (source as AsyncIterable<T>)[Symbol.asyncIterator]() : (source as Iterable<T>)[Symbol.iterator]();
+    const iterator: AsyncIterator<T> | Iterator<T> =
+      Symbol.asyncIterator in source
+        ? (source as AsyncIterable<T>)[Symbol.asyncIterator]()
+        : (source as Iterable<T>)[Symbol.iterator]();
     let nextIndex = 0;
     type Loaded = { batch: number; item: T; images: Array<Buffer | Error> };
     const startLoad = async (): Promise<Loaded | null> => {

@@ -191,7 +191,8 @@ export function symmetricEigen(a: Float64Array, n: number): { values: Float64Arr
 export function fitPca(x: Matrix, components: number, onProgress?: Progress): PcaModel {
   const { rows: n, cols: d, data } = x;
   if (n < 2) throw new Error(`fitPca: need at least 2 rows, got ${n}`);
-  if (!Number.isInteger(components) || components < 1 || components > d) throw new Error(`fitPca: components must be 1..${d}, got ${components}`);
+  if (!Number.isInteger(components) || components < 1 || components > d)
+    throw new Error(`fitPca: components must be 1..${d}, got ${components}`);
   const mean = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] = mean[j]! + data[i * d + j]!;
   for (let j = 0; j < d; j++) mean[j] = mean[j]! / n;
@@ -284,7 +285,14 @@ export interface KMeansModel {
 }
 
 /** Index of the nearest of k centroids (flat, k x p, with squared norms `cn`) to row `off` of `x`; ties to the lowest. */
-function nearest(x: Float64Array | Float32Array, off: number, p: number, c: Float64Array, cn: Float64Array, k: number): { index: number; d2: number } {
+function nearest(
+  x: Float64Array | Float32Array,
+  off: number,
+  p: number,
+  c: Float64Array,
+  cn: Float64Array,
+  k: number,
+): { index: number; d2: number } {
   let xn = 0;
   for (let j = 0; j < p; j++) xn += x[off + j]! * x[off + j]!;
   let best = 0;

@@ -67,7 +67,11 @@ export function float32ToHalfArray(values: ArrayLike<number>): Uint16Array {
  * Half data from an ort 'float16' tensor as float32: a Uint16Array of bit patterns (no Float16Array on this
  * runtime), or a Float16Array-like whose elements are already numbers.
  */
-export function halfToFloat32Array(data: ArrayLike<number> & { BYTES_PER_ELEMENT?: number }, from = 0, to = data.length): Float32Array {
+export function halfToFloat32Array(
+  data: ArrayLike<number> & { BYTES_PER_ELEMENT?: number },
+  from = 0,
+  to = data.length,
+): Float32Array {
   const out = new Float32Array(to - from);
   if (data instanceof Uint16Array) {
     const t = table();

@@ -72,9 +72,14 @@ function labelsHtml(l: ClusterLabel | null): string {
 }
 
 const clusterFile = (id: number) => `clusters/${id}.html`;
-const src = (thumb: string, fromCluster: boolean) => (fromCluster ? '../' : '') + thumb.split('/').map(encodeURIComponent).join('/');
+const src = (thumb: string, fromCluster: boolean) =>
+  (fromCluster ? '../' : '') + thumb.split('/').map(encodeURIComponent).join('/');
 
-export function renderIndex(model: TaxonomyModel, clusters: ReviewCluster[], info: { samples: number; labelsFile: string }): string {
+export function renderIndex(
+  model: TaxonomyModel,
+  clusters: ReviewCluster[],
+  info: { samples: number; labelsFile: string },
+): string {
   const rows = clusters
     .map((c) => {
       const strip = c.figures
@@ -99,10 +104,16 @@ ${rows}
   );
 }
 
-export function renderCluster(model: TaxonomyModel, c: ReviewCluster, nav: { prev: number | null; next: number | null }): string {
+export function renderCluster(
+  model: TaxonomyModel,
+  c: ReviewCluster,
+  nav: { prev: number | null; next: number | null },
+): string {
   const figures = c.figures
     .map((f) => {
-      const img = f.thumb ? `<img src="${escapeHtml(src(f.thumb, true))}" alt="${escapeHtml(f.key)}" loading="eager">` : '<p>(image missing)</p>';
+      const img = f.thumb
+        ? `<img src="${escapeHtml(src(f.thumb, true))}" alt="${escapeHtml(f.key)}" loading="eager">`
+        : '<p>(image missing)</p>';
       return `<figure>${img}<div class="key">${escapeHtml(f.key)} · d=${f.distance.toFixed(3)}</div><figcaption>${escapeHtml(f.caption || '(no caption)')}</figcaption></figure>`;
     })
     .join('\n');

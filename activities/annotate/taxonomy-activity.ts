@@ -18,7 +18,16 @@ import { ApplicationFailure } from '@temporalio/activity';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { ReleaseInputSchema } from '../../config/release';
-import { exists, insideRoot, ndjson, readJson, readNdjson, sha256Hex, writeFileAtomic, writeJsonAtomic } from '../common/files';
+import {
+  exists,
+  insideRoot,
+  ndjson,
+  readJson,
+  readNdjson,
+  sha256Hex,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from '../common/files';
 import { heartbeat, layoutOf } from '../common/stage';
 import type { ParsedArticleLine } from '../parse/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
@@ -67,7 +76,11 @@ export type FitTaxonomyInputArgs = z.input<typeof FitTaxonomyInputSchema>;
 
 export function parseFitInput(input: FitTaxonomyInputArgs): FitTaxonomyInput {
   const parsed = FitTaxonomyInputSchema.safeParse(input);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid taxonomy fit input: ${z.prettifyError(parsed.error)}`, 'ConfigError');
+  if (!parsed.success)
+    throw ApplicationFailure.nonRetryable(
+      `invalid taxonomy fit input: ${z.prettifyError(parsed.error)}`,
+      'ConfigError',
+    );
   return parsed.data;
 }
 
@@ -110,7 +123,8 @@ async function readSample(dir: string): Promise<{ meta: SampleMeta; rows: Sample
   const meta = SampleMetaSchema.safeParse(JSON.parse(metaText));
   if (!meta.success) return null;
   const bytes = await fs.readFile(path.join(dir, 'sample.f32')).catch(() => null);
-  if (!bytes || bytes.length !== meta.data.rows * meta.data.dim * 4 || sha256Hex(bytes) !== meta.data.sha256) return null;
+  if (!bytes || bytes.length !== meta.data.rows * meta.data.dim * 4 || sha256Hex(bytes) !== meta.data.sha256)
+    return null;
   const rows = await readNdjson<SampleRow>(path.join(dir, 'sample.ndjson'));
   if (rows.length !== meta.data.rows) return null;
   return { meta: meta.data, rows, x: { rows: meta.data.rows, cols: meta.data.dim, data: bytesToRows(bytes) } };
@@ -136,8 +150,20 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
   const dir = fitDirOf(input);
   const embedder = await embedderFor(layout.resolveData(input.release.annotate.modelPath));
   const done = await readSample(dir);
-  if (done && done.meta.seed === input.seed && done.meta.maxSamples === input.maxSamples && done.meta.modelSha256 === embedder.modelSha256) {
-    return { sampleDir: path.relative(layout.dataDir, dir), samples: done.meta.rows, dim: done.meta.dim, units: done.meta.units, fromStored: done.meta.fromStored, embeddedNow: done.meta.embeddedNow };
+  if (
+    done &&
+    done.meta.seed === input.seed &&
+    done.meta.maxSamples === input.maxSamples &&
+    done.meta.modelSha256 === embedder.modelSha256
+  ) {
+    return {
+      sampleDir: path.relative(layout.dataDir, dir),
+      samples: done.meta.rows,
+      dim: done.meta.dim,
+      units: done.meta.units,
+      fromStored: done.meta.fromStored,
+      embeddedNow: done.meta.embeddedNow,
+    };
   }
   const unitsRoot = path.join(layout.root, 'units');
   const unitIds = (await fs.readdir(unitsRoot).catch(() => [] as string[])).sort();
@@ -155,16 +181,26 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
     units++;
     const meta = await readUnitEmbeddingsMeta(unitDir);
     const size = (await fs.stat(unitEmbeddingPaths(unitDir).file).catch(() => null))?.size;
-    const stored = !!meta && meta.modelSha256 === embedder.modelSha256 && meta.dim === embedder.dim && meta.rows === prepared.length && size === meta.rows * meta.dim * 4;
+    const stored =
+      !!meta &&
+      meta.modelSha256 === embedder.modelSha256 &&
+      meta.dim === embedder.dim &&
+      meta.rows === prepared.length &&
+      size === meta.rows * meta.dim * 4;
     const failed = new Set(stored ? meta.failed.map((f) => f.index) : []);
     prepared.forEach((p, index) => {
-      if (!failed.has(index)) pool.push({ score: sampleScore(input.seed, p.key), key: p.key, unit, article: p.article, index, stored });
+      if (!failed.has(index))
+        pool.push({ score: sampleScore(input.seed, p.key), key: p.key, unit, article: p.article, index, stored });
     });
     if (pool.length > 2 * input.maxSamples) trim();
     heartbeat({ phase: 'scan', units: u + 1, of: unitIds.length });
   }
   trim();
-  if (pool.length === 0) throw ApplicationFailure.nonRetryable(`release ${input.release.releaseId} has no annotated figures to sample under ${unitsRoot}`, 'ConfigError');
+  if (pool.length === 0)
+    throw ApplicationFailure.nonRetryable(
+      `release ${input.release.releaseId} has no annotated figures to sample under ${unitsRoot}`,
+      'ConfigError',
+    );
 
   const dim = embedder.dim;
   const vectors = new Map<Candidate, Float32Array>();
@@ -180,7 +216,11 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
     const unitDir = layout.unitDir(unit);
     const stored = cands.filter((c) => c.stored);
     if (stored.length) {
-      const rows = await readRows(unitEmbeddingPaths(unitDir).file, dim, stored.map((c) => c.index));
+      const rows = await readRows(
+        unitEmbeddingPaths(unitDir).file,
+        dim,
+        stored.map((c) => c.index),
+      );
       stored.forEach((c, i) => vectors.set(c, rows.slice(i * dim, (i + 1) * dim)));
       fromStored += stored.length;
     }
@@ -188,7 +228,10 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
     const batch = input.release.annotate.batchSize;
     const starts: number[] = [];
     for (let i = 0; i < fresh.length; i += batch) starts.push(i);
-    const load = (i: number) => Promise.all(fresh.slice(i, i + batch).map((c) => fs.readFile(stagedImagePath(unitDir, c.key)).catch((err: Error) => err)));
+    const load = (i: number) =>
+      Promise.all(
+        fresh.slice(i, i + batch).map((c) => fs.readFile(stagedImagePath(unitDir, c.key)).catch((err: Error) => err)),
+      );
     for await (const b of embedder.embedBatches(starts, load)) {
       b.embeddings.forEach((e, j) => {
         if (e && e.every(Number.isFinite)) vectors.set(fresh[b.item + j]!, e);
@@ -202,8 +245,22 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
   chosen.forEach((c, i) => flat.set(vectors.get(c)!, i * dim));
   const bytes = rowsToBytes(flat);
   await writeFileAtomic(path.join(dir, 'sample.f32'), bytes);
-  await writeFileAtomic(path.join(dir, 'sample.ndjson'), ndjson(chosen.map((c): SampleRow => ({ key: c.key, unit: c.unit, article: c.article }))));
-  const meta: SampleMeta = { releaseId: input.release.releaseId, seed: input.seed, maxSamples: input.maxSamples, rows: chosen.length, dim, modelSha256: embedder.modelSha256, sha256: sha256Hex(bytes), fromStored, embeddedNow, units };
+  await writeFileAtomic(
+    path.join(dir, 'sample.ndjson'),
+    ndjson(chosen.map((c): SampleRow => ({ key: c.key, unit: c.unit, article: c.article }))),
+  );
+  const meta: SampleMeta = {
+    releaseId: input.release.releaseId,
+    seed: input.seed,
+    maxSamples: input.maxSamples,
+    rows: chosen.length,
+    dim,
+    modelSha256: embedder.modelSha256,
+    sha256: sha256Hex(bytes),
+    fromStored,
+    embeddedNow,
+    units,
+  };
   await writeJsonAtomic(path.join(dir, 'sample.json'), meta);
   return { sampleDir: path.relative(layout.dataDir, dir), samples: chosen.length, dim, units, fromStored, embeddedNow };
 }
@@ -253,16 +310,31 @@ export async function fitTaxonomyModel(args: FitTaxonomyInputArgs): Promise<FitR
 
   if (await exists(out)) {
     const existing = parseTaxonomyModel(await readJson(out));
-    if (existing.version === input.version && existing.createdFrom === createdFrom && existing.fit) return fitResultOf(existing, out, true);
-    throw ApplicationFailure.nonRetryable(`${out} already holds taxonomy ${existing.version} (${existing.createdFrom}); versions are immutable: choose a new version`, 'ConfigError');
+    if (existing.version === input.version && existing.createdFrom === createdFrom && existing.fit)
+      return fitResultOf(existing, out, true);
+    throw ApplicationFailure.nonRetryable(
+      `${out} already holds taxonomy ${existing.version} (${existing.createdFrom}); versions are immutable: choose a new version`,
+      'ConfigError',
+    );
   }
   if (sample.meta.rows < input.clusters) {
-    throw ApplicationFailure.nonRetryable(`${sample.meta.rows} sampled embeddings cannot make ${input.clusters} clusters`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(
+      `${sample.meta.rows} sampled embeddings cannot make ${input.clusters} clusters`,
+      'ConfigError',
+    );
   }
   const progress = (phase: string, done: number, of: number) => heartbeat({ phase, done, of });
   const pca = pcaComponents > 0 ? fitPca(sample.x, pcaComponents, progress) : null;
-  const y = pca ? pcaTransform(pca, sample.x) : { rows: sample.x.rows, cols: sample.x.cols, data: Float64Array.from(sample.x.data) };
-  const km = fitMiniBatchKMeans(y, { k: input.clusters, seed: input.seed, batchSize: input.kmeansBatchSize, maxEpochs: input.kmeansMaxEpochs, onProgress: progress });
+  const y = pca
+    ? pcaTransform(pca, sample.x)
+    : { rows: sample.x.rows, cols: sample.x.cols, data: Float64Array.from(sample.x.data) };
+  const km = fitMiniBatchKMeans(y, {
+    k: input.clusters,
+    seed: input.seed,
+    batchSize: input.kmeansBatchSize,
+    maxEpochs: input.kmeansMaxEpochs,
+    onProgress: progress,
+  });
   const labels: Record<string, ClusterLabel> = {};
   for (let c = 0; c < input.clusters; c++) labels[String(c)] = emptyClusterLabel();
   const model = TaxonomyModelSchema.parse({
@@ -318,11 +390,16 @@ export interface ReviewPackResult {
  */
 export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promise<ReviewPackResult> {
   const parsed = ReviewPackInputSchema.safeParse(args);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid review pack input: ${z.prettifyError(parsed.error)}`, 'ConfigError');
+  if (!parsed.success)
+    throw ApplicationFailure.nonRetryable(`invalid review pack input: ${z.prettifyError(parsed.error)}`, 'ConfigError');
   const input = parsed.data;
   const resolve = (p: string) => (path.isAbsolute(p) ? p : path.join(input.dataDir, p));
   const model = parseTaxonomyModel(await readJson(resolve(input.taxonomyPath)));
-  if (!model.fit) throw ApplicationFailure.nonRetryable(`taxonomy ${model.version} has no fit provenance (a bootstrap taxonomy has no sample to review)`, 'ConfigError');
+  if (!model.fit)
+    throw ApplicationFailure.nonRetryable(
+      `taxonomy ${model.version} has no fit provenance (a bootstrap taxonomy has no sample to review)`,
+      'ConfigError',
+    );
   const sampleDir = insideRoot(input.dataDir, model.fit.sampleDir);
   const sample = await readSample(sampleDir);
   if (!sample) throw new Error(`the sample of taxonomy ${model.version} is missing or damaged in ${sampleDir}`);
@@ -333,7 +410,10 @@ export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promis
   const members = new Map<number, Array<{ row: number; distance: number }>>();
   for (const id of model.clusterIds) members.set(id, []);
   for (let r = 0; r < sample.x.rows; r++) {
-    const { clusterId, distance } = assignCluster(model, sample.x.data.subarray(r * dim, (r + 1) * dim) as Float32Array);
+    const { clusterId, distance } = assignCluster(
+      model,
+      sample.x.data.subarray(r * dim, (r + 1) * dim) as Float32Array,
+    );
     members.get(clusterId)!.push({ row: r, distance });
   }
   const shown = new Map<number, Array<{ row: number; distance: number }>>();
@@ -371,22 +451,39 @@ export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promis
           () => false,
         );
       if (ok) thumbnails++;
-      figures.push({ key: row.key, caption: captions.get(row.key) ?? '', thumb: ok ? thumb : null, distance: m.distance });
+      figures.push({
+        key: row.key,
+        caption: captions.get(row.key) ?? '',
+        thumb: ok ? thumb : null,
+        distance: m.distance,
+      });
     }
     const labels = model.labels[String(id)] ?? null;
     clusters.push({ clusterId: id, members: members.get(id)!.length, figures, labels });
     if (n % 32 === 0) heartbeat({ phase: 'review-pack', clusters: n, of: ids.length });
   }
   for (const [n, c] of clusters.entries()) {
-    const nav = { prev: n > 0 ? clusters[n - 1]!.clusterId : null, next: n + 1 < clusters.length ? clusters[n + 1]!.clusterId : null };
+    const nav = {
+      prev: n > 0 ? clusters[n - 1]!.clusterId : null,
+      next: n + 1 < clusters.length ? clusters[n + 1]!.clusterId : null,
+    };
     await fs.writeFile(path.join(outDir, 'clusters', `${c.clusterId}.html`), renderCluster(model, c, nav));
   }
   const labelsFile = 'labels-to-fill.json';
-  const template = isLabelled(model) ? Object.fromEntries(ids.map((id) => [String(id), model.labels[String(id)]!])) : labelsTemplate(model);
+  const template = isLabelled(model)
+    ? Object.fromEntries(ids.map((id) => [String(id), model.labels[String(id)]!]))
+    : labelsTemplate(model);
   if (!(await exists(path.join(outDir, labelsFile)))) await writeJsonAtomic(path.join(outDir, labelsFile), template);
   const index = path.join(outDir, 'index.html');
   await writeFileAtomic(index, renderIndex(model, clusters, { samples: sample.x.rows, labelsFile }));
-  return { dir: outDir, index, labelsFile: path.join(outDir, labelsFile), clusters: clusters.length, figures: clusters.reduce((a, c) => a + c.figures.length, 0), thumbnails };
+  return {
+    dir: outDir,
+    index,
+    labelsFile: path.join(outDir, labelsFile),
+    clusters: clusters.length,
+    figures: clusters.reduce((a, c) => a + c.figures.length, 0),
+    thumbnails,
+  };
 }
 
 export interface ImportLabelsOptions {
@@ -416,19 +513,29 @@ export async function importTaxonomyLabels(opts: ImportLabelsOptions): Promise<I
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${opts.labelsPath} is not JSON: ${(err as Error).message}`);
+    throw new Error(`${opts.labelsPath} is not JSON: ${(err as Error).message}`, { cause: err });
   }
   const labels = validateFilledLabels(model, value);
   const version = opts.version ?? nextTaxonomyVersion(model.version);
   VERSION.parse(version);
-  const next = withLabels(model, labels, { version, labelsSha256: sha256Hex(text), source: path.basename(opts.labelsPath) });
+  const next = withLabels(model, labels, {
+    version,
+    labelsSha256: sha256Hex(text),
+    source: path.basename(opts.labelsPath),
+  });
   const out = opts.outPath ?? path.join(path.dirname(opts.taxonomyPath), `taxonomy-${version}.json`);
   if (await exists(out)) {
     const existing = parseTaxonomyModel(await readJson(out));
-    if (existing.version === next.version && existing.labelsSha256 === next.labelsSha256 && existing.parent === next.parent) {
+    if (
+      existing.version === next.version &&
+      existing.labelsSha256 === next.labelsSha256 &&
+      existing.parent === next.parent
+    ) {
       return { taxonomyPath: out, version, parent: model.version, clusters: next.centroids.length, reused: true };
     }
-    throw new Error(`${out} already holds taxonomy ${existing.version}; versions are immutable: pass another --version`);
+    throw new Error(
+      `${out} already holds taxonomy ${existing.version}; versions are immutable: pass another --version`,
+    );
   }
   await writeJsonAtomic(out, next);
   return { taxonomyPath: out, version, parent: model.version, clusters: next.centroids.length, reused: false };

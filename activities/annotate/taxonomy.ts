@@ -20,7 +20,10 @@ export const ClusterLabelSchema = z.object({
 export type ClusterLabel = z.infer<typeof ClusterLabelSchema>;
 
 /** cluster_labels.json: keys are non-negative integer strings ("0".."1999" upstream). */
-export const ClusterLabelsSchema = z.record(z.string().regex(/^(0|[1-9]\d*)$/, 'cluster id must be an integer string'), ClusterLabelSchema);
+export const ClusterLabelsSchema = z.record(
+  z.string().regex(/^(0|[1-9]\d*)$/, 'cluster id must be an integer string'),
+  ClusterLabelSchema,
+);
 export type ClusterLabels = z.infer<typeof ClusterLabelsSchema>;
 
 const finite = z.number().refine(Number.isFinite, 'must be finite');
@@ -75,11 +78,14 @@ export const TaxonomyModelSchema = z
     const issue = (message: string) => ctx.addIssue({ code: 'custom', message });
     const space = m.pca ? m.pca.components.length : m.embeddingDim;
     if (m.pca) {
-      if (m.pca.mean.length !== m.embeddingDim) issue(`pca.mean has ${m.pca.mean.length} values, expected ${m.embeddingDim}`);
-      if (m.pca.components.some((c) => c.length !== m.embeddingDim)) issue(`every pca component must have ${m.embeddingDim} values`);
+      if (m.pca.mean.length !== m.embeddingDim)
+        issue(`pca.mean has ${m.pca.mean.length} values, expected ${m.embeddingDim}`);
+      if (m.pca.components.some((c) => c.length !== m.embeddingDim))
+        issue(`every pca component must have ${m.embeddingDim} values`);
     }
     if (m.centroids.some((c) => c.length !== space)) issue(`every centroid must have ${space} values`);
-    if (m.clusterIds.length !== m.centroids.length) issue(`${m.clusterIds.length} clusterIds for ${m.centroids.length} centroids`);
+    if (m.clusterIds.length !== m.centroids.length)
+      issue(`${m.clusterIds.length} clusterIds for ${m.centroids.length} centroids`);
     if (new Set(m.clusterIds).size !== m.clusterIds.length) issue('clusterIds must be distinct');
     const missing = m.clusterIds.filter((id) => !(String(id) in m.labels));
     if (missing.length) issue(`no labels for cluster ids ${missing.slice(0, 5).join(', ')}`);
@@ -122,7 +128,8 @@ export function buildBootstrapTaxonomy(opts: BootstrapTaxonomyOptions): Taxonomy
   const ids = Object.keys(opts.clusterLabels)
     .map(Number)
     .sort((a, b) => a - b);
-  if (!Number.isInteger(opts.embeddingDim) || opts.embeddingDim <= 0) throw new Error(`bad embeddingDim ${opts.embeddingDim}`);
+  if (!Number.isInteger(opts.embeddingDim) || opts.embeddingDim <= 0)
+    throw new Error(`bad embeddingDim ${opts.embeddingDim}`);
   if (!Number.isInteger(clusters) || clusters <= 0 || clusters > ids.length) {
     throw new Error(`bootstrap taxonomy: clusters must be 1..${ids.length}, got ${clusters}`);
   }
@@ -153,7 +160,9 @@ export function buildBootstrapTaxonomy(opts: BootstrapTaxonomyOptions): Taxonomy
 /** Project into the centroid space: PCA when the model has one, else the embedding itself. */
 function project(model: TaxonomyModel, embedding: Float32Array): Float64Array {
   if (embedding.length !== model.embeddingDim) {
-    throw new Error(`embedding has ${embedding.length} values, taxonomy ${model.version} expects ${model.embeddingDim}`);
+    throw new Error(
+      `embedding has ${embedding.length} values, taxonomy ${model.version} expects ${model.embeddingDim}`,
+    );
   }
   if (!model.pca) return Float64Array.from(embedding);
   const { mean, components } = model.pca;
@@ -246,16 +255,26 @@ export function validateFilledLabels(model: TaxonomyModel, value: unknown): Clus
     const keys = Object.keys(value);
     const missing = [...expected].filter((k) => !keys.includes(k));
     const extra = keys.filter((k) => !expected.has(k));
-    if (missing.length) problems.push(`${missing.length} clusters missing: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}`);
-    if (extra.length) problems.push(`clusters not in taxonomy ${model.version}: ${extra.slice(0, 10).join(', ')}${extra.length > 10 ? ', ...' : ''}`);
+    if (missing.length)
+      problems.push(
+        `${missing.length} clusters missing: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}`,
+      );
+    if (extra.length)
+      problems.push(
+        `clusters not in taxonomy ${model.version}: ${extra.slice(0, 10).join(', ')}${extra.length > 10 ? ', ...' : ''}`,
+      );
     for (const k of keys.filter((key) => expected.has(key))) {
       const parsed = FilledClusterLabelSchema.safeParse((value as Record<string, unknown>)[k]);
       if (!parsed.success) {
-        for (const issue of parsed.error.issues) problems.push(`cluster "${k}"${issue.path.length ? ` ${issue.path.join('.')}` : ''}: ${issue.message}`);
+        for (const issue of parsed.error.issues)
+          problems.push(`cluster "${k}"${issue.path.length ? ` ${issue.path.join('.')}` : ''}: ${issue.message}`);
       }
     }
   }
-  if (problems.length) throw new Error(`invalid labels for taxonomy ${model.version} (${problems.length} problems):\n  ${problems.slice(0, 50).join('\n  ')}${problems.length > 50 ? '\n  ...' : ''}`);
+  if (problems.length)
+    throw new Error(
+      `invalid labels for taxonomy ${model.version} (${problems.length} problems):\n  ${problems.slice(0, 50).join('\n  ')}${problems.length > 50 ? '\n  ...' : ''}`,
+    );
   return value as ClusterLabels;
 }
 
@@ -266,7 +285,11 @@ export function nextTaxonomyVersion(version: string): string {
 }
 
 /** A new version with the same geometry (PCA, centroids, cluster ids) and the given labels. */
-export function withLabels(model: TaxonomyModel, labels: ClusterLabels, opts: { version: string; labelsSha256: string; source: string }): TaxonomyModel {
+export function withLabels(
+  model: TaxonomyModel,
+  labels: ClusterLabels,
+  opts: { version: string; labelsSha256: string; source: string },
+): TaxonomyModel {
   if (opts.version === model.version) throw new Error(`the new version must differ from ${model.version}`);
   const ordered: Record<string, ClusterLabel> = {};
   for (const id of [...model.clusterIds].sort((a, b) => a - b)) ordered[String(id)] = labels[String(id)]!;

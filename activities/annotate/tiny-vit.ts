@@ -72,7 +72,12 @@ function uniformTensor(rand: () => number, count: number, std: number): Float32A
  * - the bias of each channel is minus the sum of its weights, so a pure white patch maps to 0
  *   (white is the origin; only the "ink" contributes to the pooled embedding).
  */
-function patchEmbedding(rand: () => number, dim: number, fanIn: number, kernelArea: number): { weight: Float32Array; bias: Float32Array } {
+function patchEmbedding(
+  rand: () => number,
+  dim: number,
+  fanIn: number,
+  kernelArea: number,
+): { weight: Float32Array; bias: Float32Array } {
   const weight = uniformTensor(rand, dim * fanIn, Math.sqrt(2 / fanIn));
   const bias = new Float32Array(dim);
   const structureGain = 3;
@@ -113,7 +118,9 @@ export function buildTinyVitModel(opts: TinyVitOptions = {}): Buffer {
 
   // Weights are drawn in float32 whatever the dtype, so the fp16 model is the fp32 model rounded to half.
   const f32 = (name: string, dims: number[], data: Float32Array): OnnxTensor =>
-    dtype === 'float16' ? { name, dims, dataType: 'float16', data: float32ToHalfArray(data) } : { name, dims, dataType: 'float32', data };
+    dtype === 'float16'
+      ? { name, dims, dataType: 'float16', data: float32ToHalfArray(data) }
+      : { name, dims, dataType: 'float32', data };
   const { weight, bias } = patchEmbedding(rand, dim, fanIn, patch * patch);
   // Small position embedding and biases, and a zero-centred activation (Tanh): a ReLU MLP added a
   // shared positive component that made all white-background figures embed alike (cosine > 0.99).

@@ -19,7 +19,12 @@ export const EMBEDDINGS_META = 'embeddings.json';
 export const EMBEDDINGS_PARTIAL = 'embeddings.partial.f32';
 export const FAILED_PARTIAL = 'embeddings.partial-failed.ndjson';
 
-export const EmbeddingFailureSchema = z.object({ index: z.number().int().nonnegative(), key: z.string(), article: z.string(), detail: z.string() });
+export const EmbeddingFailureSchema = z.object({
+  index: z.number().int().nonnegative(),
+  key: z.string(),
+  article: z.string(),
+  detail: z.string(),
+});
 export type EmbeddingFailure = z.infer<typeof EmbeddingFailureSchema>;
 
 /** What must match for stored or partial embeddings to be reused: same model, same images, same width. */

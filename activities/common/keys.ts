@@ -23,7 +23,10 @@ export interface KeyProblem {
 
 /** Why `key` is not an object of the article whose bucket folder is `prefix` (`PMC<id>.<ver>`), or null when it is. */
 export function articleKeyProblem(key: string, prefix: string): KeyProblem | null {
-  const unsafe = (why: string): KeyProblem => ({ reason: 'unsafe-key', detail: `object key ${JSON.stringify(key)} ${why}` });
+  const unsafe = (why: string): KeyProblem => ({
+    reason: 'unsafe-key',
+    detail: `object key ${JSON.stringify(key)} ${why}`,
+  });
   if (key.length === 0) return unsafe('is empty');
   if (CONTROL.test(key)) return unsafe('holds a control character');
   if (key.includes('\\')) return unsafe('holds a backslash');
@@ -32,8 +35,13 @@ export function articleKeyProblem(key: string, prefix: string): KeyProblem | nul
   if (parts.some((p) => p === '..' || p === '.')) return unsafe('has a "." or ".." segment');
   if (parts.some((p) => p === '')) return unsafe('has an empty segment');
   if (parts.length !== 2) return unsafe(`is not "<folder>/<file name>" (${parts.length} segments)`);
-  if (parts[0] !== prefix) return { reason: 'foreign-key', detail: `object key ${JSON.stringify(key)} is in ${parts[0]}'s folder, not ${prefix}'s` };
-  if (Buffer.byteLength(parts[1]!, 'utf8') > MAX_KEY_NAME_BYTES) return unsafe(`has a file name over ${MAX_KEY_NAME_BYTES} bytes`);
+  if (parts[0] !== prefix)
+    return {
+      reason: 'foreign-key',
+      detail: `object key ${JSON.stringify(key)} is in ${parts[0]}'s folder, not ${prefix}'s`,
+    };
+  if (Buffer.byteLength(parts[1]!, 'utf8') > MAX_KEY_NAME_BYTES)
+    return unsafe(`has a file name over ${MAX_KEY_NAME_BYTES} bytes`);
   return null;
 }
 
@@ -46,7 +54,8 @@ export function isMd5(md5: string): boolean {
  * The characters XML 1.0 forbids (C0 controls other than tab, LF and CR; U+FFFE, U+FFFF; unpaired surrogates).
  * saxes reports them and reads on; they must never reach a caption, a title or a JSON field.
  */
-const XML_FORBIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const XML_FORBIDDEN =
+  /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** `text` without the characters XML forbids, and how many were removed. */
 export function stripXmlForbidden(text: string): { text: string; removed: number } {

@@ -4,7 +4,10 @@ import type { Subset } from '../../config/release';
 /** Where every output of a release lives: `<dataDir>/releases/<release>/...` (design.md §2). */
 export class ReleaseLayout {
   readonly root: string;
-  constructor(readonly dataDir: string, readonly releaseId: string) {
+  constructor(
+    readonly dataDir: string,
+    readonly releaseId: string,
+  ) {
     this.root = path.join(dataDir, 'releases', releaseId);
   }
   get planDir(): string {

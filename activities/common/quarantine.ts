@@ -11,5 +11,11 @@ export const QuarantineRecordSchema = z.object({
 export type QuarantineRecord = z.infer<typeof QuarantineRecordSchema>;
 
 export function quarantine(r: Omit<QuarantineRecord, 'figure'> & { figure?: string | null }): QuarantineRecord {
-  return { article: r.article, figure: r.figure ?? null, stage: r.stage, reason: r.reason, detail: r.detail.slice(0, 500) };
+  return {
+    article: r.article,
+    figure: r.figure ?? null,
+    stage: r.stage,
+    reason: r.reason,
+    detail: r.detail.slice(0, 500),
+  };
 }

@@ -97,7 +97,11 @@ async function outputsIntact(layout: ReleaseLayout, outputs: StageOutput[]): Pro
 export async function runUnitStage<R extends object>(
   task: UnitTask,
   stage: QuarantineRecord['stage'] | 'enrich-batch',
-  work: (ctx: { layout: ReleaseLayout; unit: PlannedUnit; quarantine: QuarantineRecord[] }) => Promise<{ result: R; outputs: string[] }>,
+  work: (ctx: {
+    layout: ReleaseLayout;
+    unit: PlannedUnit;
+    quarantine: QuarantineRecord[];
+  }) => Promise<{ result: R; outputs: string[] }>,
   manifestName: string = stage,
 ): Promise<Staged<R>> {
   const layout = layoutOf(task.release);
@@ -113,7 +117,13 @@ export async function runUnitStage<R extends object>(
     const st = await fs.stat(abs);
     recorded.push({ path: path.relative(layout.root, abs), bytes: st.size });
   }
-  const manifest: StageManifest<R> = { stage: manifestName, unitId: task.unitId, result, outputs: recorded, quarantined: quarantine.length };
+  const manifest: StageManifest<R> = {
+    stage: manifestName,
+    unitId: task.unitId,
+    result,
+    outputs: recorded,
+    quarantined: quarantine.length,
+  };
   await writeJsonAtomic(manifestFile, manifest);
   return { ...result, quarantined: quarantine.length };
 }
@@ -123,7 +133,11 @@ export async function runUnitStage<R extends object>(
  * starts, and the first error is thrown only once every call in flight has settled, so the caller's clean-up never
  * races work that is still running.
  */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   let failure: { error: unknown } | null = null;

@@ -70,7 +70,10 @@ export async function enrichBatch(task: UnitTask, batch: number): Promise<Staged
           file.notReturned = pmids.filter((p) => !parsed.records.has(p));
         } catch (err) {
           if (err instanceof EutilsError && err.retryable) {
-            throw ApplicationFailure.retryable(`efetch batch ${batch} of ${unit.unitId}: ${err.message}`, `Eutils-${err.kind}`);
+            throw ApplicationFailure.retryable(
+              `efetch batch ${batch} of ${unit.unitId}: ${err.message}`,
+              `Eutils-${err.kind}`,
+            );
           }
           if (!(err instanceof EutilsError) && !(err instanceof PubmedXmlError)) throw err;
           file.failed = `${err.kind}: ${err.message}`;
@@ -80,7 +83,13 @@ export async function enrichBatch(task: UnitTask, batch: number): Promise<Staged
       const out = pubmedBatchPath(unitDir, batch);
       await writeJsonAtomic(out, file);
       return {
-        result: { batch, requested: pmids.length, returned: file.records.length, notReturned: file.notReturned, failed: file.failed },
+        result: {
+          batch,
+          requested: pmids.length,
+          returned: file.records.length,
+          notReturned: file.notReturned,
+          failed: file.failed,
+        },
         outputs: [out],
       };
     },
@@ -97,5 +106,3 @@ export async function loadPubmedRecords(unitDir: string, batches: number): Promi
   }
   return out;
 }
-
-

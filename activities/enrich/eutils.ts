@@ -66,12 +66,25 @@ export async function efetchPubmed(req: EfetchPubmedRequest): Promise<string> {
   // The seed sent Python's "None" for missing PMIDs; refuse anything that is not a PMID up front.
   const bad = pmids.filter((p) => !PMID.test(p));
   if (pmids.length === 0) throw fail('bad-request', 'efetch needs at least one PMID');
-  if (bad.length > 0) throw fail('bad-request', `not PMIDs: ${bad.slice(0, 5).map((b) => JSON.stringify(b.slice(0, 20))).join(', ')}`);
+  if (bad.length > 0)
+    throw fail(
+      'bad-request',
+      `not PMIDs: ${bad
+        .slice(0, 5)
+        .map((b) => JSON.stringify(b.slice(0, 20)))
+        .join(', ')}`,
+    );
   if (!/^\S+$/.test(req.tool) || !req.email.includes('@')) {
     throw fail('bad-request', 'tool must be non-empty without spaces and email a full address (NCBI identification)');
   }
 
-  const form = new URLSearchParams({ db: 'pubmed', retmode: 'xml', id: pmids.join(','), tool: req.tool, email: req.email });
+  const form = new URLSearchParams({
+    db: 'pubmed',
+    retmode: 'xml',
+    id: pmids.join(','),
+    tool: req.tool,
+    email: req.email,
+  });
   if (secret) form.set('api_key', secret);
   const url = `${req.baseUrl.replace(/\/+$/, '')}/efetch.fcgi`;
 
@@ -91,7 +104,11 @@ export async function efetchPubmed(req: EfetchPubmedRequest): Promise<string> {
     body = await res.text();
   } catch (err) {
     if (req.signal?.aborted) throw req.signal.reason;
-    if (timeout.aborted) throw fail('timeout', `efetch of ${pmids.length} PMIDs timed out after ${req.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
+    if (timeout.aborted)
+      throw fail(
+        'timeout',
+        `efetch of ${pmids.length} PMIDs timed out after ${req.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`,
+      );
     throw fail('network', `efetch of ${pmids.length} PMIDs failed in transport: ${transportReason(err)}`);
   }
   return classify(status, body, pmids.length, fail);
@@ -117,7 +134,11 @@ function classify(
   if (ncbiError !== null) throw fail('ncbi-error', `E-utilities <ERROR>: ${ncbiError}`, status);
   // A 200 whose set never closes was cut off upstream; the same request usually succeeds next time.
   if (!/<\/PubmedArticleSet>\s*$|<PubmedArticleSet\s*\/>\s*$/.test(body)) {
-    throw fail('server', `incomplete efetch response for ${count} PMIDs (${body.length} chars, no closing </PubmedArticleSet>)`, status);
+    throw fail(
+      'server',
+      `incomplete efetch response for ${count} PMIDs (${body.length} chars, no closing </PubmedArticleSet>)`,
+      status,
+    );
   }
   return body;
 }
@@ -150,8 +171,13 @@ function errorElementText(body: string): string | null {
   const m = /<ERROR>([\s\S]*?)<\/ERROR>/.exec(head);
   if (!m) return null;
   const text = m[1]
-    .replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&')
-    .replace(/\s+/g, ' ').trim();
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, '&')
+    .replace(/\s+/g, ' ')
+    .trim();
   return text.slice(0, 300) || '(empty)';
 }
 

@@ -25,7 +25,10 @@ export const PubmedRecordSchema = z.object({
   keywords: z.array(z.string()),
   publicationTypes: z.array(z.string()),
   journal: z.object({ title: z.string().nullable(), isoAbbrev: z.string().nullable(), issn: z.string().nullable() }),
-  pubDate: z.string().regex(/^\d{4}(-\d{2}(-\d{2})?)?$/).nullable(),
+  pubDate: z
+    .string()
+    .regex(/^\d{4}(-\d{2}(-\d{2})?)?$/)
+    .nullable(),
   articleIds: z.array(z.object({ type: z.string(), id: z.string() })),
   referenceIds: z.array(z.string()),
   referenceCount: z.number().int().nonnegative(),
@@ -58,14 +61,31 @@ export class PubmedXmlError extends Error {
  * "Cites", "CommentIn", "UpdateIn" etc. are ordinary links and are left out.
  */
 const NOTICE_REF_TYPES = new Set([
-  'RetractionIn', 'RetractionOf', 'RetractedandRepublishedIn', 'RetractedandRepublishedFrom',
-  'ErratumIn', 'ErratumFor', 'CorrectedandRepublishedIn', 'CorrectedandRepublishedFrom',
-  'ExpressionOfConcernIn', 'ExpressionOfConcernFor',
+  'RetractionIn',
+  'RetractionOf',
+  'RetractedandRepublishedIn',
+  'RetractedandRepublishedFrom',
+  'ErratumIn',
+  'ErratumFor',
+  'CorrectedandRepublishedIn',
+  'CorrectedandRepublishedFrom',
+  'ExpressionOfConcernIn',
+  'ExpressionOfConcernFor',
 ]);
 
 const MONTHS: Record<string, string> = {
-  jan: '01', feb: '02', mar: '03', apr: '04', may: '05', jun: '06',
-  jul: '07', aug: '08', sep: '09', oct: '10', nov: '11', dec: '12',
+  jan: '01',
+  feb: '02',
+  mar: '03',
+  apr: '04',
+  may: '05',
+  jun: '06',
+  jul: '07',
+  aug: '08',
+  sep: '09',
+  oct: '10',
+  nov: '11',
+  dec: '12',
 };
 
 // ---- a minimal element tree: the records are small, and paths read far clearer than SAX state machines
@@ -153,9 +173,10 @@ function pubDateOf(pubDate: XmlElement | undefined): string | null {
     return m ? m[1] : null;
   }
   const rawMonth = flatText(at(pubDate, 'Month'));
-  const month = /^\d{1,2}$/.test(rawMonth) && +rawMonth >= 1 && +rawMonth <= 12
-    ? rawMonth.padStart(2, '0')
-    : MONTHS[rawMonth.slice(0, 3).toLowerCase()];
+  const month =
+    /^\d{1,2}$/.test(rawMonth) && +rawMonth >= 1 && +rawMonth <= 12
+      ? rawMonth.padStart(2, '0')
+      : MONTHS[rawMonth.slice(0, 3).toLowerCase()];
   // A Season (Spring, Winter...) has no month, so the date stays at year precision.
   if (!month) return year;
   const rawDay = flatText(at(pubDate, 'Day'));
@@ -163,7 +184,10 @@ function pubDateOf(pubDate: XmlElement | undefined): string | null {
   return `${year}-${month}-${rawDay.padStart(2, '0')}`;
 }
 
-function abstractOf(abstractEl: XmlElement | undefined): { abstract: string | null; sections: PubmedRecord['abstractSections'] } {
+function abstractOf(abstractEl: XmlElement | undefined): {
+  abstract: string | null;
+  sections: PubmedRecord['abstractSections'];
+} {
   // CopyrightInformation sits beside AbstractText inside <Abstract>; it is not abstract text.
   const sections = all(abstractEl, 'AbstractText')
     .map((s) => ({ label: s.attrs.Label?.trim() || null, text: flatText(s) }))
@@ -178,19 +202,23 @@ function meshOf(citation: XmlElement | undefined): PubmedRecord['meshTerms'] {
     const d = at(h, 'DescriptorName');
     const descriptor = flatText(d);
     if (!d || descriptor === '') return [];
-    return [{
-      descriptor,
-      ui: d.attrs.UI ?? null,
-      majorTopic: d.attrs.MajorTopicYN === 'Y',
-      qualifiers: kids(h, 'QualifierName')
-        .map((q) => ({ name: flatText(q), majorTopic: q.attrs.MajorTopicYN === 'Y' }))
-        .filter((q) => q.name !== ''),
-    }];
+    return [
+      {
+        descriptor,
+        ui: d.attrs.UI ?? null,
+        majorTopic: d.attrs.MajorTopicYN === 'Y',
+        qualifiers: kids(h, 'QualifierName')
+          .map((q) => ({ name: flatText(q), majorTopic: q.attrs.MajorTopicYN === 'Y' }))
+          .filter((q) => q.name !== ''),
+      },
+    ];
   });
 }
 
 function keywordsOf(owner: XmlElement | undefined): string[] {
-  return kids(owner, 'KeywordList').flatMap((list) => kids(list, 'Keyword').map(flatText)).filter((k) => k !== '');
+  return kids(owner, 'KeywordList')
+    .flatMap((list) => kids(list, 'Keyword').map(flatText))
+    .filter((k) => k !== '');
 }
 
 function articleIdsOf(...lists: (XmlElement | undefined)[]): PubmedRecord['articleIds'] {
@@ -231,7 +259,11 @@ function referenceIdOf(ref: XmlElement): string | null {
 function noticesOf(citation: XmlElement | undefined): PubmedRecord['notices'] {
   return all(citation, 'CommentsCorrectionsList/CommentsCorrections')
     .filter((c) => NOTICE_REF_TYPES.has(c.attrs.RefType ?? ''))
-    .map((c) => ({ type: c.attrs.RefType as string, refSource: textOrNull(at(c, 'RefSource')), pmid: textOrNull(at(c, 'PMID')) }));
+    .map((c) => ({
+      type: c.attrs.RefType as string,
+      refSource: textOrNull(at(c, 'RefSource')),
+      pmid: textOrNull(at(c, 'PMID')),
+    }));
 }
 
 // ---- records
@@ -251,7 +283,9 @@ function articleRecord(el: XmlElement): PubmedRecord | null {
     abstractSections: sections,
     meshTerms: meshOf(citation),
     keywords: keywordsOf(citation),
-    publicationTypes: all(article, 'PublicationTypeList/PublicationType').map(flatText).filter((t) => t !== ''),
+    publicationTypes: all(article, 'PublicationTypeList/PublicationType')
+      .map(flatText)
+      .filter((t) => t !== ''),
     journal: {
       title: textOrNull(at(journal, 'Title')),
       isoAbbrev: textOrNull(at(journal, 'ISOAbbreviation')),
@@ -283,7 +317,9 @@ function bookRecord(el: XmlElement): PubmedRecord | null {
     abstractSections: sections,
     meshTerms: [],
     keywords: keywordsOf(doc),
-    publicationTypes: kids(doc, 'PublicationType').map(flatText).filter((t) => t !== ''),
+    publicationTypes: kids(doc, 'PublicationType')
+      .map(flatText)
+      .filter((t) => t !== ''),
     journal: { title: null, isoAbbrev: null, issn: null },
     pubDate: pubDateOf(at(book, 'PubDate')),
     articleIds: articleIdsOf(at(el, 'PubmedBookData/ArticleIdList'), at(doc, 'ArticleIdList')),
@@ -302,7 +338,10 @@ export function parsePubmedArticleSet(xml: string): PubmedParseResult {
   const root = readTree(xml);
   const errorEl = root.name === 'ERROR' ? root : at(root, 'ERROR');
   if (errorEl) {
-    throw new PubmedXmlError('ncbi-error', `E-utilities returned an error: ${flatText(errorEl).slice(0, 300) || '(empty)'}`);
+    throw new PubmedXmlError(
+      'ncbi-error',
+      `E-utilities returned an error: ${flatText(errorEl).slice(0, 300) || '(empty)'}`,
+    );
   }
   if (root.name !== 'PubmedArticleSet') {
     throw new PubmedXmlError('unexpected-root', `expected <PubmedArticleSet>, got <${root.name}>`);
@@ -310,9 +349,12 @@ export function parsePubmedArticleSet(xml: string): PubmedParseResult {
   const records = new Map<string, PubmedRecord>();
   for (const child of root.children) {
     if (typeof child === 'string') continue;
-    const record = child.name === 'PubmedArticle' ? articleRecord(child)
-      : child.name === 'PubmedBookArticle' ? bookRecord(child)
-        : null; // DeleteCitation and anything newer than this parser: nothing to enrich with
+    const record =
+      child.name === 'PubmedArticle'
+        ? articleRecord(child)
+        : child.name === 'PubmedBookArticle'
+          ? bookRecord(child)
+          : null; // DeleteCitation and anything newer than this parser: nothing to enrich with
     if (record && !records.has(record.pmid)) records.set(record.pmid, PubmedRecordSchema.parse(record));
   }
   return { records };

@@ -1,6 +1,12 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { activityLog } from '../common/stage';
-import { exportSubset as runExportSubset, ExportConfigError, type ExportInput, type ExportProgress, type ExportResult } from './export';
+import {
+  exportSubset as runExportSubset,
+  ExportConfigError,
+  type ExportInput,
+  type ExportProgress,
+  type ExportResult,
+} from './export';
 
 export type { ExportInput, ExportResult } from './export';
 
@@ -19,7 +25,8 @@ export async function exportSubset(input: ExportInput): Promise<ExportResult> {
       onProgress: (p) => ctx.heartbeat(p),
       signal: ctx.cancellationSignal,
       resumeFrom: last?.checkpoint,
-      onResume: (from) => activityLog('info', 'export resumes from the last checkpoint', { attempt: ctx.info.attempt, ...from }),
+      onResume: (from) =>
+        activityLog('info', 'export resumes from the last checkpoint', { attempt: ctx.info.attempt, ...from }),
       keepPartialOnFailure: (err) => !(err instanceof ExportConfigError) && !ctx.cancellationDetails?.cancelRequested,
     });
   } catch (err) {

@@ -37,7 +37,13 @@ import { shardName } from '../common/layout';
 import type { ShardIndexEntry } from '../publish/finalize';
 import { iterateSamplesParquet, writeSamplesParquet, type SampleRow } from '../parquet/writer';
 import { readTarEntries, splitMemberName } from '../shard/tar-reader';
-import { DEFAULT_SHARD_MAX_BYTES, DEFAULT_SHARD_MAX_SAMPLES, ShardLimitError, TarShardWriter, type TarMember } from '../shard/tar-writer';
+import {
+  DEFAULT_SHARD_MAX_BYTES,
+  DEFAULT_SHARD_MAX_SAMPLES,
+  ShardLimitError,
+  TarShardWriter,
+  type TarMember,
+} from '../shard/tar-writer';
 import { compileFilter, ExportFilterSchema, type ExportFilter, type ExportFilterArgs } from './filter';
 
 export interface ExportInput {
@@ -190,24 +196,31 @@ export async function resolveExportTarget(dataDir: string, target: string): Prom
   const root = path.resolve(dataDir);
   const abs = path.resolve(root, target);
   if (!within(root, abs) || abs === root) {
-    throw new ExportConfigError(`export target ${JSON.stringify(target)} is not inside the data dir ${root}; use a folder such as exports/<name>`);
+    throw new ExportConfigError(
+      `export target ${JSON.stringify(target)} is not inside the data dir ${root}; use a folder such as exports/<name>`,
+    );
   }
   const top = path.relative(root, abs).split(path.sep)[0]!;
   if (RESERVED.includes(top)) {
-    throw new ExportConfigError(`export target ${JSON.stringify(target)} is inside the data dir's ${top}/ folder; use a folder such as exports/<name>`);
+    throw new ExportConfigError(
+      `export target ${JSON.stringify(target)} is inside the data dir's ${top}/ folder; use a folder such as exports/<name>`,
+    );
   }
   const realRoot = await fs.realpath(root).catch(() => root);
   const { real, rest } = await realExistingAncestor(abs);
   const realTarget = path.join(real, ...rest);
   if (!within(realRoot, realTarget) || realTarget === realRoot) {
-    throw new ExportConfigError(`export target ${JSON.stringify(target)} resolves to ${realTarget}, outside the data dir ${realRoot} (a symbolic link?)`);
+    throw new ExportConfigError(
+      `export target ${JSON.stringify(target)} resolves to ${realTarget}, outside the data dir ${realRoot} (a symbolic link?)`,
+    );
   }
   return abs;
 }
 
 function positiveInt(v: number | undefined, dflt: number, name: string, min = 1): number {
   const x = v ?? dflt;
-  if (!Number.isInteger(x) || x < min) throw new ExportConfigError(`${name} must be an integer of at least ${min}, got ${v}`);
+  if (!Number.isInteger(x) || x < min)
+    throw new ExportConfigError(`${name} must be an integer of at least ${min}, got ${v}`);
   return x;
 }
 
@@ -234,23 +247,33 @@ async function intact(dir: string, files: ExportRecord['files']): Promise<boolea
 }
 
 /** The release's shard index per subset (written by finalizeRelease), and a fingerprint of all of them. */
-async function readSource(releaseRoot: string): Promise<{ indexes: Record<Subset, ShardIndexEntry[]>; fingerprint: string }> {
+async function readSource(
+  releaseRoot: string,
+): Promise<{ indexes: Record<Subset, ShardIndexEntry[]>; fingerprint: string }> {
   const h = createHash('sha256');
   const indexes = {} as Record<Subset, ShardIndexEntry[]>;
   let any = false;
   for (const subset of SUBSETS) {
     const file = path.join(releaseRoot, 'webdataset', subset, 'index.json');
-    const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : Promise.reject(err)));
+    const text = await fs
+      .readFile(file, 'utf8')
+      .catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : Promise.reject(err)));
     const entries = text === null ? [] : (JSON.parse(text) as ShardIndexEntry[]);
     if (text === null) {
       const tars = await fs.readdir(path.join(releaseRoot, 'webdataset', subset)).catch(() => [] as string[]);
-      if (tars.some((f) => f.endsWith('.tar'))) throw new ExportConfigError(`release at ${releaseRoot} has ${subset} shards but no ${subset}/index.json: finalize the release first`);
+      if (tars.some((f) => f.endsWith('.tar')))
+        throw new ExportConfigError(
+          `release at ${releaseRoot} has ${subset} shards but no ${subset}/index.json: finalize the release first`,
+        );
     }
     indexes[subset] = entries;
     any ||= entries.length > 0;
     h.update(`${subset}\n${text ?? ''}\n`);
   }
-  if (!any) throw new ExportConfigError(`no finished release at ${releaseRoot} (no webdataset/<subset>/index.json with shards)`);
+  if (!any)
+    throw new ExportConfigError(
+      `no finished release at ${releaseRoot} (no webdataset/<subset>/index.json with shards)`,
+    );
   return { indexes, fingerprint: h.digest('hex') };
 }
 
@@ -308,7 +331,10 @@ async function readJournal(dir: string, subset: Subset, n: number): Promise<Jour
 
 async function writeSubsetIndex(dir: string, subset: Subset, shards: ExportedShard[]): Promise<void> {
   const base = path.join(dir, 'webdataset', subset);
-  await writeJsonAtomic(path.join(base, 'sizes.json'), Object.fromEntries(shards.map((s) => [path.posix.basename(s.shard), s.samples])));
+  await writeJsonAtomic(
+    path.join(base, 'sizes.json'),
+    Object.fromEntries(shards.map((s) => [path.posix.basename(s.shard), s.samples])),
+  );
   await writeJsonAtomic(path.join(base, 'index.json'), shards);
 }
 
@@ -361,7 +387,10 @@ class SubsetOutput {
   /** Adds a sample; true when the open shard was full, so it was closed and this sample begins the next one. */
   async add(row: SampleRow, members: TarMember[], mtime: number): Promise<boolean> {
     let rolledOver = false;
-    this.writer ??= await TarShardWriter.create(path.join(this.dir, 'webdataset', this.shardRel()), { ...this.limits, mtime });
+    this.writer ??= await TarShardWriter.create(path.join(this.dir, 'webdataset', this.shardRel()), {
+      ...this.limits,
+      mtime,
+    });
     try {
       await this.writer.addSample(row.key, members);
     } catch (err) {
@@ -369,7 +398,10 @@ class SubsetOutput {
       // A sample larger than a whole shard may hold: no retry can write it.
       if (this.writer.sampleCount === 0) throw new ExportConfigError(err.message);
       await this.closeShard();
-      this.writer = await TarShardWriter.create(path.join(this.dir, 'webdataset', this.shardRel()), { ...this.limits, mtime });
+      this.writer = await TarShardWriter.create(path.join(this.dir, 'webdataset', this.shardRel()), {
+        ...this.limits,
+        mtime,
+      });
       await this.writer.addSample(row.key, members);
       rolledOver = true;
     }
@@ -383,8 +415,19 @@ class SubsetOutput {
     const closed = await this.writer.close();
     const parquetRel = `${this.subset}/${shardName(this.index)}.parquet`;
     const pq = await writeSamplesParquet(path.join(this.dir, 'parquet', parquetRel), this.rows);
-    const shard: ExportedShard = { shard: this.shardRel(), samples: closed.samples, bytes: closed.bytes, sha256: closed.sha256, parquet: parquetRel, parquetRows: pq.rows, parquetSha256: pq.sha256 };
-    await appendLineDurably(journalFile(this.dir, this.subset), JSON.stringify({ shard, parquetBytes: pq.bytes } satisfies JournalLine));
+    const shard: ExportedShard = {
+      shard: this.shardRel(),
+      samples: closed.samples,
+      bytes: closed.bytes,
+      sha256: closed.sha256,
+      parquet: parquetRel,
+      parquetRows: pq.rows,
+      parquetSha256: pq.sha256,
+    };
+    await appendLineDurably(
+      journalFile(this.dir, this.subset),
+      JSON.stringify({ shard, parquetBytes: pq.bytes } satisfies JournalLine),
+    );
     this.shards.push(shard);
     this.bytes += closed.bytes;
     this.writer = null;
@@ -410,7 +453,13 @@ type AddSample = (row: SampleRow, members: TarMember[], mtime: number, ordinal: 
  * first `skip` of them (in tar order: earlier output shards hold them) are passed over without reading their
  * bytes; `ordinal` counts the selected samples of the shard, those passed over included.
  */
-async function copySamples(tarFile: string, selected: Map<string, SampleRow>, skip: number, signal: AbortSignal | undefined, add: AddSample): Promise<void> {
+async function copySamples(
+  tarFile: string,
+  selected: Map<string, SampleRow>,
+  skip: number,
+  signal: AbortSignal | undefined,
+  add: AddSample,
+): Promise<void> {
   const found = new Set<string>();
   let met = 0;
   let current: { key: string; row: SampleRow; members: TarMember[]; mtime: number; ordinal: number } | null = null;
@@ -423,7 +472,10 @@ async function copySamples(tarFile: string, selected: Map<string, SampleRow>, sk
     const jpg = members.find((m) => m.ext === 'jpg');
     if (!jpg) throw new ExportConfigError(`${tarFile}: sample ${key} has no .jpg member`);
     const sha = createHash('sha256').update(jpg.data).digest('hex');
-    if (sha !== row.image_sha256) throw new ExportConfigError(`${tarFile}: ${key}.jpg does not match the parquet row's image_sha256 (release outputs out of step?)`);
+    if (sha !== row.image_sha256)
+      throw new ExportConfigError(
+        `${tarFile}: ${key}.jpg does not match the parquet row's image_sha256 (release outputs out of step?)`,
+      );
     await add(row, members, mtime, ordinal);
   };
   for await (const entry of readTarEntries(tarFile)) {
@@ -432,7 +484,8 @@ async function copySamples(tarFile: string, selected: Map<string, SampleRow>, sk
     if (current && current.key !== parts.key) await flush();
     const row = selected.get(parts.key);
     if (!row) continue;
-    if (found.has(parts.key)) throw new ExportConfigError(`${tarFile}: members of sample ${parts.key} are not contiguous`);
+    if (found.has(parts.key))
+      throw new ExportConfigError(`${tarFile}: members of sample ${parts.key} are not contiguous`);
     if (signal?.aborted) throw signal.reason ?? new Error('export cancelled');
     current ??= { key: parts.key, row, members: [], mtime: entry.mtime, ordinal: met++ };
     if (current.ordinal >= skip) current.members.push({ ext: parts.ext, data: await entry.read() });
@@ -440,7 +493,9 @@ async function copySamples(tarFile: string, selected: Map<string, SampleRow>, sk
   await flush();
   if (found.size !== selected.size) {
     const missing = [...selected.keys()].filter((k) => !found.has(k));
-    throw new ExportConfigError(`${tarFile}: ${missing.length} samples of its parquet file are not in the tar (first: ${missing[0]})`);
+    throw new ExportConfigError(
+      `${tarFile}: ${missing.length} samples of its parquet file are not in the tar (first: ${missing[0]})`,
+    );
   }
 }
 
@@ -456,7 +511,14 @@ function parseCheckpoint(value: unknown, specHash: string): ExportCheckpoint | n
 /** Where the export stands when it (re)starts. */
 type Start =
   | { complete: ExportRecord }
-  | { complete?: undefined; subset: number; source: number; skip: number; closed: ExportedShard[]; result: Omit<ExportResult, 'reused' | 'target'> };
+  | {
+      complete?: undefined;
+      subset: number;
+      source: number;
+      skip: number;
+      closed: ExportedShard[];
+      result: Omit<ExportResult, 'reused' | 'target'>;
+    };
 
 /**
  * Brings the partial folder back to exactly what the checkpoint counts: its closed output shards (checked
@@ -468,11 +530,18 @@ async function removeLeftovers(target: string, keep: string | null): Promise<voi
   const parent = path.dirname(target);
   for (const name of await fs.readdir(parent).catch(() => [] as string[])) {
     const p = path.join(parent, name);
-    if (name.startsWith(`${path.basename(target)}.partial-`) && p !== keep) await fs.rm(p, { recursive: true, force: true });
+    if (name.startsWith(`${path.basename(target)}.partial-`) && p !== keep)
+      await fs.rm(p, { recursive: true, force: true });
   }
 }
 
-async function restoreWork(work: string, cp: ExportCheckpoint, spec: ExportSpec, source: Record<Subset, ShardIndexEntry[]>, filter: ExportFilter): Promise<Start | null> {
+async function restoreWork(
+  work: string,
+  cp: ExportCheckpoint,
+  spec: ExportSpec,
+  source: Record<Subset, ShardIndexEntry[]>,
+  filter: ExportFilter,
+): Promise<Start | null> {
   if (!(await fs.stat(work).catch(() => null))?.isDirectory()) return null;
   // Killed between writing export.json and the rename: the folder is complete.
   const record = await readJsonIfExists<ExportRecord>(path.join(work, 'export.json')).catch(() => null);
@@ -492,9 +561,18 @@ async function restoreWork(work: string, cp: ExportCheckpoint, spec: ExportSpec,
     if (!lines) return null;
     // Line k must be output shard k of the subset: an attempt that outlived its timeout may have appended to the
     // journal after a retry rewrote it (a duplicate or a gap), and such a journal is not resumed from.
-    if (lines.some((l, k) => l.shard.shard !== `${subset}/${shardName(k)}.tar` || l.shard.parquet !== `${subset}/${shardName(k)}.parquet`)) return null;
+    if (
+      lines.some(
+        (l, k) =>
+          l.shard.shard !== `${subset}/${shardName(k)}.tar` || l.shard.parquet !== `${subset}/${shardName(k)}.parquet`,
+      )
+    )
+      return null;
     for (const { shard, parquetBytes } of lines) {
-      for (const [rel, bytes] of [[`webdataset/${shard.shard}`, shard.bytes], [`parquet/${shard.parquet}`, parquetBytes]] as const) {
+      for (const [rel, bytes] of [
+        [`webdataset/${shard.shard}`, shard.bytes],
+        [`parquet/${shard.parquet}`, parquetBytes],
+      ] as const) {
         if ((await fs.stat(path.join(work, rel)).catch(() => null))?.size !== bytes) return null;
         keep.add(rel);
       }
@@ -512,20 +590,33 @@ async function restoreWork(work: string, cp: ExportCheckpoint, spec: ExportSpec,
   await prune(work, keep);
   for (const [subset, lines] of journals) {
     await writeFileAtomic(journalFile(work, subset), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
-    if (SUBSETS.indexOf(subset) < cp.subset) await writeSubsetIndex(work, subset, lines.map((l) => l.shard));
+    if (SUBSETS.indexOf(subset) < cp.subset)
+      await writeSubsetIndex(
+        work,
+        subset,
+        lines.map((l) => l.shard),
+      );
   }
   return {
     subset: cp.subset,
     source: cp.source,
     skip: cp.skip,
     closed,
-    result: { releaseId: spec.releaseId, filter, scanned: { ...cp.scanned }, samples: cp.samples, subsets: structuredClone(cp.subsets) },
+    result: {
+      releaseId: spec.releaseId,
+      filter,
+      scanned: { ...cp.scanned },
+      samples: cp.samples,
+      subsets: structuredClone(cp.subsets),
+    },
   };
 }
 
 export async function exportSubset(input: ExportInput, opts: ExportOptions = {}): Promise<ExportResult> {
-  if (!input || typeof input.dataDir !== 'string' || !path.isAbsolute(input.dataDir)) throw new ExportConfigError('dataDir must be an absolute path');
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(input.releaseId ?? '')) throw new ExportConfigError(`invalid release id ${JSON.stringify(input.releaseId)}`);
+  if (!input || typeof input.dataDir !== 'string' || !path.isAbsolute(input.dataDir))
+    throw new ExportConfigError('dataDir must be an absolute path');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(input.releaseId ?? ''))
+    throw new ExportConfigError(`invalid release id ${JSON.stringify(input.releaseId)}`);
   const filter = parseFilter(input.filter);
   const predicate = compileFilter(filter);
   const limits = {
@@ -535,7 +626,13 @@ export async function exportSubset(input: ExportInput, opts: ExportOptions = {})
   const target = await resolveExportTarget(input.dataDir, input.target);
   const releaseRoot = path.join(path.resolve(input.dataDir), 'releases', input.releaseId);
   const source = await readSource(releaseRoot);
-  const spec: ExportSpec = { releaseId: input.releaseId, filter, maxSamplesPerShard: limits.maxSamples, maxBytesPerShard: limits.maxBytes, source: source.fingerprint };
+  const spec: ExportSpec = {
+    releaseId: input.releaseId,
+    filter,
+    maxSamplesPerShard: limits.maxSamples,
+    maxBytesPerShard: limits.maxBytes,
+    source: source.fingerprint,
+  };
   const specHash = specHashOf(spec);
 
   // An earlier export at the target: the same input and intact gives its result; anything else needs overwrite.
@@ -549,8 +646,12 @@ export async function exportSubset(input: ExportInput, opts: ExportOptions = {})
       return { ...earlier.result, target, reused: true };
     }
     const empty = (await fs.readdir(target)).length === 0;
-    if (!empty && !earlier) throw new ExportConfigError(`export target ${target} exists and is not an export folder (no export.json); choose another target`);
-    if (!empty && !input.overwrite) throw new ExportConfigError(`export target ${target} holds a different export; pass overwrite to replace it`);
+    if (!empty && !earlier)
+      throw new ExportConfigError(
+        `export target ${target} exists and is not an export folder (no export.json); choose another target`,
+      );
+    if (!empty && !input.overwrite)
+      throw new ExportConfigError(`export target ${target} holds a different export; pass overwrite to replace it`);
   }
 
   // The export is written beside the target, in a folder a retry finds again. Leftovers of crashed attempts
@@ -564,16 +665,30 @@ export async function exportSubset(input: ExportInput, opts: ExportOptions = {})
   if (!start) {
     await fs.rm(work, { recursive: true, force: true });
     await fs.mkdir(work);
-    start = { subset: 0, source: 0, skip: 0, closed: [], result: { releaseId: input.releaseId, filter, scanned: { shards: 0, rows: 0 }, samples: 0, subsets: {} } };
+    start = {
+      subset: 0,
+      source: 0,
+      skip: 0,
+      closed: [],
+      result: { releaseId: input.releaseId, filter, scanned: { shards: 0, rows: 0 }, samples: 0, subsets: {} },
+    };
   }
 
   let result = start.complete?.result;
   const writing: { out: SubsetOutput | null } = { out: null };
   try {
     if (!start.complete) {
-      result = await writeSubsets(work, start, { filter, predicate, limits, releaseRoot, indexes: source.indexes, specHash }, opts, writing);
+      result = await writeSubsets(
+        work,
+        start,
+        { filter, predicate, limits, releaseRoot, indexes: source.indexes, specHash },
+        opts,
+        writing,
+      );
       const files = await Promise.all(
-        (await listFiles(work)).filter((p) => !p.startsWith(`${RESUME_DIR}/`)).map(async (p) => ({ path: p, bytes: (await fs.stat(path.join(work, p))).size })),
+        (await listFiles(work))
+          .filter((p) => !p.startsWith(`${RESUME_DIR}/`))
+          .map(async (p) => ({ path: p, bytes: (await fs.stat(path.join(work, p))).size })),
       );
       const record: ExportRecord = { version: 1, spec, result, files };
       await writeJsonAtomic(path.join(work, 'export.json'), record);
@@ -615,8 +730,20 @@ async function writeSubsets(
   writing: { out: SubsetOutput | null },
 ): Promise<Omit<ExportResult, 'reused' | 'target'>> {
   const result = start.result;
-  const checkpointAt = (subset: number, from: { source: number; skip: number; scanned: ExportCheckpoint['scanned'] }, shards: number): ExportCheckpoint => ({
-    version: 1, spec: plan.specHash, subset, source: from.source, skip: from.skip, shards, scanned: { ...from.scanned }, samples: result.samples, subsets: { ...result.subsets },
+  const checkpointAt = (
+    subset: number,
+    from: { source: number; skip: number; scanned: ExportCheckpoint['scanned'] },
+    shards: number,
+  ): ExportCheckpoint => ({
+    version: 1,
+    spec: plan.specHash,
+    subset,
+    source: from.source,
+    skip: from.skip,
+    shards,
+    scanned: { ...from.scanned },
+    samples: result.samples,
+    subsets: { ...result.subsets },
   });
   for (let si = start.subset; si < SUBSETS.length; si++) {
     const subset = SUBSETS[si]!;
@@ -630,7 +757,14 @@ async function writeSubsets(
     for (let j = from.source; j < entries.length; j++) {
       const entry = entries[j]!;
       const scannedBefore = { ...result.scanned };
-      const report = (): void => opts.onProgress?.({ subset, sourceShard: entry.shard, scannedRows: result.scanned.rows, samples: result.samples + out.samples, checkpoint: checkpointAt(si, from, out.shards.length) });
+      const report = (): void =>
+        opts.onProgress?.({
+          subset,
+          sourceShard: entry.shard,
+          scannedRows: result.scanned.rows,
+          samples: result.samples + out.samples,
+          checkpoint: checkpointAt(si, from, out.shards.length),
+        });
       const selected = new Map<string, SampleRow>();
       for await (const row of iterateSamplesParquet(path.join(plan.releaseRoot, 'parquet', entry.parquet))) {
         result.scanned.rows++;
@@ -641,18 +775,31 @@ async function writeSubsets(
       result.scanned.shards++;
       const skip = j === resumed?.source ? resumed.skip : 0;
       if (selected.size > 0) {
-        await copySamples(path.join(plan.releaseRoot, 'webdataset', entry.shard), selected, skip, opts.signal, async (row, members, mtime, ordinal) => {
-          if (await out.add(row, members, mtime)) from = { source: j, skip: ordinal, scanned: scannedBefore };
-          report();
-        });
+        await copySamples(
+          path.join(plan.releaseRoot, 'webdataset', entry.shard),
+          selected,
+          skip,
+          opts.signal,
+          async (row, members, mtime, ordinal) => {
+            if (await out.add(row, members, mtime)) from = { source: j, skip: ordinal, scanned: scannedBefore };
+            report();
+          },
+        );
       }
       if (!out.open) from = { source: j + 1, skip: 0, scanned: { ...result.scanned } };
       report();
     }
     await out.finish();
-    if (out.shards.length > 0) result.subsets[subset] = { shards: out.shards.length, samples: out.samples, bytes: out.bytes };
+    if (out.shards.length > 0)
+      result.subsets[subset] = { shards: out.shards.length, samples: out.samples, bytes: out.bytes };
     result.samples += out.samples;
-    opts.onProgress?.({ subset, sourceShard: entries.at(-1)?.shard ?? '', scannedRows: result.scanned.rows, samples: result.samples, checkpoint: checkpointAt(si + 1, { source: 0, skip: 0, scanned: result.scanned }, 0) });
+    opts.onProgress?.({
+      subset,
+      sourceShard: entries.at(-1)?.shard ?? '',
+      scannedRows: result.scanned.rows,
+      samples: result.samples,
+      checkpoint: checkpointAt(si + 1, { source: 0, skip: 0, scanned: result.scanned }, 0),
+    });
   }
   return result;
 }

@@ -23,14 +23,23 @@ export const ExportFilterSchema = z.strictObject({
   /** Any of these is one of `image_secondary_label`. */
   secondaryLabels: list,
   /** `image_label_id` (taxonomy cluster id) is one of these. */
-  labelIds: z.array(z.union([nonEmpty, z.number().int().nonnegative()]).transform(String)).min(1).optional(),
+  labelIds: z
+    .array(z.union([nonEmpty, z.number().int().nonnegative()]).transform(String))
+    .min(1)
+    .optional(),
   /** `article_journal` is one of these. */
   journals: list,
   /** Publication year, from `article_date` (Unix seconds of local midnight in America/Los_Angeles); inclusive bounds. */
   years: z
-    .strictObject({ from: z.number().int().min(1000).max(9999).optional(), to: z.number().int().min(1000).max(9999).optional() })
+    .strictObject({
+      from: z.number().int().min(1000).max(9999).optional(),
+      to: z.number().int().min(1000).max(9999).optional(),
+    })
     .refine((y) => y.from !== undefined || y.to !== undefined, 'years needs from, to or both')
-    .refine((y) => y.from === undefined || y.to === undefined || y.from <= y.to, 'years.from must not be after years.to')
+    .refine(
+      (y) => y.from === undefined || y.to === undefined || y.from <= y.to,
+      'years.from must not be after years.to',
+    )
     .optional(),
   /** Any of these is one of `article_keywords`. */
   keywords: list,
@@ -38,7 +47,13 @@ export const ExportFilterSchema = z.strictObject({
   captionContains: list,
   /** The caption matches this regular expression. */
   captionRegex: z
-    .strictObject({ source: z.string().min(1).max(1000), flags: z.string().regex(/^[imsu]*$/, 'flags may only be i, m, s, u').default('') })
+    .strictObject({
+      source: z.string().min(1).max(1000),
+      flags: z
+        .string()
+        .regex(/^[imsu]*$/, 'flags may only be i, m, s, u')
+        .default(''),
+    })
     .superRefine((r, ctx) => {
       try {
         new RegExp(r.source, r.flags);

@@ -6,7 +6,15 @@ import type { ReleaseInput } from '../../config/release';
 import { articleKeyProblem, isMd5 } from '../common/keys';
 import { exists, insideRoot, readNdjson, writeFileAtomic } from '../common/files';
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
-import { cancellationSignal, heartbeat, mapLimit, runUnitStage, withPulse, type Staged, type UnitTask } from '../common/stage';
+import {
+  cancellationSignal,
+  heartbeat,
+  mapLimit,
+  runUnitStage,
+  withPulse,
+  type Staged,
+  type UnitTask,
+} from '../common/stage';
 import { fetchLegacyArticle, LegacyPmcSource } from '../legacy/fetch';
 import { acquireLegacyTransport, type LegacyTransport } from '../legacy/transport';
 import type { ParsedArticleLine } from '../parse/activity';
@@ -45,7 +53,13 @@ export function mediaPath(unitDir: string, mediaKey: string): string {
 function refuseUnusable(obj: { key: string; md5: string | null }, owner: string | null): void {
   const problem = owner ? articleKeyProblem(obj.key, owner) : null;
   if (problem) throw new SourceError(problem.detail, 'unsafe-key', false, obj.key);
-  if (obj.md5 !== null && !isMd5(obj.md5)) throw new SourceError(`md5 ${JSON.stringify(obj.md5)} of ${obj.key} is not 32 hex digits`, 'bad-md5', false, obj.key);
+  if (obj.md5 !== null && !isMd5(obj.md5))
+    throw new SourceError(
+      `md5 ${JSON.stringify(obj.md5)} of ${obj.key} is not 32 hex digits`,
+      'bad-md5',
+      false,
+      obj.key,
+    );
 }
 
 /** The source a worker reads a release from, with the worker's timeout. */
@@ -63,7 +77,13 @@ async function intactCopy(file: string, md5: string | null): Promise<boolean> {
 }
 
 /** Streams an object into `file` through a temporary name; the rename happens only after the md5 checked out. */
-async function downloadToFile(source: PmcSource, key: string, md5: string | null, file: string, signal?: AbortSignal): Promise<void> {
+async function downloadToFile(
+  source: PmcSource,
+  key: string,
+  md5: string | null,
+  file: string,
+  signal?: AbortSignal,
+): Promise<void> {
   if (!source.getStream) {
     const got = await source.get(key, { expectedMd5: md5, signal });
     await writeFileAtomic(file, got.body);
@@ -100,7 +120,10 @@ export async function placeObject(
   if (await intactCopy(file, obj.md5)) return 'reused';
   if (obj.md5 && opts.cache && (await opts.cache.restore(obj.md5, file))) return 'cached';
   try {
-    await withRetries(() => downloadLimiter().run(() => downloadToFile(source, obj.key, obj.md5, file, opts.signal), opts.signal), { signal: opts.signal });
+    await withRetries(
+      () => downloadLimiter().run(() => downloadToFile(source, obj.key, obj.md5, file, opts.signal), opts.signal),
+      { signal: opts.signal },
+    );
   } catch (err) {
     const permanent = err instanceof SourceError && (!err.retryable || err.kind === 'checksum');
     if (!permanent) throw new TransientFetchError(err as Error);
@@ -138,21 +161,33 @@ export async function fetchArticles(task: UnitTask): Promise<Staged<FetchArticle
     const unitDir = layout.unitDir(unit.unitId);
     const result: FetchArticlesResult = { articles: unit.articles.length, fetched: 0, reused: 0, failed: 0, cached: 0 };
     const outputs: string[] = [];
-    const progress = () => ({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
+    const progress = () => ({
+      fetched: result.fetched + result.reused + (result.cached ?? 0),
+      of: unit.articles.length,
+    });
     // Downloads wait in line for the worker's slots (shared by its activities): heartbeat while they wait.
-    await withPulse(progress, () => mapLimit(unit.articles, fetchTuning().perActivity, async (a) => {
-      const file = articleXmlPath(unitDir, a.pmcid, a.version);
-      try {
-        const outcome = await placeObject(source, a.xml, file, { cache, signal, owner: `${a.pmcid}.${a.version}` });
-        result[outcome] = (result[outcome] ?? 0) + 1;
-        outputs.push(file);
-      } catch (err) {
-        if (err instanceof TransientFetchError) throw err.cause;
-        result.failed++;
-        q.push(quarantine({ article: `${a.pmcid}.${a.version}`, stage: 'fetch', reason: err instanceof SourceError ? `xml-${err.kind}` : 'xml-error', detail: (err as Error).message }));
-      }
-      heartbeat(progress());
-    }));
+    await withPulse(progress, () =>
+      mapLimit(unit.articles, fetchTuning().perActivity, async (a) => {
+        const file = articleXmlPath(unitDir, a.pmcid, a.version);
+        try {
+          const outcome = await placeObject(source, a.xml, file, { cache, signal, owner: `${a.pmcid}.${a.version}` });
+          result[outcome] = (result[outcome] ?? 0) + 1;
+          outputs.push(file);
+        } catch (err) {
+          if (err instanceof TransientFetchError) throw err.cause;
+          result.failed++;
+          q.push(
+            quarantine({
+              article: `${a.pmcid}.${a.version}`,
+              stage: 'fetch',
+              reason: err instanceof SourceError ? `xml-${err.kind}` : 'xml-error',
+              detail: (err as Error).message,
+            }),
+          );
+        }
+        heartbeat(progress());
+      }),
+    );
     outputs.sort();
     return { result, outputs };
   });
@@ -176,34 +211,61 @@ async function fetchLegacyArticles(task: UnitTask): Promise<Staged<FetchArticles
     const outputs: string[] = [];
     const records = new Map<string, QuarantineRecord[]>();
     const updated: PlannedArticle[] = unit.articles.map((a) => ({ ...a }));
-    const progress = () => ({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: unit.articles.length });
+    const progress = () => ({
+      fetched: result.fetched + result.reused + (result.cached ?? 0),
+      of: unit.articles.length,
+    });
     try {
       // The worker's FTP connections are shared by its activities: one may wait long in line for a connection, and
       // heartbeats meanwhile (its place in line is left at once if it is cancelled).
-      await withPulse(progress, () => mapLimit(updated, fetchTuning().perActivity, async (a) => {
-        const article = `${a.pmcid}.${a.version}`;
-        const recs: QuarantineRecord[] = [];
-        records.set(article, recs);
-        try {
-          const { index, outcome } = await fetchLegacyArticle(ctx, a);
-          a.media = index.images.map((m) => ({ key: `${article}/${m.name}`, md5: m.md5 }));
-          for (const r of index.rejected) recs.push(quarantine({ article, stage: 'fetch', reason: `package-${r.reason}`, detail: `${a.package?.path}: ${r.detail}` }));
-          if (!index.xml) {
+      await withPulse(progress, () =>
+        mapLimit(updated, fetchTuning().perActivity, async (a) => {
+          const article = `${a.pmcid}.${a.version}`;
+          const recs: QuarantineRecord[] = [];
+          records.set(article, recs);
+          try {
+            const { index, outcome } = await fetchLegacyArticle(ctx, a);
+            a.media = index.images.map((m) => ({ key: `${article}/${m.name}`, md5: m.md5 }));
+            for (const r of index.rejected)
+              recs.push(
+                quarantine({
+                  article,
+                  stage: 'fetch',
+                  reason: `package-${r.reason}`,
+                  detail: `${a.package?.path}: ${r.detail}`,
+                }),
+              );
+            if (!index.xml) {
+              result.failed++;
+              recs.push(
+                quarantine({
+                  article,
+                  stage: 'fetch',
+                  reason: 'xml-not-in-package',
+                  detail: `${a.package?.path} holds no .nxml member`,
+                }),
+              );
+            } else {
+              result[outcome] = (result[outcome] ?? 0) + 1;
+              outputs.push(articleXmlPath(unitDir, a.pmcid, a.version));
+            }
+          } catch (err) {
+            const permanent = err instanceof SourceError && (!err.retryable || err.kind === 'checksum');
+            if (!permanent) throw err;
             result.failed++;
-            recs.push(quarantine({ article, stage: 'fetch', reason: 'xml-not-in-package', detail: `${a.package?.path} holds no .nxml member` }));
-          } else {
-            result[outcome] = (result[outcome] ?? 0) + 1;
-            outputs.push(articleXmlPath(unitDir, a.pmcid, a.version));
+            a.media = [];
+            recs.push(
+              quarantine({
+                article,
+                stage: 'fetch',
+                reason: `xml-${(err as SourceError).kind}`,
+                detail: (err as Error).message,
+              }),
+            );
           }
-        } catch (err) {
-          const permanent = err instanceof SourceError && (!err.retryable || err.kind === 'checksum');
-          if (!permanent) throw err;
-          result.failed++;
-          a.media = [];
-          recs.push(quarantine({ article, stage: 'fetch', reason: `xml-${(err as SourceError).kind}`, detail: (err as Error).message }));
-        }
-        heartbeat(progress());
-      }));
+          heartbeat(progress());
+        }),
+      );
     } finally {
       await release();
       await fs.rm(path.join(unitDir, '.staging'), { recursive: true, force: true }).catch(() => undefined);
@@ -235,7 +297,12 @@ export async function fetchFigureMedia(task: UnitTask): Promise<Staged<FetchMedi
     const legacy = cfg.kind === 'pmc-legacy' ? acquireLegacyTransport(cfg, fetchTuning().timeoutMs) : null;
     const source =
       cfg.kind === 'pmc-legacy'
-        ? new LegacyPmcSource(legacy!.transport, unit.articles, { maxEntryBytes: cfg.maxEntryBytes, maxPackageBytes: cfg.maxPackageBytes }, path.join(unitDir, '.staging'))
+        ? new LegacyPmcSource(
+            legacy!.transport,
+            unit.articles,
+            { maxEntryBytes: cfg.maxEntryBytes, maxPackageBytes: cfg.maxPackageBytes },
+            path.join(unitDir, '.staging'),
+          )
         : sourceOf(task.release);
     const cache = new ObjectCache(task.release.dataDir);
     const signal = cancellationSignal();
@@ -255,21 +322,31 @@ export async function fetchFigureMedia(task: UnitTask): Promise<Staged<FetchMedi
     const outputs: string[] = [];
     const progress = () => ({ fetched: result.fetched + result.reused + (result.cached ?? 0), of: wanted.size });
     try {
-      await withPulse(progress, () => mapLimit([...wanted.values()], fetchTuning().perActivity, async (w) => {
-        try {
-          const file = mediaPath(unitDir, w.key);
-          const outcome = await placeObject(source, w, file, { cache, signal, owner: w.article });
-          result[outcome] = (result[outcome] ?? 0) + 1;
-          outputs.push(file);
-        } catch (err) {
-          if (err instanceof TransientFetchError) throw err.cause;
-          result.failed++;
-          for (const figure of w.figures) {
-            q.push(quarantine({ article: w.article, figure, stage: 'media', reason: err instanceof SourceError ? `image-${err.kind}` : 'image-error', detail: (err as Error).message }));
+      await withPulse(progress, () =>
+        mapLimit([...wanted.values()], fetchTuning().perActivity, async (w) => {
+          try {
+            const file = mediaPath(unitDir, w.key);
+            const outcome = await placeObject(source, w, file, { cache, signal, owner: w.article });
+            result[outcome] = (result[outcome] ?? 0) + 1;
+            outputs.push(file);
+          } catch (err) {
+            if (err instanceof TransientFetchError) throw err.cause;
+            result.failed++;
+            for (const figure of w.figures) {
+              q.push(
+                quarantine({
+                  article: w.article,
+                  figure,
+                  stage: 'media',
+                  reason: err instanceof SourceError ? `image-${err.kind}` : 'image-error',
+                  detail: (err as Error).message,
+                }),
+              );
+            }
           }
-        }
-        heartbeat(progress());
-      }));
+          heartbeat(progress());
+        }),
+      );
     } finally {
       if (legacy) {
         await legacy.release();

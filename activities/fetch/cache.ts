@@ -39,7 +39,13 @@ export class ObjectCache {
   async store(md5: string, file: string): Promise<void> {
     try {
       const dest = this.pathOf(md5);
-      if (await fs.stat(dest).then(() => true, () => false)) return;
+      if (
+        await fs.stat(dest).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
       await placeLinkOrCopy(file, dest);
     } catch {
       /* a cache that cannot be written only costs a later download */

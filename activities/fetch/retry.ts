@@ -90,7 +90,8 @@ export class Limiter {
       if (released) return;
       released = true;
       const next = this.waiting.shift();
-      if (next) next.grant(); // the slot passes on: `active` stays
+      if (next)
+        next.grant(); // the slot passes on: `active` stays
       else this.active--;
     };
   }
@@ -145,7 +146,11 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
-  opts: { signal?: AbortSignal; attempts?: number; onRetry?: (err: SourceError, attempt: number, delayMs: number) => void } = {},
+  opts: {
+    signal?: AbortSignal;
+    attempts?: number;
+    onRetry?: (err: SourceError, attempt: number, delayMs: number) => void;
+  } = {},
 ): Promise<T> {
   const attempts = opts.attempts ?? current().attempts;
   for (let attempt = 1; ; attempt++) {

@@ -41,7 +41,8 @@ export interface PmcSource {
 export class SourceError extends Error {
   constructor(
     message: string,
-    readonly kind: 'not-found' | 'forbidden' | 'checksum' | 'server' | 'network' | 'unsafe-key' | 'bad-md5' | 'too-large',
+    readonly kind:
+      'not-found' | 'forbidden' | 'checksum' | 'server' | 'network' | 'unsafe-key' | 'bad-md5' | 'too-large',
     readonly retryable: boolean,
     readonly key: string,
   ) {
@@ -69,7 +70,12 @@ export function parseObjectUrl(url: string): { key: string; md5: string | null }
 
 function assertSafeKey(key: string): void {
   // Keys become file paths in the mirror and in the download cache: refuse anything that could escape.
-  if (key.startsWith('/') || key.split('/').some((p) => p === '..' || p === '.') || key.includes('\\') || key.includes('\0')) {
+  if (
+    key.startsWith('/') ||
+    key.split('/').some((p) => p === '..' || p === '.') ||
+    key.includes('\\') ||
+    key.includes('\0')
+  ) {
     throw new SourceError(`unsafe object key ${JSON.stringify(key)}`, 'unsafe-key', false, key);
   }
 }
@@ -81,7 +87,11 @@ function assertSafeKey(key: string): void {
 export class VerifyingStream extends Transform {
   private readonly hash = createHash('md5');
   bytes = 0;
-  constructor(private readonly key: string, private readonly expectedMd5: string | null | undefined, private readonly declaredLength: number | null) {
+  constructor(
+    private readonly key: string,
+    private readonly expectedMd5: string | null | undefined,
+    private readonly declaredLength: number | null,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -91,12 +101,26 @@ export class VerifyingStream extends Transform {
   }
   override _flush(cb: TransformCallback): void {
     if (this.declaredLength !== null && this.declaredLength !== this.bytes) {
-      cb(new SourceError(`GET ${this.key}: got ${this.bytes} of ${this.declaredLength} bytes`, 'network', true, this.key));
+      cb(
+        new SourceError(
+          `GET ${this.key}: got ${this.bytes} of ${this.declaredLength} bytes`,
+          'network',
+          true,
+          this.key,
+        ),
+      );
       return;
     }
     const got = this.hash.digest('hex');
     if (this.expectedMd5 && got !== this.expectedMd5.toLowerCase()) {
-      cb(new SourceError(`md5 mismatch for ${this.key}: expected ${this.expectedMd5}, got ${got} (${this.bytes} bytes)`, 'checksum', true, this.key));
+      cb(
+        new SourceError(
+          `md5 mismatch for ${this.key}: expected ${this.expectedMd5}, got ${got} (${this.bytes} bytes)`,
+          'checksum',
+          true,
+          this.key,
+        ),
+      );
       return;
     }
     cb();
@@ -110,12 +134,22 @@ export function asSourceError(err: unknown, key: string, what = 'GET'): SourceEr
   if (e?.name === 'AbortError' && !/timeout/i.test(String(e.message))) return e; // cancellation: not the object's fault
   const cause = e?.cause?.code ?? e?.cause?.message;
   const timedOut = e?.name === 'TimeoutError' || /timeout|timed out/i.test(String(e?.message));
-  return new SourceError(`${what} ${key} ${timedOut ? 'timed out' : 'failed'}: ${e?.message ?? String(err)}${cause ? ` (${cause})` : ''}`, 'network', true, key);
+  return new SourceError(
+    `${what} ${key} ${timedOut ? 'timed out' : 'failed'}: ${e?.message ?? String(err)}${cause ? ` (${cause})` : ''}`,
+    'network',
+    true,
+    key,
+  );
 }
 
 function verify(key: string, body: Buffer, expectedMd5: string | null | undefined): void {
   if (expectedMd5 && md5Hex(body) !== expectedMd5.toLowerCase()) {
-    throw new SourceError(`md5 mismatch for ${key}: expected ${expectedMd5}, got ${md5Hex(body)} (${body.length} bytes)`, 'checksum', true, key);
+    throw new SourceError(
+      `md5 mismatch for ${key}: expected ${expectedMd5}, got ${md5Hex(body)} (${body.length} bytes)`,
+      'checksum',
+      true,
+      key,
+    );
   }
 }
 
@@ -171,7 +205,12 @@ export class HttpPmcSource implements PmcSource {
       if (opts.signal?.aborted) throw err;
       const e = err as Error;
       const timedOut = e?.name === 'TimeoutError' || /timeout|timed out/i.test(String(e?.message));
-      throw new SourceError(`GET ${key}: body ${timedOut ? 'timed out' : 'interrupted'}: ${e?.message ?? String(err)}`, 'network', true, key);
+      throw new SourceError(
+        `GET ${key}: body ${timedOut ? 'timed out' : 'interrupted'}: ${e?.message ?? String(err)}`,
+        'network',
+        true,
+        key,
+      );
     }
     const declared = res.headers.get('content-length');
     if (declared !== null && Number(declared) !== body.length) {
@@ -184,10 +223,16 @@ export class HttpPmcSource implements PmcSource {
   /** Streams the body; the timeout here is an idle one (no byte for timeoutMs), so a long healthy transfer is never cut. */
   async getStream(key: string, opts: GetOptions = {}): Promise<Readable> {
     const idle = new AbortController();
-    let timer = setTimeout(() => idle.abort(new DOMException(`no data for ${this.timeoutMs} ms`, 'TimeoutError')), this.timeoutMs);
+    let timer = setTimeout(
+      () => idle.abort(new DOMException(`no data for ${this.timeoutMs} ms`, 'TimeoutError')),
+      this.timeoutMs,
+    );
     const rearm = () => {
       clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(new DOMException(`no data for ${this.timeoutMs} ms`, 'TimeoutError')), this.timeoutMs);
+      timer = setTimeout(
+        () => idle.abort(new DOMException(`no data for ${this.timeoutMs} ms`, 'TimeoutError')),
+        this.timeoutMs,
+      );
     };
     const deadline = AbortSignal.timeout(this.deadlineMs);
     const signal = AbortSignal.any([...(opts.signal ? [opts.signal] : []), idle.signal, deadline]);
@@ -204,7 +249,11 @@ export class HttpPmcSource implements PmcSource {
     body.on('data', rearm);
     body.on('error', (err) => {
       clearTimeout(timer);
-      const reason = idle.signal.aborted ? idle.signal.reason : deadline.aborted ? new DOMException(`not done within ${this.deadlineMs} ms`, 'TimeoutError') : err;
+      const reason = idle.signal.aborted
+        ? idle.signal.reason
+        : deadline.aborted
+          ? new DOMException(`not done within ${this.deadlineMs} ms`, 'TimeoutError')
+          : err;
       verifier.destroy(opts.signal?.aborted ? (err as Error) : asSourceError(reason, key));
     });
     body.on('end', () => clearTimeout(timer));
@@ -226,18 +275,32 @@ export class HttpPmcSource implements PmcSource {
       if (delimiter) q.set('delimiter', delimiter);
       if (token) q.set('continuation-token', token);
       const res = await fetch(`${this.baseUrl}/?${q}`, { signal: AbortSignal.timeout(this.timeoutMs) });
-      if (!res.ok) throw new SourceError(`LIST ${prefix}: HTTP ${res.status}`, res.status >= 500 ? 'server' : 'forbidden', res.status >= 500, prefix);
+      if (!res.ok)
+        throw new SourceError(
+          `LIST ${prefix}: HTTP ${res.status}`,
+          res.status >= 500 ? 'server' : 'forbidden',
+          res.status >= 500,
+          prefix,
+        );
       const xml = await res.text();
-      for (const m of xml.matchAll(/<CommonPrefixes>\s*<Prefix>([^<]*)<\/Prefix>/g)) out.prefixes.push(unescapeXml(m[1]!));
+      for (const m of xml.matchAll(/<CommonPrefixes>\s*<Prefix>([^<]*)<\/Prefix>/g))
+        out.prefixes.push(unescapeXml(m[1]!));
       for (const m of xml.matchAll(/<Contents>\s*<Key>([^<]*)<\/Key>/g)) out.keys.push(unescapeXml(m[1]!));
-      token = /<IsTruncated>true<\/IsTruncated>/.test(xml) ? (/<NextContinuationToken>([^<]*)</.exec(xml)?.[1] ?? null) : null;
+      token = /<IsTruncated>true<\/IsTruncated>/.test(xml)
+        ? (/<NextContinuationToken>([^<]*)</.exec(xml)?.[1] ?? null)
+        : null;
     } while (token);
     return out;
   }
 }
 
 function unescapeXml(s: string): string {
-  return s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
+  return s
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, '&');
 }
 
 export class DirPmcSource implements PmcSource {
@@ -254,7 +317,8 @@ export class DirPmcSource implements PmcSource {
     } catch (err) {
       // A prefix such as `PMC1.1/` is a directory here but no object in S3 (NoSuchKey): not-found, never retried.
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') throw new SourceError(`${key} not in mirror`, 'not-found', false, key);
+      if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR')
+        throw new SourceError(`${key} not in mirror`, 'not-found', false, key);
       throw new SourceError(`read ${key}: ${(err as Error).message}`, 'network', true, key);
     }
     verify(key, body, opts.expectedMd5);
@@ -265,7 +329,8 @@ export class DirPmcSource implements PmcSource {
     assertSafeKey(key);
     const file = path.join(this.root, key);
     const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new SourceError(`${key} not in mirror`, 'not-found', false, key);
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR')
+        throw new SourceError(`${key} not in mirror`, 'not-found', false, key);
       throw new SourceError(`read ${key}: ${err.message}`, 'network', true, key);
     });
     if (!st.isFile()) throw new SourceError(`${key} not in mirror`, 'not-found', false, key);

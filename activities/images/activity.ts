@@ -45,12 +45,15 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
     // did not list, or whose md5 differs, is refused here rather than published under this figure's caption.
     const mediaManifest = await readJsonIfExists<StageManifest<unknown>>(layout.stageManifest(unit.unitId, 'media'));
     const placed = new Set((mediaManifest?.outputs ?? []).map((o) => o.path));
-    const refusedAtMedia = new Set((await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, 'media'))).map((r) => r.figure));
+    const refusedAtMedia = new Set(
+      (await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, 'media'))).map((r) => r.figure),
+    );
     for (const line of lines) {
       for (const fig of line.figures) {
         if (fig.rejected || !fig.mediaKey || refusedAtMedia.has(fig.key)) continue;
         let source: Buffer;
-        const refuse = (reason: string, detail: string) => q.push(quarantine({ article: line.article, figure: fig.key, stage: 'images', reason, detail }));
+        const refuse = (reason: string, detail: string) =>
+          q.push(quarantine({ article: line.article, figure: fig.key, stage: 'images', reason, detail }));
         try {
           const file = mediaPath(unitDir, fig.mediaKey);
           if (!placed.has(path.relative(layout.root, file))) {
@@ -63,20 +66,44 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
           continue;
         }
         if (fig.mediaMd5 && md5Hex(source) !== fig.mediaMd5.toLowerCase()) {
-          refuse('image-checksum', `staged ${fig.mediaKey} is not the object the plan named (md5 ${md5Hex(source)}, expected ${fig.mediaMd5})`);
+          refuse(
+            'image-checksum',
+            `staged ${fig.mediaKey} is not the object the plan named (md5 ${md5Hex(source)}, expected ${fig.mediaMd5})`,
+          );
           continue;
         }
         result.candidates++;
-        const img = await normalizeFigureImage(source, { minSide: task.release.images.minSide, maxPixels: task.release.images.maxPixels, jpegQuality: task.release.images.jpegQuality });
+        const img = await normalizeFigureImage(source, {
+          minSide: task.release.images.minSide,
+          maxPixels: task.release.images.maxPixels,
+          jpegQuality: task.release.images.jpegQuality,
+        });
         if (!img.ok) {
           result.rejected++;
-          q.push(quarantine({ article: line.article, figure: fig.key, stage: 'images', reason: img.reason, detail: `${fig.mediaFile}: ${img.detail}` }));
+          q.push(
+            quarantine({
+              article: line.article,
+              figure: fig.key,
+              stage: 'images',
+              reason: img.reason,
+              detail: `${fig.mediaFile}: ${img.detail}`,
+            }),
+          );
           continue;
         }
         const out = stagedImagePath(unitDir, fig.key);
         await writeFileAtomic(out, img.jpeg);
         outputs.push(out);
-        prepared.push({ key: fig.key, article: line.article, width: img.width, height: img.height, bytes: img.jpeg.length, sha256: sha256Hex(img.jpeg), sourceFormat: img.sourceFormat, passthrough: img.passthrough });
+        prepared.push({
+          key: fig.key,
+          article: line.article,
+          width: img.width,
+          height: img.height,
+          bytes: img.jpeg.length,
+          sha256: sha256Hex(img.jpeg),
+          sourceFormat: img.sourceFormat,
+          passthrough: img.passthrough,
+        });
         result.prepared++;
         if (img.passthrough) result.passthrough++;
         else result.converted++;

@@ -53,15 +53,30 @@ export const MAX_JPEG_SIDE = 65_500;
  */
 export function sniffFormat(b: Buffer): { supported: true } | { supported: false; what: string } {
   const starts = (...sig: number[]) => sig.every((x, i) => b[i] === x);
-  if (starts(0xff, 0xd8, 0xff) || starts(0x89, 0x50, 0x4e, 0x47) || b.subarray(0, 4).toString('latin1') === 'GIF8') return { supported: true };
-  if (starts(0x49, 0x49, 0x2a, 0x00) || starts(0x4d, 0x4d, 0x00, 0x2a) || starts(0x49, 0x49, 0x2b, 0x00) || starts(0x4d, 0x4d, 0x00, 0x2b)) return { supported: true };
-  if (b.subarray(0, 4).toString('latin1') === 'RIFF' && b.subarray(8, 12).toString('latin1') === 'WEBP') return { supported: true };
-  const head = b.subarray(0, 512).toString('latin1').replace(/^\ufeff|^\xef\xbb\xbf/, '').trimStart().toLowerCase();
+  if (starts(0xff, 0xd8, 0xff) || starts(0x89, 0x50, 0x4e, 0x47) || b.subarray(0, 4).toString('latin1') === 'GIF8')
+    return { supported: true };
+  if (
+    starts(0x49, 0x49, 0x2a, 0x00) ||
+    starts(0x4d, 0x4d, 0x00, 0x2a) ||
+    starts(0x49, 0x49, 0x2b, 0x00) ||
+    starts(0x4d, 0x4d, 0x00, 0x2b)
+  )
+    return { supported: true };
+  if (b.subarray(0, 4).toString('latin1') === 'RIFF' && b.subarray(8, 12).toString('latin1') === 'WEBP')
+    return { supported: true };
+  const head = b
+    .subarray(0, 512)
+    .toString('latin1')
+    .replace(/^\ufeff|^\xef\xbb\xbf/, '')
+    .trimStart()
+    .toLowerCase();
   if (head.startsWith('%pdf')) return { supported: false, what: 'a PDF document' };
-  if (/^(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*(<!doctype svg|<svg)/.test(head) || /<svg[\s>]/.test(head)) return { supported: false, what: 'an SVG (vector) image, which is not rendered' };
+  if (/^(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*(<!doctype svg|<svg)/.test(head) || /<svg[\s>]/.test(head))
+    return { supported: false, what: 'an SVG (vector) image, which is not rendered' };
   if (/^(<!doctype html|<html)/.test(head)) return { supported: false, what: 'an HTML page' };
   if (head.startsWith('<')) return { supported: false, what: 'an XML or text document' };
-  if (b.subarray(4, 12).toString('latin1').startsWith('ftyp')) return { supported: false, what: 'a HEIF/AVIF or MP4 file' };
+  if (b.subarray(4, 12).toString('latin1').startsWith('ftyp'))
+    return { supported: false, what: 'a HEIF/AVIF or MP4 file' };
   return { supported: false, what: `no image format we decode (first bytes ${b.subarray(0, 8).toString('hex')})` };
 }
 
@@ -97,8 +112,10 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   const minSide = opts.minSide ?? DEFAULT_MIN_SIDE;
   const quality = opts.jpegQuality ?? DEFAULT_JPEG_QUALITY;
-  if (!Number.isInteger(maxPixels) || maxPixels < 1) throw new RangeError(`maxPixels must be a positive integer, got ${maxPixels}`);
-  if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw new RangeError(`jpegQuality must be 1..100, got ${quality}`);
+  if (!Number.isInteger(maxPixels) || maxPixels < 1)
+    throw new RangeError(`maxPixels must be a positive integer, got ${maxPixels}`);
+  if (!Number.isInteger(quality) || quality < 1 || quality > 100)
+    throw new RangeError(`jpegQuality must be 1..100, got ${quality}`);
   if (bytes.length === 0) return { ok: false, reason: 'corrupt', detail: 'empty input' };
   const sniffed = sniffFormat(bytes);
   if (!sniffed.supported) return { ok: false, reason: 'unsupported-format', detail: `the file is ${sniffed.what}` };
@@ -124,13 +141,31 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
   if (!width || !height) return { ok: false, reason: 'corrupt', detail: 'image has no dimensions' };
   // Checked before decoding so a decompression bomb costs nothing.
   if (width * height > maxPixels) {
-    return { ok: false, reason: 'too-many-pixels', detail: `${width}x${height} exceeds ${maxPixels} pixels`, width, height };
+    return {
+      ok: false,
+      reason: 'too-many-pixels',
+      detail: `${width}x${height} exceeds ${maxPixels} pixels`,
+      width,
+      height,
+    };
   }
   if (width > MAX_JPEG_SIDE || height > MAX_JPEG_SIDE) {
-    return { ok: false, reason: 'too-large', detail: `${width}x${height}: a side over ${MAX_JPEG_SIDE} px cannot be a JPEG`, width, height };
+    return {
+      ok: false,
+      reason: 'too-large',
+      detail: `${width}x${height}: a side over ${MAX_JPEG_SIDE} px cannot be a JPEG`,
+      width,
+      height,
+    };
   }
   if (width < minSide || height < minSide) {
-    return { ok: false, reason: 'too-small', detail: `${width}x${height} is below the ${minSide}px minimum side`, width, height };
+    return {
+      ok: false,
+      reason: 'too-small',
+      detail: `${width}x${height} is below the ${minSide}px minimum side`,
+      width,
+      height,
+    };
   }
 
   try {
@@ -140,7 +175,13 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
       // and decode errors surface exactly as in a full decode, at a fraction of the time and 1/64 of the
       // memory (sharp's stats() cost 5-8x a decode; a full-size raw buffer of a large figure costs hundreds of MB).
       await sharp(bytes, input)
-        .resize({ width: Math.ceil(width / 8), height: Math.ceil(height / 8), fit: 'fill', fastShrinkOnLoad: true, kernel: 'nearest' })
+        .resize({
+          width: Math.ceil(width / 8),
+          height: Math.ceil(height / 8),
+          fit: 'fill',
+          fastShrinkOnLoad: true,
+          kernel: 'nearest',
+        })
         .raw()
         .toBuffer();
       return { ok: true, jpeg: bytes, width, height, sourceFormat: format, passthrough: true };
@@ -161,7 +202,13 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
       })
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) {
-      return { ok: false, reason: 'unsupported-format', detail: `conversion produced ${info.channels} channels`, width, height };
+      return {
+        ok: false,
+        reason: 'unsupported-format',
+        detail: `conversion produced ${info.channels} channels`,
+        width,
+        height,
+      };
     }
     return { ok: true, jpeg: data, width: info.width, height: info.height, sourceFormat: format, passthrough: false };
   } catch (err) {

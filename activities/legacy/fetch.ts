@@ -71,30 +71,42 @@ function pkgOf(a: PlannedArticle): { path: string; updated: string | null } {
  * otherwise downloaded, stream-extracted and verified -> 'fetched'. Retryable failures are retried here with
  * backoff, then escape; permanent ones (550/404, 403, a package still damaged after the retries) are SourceErrors.
  */
-export async function fetchLegacyArticle(ctx: LegacyFetchContext, a: PlannedArticle): Promise<{ index: PackageIndex; outcome: 'fetched' | 'reused' | 'cached' }> {
+export async function fetchLegacyArticle(
+  ctx: LegacyFetchContext,
+  a: PlannedArticle,
+): Promise<{ index: PackageIndex; outcome: 'fetched' | 'reused' | 'cached' }> {
   const pkg = pkgOf(a);
   const sidecar = sidecarPath(ctx.unitDir, a);
   const placed = await readJsonIfExists<PackageIndex>(sidecar);
-  if (placed && placed.package === pkg.path && placed.updated === pkg.updated && (await placedIntact(ctx, a, placed))) return { index: placed, outcome: 'reused' };
+  if (placed && placed.package === pkg.path && placed.updated === pkg.updated && (await placedIntact(ctx, a, placed)))
+    return { index: placed, outcome: 'reused' };
 
   const cachedIndexFile = indexPath(ctx.packageIndexDir, pkg);
   const cached = await readJsonIfExists<PackageIndex>(cachedIndexFile);
   if (cached) {
     let all = true;
     if (cached.xml) all &&= await ctx.cache.restore(cached.xml.md5, legacyXmlPath(ctx.unitDir, a));
-    for (const img of cached.images) all &&= await ctx.cache.restore(img.md5, legacyMediaPath(ctx.unitDir, a, img.name));
+    for (const img of cached.images)
+      all &&= await ctx.cache.restore(img.md5, legacyMediaPath(ctx.unitDir, a, img.name));
     if (all) {
       await writeJsonAtomic(sidecar, cached);
       return { index: cached, outcome: 'cached' };
     }
   }
 
-  const stageDir = path.join(ctx.unitDir, '.staging', `${prefixOf(a)}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  const stageDir = path.join(
+    ctx.unitDir,
+    '.staging',
+    `${prefixOf(a)}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+  );
   try {
     const extracted = await withRetries(
       async () => {
         await fs.rm(stageDir, { recursive: true, force: true });
-        return downloadLimiter().run(async () => extractPackage(await ctx.transport.open(pkg.path, ctx.signal), pkg.path, stageDir, ctx.limits), ctx.signal);
+        return downloadLimiter().run(
+          async () => extractPackage(await ctx.transport.open(pkg.path, ctx.signal), pkg.path, stageDir, ctx.limits),
+          ctx.signal,
+        );
       },
       { signal: ctx.signal },
     );
@@ -103,7 +115,9 @@ export async function fetchLegacyArticle(ctx: LegacyFetchContext, a: PlannedArti
       package: pkg.path,
       updated: pkg.updated,
       xml: extracted.xml ? { name: extracted.xml.name, md5: extracted.xml.md5, bytes: extracted.xml.bytes } : null,
-      images: extracted.images.map((m) => ({ name: m.name, md5: m.md5, bytes: m.bytes })).sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)),
+      images: extracted.images
+        .map((m) => ({ name: m.name, md5: m.md5, bytes: m.bytes }))
+        .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)),
       rejected: extracted.rejected,
     };
     const moves: [string, string, string][] = [];
@@ -147,11 +161,21 @@ export class LegacyPmcSource implements PmcSource {
     const name = key.slice(slash + 1);
     const stageDir = path.join(this.stageRoot, `get-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
     try {
-      const extracted = await extractPackage(await this.transport.open(a.package.path, opts.signal), a.package.path, stageDir, this.limits);
+      const extracted = await extractPackage(
+        await this.transport.open(a.package.path, opts.signal),
+        a.package.path,
+        stageDir,
+        this.limits,
+      );
       const member = name === `${prefixOf(a)}.xml` ? extracted.xml : extracted.images.find((m) => m.name === name);
       if (!member) throw new SourceError(`${key}: not in package ${a.package.path}`, 'not-found', false, key);
       if (opts.expectedMd5 && member.md5 !== opts.expectedMd5.toLowerCase()) {
-        throw new SourceError(`md5 mismatch for ${key}: expected ${opts.expectedMd5}, got ${member.md5} (the package changed?)`, 'checksum', true, key);
+        throw new SourceError(
+          `md5 mismatch for ${key}: expected ${opts.expectedMd5}, got ${member.md5} (the package changed?)`,
+          'checksum',
+          true,
+          key,
+        );
       }
       return { key, body: await fs.readFile(member.staged), etag: member.md5 };
     } finally {

@@ -24,7 +24,15 @@ export interface PackageLimits {
   maxPackageBytes: number;
 }
 
-export type RejectReason = 'absolute-path' | 'parent-escape' | 'link' | 'device' | 'special-entry' | 'too-large' | 'duplicate-name' | 'extra-nxml';
+export type RejectReason =
+  | 'absolute-path'
+  | 'parent-escape'
+  | 'link'
+  | 'device'
+  | 'special-entry'
+  | 'too-large'
+  | 'duplicate-name'
+  | 'extra-nxml';
 
 export interface RejectedEntry {
   path: string;
@@ -57,8 +65,10 @@ const XML_MEMBER = /\.nxml$/i;
 /** Why a member may not be used, from its header alone; null when it is a regular file or a folder with a safe path. */
 export function unsafeEntry(entry: { path: string; type: string; linkpath?: string | null }): RejectedEntry | null {
   const p = entry.path;
-  if (p.startsWith('/') || p.startsWith('\\') || /^[A-Za-z]:/.test(p)) return { path: p, reason: 'absolute-path', detail: `absolute member path ${JSON.stringify(p)}` };
-  if (p.split(/[\\/]/).includes('..')) return { path: p, reason: 'parent-escape', detail: `member path ${JSON.stringify(p)} climbs out with ..` };
+  if (p.startsWith('/') || p.startsWith('\\') || /^[A-Za-z]:/.test(p))
+    return { path: p, reason: 'absolute-path', detail: `absolute member path ${JSON.stringify(p)}` };
+  if (p.split(/[\\/]/).includes('..'))
+    return { path: p, reason: 'parent-escape', detail: `member path ${JSON.stringify(p)} climbs out with ..` };
   switch (entry.type) {
     case 'File':
     case 'OldFile':
@@ -67,7 +77,11 @@ export function unsafeEntry(entry: { path: string; type: string; linkpath?: stri
       return null;
     case 'SymbolicLink':
     case 'Link':
-      return { path: p, reason: 'link', detail: `${entry.type === 'Link' ? 'hard' : 'symbolic'} link ${JSON.stringify(p)} -> ${JSON.stringify(entry.linkpath ?? '')}` };
+      return {
+        path: p,
+        reason: 'link',
+        detail: `${entry.type === 'Link' ? 'hard' : 'symbolic'} link ${JSON.stringify(p)} -> ${JSON.stringify(entry.linkpath ?? '')}`,
+      };
     case 'CharacterDevice':
     case 'BlockDevice':
     case 'FIFO':
@@ -86,7 +100,12 @@ function corrupt(pkg: string, why: string): SourceError {
  * verified and every staged file is flushed; rejects otherwise (a SourceError: 'checksum' for a damaged package,
  * 'too-large' past maxPackageBytes, or the transport's own error).
  */
-export async function extractPackage(input: Readable, pkg: string, stageDir: string, limits: PackageLimits): Promise<ExtractResult> {
+export async function extractPackage(
+  input: Readable,
+  pkg: string,
+  stageDir: string,
+  limits: PackageLimits,
+): Promise<ExtractResult> {
   // Wired before the first await, so an input that fails at once (a reset) reaches gunzip and the loop below.
   const gunzip = createGunzip();
   gunzip.on('error', () => undefined); // kept on the stream (`errored`); the loop below throws it
@@ -102,7 +121,14 @@ export async function extractPackage(input: Readable, pkg: string, stageDir: str
     input.destroy();
     throw err;
   }
-  const result: ExtractResult = { xml: null, images: [], rejected: [], entries: 0, compressedBytes: 0, decompressedBytes: 0 };
+  const result: ExtractResult = {
+    xml: null,
+    images: [],
+    rejected: [],
+    entries: 0,
+    compressedBytes: 0,
+    decompressedBytes: 0,
+  };
   const names = new Set<string>();
   const writes: Promise<void>[] = [];
   let failure: Error | null = null;
@@ -121,24 +147,37 @@ export async function extractPackage(input: Readable, pkg: string, stageDir: str
       return;
     }
     const name = path.posix.basename(entry.path.replace(/\\/g, '/'));
-    const kind = entry.type === 'Directory' ? null : XML_MEMBER.test(name) ? 'xml' : IMAGE_MEMBER.test(name) ? 'image' : null;
+    const kind =
+      entry.type === 'Directory' ? null : XML_MEMBER.test(name) ? 'xml' : IMAGE_MEMBER.test(name) ? 'image' : null;
     if (!kind) {
       entry.resume(); // PDFs, supplements, folders: not needed, never written
       return;
     }
     const size = entry.size ?? 0;
     if (size > limits.maxEntryBytes) {
-      result.rejected.push({ path: entry.path, reason: 'too-large', detail: `${entry.path}: ${size} bytes, over the limit of ${limits.maxEntryBytes}` });
+      result.rejected.push({
+        path: entry.path,
+        reason: 'too-large',
+        detail: `${entry.path}: ${size} bytes, over the limit of ${limits.maxEntryBytes}`,
+      });
       entry.resume();
       return;
     }
     if (kind === 'xml' && result.xml) {
-      result.rejected.push({ path: entry.path, reason: 'extra-nxml', detail: `${entry.path}: a second .nxml (kept ${result.xml.name})` });
+      result.rejected.push({
+        path: entry.path,
+        reason: 'extra-nxml',
+        detail: `${entry.path}: a second .nxml (kept ${result.xml.name})`,
+      });
       entry.resume();
       return;
     }
     if (names.has(name) || name === '' || name === '.' || name === '..') {
-      result.rejected.push({ path: entry.path, reason: 'duplicate-name', detail: `${entry.path}: another member is already named ${JSON.stringify(name)}` });
+      result.rejected.push({
+        path: entry.path,
+        reason: 'duplicate-name',
+        detail: `${entry.path}: another member is already named ${JSON.stringify(name)}`,
+      });
       entry.resume();
       return;
     }
@@ -183,7 +222,12 @@ export async function extractPackage(input: Readable, pkg: string, stageDir: str
       result.decompressedBytes += chunk.length;
       tail = chunk.length >= 1024 ? chunk.subarray(chunk.length - 1024) : Buffer.concat([tail, chunk]).subarray(-1024);
       if (result.decompressedBytes > limits.maxPackageBytes) {
-        throw new SourceError(`package ${pkg} decompresses past ${limits.maxPackageBytes} bytes`, 'too-large', false, pkg);
+        throw new SourceError(
+          `package ${pkg} decompresses past ${limits.maxPackageBytes} bytes`,
+          'too-large',
+          false,
+          pkg,
+        );
       }
       if (failure) break;
       // Backpressure from tar, but never a wait that outlives the input: a transfer that breaks meanwhile

@@ -36,7 +36,11 @@ export function legacyEtag(row: Pick<LegacyListRow, 'updated'>): string {
  * Streams the file list into planner rows (facts inline: the list is the metadata) and exclusions for bad lines,
  * a chunk's worth at a time.
  */
-export async function* legacyPlanRows(transport: LegacyTransport, fileList: string, signal?: AbortSignal): AsyncGenerator<({ row: PlanRow } | { exclusion: Exclusion })[]> {
+export async function* legacyPlanRows(
+  transport: LegacyTransport,
+  fileList: string,
+  signal?: AbortSignal,
+): AsyncGenerator<({ row: PlanRow } | { exclusion: Exclusion })[]> {
   const parser = new FileListParser(listFormatOf(fileList));
   const stream = await transport.open(fileList, signal);
   let lineNo = 0;
@@ -48,7 +52,14 @@ export async function* legacyPlanRows(transport: LegacyTransport, fileList: stri
         const parsed = parser.line(line);
         if (!parsed) continue;
         if ('error' in parsed) {
-          out.push({ exclusion: { key: `${fileList}:${lineNo}`, pmcid: /PMC\d+/.exec(line)?.[0] ?? null, reason: 'bad-metadata', detail: parsed.error } });
+          out.push({
+            exclusion: {
+              key: `${fileList}:${lineNo}`,
+              pmcid: /PMC\d+/.exec(line)?.[0] ?? null,
+              reason: 'bad-metadata',
+              detail: parsed.error,
+            },
+          });
           continue;
         }
         const article = legacyArticle(parsed);
@@ -61,7 +72,9 @@ export async function* legacyPlanRows(transport: LegacyTransport, fileList: stri
           retracted: parsed.retracted,
           article: parsed.retracted ? null : article,
         };
-        out.push({ row: { pmcid: facts.pmcid, version: LEGACY_VERSION, key: parsed.file, etag: facts.etag, inline: facts } });
+        out.push({
+          row: { pmcid: facts.pmcid, version: LEGACY_VERSION, key: parsed.file, etag: facts.etag, inline: facts },
+        });
       }
       if (out.length > 0) yield out;
     }

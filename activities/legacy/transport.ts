@@ -17,7 +17,10 @@ export interface LegacyTransport {
 
 type LegacyConfig = Extract<SourceConfig, { kind: 'pmc-legacy' }>;
 
-export function openLegacyTransport(cfg: Pick<LegacyConfig, 'baseUrl' | 'connections'>, timeoutMs = 60_000): LegacyTransport {
+export function openLegacyTransport(
+  cfg: Pick<LegacyConfig, 'baseUrl' | 'connections'>,
+  timeoutMs = 60_000,
+): LegacyTransport {
   const url = new URL(cfg.baseUrl);
   if (url.protocol === 'ftp:') return new FtpTransport(url, cfg.connections, timeoutMs);
   if (url.protocol === 'http:' || url.protocol === 'https:') return new HttpTransport(cfg.baseUrl, timeoutMs);
@@ -49,7 +52,8 @@ export function ftpError(err: unknown, relPath: string): SourceError | Error {
     if (code === 550 || code === 553 || (code === 551 && /ENOENT|no such file/i.test(err.message))) {
       return new SourceError(`RETR ${relPath}: ${code} ${err.message}`, 'not-found', false, relPath);
     }
-    if (code === 530 || code === 532) return new SourceError(`RETR ${relPath}: ${code} ${err.message}`, 'forbidden', false, relPath);
+    if (code === 530 || code === 532)
+      return new SourceError(`RETR ${relPath}: ${code} ${err.message}`, 'forbidden', false, relPath);
     return new SourceError(`RETR ${relPath}: ${code} ${err.message}`, 'server', code >= 400 && code < 500, relPath);
   }
   return asSourceError(err, relPath, 'RETR');
@@ -59,7 +63,12 @@ export function ftpError(err: unknown, relPath: string): SourceError | Error {
 function brokenTransfer(err: unknown, relPath: string): SourceError | Error {
   const e = ftpError(err, relPath);
   if (!(e instanceof SourceError) || e.kind === 'network') return e;
-  return new SourceError(`RETR ${relPath}: the transfer broke after it began: ${e.message.replace(`RETR ${relPath}: `, '')}`, 'network', true, relPath);
+  return new SourceError(
+    `RETR ${relPath}: the transfer broke after it began: ${e.message.replace(`RETR ${relPath}: `, '')}`,
+    'network',
+    true,
+    relPath,
+  );
 }
 
 /**
@@ -73,7 +82,11 @@ class FtpTransport implements LegacyTransport {
   private readonly slots: Limiter;
   private closed = false;
   private readonly root: string;
-  constructor(private readonly url: URL, connections: number, private readonly timeoutMs: number) {
+  constructor(
+    private readonly url: URL,
+    connections: number,
+    private readonly timeoutMs: number,
+  ) {
     this.slots = new Limiter(connections);
     this.root = decodeURIComponent(url.pathname).replace(/\/+$/, '');
     this.description = `legacy PMC FTP at ftp://${url.host}${this.root}`;
@@ -99,7 +112,8 @@ class FtpTransport implements LegacyTransport {
   }
 
   async open(relPath: string, signal?: AbortSignal): Promise<Readable> {
-    if (relPath.startsWith('/') || relPath.split('/').includes('..')) throw new SourceError(`unsafe path ${JSON.stringify(relPath)}`, 'unsafe-key', false, relPath);
+    if (relPath.startsWith('/') || relPath.split('/').includes('..'))
+      throw new SourceError(`unsafe path ${JSON.stringify(relPath)}`, 'unsafe-key', false, relPath);
     const release = await this.slots.acquire(signal);
     let client: Client;
     try {
@@ -151,7 +165,9 @@ class FtpTransport implements LegacyTransport {
       })
       .catch((err: unknown) => {
         finish(false);
-        out.destroy(signal?.aborted ? (signal.reason as Error) : begun ? brokenTransfer(err, relPath) : ftpError(err, relPath));
+        out.destroy(
+          signal?.aborted ? (signal.reason as Error) : begun ? brokenTransfer(err, relPath) : ftpError(err, relPath),
+        );
       });
     return out;
   }
@@ -168,7 +184,10 @@ const shared = new Map<string, { transport: LegacyTransport; users: number }>();
  * The worker's transport for a legacy tree, shared by every activity of the process, so that `connections` bounds
  * the FTP connections of the whole worker (not of each activity). Release it when done; the last user closes it.
  */
-export function acquireLegacyTransport(cfg: Pick<LegacyConfig, 'baseUrl' | 'connections'>, timeoutMs = 60_000): { transport: LegacyTransport; release: () => Promise<void> } {
+export function acquireLegacyTransport(
+  cfg: Pick<LegacyConfig, 'baseUrl' | 'connections'>,
+  timeoutMs = 60_000,
+): { transport: LegacyTransport; release: () => Promise<void> } {
   const id = `${cfg.baseUrl}|${cfg.connections}|${timeoutMs}`;
   let entry = shared.get(id);
   if (!entry) shared.set(id, (entry = { transport: openLegacyTransport(cfg, timeoutMs), users: 0 }));

@@ -34,7 +34,11 @@ export async function writeParquet(task: UnitTask): Promise<Staged<ParquetResult
     for (const name of shard.result.shards.map((s) => s.shard)) {
       const rel = name.replace(/\.tar$/, '.parquet');
       const file = path.join(layout.root, 'parquet', rel);
-      const written = await writeSamplesParquet(file, rows.filter((r) => r.shard === name), { includeImageBytes: false });
+      const written = await writeSamplesParquet(
+        file,
+        rows.filter((r) => r.shard === name),
+        { includeImageBytes: false },
+      );
       files.push({ file: rel, shard: name, rows: written.rows, bytes: written.bytes, sha256: written.sha256 });
       outputs.push(file);
     }
@@ -44,7 +48,12 @@ export async function writeParquet(task: UnitTask): Promise<Staged<ParquetResult
       await fs.rm(stale, { force: true });
     }
     return {
-      result: { subset: unit.subset, rows: files.reduce((n, f) => n + f.rows, 0), bytes: files.reduce((n, f) => n + f.bytes, 0), files },
+      result: {
+        subset: unit.subset,
+        rows: files.reduce((n, f) => n + f.rows, 0),
+        bytes: files.reduce((n, f) => n + f.bytes, 0),
+        files,
+      },
       outputs,
     };
   });

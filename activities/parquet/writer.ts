@@ -83,7 +83,15 @@ export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
   image_primary_label: strList,
   image_secondary_label: strList,
   image_size: z.tuple([count, count]),
-  image_set: z.array(z.strictObject({ image_id: z.string(), image_file_name: z.string(), image_path: z.string(), caption: z.string(), hash: z.string().nullable() })),
+  image_set: z.array(
+    z.strictObject({
+      image_id: z.string(),
+      image_file_name: z.string(),
+      image_path: z.string(),
+      caption: z.string(),
+      hash: z.string().nullable(),
+    }),
+  ),
   image_context: z.array(z.strictObject({ image_id: z.string(), paragraphs: strList })),
   article_accession_id: z.string(),
   article_title: z.string(),
@@ -109,19 +117,43 @@ type Column = Exclude<keyof SampleRow, 'caption_json'>;
 
 /** Every column of SampleRow (and no other) with its kind, in the file's column order. */
 const COLUMN_KINDS: { readonly [K in Column]-?: Kind } = {
-  key: 'str', shard: 'str', subset: 'str', caption: 'str',
-  image_width: 'int', image_height: 'int', image_bytes_size: 'int', image_sha256: 'str',
+  key: 'str',
+  shard: 'str',
+  subset: 'str',
+  caption: 'str',
+  image_width: 'int',
+  image_height: 'int',
+  image_bytes_size: 'int',
+  image_sha256: 'str',
   image: 'bytes',
   // The 25 published json keys, in the published order.
-  image_file_name: 'str', image_cluster_id: 'str', image_hash: 'str', image_label_id: 'str',
-  image_panel_type: 'str', image_panel_subtype: 'str',
-  image_primary_label: 'list', image_secondary_label: 'list', image_size: 'intList',
-  image_set: 'imageSet', image_context: 'imageContext',
-  article_accession_id: 'str', article_title: 'str', article_journal: 'str', article_date: 'str',
-  article_abstract: 'str', article_mesh_terms: 'list', article_keywords: 'list',
-  article_reference_ids: 'list', article_reference_count: 'int', article_reference_list: 'list',
-  article_subject: 'list', article_citation: 'str', article_license: 'str', article_text: 'str',
-  article_pmid: 'nullable', article_doi: 'nullable',
+  image_file_name: 'str',
+  image_cluster_id: 'str',
+  image_hash: 'str',
+  image_label_id: 'str',
+  image_panel_type: 'str',
+  image_panel_subtype: 'str',
+  image_primary_label: 'list',
+  image_secondary_label: 'list',
+  image_size: 'intList',
+  image_set: 'imageSet',
+  image_context: 'imageContext',
+  article_accession_id: 'str',
+  article_title: 'str',
+  article_journal: 'str',
+  article_date: 'str',
+  article_abstract: 'str',
+  article_mesh_terms: 'list',
+  article_keywords: 'list',
+  article_reference_ids: 'list',
+  article_reference_count: 'int',
+  article_reference_list: 'list',
+  article_subject: 'list',
+  article_citation: 'str',
+  article_license: 'str',
+  article_text: 'str',
+  article_pmid: 'nullable',
+  article_doi: 'nullable',
 };
 
 /** Column order of the file; `image` is dropped when image bytes are not included. */
@@ -129,8 +161,17 @@ const COLUMNS = Object.entries(COLUMN_KINDS) as [Column, Kind][];
 
 /** Columns whose min/max statistics would be whole images or paragraphs (or nested groups of them). */
 const NO_STATS = new Set<string>([
-  'image', 'caption', 'image_set', 'image_context', 'article_title', 'article_abstract', 'article_citation',
-  'article_mesh_terms', 'article_reference_ids', 'article_reference_list', 'article_text',
+  'image',
+  'caption',
+  'image_set',
+  'image_context',
+  'article_title',
+  'article_abstract',
+  'article_citation',
+  'article_mesh_terms',
+  'article_reference_ids',
+  'article_reference_list',
+  'article_text',
 ]);
 
 export const PARQUET_COMPRESSION = 'SNAPPY' as const;
@@ -141,16 +182,27 @@ export const DEFAULT_ROW_GROUP_BYTES = 128 * 1024 * 1024;
 type FieldDef = Record<string, unknown>;
 
 function utf8(name: string, extra: FieldDef = {}): FieldDef {
-  return { type: 'UTF8', compression: PARQUET_COMPRESSION, ...(NO_STATS.has(name) ? { statistics: false } : {}), ...extra };
+  return {
+    type: 'UTF8',
+    compression: PARQUET_COMPRESSION,
+    ...(NO_STATS.has(name) ? { statistics: false } : {}),
+    ...extra,
+  };
 }
 
 export function sampleParquetSchema(includeImageBytes: boolean): ParquetSchema {
   const def: Record<string, FieldDef> = {};
-  const text = (extra: FieldDef = {}): FieldDef => ({ type: 'UTF8', compression: PARQUET_COMPRESSION, statistics: false, ...extra });
+  const text = (extra: FieldDef = {}): FieldDef => ({
+    type: 'UTF8',
+    compression: PARQUET_COMPRESSION,
+    statistics: false,
+    ...extra,
+  });
   for (const [name, kind] of COLUMNS) {
     switch (kind) {
       case 'bytes':
-        if (includeImageBytes) def[name] = { type: 'BYTE_ARRAY', optional: true, compression: PARQUET_COMPRESSION, statistics: false };
+        if (includeImageBytes)
+          def[name] = { type: 'BYTE_ARRAY', optional: true, compression: PARQUET_COMPRESSION, statistics: false };
         break;
       case 'int':
         def[name] = { type: 'INT64', compression: PARQUET_COMPRESSION };
@@ -170,7 +222,13 @@ export function sampleParquetSchema(includeImageBytes: boolean): ParquetSchema {
       case 'imageSet':
         def[name] = {
           repeated: true,
-          fields: { image_id: text(), image_file_name: text(), image_path: text(), caption: text(), hash: text({ optional: true }) },
+          fields: {
+            image_id: text(),
+            image_file_name: text(),
+            image_path: text(),
+            caption: text(),
+            hash: text({ optional: true }),
+          },
         };
         break;
       case 'imageContext':
@@ -218,7 +276,11 @@ function toRecord(row: SampleRow, includeImageBytes: boolean): Record<string, un
         if (v !== null) rec[name] = v;
         break;
       case 'imageSet':
-        rec[name] = (v as ImageSetEntry[]).map((e) => (e.hash === null ? { image_id: e.image_id, image_file_name: e.image_file_name, image_path: e.image_path, caption: e.caption } : e));
+        rec[name] = (v as ImageSetEntry[]).map((e) =>
+          e.hash === null
+            ? { image_id: e.image_id, image_file_name: e.image_file_name, image_path: e.image_path, caption: e.caption }
+            : e,
+        );
         break;
       default:
         rec[name] = v;
@@ -258,26 +320,41 @@ export function planRowGroups(rowBytes: readonly number[], maxRows: number, maxB
   return groups;
 }
 
-export async function writeSamplesParquet(finalPath: string, rows: SampleRow[], opts: ParquetWriteOptions = {}): Promise<WrittenParquet> {
+export async function writeSamplesParquet(
+  finalPath: string,
+  rows: SampleRow[],
+  opts: ParquetWriteOptions = {},
+): Promise<WrittenParquet> {
   const includeImageBytes = opts.includeImageBytes ?? false;
   const rowGroupSize = opts.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE;
   const rowGroupBytes = opts.rowGroupBytes ?? DEFAULT_ROW_GROUP_BYTES;
-  if (!Number.isInteger(rowGroupSize) || rowGroupSize < 1) throw new RangeError(`rowGroupSize must be a positive integer, got ${rowGroupSize}`);
-  if (!Number.isInteger(rowGroupBytes) || rowGroupBytes < 1) throw new RangeError(`rowGroupBytes must be a positive integer, got ${rowGroupBytes}`);
+  if (!Number.isInteger(rowGroupSize) || rowGroupSize < 1)
+    throw new RangeError(`rowGroupSize must be a positive integer, got ${rowGroupSize}`);
+  if (!Number.isInteger(rowGroupBytes) || rowGroupBytes < 1)
+    throw new RangeError(`rowGroupBytes must be a positive integer, got ${rowGroupBytes}`);
   // Validate everything before creating a file, so a bad row never leaves a partial behind.
   rows.forEach((row, i) => {
     const parsed = SampleRowSchema.safeParse(row);
     if (!parsed.success) throw new Error(`sample row ${i} (${String(row?.key)}) is invalid: ${parsed.error.message}`);
     if (includeImageBytes && row.image) {
-      if (row.image.length !== row.image_bytes_size) throw new Error(`sample ${row.key}: image has ${row.image.length} bytes, image_bytes_size says ${row.image_bytes_size}`);
+      if (row.image.length !== row.image_bytes_size)
+        throw new Error(
+          `sample ${row.key}: image has ${row.image.length} bytes, image_bytes_size says ${row.image_bytes_size}`,
+        );
       const sha = createHash('sha256').update(row.image).digest('hex');
       if (sha !== row.image_sha256) throw new Error(`sample ${row.key}: image bytes do not match image_sha256`);
     }
     if (row.image_size[0] !== row.image_width || row.image_size[1] !== row.image_height) {
-      throw new Error(`sample ${row.key}: image_size ${JSON.stringify(row.image_size)} is not [image_width, image_height]`);
+      throw new Error(
+        `sample ${row.key}: image_size ${JSON.stringify(row.image_size)} is not [image_width, image_height]`,
+      );
     }
   });
-  const groups = planRowGroups(rows.map((r) => rowValueBytes(r, includeImageBytes)), rowGroupSize, rowGroupBytes);
+  const groups = planRowGroups(
+    rows.map((r) => rowValueBytes(r, includeImageBytes)),
+    rowGroupSize,
+    rowGroupBytes,
+  );
 
   await fsp.mkdir(path.dirname(finalPath), { recursive: true });
   // A parquet file has one writer: what an earlier attempt left behind (killed before its rename) goes now.
@@ -348,11 +425,18 @@ function fromRecord(r: Record<string, unknown>): SampleRow {
         break;
       case 'imageSet':
         row[name] = list<Record<string, unknown>>(v).map((e) => ({
-          image_id: e.image_id, image_file_name: e.image_file_name, image_path: e.image_path, caption: e.caption, hash: e.hash ?? null,
+          image_id: e.image_id,
+          image_file_name: e.image_file_name,
+          image_path: e.image_path,
+          caption: e.caption,
+          hash: e.hash ?? null,
         }));
         break;
       case 'imageContext':
-        row[name] = list<Record<string, unknown>>(v).map((e) => ({ image_id: e.image_id, paragraphs: list<string>(e.paragraphs) }));
+        row[name] = list<Record<string, unknown>>(v).map((e) => ({
+          image_id: e.image_id,
+          paragraphs: list<string>(e.paragraphs),
+        }));
         break;
       default:
         row[name] = v;
@@ -366,7 +450,8 @@ export async function* iterateSamplesParquet(file: string): AsyncGenerator<Sampl
   const reader = await ParquetReader.openFile(file);
   try {
     const cursor = reader.getCursor();
-    for (let rec = await cursor.next(); rec; rec = await cursor.next()) yield fromRecord(rec as Record<string, unknown>);
+    for (let rec = await cursor.next(); rec; rec = await cursor.next())
+      yield fromRecord(rec as Record<string, unknown>);
   } finally {
     await reader.close();
   }
@@ -388,7 +473,8 @@ const PUBLISHED = new Set<string>(PUBLISHED_KEYS);
 export function sampleRowOf(json: PublishedSampleJson, fields: SampleRowFields): SampleRow {
   const row: Record<string, unknown> = {};
   for (const [name] of COLUMNS) {
-    if (name === 'image_context') row[name] = Object.entries(json.image_context).map(([image_id, paragraphs]) => ({ image_id, paragraphs }));
+    if (name === 'image_context')
+      row[name] = Object.entries(json.image_context).map(([image_id, paragraphs]) => ({ image_id, paragraphs }));
     else if (PUBLISHED.has(name)) row[name] = json[name as keyof PublishedSampleJson];
     else if (fields[name as keyof SampleRowFields] !== undefined) row[name] = fields[name as keyof SampleRowFields];
   }

@@ -78,24 +78,42 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
     const unitDir = layout.unitDir(unit.unitId);
     const lines: ParsedArticleLine[] = [];
     const warnings: ArticleWarning[] = [];
-    const result: ParseResult = { articles: unit.articles.length, parsed: 0, failed: 0, figures: 0, candidates: 0, pmids: 0, pmidBatches: 0, withoutPmid: 0 };
+    const result: ParseResult = {
+      articles: unit.articles.length,
+      parsed: 0,
+      failed: 0,
+      figures: 0,
+      candidates: 0,
+      pmids: 0,
+      pmidBatches: 0,
+      withoutPmid: 0,
+    };
     for (const planned of unit.articles) {
       const article = `${planned.pmcid}.${planned.version}`;
       const file = articleXmlPath(unitDir, planned.pmcid, planned.version);
-      const size = await fs.stat(file).then((st) => st.size, () => null);
+      const size = await fs.stat(file).then(
+        (st) => st.size,
+        () => null,
+      );
       if (size === null) continue; // not fetched: fetch already quarantined it
       let record: ArticleRecord;
       try {
         // Checked before reading, so a freak file never reaches memory.
         if (size > DEFAULT_JATS_LIMITS.maxBytes) {
-          throw new JatsParseError(`article too large: ${size} bytes, over the limit of ${DEFAULT_JATS_LIMITS.maxBytes}`, null, null, 'too-large');
+          throw new JatsParseError(
+            `article too large: ${size} bytes, over the limit of ${DEFAULT_JATS_LIMITS.maxBytes}`,
+            null,
+            null,
+            'too-large',
+          );
         }
         record = parseJats(await fs.readFile(file), { pmcidHint: planned.pmcid });
       } catch (err) {
         result.failed++;
         // A JatsParseError is the article's fault; anything else is a reader bug, kept apart so it is noticed.
         const reason = err instanceof JatsParseError ? err.reason : 'parser-error';
-        const detail = err instanceof JatsParseError ? err.message : `${(err as Error).name}: ${(err as Error).message}`;
+        const detail =
+          err instanceof JatsParseError ? err.message : `${(err as Error).name}: ${(err as Error).message}`;
         q.push(quarantine({ article, stage: 'parse', reason, detail }));
         heartbeat({ parsed: result.parsed, failed: result.failed, of: unit.articles.length });
         continue;
@@ -128,7 +146,16 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
           detail = `graphic href ${JSON.stringify(f.graphicHref)} matches none of the ${mediaNames.length} media files`;
         }
         if (rejected) q.push(quarantine({ article, figure: key, stage, reason: rejected, detail }));
-        return { key, index, href: f.graphicHref, mediaFile, mediaKey: media?.key ?? null, mediaMd5: media?.md5 ?? null, caption: f.caption, rejected };
+        return {
+          key,
+          index,
+          href: f.graphicHref,
+          mediaFile,
+          mediaKey: media?.key ?? null,
+          mediaMd5: media?.md5 ?? null,
+          caption: f.caption,
+          rejected,
+        };
       });
       // Refused image URLs that no figure would have used: still recorded, once, against the article.
       refused.forEach((r, i) => {
@@ -147,7 +174,13 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
     const out = path.join(unitDir, 'articles.ndjson');
     await writeFileAtomic(out, ndjson(lines));
     // Not a rejection (the article is still published), but never silent: enrichment skips these, with the reason.
-    const notes = lines.filter((l) => !hasPmid(l)).map((l) => ({ article: l.article, reason: 'no-pmid', detail: 'neither the metadata nor the article XML carries a PMID' }));
+    const notes = lines
+      .filter((l) => !hasPmid(l))
+      .map((l) => ({
+        article: l.article,
+        reason: 'no-pmid',
+        detail: 'neither the metadata nor the article XML carries a PMID',
+      }));
     result.withoutPmid = notes.length;
     const notesFile = path.join(unitDir, 'enrich-notes.ndjson');
     await writeFileAtomic(notesFile, ndjson(notes));

@@ -1,13 +1,36 @@
 import {
-  ccCodeFromText, ccCodeFromType, ccCodeFromUrl, isoDate, normalisePmcid, pmcidVersion, pubDateRank,
+  ccCodeFromText,
+  ccCodeFromType,
+  ccCodeFromUrl,
+  isoDate,
+  normalisePmcid,
+  pmcidVersion,
+  pubDateRank,
 } from './metadata';
-import type { AbstractRecord, ArticleRecord, CcLicenseCode, FigureRecord, GraphicCounts, LicenseRecord } from './records';
+import type {
+  AbstractRecord,
+  ArticleRecord,
+  CcLicenseCode,
+  FigureRecord,
+  GraphicCounts,
+  LicenseRecord,
+} from './records';
 
 // What JavaScript's \s matches (no-break, thin and hair spaces included).
 function isSpace(c: number): boolean {
   if (c <= 32) return c === 32 || (c >= 9 && c <= 13);
-  return c >= 0xa0 && (c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 ||
-    c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff);
+  return (
+    c >= 0xa0 &&
+    (c === 0xa0 ||
+      c === 0x1680 ||
+      (c >= 0x2000 && c <= 0x200a) ||
+      c === 0x2028 ||
+      c === 0x2029 ||
+      c === 0x202f ||
+      c === 0x205f ||
+      c === 0x3000 ||
+      c === 0xfeff)
+  );
 }
 
 /**
@@ -18,7 +41,7 @@ export function collapseWhitespace(s: string): string {
   const n = s.length;
   let out = '';
   let copied = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     const c = s.charCodeAt(i);
     if (!isSpace(c)) {
       i++;
@@ -103,18 +126,24 @@ export class CitingText extends TextSink {
     const out: string[] = [];
     let next = 0;
     for (let i = 0; i <= this.parts.length; i++) {
-      for (; next < marks.length && (marks[next] as { at: number }).at === i; next++) out.push((marks[next] as { mark: string }).mark);
+      for (; next < marks.length && (marks[next] as { at: number }).at === i; next++)
+        out.push((marks[next] as { mark: string }).mark);
       const part = this.parts[i];
-      if (part !== undefined) out.push(part.includes(OPEN) || part.includes(CLOSE) ? part.replace(STAND_INS, '') : part);
+      if (part !== undefined)
+        out.push(part.includes(OPEN) || part.includes(CLOSE) ? part.replace(STAND_INS, '') : part);
     }
     // Spaces at a citation's edges move outside it; an empty citation is dropped.
-    let text = collapseWhitespace(out.join('')).replace(/ ?\u0001 ?/g, (m) => (m.length > 1 ? ' \u0001' : m)).replace(/ ?\u0002 ?/g, (m) => (m.length > 1 ? '\u0002 ' : m));
+    let text = collapseWhitespace(out.join(''))
+      .replace(/ ?\u0001 ?/g, (m) => (m.length > 1 ? ' \u0001' : m))
+      .replace(/ ?\u0002 ?/g, (m) => (m.length > 1 ? '\u0002 ' : m));
     if (text.includes('\u0001\u0002')) text = collapseWhitespace(text.replace(/\u0001\u0002/g, ''));
     else if (text.charCodeAt(0) === 32 || text.charCodeAt(text.length - 1) === 32) text = text.trim();
     // Literal brackets never touch each other or a mark ("[[39], …]" → "[ [39], …]"), so every [[ opens a
     // citation and every ]] closes one.
-    if (text.includes('[[') || text.includes('[\u0001') || text.includes('\u0001[')) text = text.replace(/\[(?=[[\u0001])/g, '[ ').replace(/\u0001\[/g, '\u0001 [');
-    if (text.includes(']]') || text.includes(']\u0002') || text.includes('\u0002]')) text = text.replace(/(?<=[\]\u0002])\]/g, ' ]').replace(/\](?=\u0002)/g, '] ');
+    if (text.includes('[[') || text.includes('[\u0001') || text.includes('\u0001['))
+      text = text.replace(/\[(?=[[\u0001])/g, '[ ').replace(/\u0001\[/g, '\u0001 [');
+    if (text.includes(']]') || text.includes(']\u0002') || text.includes('\u0002]'))
+      text = text.replace(/(?<=[\]\u0002])\]/g, ' ]').replace(/\](?=\u0002)/g, '] ');
     return text.replace(/\u0001/g, '[[').replace(/\u0002/g, ']]');
   }
 }
@@ -166,7 +195,15 @@ export interface Collected {
     issns: { type: string; text: string }[];
   };
   pubDates: PubDateState[];
-  license: { seen: boolean; hrefs: string[]; types: string[]; refs: string[]; links: string[]; text: TextSink; copyright: string | null };
+  license: {
+    seen: boolean;
+    hrefs: string[];
+    types: string[];
+    refs: string[];
+    links: string[];
+    text: TextSink;
+    copyright: string | null;
+  };
   abstracts: AbstractState[];
   bodyBlocks: string[];
   /** per cited fig id: its mention paragraphs (citations marked), deduplicated with `seen` */
@@ -238,10 +275,17 @@ export function assembleArticle(c: Collected, pmcidHint: string | null): Article
     subjects: [...new Set(c.subjects.filter(Boolean))],
     journal: {
       title: c.journal.title,
-      isoAbbrev: firstOf(c.journal.ids, 'iso-abbrev') ?? firstOf(c.journal.abbrevTitles, 'iso-abbrev') ??
-        firstOf(c.journal.ids, 'nlm-ta') ?? orNull(c.journal.abbrevTitles[0]?.text),
-      issn: firstOf(c.journal.issns, 'epub') ?? firstOf(c.journal.issns, 'electronic') ?? firstOf(c.journal.issns, 'ppub') ??
-        firstOf(c.journal.issns, 'print') ?? orNull(c.journal.issns[0]?.text),
+      isoAbbrev:
+        firstOf(c.journal.ids, 'iso-abbrev') ??
+        firstOf(c.journal.abbrevTitles, 'iso-abbrev') ??
+        firstOf(c.journal.ids, 'nlm-ta') ??
+        orNull(c.journal.abbrevTitles[0]?.text),
+      issn:
+        firstOf(c.journal.issns, 'epub') ??
+        firstOf(c.journal.issns, 'electronic') ??
+        firstOf(c.journal.issns, 'ppub') ??
+        firstOf(c.journal.issns, 'print') ??
+        orNull(c.journal.issns[0]?.text),
       publisher: c.journal.publisher,
     },
     pubDate: bestPubDate(c.pubDates),
@@ -251,7 +295,9 @@ export function assembleArticle(c: Collected, pmcidHint: string | null): Article
     counts: { figures: c.figures.filter((f) => f.hrefs.length > 0).length, ...c.counts },
     warnings: [
       ...c.warnings,
-      ...(c.sawArticleMeta ? [] : ['no <article-meta>: ids, title, dates, keywords and licence are missing from the XML']),
+      ...(c.sawArticleMeta
+        ? []
+        : ['no <article-meta>: ids, title, dates, keywords and licence are missing from the XML']),
     ],
   };
 }
@@ -304,7 +350,15 @@ function toFigureRecords(c: Collected): FigureRecord[] {
     const caption = [captionTitle, f.caption.text()].filter(Boolean).join(' ');
     const mentions = (f.id ? c.mentionsByFigId.get(f.id)?.texts : undefined) ?? [];
     f.hrefs.forEach((graphicHref, graphicIndex) => {
-      records.push({ id: f.id, label: orNull(f.label.text()), captionTitle, caption, graphicHref, graphicIndex, mentions: [...mentions] });
+      records.push({
+        id: f.id,
+        label: orNull(f.label.text()),
+        captionTitle,
+        caption,
+        graphicHref,
+        graphicIndex,
+        mentions: [...mentions],
+      });
     });
   }
   return records;

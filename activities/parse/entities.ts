@@ -15,19 +15,72 @@ const LATIN1 = (
 ).split(' ');
 
 // Code points 913.. and 945.. in order; '' marks the unassigned 930.
-const GREEK_UPPER = 'Alpha Beta Gamma Delta Epsilon Zeta Eta Theta Iota Kappa Lambda Mu Nu Xi Omicron Pi Rho  Sigma Tau Upsilon Phi Chi Psi Omega'.split(' ');
-const GREEK_LOWER = 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigmaf sigma tau upsilon phi chi psi omega'.split(' ');
+const GREEK_UPPER =
+  'Alpha Beta Gamma Delta Epsilon Zeta Eta Theta Iota Kappa Lambda Mu Nu Xi Omicron Pi Rho  Sigma Tau Upsilon Phi Chi Psi Omega'.split(
+    ' ',
+  );
+const GREEK_LOWER =
+  'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigmaf sigma tau upsilon phi chi psi omega'.split(
+    ' ',
+  );
 
 const OTHERS: Record<string, number> = {
-  OElig: 338, oelig: 339, Scaron: 352, scaron: 353, Yuml: 376, fnof: 402, circ: 710, tilde: 732,
-  thetasym: 977, upsih: 978, piv: 982,
-  ensp: 8194, emsp: 8195, thinsp: 8201, zwnj: 8204, zwj: 8205, lrm: 8206, rlm: 8207,
-  ndash: 8211, mdash: 8212, lsquo: 8216, rsquo: 8217, sbquo: 8218, ldquo: 8220, rdquo: 8221, bdquo: 8222,
-  dagger: 8224, Dagger: 8225, bull: 8226, hellip: 8230, permil: 8240, prime: 8242, Prime: 8243,
-  lsaquo: 8249, rsaquo: 8250, euro: 8364, trade: 8482,
-  larr: 8592, uarr: 8593, rarr: 8594, darr: 8595, harr: 8596,
-  part: 8706, nabla: 8711, isin: 8712, prod: 8719, sum: 8721, minus: 8722, radic: 8730, infin: 8734,
-  sim: 8764, asymp: 8776, ne: 8800, equiv: 8801, le: 8804, ge: 8805,
+  OElig: 338,
+  oelig: 339,
+  Scaron: 352,
+  scaron: 353,
+  Yuml: 376,
+  fnof: 402,
+  circ: 710,
+  tilde: 732,
+  thetasym: 977,
+  upsih: 978,
+  piv: 982,
+  ensp: 8194,
+  emsp: 8195,
+  thinsp: 8201,
+  zwnj: 8204,
+  zwj: 8205,
+  lrm: 8206,
+  rlm: 8207,
+  ndash: 8211,
+  mdash: 8212,
+  lsquo: 8216,
+  rsquo: 8217,
+  sbquo: 8218,
+  ldquo: 8220,
+  rdquo: 8221,
+  bdquo: 8222,
+  dagger: 8224,
+  Dagger: 8225,
+  bull: 8226,
+  hellip: 8230,
+  permil: 8240,
+  prime: 8242,
+  Prime: 8243,
+  lsaquo: 8249,
+  rsaquo: 8250,
+  euro: 8364,
+  trade: 8482,
+  larr: 8592,
+  uarr: 8593,
+  rarr: 8594,
+  darr: 8595,
+  harr: 8596,
+  part: 8706,
+  nabla: 8711,
+  isin: 8712,
+  prod: 8719,
+  sum: 8721,
+  minus: 8722,
+  radic: 8730,
+  infin: 8734,
+  sim: 8764,
+  asymp: 8776,
+  ne: 8800,
+  equiv: 8801,
+  le: 8804,
+  ge: 8805,
 };
 
 function buildHtmlEntities(): Map<string, string> {
@@ -41,7 +94,13 @@ function buildHtmlEntities(): Map<string, string> {
 
 export const HTML_ENTITIES: ReadonlyMap<string, string> = buildHtmlEntities();
 
-const XML_BUILTINS: ReadonlyMap<string, string> = new Map([['amp', '&'], ['lt', '<'], ['gt', '>'], ['quot', '"'], ['apos', "'"]]);
+const XML_BUILTINS: ReadonlyMap<string, string> = new Map([
+  ['amp', '&'],
+  ['lt', '<'],
+  ['gt', '>'],
+  ['quot', '"'],
+  ['apos', "'"],
+]);
 
 /** Declared entities expand past the limits: a billion-laughs bomb, a reference cycle or a runaway chain. */
 export class EntityExpansionError extends Error {}
@@ -85,7 +144,10 @@ class EntityExpander {
   private readonly active = new Set<string>();
   private added = 0;
 
-  constructor(private readonly declared: ReadonlyMap<string, string>, private readonly limits: EntityLimits) {}
+  constructor(
+    private readonly declared: ReadonlyMap<string, string>,
+    private readonly limits: EntityLimits,
+  ) {}
 
   lookup(name: string): string {
     const builtin = XML_BUILTINS.get(name);
@@ -94,7 +156,9 @@ class EntityExpander {
       const value = this.expand(name, 1);
       this.added += value.length;
       if (this.added > this.limits.maxChars) {
-        throw new EntityExpansionError(`entity expansion limit: declared entities add more than ${this.limits.maxChars} characters (at &${name};)`);
+        throw new EntityExpansionError(
+          `entity expansion limit: declared entities add more than ${this.limits.maxChars} characters (at &${name};)`,
+        );
       }
       return value;
     }
@@ -104,7 +168,10 @@ class EntityExpander {
   private expand(name: string, depth: number): string {
     const done = this.expanded.get(name);
     if (done !== undefined) return done;
-    if (depth > this.limits.maxDepth) throw new EntityExpansionError(`entity expansion limit: references nest deeper than ${this.limits.maxDepth} (at &${name};)`);
+    if (depth > this.limits.maxDepth)
+      throw new EntityExpansionError(
+        `entity expansion limit: references nest deeper than ${this.limits.maxDepth} (at &${name};)`,
+      );
     if (this.active.has(name)) throw new EntityExpansionError(`entity expansion limit: &${name}; refers to itself`);
     this.active.add(name);
     const raw = this.declared.get(name) ?? '';
@@ -118,7 +185,9 @@ class EntityExpander {
       else if (this.declared.has(ref) && !XML_BUILTINS.has(ref)) out += this.expand(ref, depth + 1);
       else out += XML_BUILTINS.get(ref) ?? HTML_ENTITIES.get(ref) ?? '';
       if (out.length > this.limits.maxChars) {
-        throw new EntityExpansionError(`entity expansion limit: &${name}; expands past ${this.limits.maxChars} characters`);
+        throw new EntityExpansionError(
+          `entity expansion limit: &${name}; expands past ${this.limits.maxChars} characters`,
+        );
       }
     }
     out += raw.slice(last);
@@ -132,7 +201,10 @@ class EntityExpander {
  * The object handed to saxes as ENTITIES: XML built-ins, then the DOCTYPE's own literals (expanded within
  * `limits`), then HTML names; any other name reads as '' so an undefined entity never aborts the parse.
  */
-export function lenientEntityTable(declared: ReadonlyMap<string, string>, limits: EntityLimits): Record<string, string> {
+export function lenientEntityTable(
+  declared: ReadonlyMap<string, string>,
+  limits: EntityLimits,
+): Record<string, string> {
   const expander = new EntityExpander(declared, limits);
   return new Proxy(Object.create(null) as Record<string, string>, {
     get(_target, name): string {

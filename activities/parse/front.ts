@@ -24,11 +24,14 @@ export function openFrontMatter(c: Collected, el: FrontElement): boolean {
   const { name, attrs } = el;
   switch (name) {
     case 'article-id':
-      if (el.parentName === 'article-meta') el.capture((text) => c.articleIds.push({ type: attrs['pub-id-type'] ?? '', text }));
+      if (el.parentName === 'article-meta')
+        el.capture((text) => c.articleIds.push({ type: attrs['pub-id-type'] ?? '', text }));
       return true;
     case 'article-title':
       if (el.parentName === 'title-group' && el.grandparentName === 'article-meta' && c.title === null) {
-        el.capture((text) => { c.title ??= text; });
+        el.capture((text) => {
+          c.title ??= text;
+        });
       }
       return true;
     case 'kwd':
@@ -41,8 +44,12 @@ export function openFrontMatter(c: Collected, el: FrontElement): boolean {
     case 'pub-date':
       if (el.parentName === 'article-meta') {
         c.pubDates.push({
-          pubType: attrs['pub-type'] ?? null, dateType: attrs['date-type'] ?? null, format: attrs['publication-format'] ?? null,
-          year: null, month: null, day: null,
+          pubType: attrs['pub-type'] ?? null,
+          dateType: attrs['date-type'] ?? null,
+          format: attrs['publication-format'] ?? null,
+          year: null,
+          month: null,
+          day: null,
         });
       }
       return true;
@@ -50,7 +57,10 @@ export function openFrontMatter(c: Collected, el: FrontElement): boolean {
     case 'month':
     case 'day': {
       const date = c.pubDates[c.pubDates.length - 1];
-      if (date && el.parentName === 'pub-date' && el.grandparentName === 'article-meta') el.capture((text) => { date[name] = text; });
+      if (date && el.parentName === 'pub-date' && el.grandparentName === 'article-meta')
+        el.capture((text) => {
+          date[name] = text;
+        });
       return true;
     }
     case 'journal-title':
@@ -76,7 +86,10 @@ function openJournalField(j: Collected['journal'], el: FrontElement): void {
   const type = (attribute: string): string => el.attrs[attribute] ?? '';
   switch (el.name) {
     case 'journal-title':
-      if (j.title === null) el.capture((text) => { j.title ??= text; });
+      if (j.title === null)
+        el.capture((text) => {
+          j.title ??= text;
+        });
       return;
     case 'journal-id':
       el.capture((text) => j.ids.push({ type: type('journal-id-type'), text }));
@@ -88,7 +101,10 @@ function openJournalField(j: Collected['journal'], el: FrontElement): void {
       el.capture((text) => j.issns.push({ type: el.attrs['pub-type'] ?? type('publication-format'), text }));
       return;
     case 'publisher-name':
-      if (j.publisher === null) el.capture((text) => { j.publisher ??= text; });
+      if (j.publisher === null)
+        el.capture((text) => {
+          j.publisher ??= text;
+        });
       return;
   }
 }
@@ -96,7 +112,9 @@ function openJournalField(j: Collected['journal'], el: FrontElement): void {
 function openLicenseField(l: Collected['license'], el: FrontElement): void {
   switch (el.name) {
     case 'copyright-statement':
-      el.capture((text) => { l.copyright ??= text; });
+      el.capture((text) => {
+        l.copyright ??= text;
+      });
       return;
     case 'license':
       l.seen = true;

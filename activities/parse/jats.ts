@@ -63,7 +63,12 @@ export const FORBIDDEN_WARNING = 'characters XML forbids';
 export function parseJats(xml: string | Buffer, opts: ParseJatsOptions = {}): ArticleRecord {
   const limits: JatsLimits = { ...DEFAULT_JATS_LIMITS, ...opts.limits };
   if (xml.length > limits.maxBytes) {
-    throw new JatsParseError(`article too large: ${xml.length} bytes, over the limit of ${limits.maxBytes}`, null, null, 'too-large');
+    throw new JatsParseError(
+      `article too large: ${xml.length} bytes, over the limit of ${limits.maxBytes}`,
+      null,
+      null,
+      'too-large',
+    );
   }
   const source = openSource(xml, limits);
   const reader = new JatsReader(source.text, {
@@ -81,7 +86,9 @@ export function parseJats(xml: string | Buffer, opts: ParseJatsOptions = {}): Ar
   reader.collected.warnings.push(...source.warnings);
   if (reader.forbiddenRemoved > 0) {
     const n = reader.forbiddenRemoved;
-    reader.collected.warnings.push(`${FORBIDDEN_WARNING}: ${n} character${n === 1 ? '' : 's'} (control characters, U+FFFE/U+FFFF or unpaired surrogates) removed from the text`);
+    reader.collected.warnings.push(
+      `${FORBIDDEN_WARNING}: ${n} character${n === 1 ? '' : 's'} (control characters, U+FFFE/U+FFFF or unpaired surrogates) removed from the text`,
+    );
   }
   return assembleArticle(reader.collected, opts.pmcidHint ?? null);
 }
@@ -113,7 +120,9 @@ function openSource(xml: string | Buffer, limits: JatsLimits): XmlSource {
   if (typeof xml === 'string') return wholeText(xml, []);
   if (xml[0] === 0xfe && xml[1] === 0xff) return wholeText(new TextDecoder('utf-16be').decode(xml), []);
   if (xml[0] === 0xff && xml[1] === 0xfe) return wholeText(new TextDecoder('utf-16le').decode(xml), []);
-  const declared = /^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']/.exec(xml.subarray(0, 200).toString('latin1'));
+  const declared = /^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']/.exec(
+    xml.subarray(0, 200).toString('latin1'),
+  );
   const label = safeLabel(declared?.[1]?.toLowerCase() ?? 'utf-8');
   // A declaration readable as single bytes is not UTF-16, whatever it says.
   if (label !== 'utf-8' && !label.startsWith('utf-16')) return wholeText(new TextDecoder(label).decode(xml), []);
@@ -129,7 +138,12 @@ function openSource(xml: string | Buffer, limits: JatsLimits): XmlSource {
   if (!isUtf8(body)) {
     const invalid = countOf(body.toString('utf8'), '\ufffd') - countOfBytes(body, REPLACEMENT_BYTES);
     if (invalid > limits.maxInvalidUtf8Ratio * body.length) {
-      throw new JatsParseError(`not UTF-8 text: ${invalid} invalid byte sequences in ${body.length} bytes`, null, null, 'invalid-encoding');
+      throw new JatsParseError(
+        `not UTF-8 text: ${invalid} invalid byte sequences in ${body.length} bytes`,
+        null,
+        null,
+        'invalid-encoding',
+      );
     }
     warnings.push(`invalid UTF-8: ${invalid} byte sequence${invalid === 1 ? '' : 's'} replaced by U+FFFD`);
   }

@@ -101,5 +101,8 @@ export function ccCodeFromText(text: string): CcLicenseCode | null | undefined {
 /** TeX from <tex-math>: PMC wraps it in a whole \documentclass preamble; keep the formula only. */
 export function texFormula(tex: string): string {
   const body = /\\begin\{document\}([\s\S]*?)\\end\{document\}/.exec(tex);
-  return (body ? (body[1] as string) : tex).trim().replace(/^\$+|\$+$/g, '').trim();
+  return (body ? (body[1] as string) : tex)
+    .trim()
+    .replace(/^\$+|\$+$/g, '')
+    .trim();
 }

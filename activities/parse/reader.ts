@@ -1,5 +1,14 @@
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
-import { addBodyBlock, CitingText, closeParagraph, emptyCollected, type Collected, type FigureState, type Paragraph, TextSink } from './assemble';
+import {
+  addBodyBlock,
+  CitingText,
+  closeParagraph,
+  emptyCollected,
+  type Collected,
+  type FigureState,
+  type Paragraph,
+  TextSink,
+} from './assemble';
 import { stripXmlForbidden } from '../common/keys';
 import { EntityExpansionError, internalSubsetEntities, lenientEntityTable, type EntityLimits } from './entities';
 import { openFrontMatter, type FrontElement } from './front';
@@ -11,7 +20,11 @@ export type XmlFaultKind = 'invalid-xml' | 'not-jats' | 'entity-limit' | 'too-de
 
 /** Why the XML could not be read, and where (UTF-16 offset into the text); jats.ts adds line numbers. */
 export class XmlFault extends Error {
-  constructor(message: string, readonly offset: number, readonly kind: XmlFaultKind = 'invalid-xml') {
+  constructor(
+    message: string,
+    readonly offset: number,
+    readonly kind: XmlFaultKind = 'invalid-xml',
+  ) {
     super(message);
   }
 }
@@ -26,17 +39,62 @@ const localName = (qname: string): string => qname.slice(qname.indexOf(':') + 1)
 
 /** Elements that separate words: a space is inserted into flattened text before and after them. */
 const BLOCKS = new Set([
-  'p', 'title', 'label', 'caption', 'sec', 'list', 'list-item', 'def-list', 'def-item', 'term', 'def',
-  'disp-formula', 'disp-quote', 'statement', 'table', 'tr', 'td', 'th', 'break', 'license-p', 'kwd',
-  'compound-kwd-part', 'fig', 'fig-group', 'table-wrap', 'boxed-text', 'supplementary-material', 'attrib',
-  'verse-line', 'ref', 'mixed-citation', 'element-citation', 'alt-text', 'long-desc',
+  'p',
+  'title',
+  'label',
+  'caption',
+  'sec',
+  'list',
+  'list-item',
+  'def-list',
+  'def-item',
+  'term',
+  'def',
+  'disp-formula',
+  'disp-quote',
+  'statement',
+  'table',
+  'tr',
+  'td',
+  'th',
+  'break',
+  'license-p',
+  'kwd',
+  'compound-kwd-part',
+  'fig',
+  'fig-group',
+  'table-wrap',
+  'boxed-text',
+  'supplementary-material',
+  'attrib',
+  'verse-line',
+  'ref',
+  'mixed-citation',
+  'element-citation',
+  'alt-text',
+  'long-desc',
 ]);
 
 /** Floating objects: their text never belongs to the paragraph, caption or abstract around them. */
-const DETACHED = new Set(['fig', 'fig-group', 'table-wrap', 'table-wrap-group', 'supplementary-material', 'alt-text', 'long-desc']);
+const DETACHED = new Set([
+  'fig',
+  'fig-group',
+  'table-wrap',
+  'table-wrap-group',
+  'supplementary-material',
+  'alt-text',
+  'long-desc',
+]);
 
 /** What a <graphic> belongs to is its nearest ancestor among these. */
-const GRAPHIC_CONTAINERS = new Set(['fig', 'table-wrap', 'disp-formula', 'inline-formula', 'supplementary-material', 'chem-struct-wrap']);
+const GRAPHIC_CONTAINERS = new Set([
+  'fig',
+  'table-wrap',
+  'disp-formula',
+  'inline-formula',
+  'supplementary-material',
+  'chem-struct-wrap',
+]);
 
 /** Character-level faults saxes reads past (a stray control character, &#0;): not worth losing an article. */
 const RECOVERABLE: ReadonlySet<string> = new Set(['disallowed character.', 'malformed character entity.']);
@@ -45,7 +103,16 @@ const RECOVERABLE: ReadonlySet<string> = new Set(['disallowed character.', 'malf
 const MAYBE_FORBIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff\ud800-\udfff]/;
 
 /** Ancestors whose presence decides where text goes; only these are counted, to keep the pass cheap. */
-const TRACKED = ['body', 'app', 'sub-article', 'response', 'article-meta', 'journal-meta', 'license', 'article-title'] as const;
+const TRACKED = [
+  'body',
+  'app',
+  'sub-article',
+  'response',
+  'article-meta',
+  'journal-meta',
+  'license',
+  'article-title',
+] as const;
 type Tracked = (typeof TRACKED)[number];
 const TRACKED_INDEX: ReadonlyMap<string, number> = new Map(TRACKED.map((name, i) => [name, i]));
 const T = Object.fromEntries(TRACKED.map((name, i) => [name, i])) as Record<Tracked, number>;
@@ -71,7 +138,9 @@ export class JatsReader {
   readonly collected: Collected = emptyCollected();
   // Line tracking is off for speed; a fault carries the offset and the caller derives the line.
   private readonly parser = new SaxesParser({ xmlns: false, position: false });
-  private readonly stack: Frame[] = [{ name: '#document', tracked: -1, block: false, detached: false, sink: null, closers: null }];
+  private readonly stack: Frame[] = [
+    { name: '#document', tracked: -1, block: false, detached: false, sink: null, closers: null },
+  ];
   private readonly depths = new Int32Array(TRACKED.length);
   private readonly figures: FigureState[] = [];
   private articlesOpened = 0;
@@ -81,9 +150,14 @@ export class JatsReader {
   private rootName: string | null = null;
 
   /** `source` gives the whole text, read only to describe a fault (the pass itself streams). */
-  constructor(private readonly source: () => string, private readonly limits: ReaderLimits) {
+  constructor(
+    private readonly source: () => string,
+    private readonly limits: ReaderLimits,
+  ) {
     const p = this.parser;
-    p.on('doctype', (doctype) => { p.ENTITIES = lenientEntityTable(internalSubsetEntities(doctype), this.limits.entities); });
+    p.on('doctype', (doctype) => {
+      p.ENTITIES = lenientEntityTable(internalSubsetEntities(doctype), this.limits.entities);
+    });
     p.on('opentag', (tag) => this.onOpen(tag));
     p.on('closetag', (tag) => this.onClose(tag));
     p.on('text', (t) => this.top.sink?.add(this.clean(t)));
@@ -113,7 +187,11 @@ export class JatsReader {
   end(): void {
     this.guarded(() => this.parser.close());
     if (this.articlesOpened === 0) {
-      throw new XmlFault(`not a JATS article: expected an <article> element, found <${this.rootName ?? 'nothing'}> as the root`, 0, 'not-jats');
+      throw new XmlFault(
+        `not a JATS article: expected an <article> element, found <${this.rootName ?? 'nothing'}> as the root`,
+        0,
+        'not-jats',
+      );
     }
   }
 
@@ -156,7 +234,11 @@ export class JatsReader {
     if (parent.alternatives && !detached) this.enterAlternative(parent, frame);
     this.stack.push(frame);
     if (this.stack.length > this.limits.maxElementDepth) {
-      throw new XmlFault(`elements nest deeper than ${this.limits.maxElementDepth} levels (at <${tag.name}>)`, this.parser.position, 'too-deep');
+      throw new XmlFault(
+        `elements nest deeper than ${this.limits.maxElementDepth} levels (at <${tag.name}>)`,
+        this.parser.position,
+        'too-deep',
+      );
     }
     if (tracked >= 0) (this.depths[tracked] as number)++;
     if (detached) this.detachedDepth++;
@@ -188,7 +270,9 @@ export class JatsReader {
   private enterAlternative(parent: Frame, frame: Frame): void {
     if (!frame.sink) return;
     const texts = (parent.alternatives as NonNullable<Frame['alternatives']>).texts;
-    this.capture(frame, (text) => { if (text) texts.push({ name: frame.name, text }); });
+    this.capture(frame, (text) => {
+      if (text) texts.push({ name: frame.name, text });
+    });
   }
 
   private openElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): void {
@@ -204,7 +288,8 @@ export class JatsReader {
         }
         return;
       case 'p':
-        if ((this.inside('body') || this.inside('app')) && !this.detachedDepth && !this.paragraph) return this.openParagraph(frame);
+        if ((this.inside('body') || this.inside('app')) && !this.detachedDepth && !this.paragraph)
+          return this.openParagraph(frame);
         return this.openAbstractChild(name, frame, parent);
       case 'title':
         return this.openTitle(frame, parent);
@@ -275,7 +360,11 @@ export class JatsReader {
 
   // The outermost <p> of a body is one paragraph: lists or formulas inside it stay part of it.
   private openParagraph(frame: Frame): void {
-    const paragraph: Paragraph = { text: new CitingText(), figRids: new Set(), main: this.inMainArticle && this.inside('body') };
+    const paragraph: Paragraph = {
+      text: new CitingText(),
+      figRids: new Set(),
+      main: this.inMainArticle && this.inside('body'),
+    };
     this.paragraph = paragraph;
     frame.sink = paragraph.text;
     this.onClosing(frame, () => {
@@ -300,7 +389,13 @@ export class JatsReader {
       frame.sink = this.currentFigure()?.captionTitle ?? null;
     } else if (parent.name === 'abstract') {
       frame.sink = null;
-    } else if ((parent.name === 'sec' || parent.name === 'boxed-text') && this.inside('body') && this.inMainArticle && !this.detachedDepth && !this.paragraph) {
+    } else if (
+      (parent.name === 'sec' || parent.name === 'boxed-text') &&
+      this.inside('body') &&
+      this.inMainArticle &&
+      !this.detachedDepth &&
+      !this.paragraph
+    ) {
       const block = new TextSink();
       frame.sink = block;
       this.onClosing(frame, () => addBodyBlock(this.collected, block.text()));
@@ -309,13 +404,18 @@ export class JatsReader {
 
   private frontElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): FrontElement {
     return {
-      name, attrs,
+      name,
+      attrs,
       parentName: parent.name,
       grandparentName: this.ancestor(2),
       inLicense: this.inside('license'),
       detached: this.detachedDepth > 0,
-      capture: (done) => { this.capture(frame, done); },
-      route: (sink) => { frame.sink = sink; },
+      capture: (done) => {
+        this.capture(frame, done);
+      },
+      route: (sink) => {
+        frame.sink = sink;
+      },
     };
   }
 
@@ -335,7 +435,9 @@ export class JatsReader {
     };
     this.collected.figures.push(figure);
     this.figures.push(figure);
-    this.onClosing(frame, () => { this.figures.pop(); });
+    this.onClosing(frame, () => {
+      this.figures.pop();
+    });
   }
 
   private openGraphic(attrs: Record<string, string>, parent: Frame): void {
@@ -359,7 +461,8 @@ export class JatsReader {
   // MathML reads better than its TeX copy, and TeX better than nothing; graphics compete apart.
   private closeAlternatives(frame: Frame): void {
     const alt = frame.alternatives as NonNullable<Frame['alternatives']>;
-    const text = alt.texts.find((t) => t.name === 'math') ?? alt.texts.find((t) => t.name === 'tex-math') ?? alt.texts[0];
+    const text =
+      alt.texts.find((t) => t.name === 'math') ?? alt.texts.find((t) => t.name === 'tex-math') ?? alt.texts[0];
     if (text && frame.sink) frame.sink.add(text.text);
     const chosen = chooseFigureGraphic(alt.graphics);
     if (chosen) this.currentFigure()?.hrefs.push(chosen.href);
@@ -375,7 +478,10 @@ export class JatsReader {
       const xml = this.source();
       const start = xml.lastIndexOf('</', offset - 1);
       const found = /^<\/([^\s>]+)/.exec(xml.slice(start, start + 200))?.[1] ?? '?';
-      return new XmlFault(`mis-nested XML: expected </${this.lastClosed}> but found </${found}>`, start >= 0 ? start : offset);
+      return new XmlFault(
+        `mis-nested XML: expected </${this.lastClosed}> but found </${found}>`,
+        start >= 0 ? start : offset,
+      );
     }
     return new XmlFault(`malformed XML: ${reason}`, offset);
   }

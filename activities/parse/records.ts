@@ -6,7 +6,15 @@ import { z } from 'zod';
  */
 
 /** Normalised Creative Commons codes; anything else (public domain mark, publisher terms) is null. */
-export const CC_LICENSE_CODES = ['CC0', 'CC BY', 'CC BY-SA', 'CC BY-ND', 'CC BY-NC', 'CC BY-NC-SA', 'CC BY-NC-ND'] as const;
+export const CC_LICENSE_CODES = [
+  'CC0',
+  'CC BY',
+  'CC BY-SA',
+  'CC BY-ND',
+  'CC BY-NC',
+  'CC BY-NC-SA',
+  'CC BY-NC-ND',
+] as const;
 export const CcLicenseCodeSchema = z.enum(CC_LICENSE_CODES);
 export type CcLicenseCode = z.infer<typeof CcLicenseCodeSchema>;
 
@@ -83,7 +91,10 @@ export type GraphicCounts = z.infer<typeof GraphicCountsSchema>;
 
 export const ArticleRecordSchema = z.object({
   /** "PMC1234567" from article-id "pmc"/"pmcid", else the caller's hint */
-  pmcid: z.string().regex(/^PMC\d+$/).nullable(),
+  pmcid: z
+    .string()
+    .regex(/^PMC\d+$/)
+    .nullable(),
   /** N of pmcid-ver "PMC1234567.N" (2026 cloud XML) */
   version: z.number().int().positive().nullable(),
   pmid: z.string().nullable(),
@@ -97,7 +108,10 @@ export const ArticleRecordSchema = z.object({
   subjects: z.array(z.string()),
   journal: JournalRecordSchema,
   /** ISO 8601 with the precision the XML gives: "2020", "2020-06" or "2020-06-12" */
-  pubDate: z.string().regex(/^\d{4}(-\d{2}(-\d{2})?)?$/).nullable(),
+  pubDate: z
+    .string()
+    .regex(/^\d{4}(-\d{2}(-\d{2})?)?$/)
+    .nullable(),
   license: LicenseRecordSchema,
   /** main body section titles and paragraphs, "\n\n" between blocks */
   fullText: z.string(),

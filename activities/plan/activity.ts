@@ -9,7 +9,14 @@ import { downloadLimiter, fetchTuning, withRetries } from '../fetch/retry';
 import { openSource, SourceError, type PmcSource } from '../fetch/source';
 import { legacyPlanRows } from '../legacy/plan';
 import { acquireLegacyTransport } from '../legacy/transport';
-import { ArticleMetadataSchema, factsOf, latestInventoryManifest, readInventoryBatches, type Exclusion, type VersionFacts } from './plan';
+import {
+  ArticleMetadataSchema,
+  factsOf,
+  latestInventoryManifest,
+  readInventoryBatches,
+  type Exclusion,
+  type VersionFacts,
+} from './plan';
 import { StreamingPlanner, type PlanChanges, type PlannerResult, type PlanRow } from './planner';
 
 /** Small enough for workflow history: counts and unit ids per subset, never the article lists. */
@@ -33,7 +40,11 @@ export interface PlanSummary {
 const METADATA_KEY = /^metadata\/PMC(\d+)\.(\d+)\.json$/;
 
 function inputsHashOf(release: ReleaseInput): string {
-  const inputs: Record<string, unknown> = { source: release.source, units: release.units, previousRelease: release.previousRelease ?? null };
+  const inputs: Record<string, unknown> = {
+    source: release.source,
+    units: release.units,
+    previousRelease: release.previousRelease ?? null,
+  };
   return sha256Hex(JSON.stringify(inputs));
 }
 
@@ -51,7 +62,9 @@ export async function resolveCloudFacts(source: PmcSource, row: PlanRow, signal?
   });
   let facts: VersionFacts;
   try {
-    const obj = await withRetries(() => downloadLimiter().run(() => source.get(row.key, { signal }), signal), { signal });
+    const obj = await withRetries(() => downloadLimiter().run(() => source.get(row.key, { signal }), signal), {
+      signal,
+    });
     const meta = ArticleMetadataSchema.parse(JSON.parse(obj.body.toString('utf8')));
     facts = factsOf(row.key, row.etag, meta);
   } catch (err) {
@@ -68,13 +81,26 @@ export async function resolveCloudFacts(source: PmcSource, row: PlanRow, signal?
 async function previousOf(release: ReleaseInput): Promise<{ releaseId: string; factsDir: string } | null> {
   const prev = release.previousRelease;
   if (!prev) return null;
-  if (prev === release.releaseId) throw ApplicationFailure.nonRetryable(`previousRelease is the release itself (${prev})`, 'BadPreviousRelease');
+  if (prev === release.releaseId)
+    throw ApplicationFailure.nonRetryable(`previousRelease is the release itself (${prev})`, 'BadPreviousRelease');
   const layout = new ReleaseLayout(release.dataDir, prev);
   const plan = await readJsonIfExists<PlanSummary>(layout.planFile);
-  if (!plan) throw ApplicationFailure.nonRetryable(`previous release ${prev} has no finished plan (${layout.planFile})`, 'BadPreviousRelease');
+  if (!plan)
+    throw ApplicationFailure.nonRetryable(
+      `previous release ${prev} has no finished plan (${layout.planFile})`,
+      'BadPreviousRelease',
+    );
   const factsDir = path.join(layout.planDir, 'facts');
-  if (!(await fs.stat(factsDir).then((s) => s.isDirectory(), () => false))) {
-    throw ApplicationFailure.nonRetryable(`previous release ${prev} was planned without facts (${factsDir}); plan it again or plan this one in full`, 'BadPreviousRelease');
+  if (
+    !(await fs.stat(factsDir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  ) {
+    throw ApplicationFailure.nonRetryable(
+      `previous release ${prev} was planned without facts (${factsDir}); plan it again or plan this one in full`,
+      'BadPreviousRelease',
+    );
   }
   return { releaseId: prev, factsDir };
 }
@@ -93,7 +119,10 @@ export async function planRelease(release: ReleaseInput): Promise<PlanSummary> {
   // heartbeat the planner's latest details meanwhile, so a long wait is not taken for a dead worker.
   let last: Record<string, unknown> = { phase: 'planning' };
   const beat = (d: Record<string, unknown>) => heartbeat((last = d));
-  const { result, listed } = await withPulse(() => last, () => runPlan(release, layout, previous, signal, { heartbeat: beat }));
+  const { result, listed } = await withPulse(
+    () => last,
+    () => runPlan(release, layout, previous, signal, { heartbeat: beat }),
+  );
   const summary: PlanSummary = {
     releaseId: release.releaseId,
     inventoryManifest: listed,
@@ -117,14 +146,21 @@ export async function runPlan(
   previous: { releaseId: string; factsDir: string } | null,
   signal?: AbortSignal,
   /** For benchmarks: another bucket reader, and facts supplied in-process in place of the metadata GETs (cloud sources only). */
-  hooks: { source?: PmcSource; resolveSync?: (row: PlanRow) => VersionFacts; heartbeat?: (details: Record<string, unknown>) => void } = {},
+  hooks: {
+    source?: PmcSource;
+    resolveSync?: (row: PlanRow) => VersionFacts;
+    heartbeat?: (details: Record<string, unknown>) => void;
+  } = {},
 ): Promise<{ result: PlannerResult; listed: string }> {
   const beat = hooks.heartbeat ?? heartbeat;
   const src = release.source;
   const unitFile = (unitId: string) => layout.unitFile(unitId);
   if (src.kind === 'pmc-legacy') {
     // The list has no figure counts: cap articles per unit so units.maxImages holds at the assumed density.
-    const maxArticles = Math.max(1, Math.min(release.units.maxArticles, Math.floor(release.units.maxImages / src.assumedImagesPerArticle)));
+    const maxArticles = Math.max(
+      1,
+      Math.min(release.units.maxArticles, Math.floor(release.units.maxImages / src.assumedImagesPerArticle)),
+    );
     const planner = new StreamingPlanner({
       planDir: layout.planDir,
       unitFile,
@@ -196,12 +232,21 @@ export async function runPlan(
 export function inventoryItemOf(r: { key: string; etag: string }): { row: PlanRow } | { exclusion: Exclusion } | null {
   const m = METADATA_KEY.exec(r.key);
   if (!m) return null;
-  if (/[\t\n\r]/.test(r.etag)) return { exclusion: { key: r.key, pmcid: `PMC${m[1]}`, reason: 'bad-metadata', detail: `inventory ETag with a tab, CR or newline: ${JSON.stringify(r.etag)}` } };
+  if (/[\t\n\r]/.test(r.etag))
+    return {
+      exclusion: {
+        key: r.key,
+        pmcid: `PMC${m[1]}`,
+        reason: 'bad-metadata',
+        detail: `inventory ETag with a tab, CR or newline: ${JSON.stringify(r.etag)}`,
+      },
+    };
   return { row: { pmcid: Number(m[1]), version: Number(m[2]), key: r.key, etag: r.etag, inline: null } };
 }
 
 /** A source that can never answer (404/403 on the inventory or list) fails the plan without retries. */
 function failureOf(err: unknown): unknown {
-  if (err instanceof SourceError && !err.retryable) return ApplicationFailure.nonRetryable(err.message, 'SourceUnavailable');
+  if (err instanceof SourceError && !err.retryable)
+    return ApplicationFailure.nonRetryable(err.message, 'SourceUnavailable');
   return err;
 }

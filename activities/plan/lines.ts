@@ -5,12 +5,18 @@ import { StringDecoder } from 'node:string_decoder';
  * the stream (a truncated gzip, a reset, an md5 mismatch at the end) is thrown to the consumer, never swallowed,
  * and a final line without a newline is still yielded only when the stream ended cleanly.
  */
-export async function* readLines(stream: AsyncIterable<Buffer | string>, maxLineBytes = 16 * 1024 * 1024): AsyncGenerator<string> {
+export async function* readLines(
+  stream: AsyncIterable<Buffer | string>,
+  maxLineBytes = 16 * 1024 * 1024,
+): AsyncGenerator<string> {
   for await (const batch of readLineBatches(stream, maxLineBytes)) yield* batch;
 }
 
 /** As readLines, a chunk's worth of lines at a time (no promise per line: what the 8-million-row readers use). */
-export async function* readLineBatches(stream: AsyncIterable<Buffer | string>, maxLineBytes = 16 * 1024 * 1024): AsyncGenerator<string[]> {
+export async function* readLineBatches(
+  stream: AsyncIterable<Buffer | string>,
+  maxLineBytes = 16 * 1024 * 1024,
+): AsyncGenerator<string[]> {
   const decoder = new StringDecoder('utf8');
   let rest = '';
   for await (const chunk of stream) {
@@ -25,7 +31,8 @@ export async function* readLineBatches(stream: AsyncIterable<Buffer | string>, m
       start = nl + 1;
     }
     rest = text.slice(start);
-    if (rest.length > maxLineBytes) throw new Error(`a line longer than ${maxLineBytes} characters: not a line-oriented file`);
+    if (rest.length > maxLineBytes)
+      throw new Error(`a line longer than ${maxLineBytes} characters: not a line-oriented file`);
     if (batch.length > 0) yield batch;
   }
   rest += decoder.end();
@@ -38,7 +45,12 @@ export async function* readLineBatches(stream: AsyncIterable<Buffer | string>, m
  * is a split on `","`; anything else goes through the full parser.
  */
 export function splitCsvLine(line: string, parseFull: (line: string) => string[]): string[] {
-  if (line.length > 1 && line.charCodeAt(0) === 34 && line.charCodeAt(line.length - 1) === 34 && line.indexOf('""') < 0) {
+  if (
+    line.length > 1 &&
+    line.charCodeAt(0) === 34 &&
+    line.charCodeAt(line.length - 1) === 34 &&
+    line.indexOf('""') < 0
+  ) {
     const cells = line.slice(1, -1).split('","');
     // A quote left inside a cell means the fast split was wrong (e.g. `"a",b`): fall back.
     let clean = true;

@@ -124,13 +124,23 @@ const ManifestSchema = z.object({
  * streamed (never held whole) and checked against the manifest's MD5checksum at its end; a truncated gzip, a
  * short body or a checksum mismatch fails the iteration, so no caller ever takes a partial inventory for whole.
  */
-export async function* readInventory(source: PmcSource, manifestKey: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<InventoryRow> {
+export async function* readInventory(
+  source: PmcSource,
+  manifestKey: string,
+  opts: { signal?: AbortSignal } = {},
+): AsyncGenerator<InventoryRow> {
   for await (const batch of readInventoryBatches(source, manifestKey, opts)) yield* batch;
 }
 
 /** As readInventory, a chunk's worth of rows at a time. */
-export async function* readInventoryBatches(source: PmcSource, manifestKey: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<InventoryRow[]> {
-  const manifest = ManifestSchema.parse(JSON.parse((await source.get(manifestKey, { signal: opts.signal })).body.toString('utf8')));
+export async function* readInventoryBatches(
+  source: PmcSource,
+  manifestKey: string,
+  opts: { signal?: AbortSignal } = {},
+): AsyncGenerator<InventoryRow[]> {
+  const manifest = ManifestSchema.parse(
+    JSON.parse((await source.get(manifestKey, { signal: opts.signal })).body.toString('utf8')),
+  );
   const columns = manifest.fileSchema.split(',').map((c) => c.trim());
   const iKey = columns.indexOf('Key');
   const iEtag = columns.indexOf('ETag');
@@ -150,7 +160,11 @@ export async function* readInventoryBatches(source: PmcSource, manifestKey: stri
         for (const line of lines) {
           if (line.length === 0 || !line.trim()) continue;
           const cells = splitCsvLine(line, parseCsvLine);
-          rows.push({ key: cells[iKey]!, etag: cells[iEtag]!, lastModified: iModified >= 0 ? (cells[iModified] ?? '') : '' });
+          rows.push({
+            key: cells[iKey]!,
+            etag: cells[iEtag]!,
+            lastModified: iModified >= 0 ? (cells[iModified] ?? '') : '',
+          });
         }
         if (rows.length > 0) yield rows;
       }
@@ -158,7 +172,12 @@ export async function* readInventoryBatches(source: PmcSource, manifestKey: stri
       body.destroy();
       if (err instanceof SourceError) throw err;
       // zlib: "unexpected end of file" (truncated), "incorrect header check", "invalid block type"...
-      throw new SourceError(`inventory data file ${file.key} is not a whole gzip: ${(err as Error).message}`, 'checksum', true, file.key);
+      throw new SourceError(
+        `inventory data file ${file.key} is not a whole gzip: ${(err as Error).message}`,
+        'checksum',
+        true,
+        file.key,
+      );
     }
   }
 }
@@ -200,7 +219,8 @@ export function toPlannedArticle(meta: ArticleMetadata, etag: string): PlannedAr
   }
   const xmlProblem = articleKeyProblem(xml.key, prefix);
   if (xmlProblem) throw new BadMetadataError(`xml_url: ${xmlProblem.detail}`);
-  if (xml.md5 !== null && !isMd5(xml.md5)) throw new BadMetadataError(`xml_url: md5 ${JSON.stringify(xml.md5)} is not 32 hex digits`);
+  if (xml.md5 !== null && !isMd5(xml.md5))
+    throw new BadMetadataError(`xml_url: md5 ${JSON.stringify(xml.md5)} is not 32 hex digits`);
   const media: { key: string; md5: string | null }[] = [];
   const refused: RefusedMedia[] = [];
   for (const url of meta.media_urls) {
@@ -208,13 +228,24 @@ export function toPlannedArticle(meta: ArticleMetadata, etag: string): PlannedAr
     try {
       obj = parseObjectUrl(url);
     } catch (err) {
-      if (IMAGE_MEDIA.test(url.split('?')[0]!)) refused.push({ key: url, reason: 'bad-media-url', detail: (err as Error).message });
+      if (IMAGE_MEDIA.test(url.split('?')[0]!))
+        refused.push({ key: url, reason: 'bad-media-url', detail: (err as Error).message });
       continue;
     }
     if (!IMAGE_MEDIA.test(obj.key)) continue;
     const problem = articleKeyProblem(obj.key, prefix);
-    if (problem) refused.push({ key: obj.key, reason: problem.reason === 'foreign-key' ? 'foreign-media-key' : 'unsafe-media-key', detail: problem.detail });
-    else if (obj.md5 !== null && !isMd5(obj.md5)) refused.push({ key: obj.key, reason: 'bad-media-md5', detail: `md5 ${JSON.stringify(obj.md5)} of ${obj.key} is not 32 hex digits` });
+    if (problem)
+      refused.push({
+        key: obj.key,
+        reason: problem.reason === 'foreign-key' ? 'foreign-media-key' : 'unsafe-media-key',
+        detail: problem.detail,
+      });
+    else if (obj.md5 !== null && !isMd5(obj.md5))
+      refused.push({
+        key: obj.key,
+        reason: 'bad-media-md5',
+        detail: `md5 ${JSON.stringify(obj.md5)} of ${obj.key} is not 32 hex digits`,
+      });
     else media.push(obj);
   }
   const article: PlannedArticle = {
@@ -245,7 +276,10 @@ function cleanText(s: string | null | undefined): string | null {
  */
 const NOTHING_EXCLUDED: Exclusion[] = [];
 
-export function selectVersions(pmcid: string | null, versions: readonly VersionFacts[]): { selected: PlannedArticle | null; excluded: Exclusion[] } {
+export function selectVersions(
+  pmcid: string | null,
+  versions: readonly VersionFacts[],
+): { selected: PlannedArticle | null; excluded: Exclusion[] } {
   if (versions.length === 1) {
     // The common case (one version, selectable), without the bookkeeping below.
     const v = versions[0]!;
@@ -263,11 +297,19 @@ export function selectVersions(pmcid: string | null, versions: readonly VersionF
     if (!newest || v.version > newest.version) newest = v;
   }
   for (const v of readable) {
-    if (v !== newest) excluded.push({ key: v.key, pmcid, reason: 'superseded-version', detail: `version ${v.version} superseded by ${newest!.version}` });
+    if (v !== newest)
+      excluded.push({
+        key: v.key,
+        pmcid,
+        reason: 'superseded-version',
+        detail: `version ${v.version} superseded by ${newest!.version}`,
+      });
   }
   if (!newest) return { selected: null, excluded };
-  if (!newest.oa) excluded.push({ key: newest.key, pmcid, reason: 'not-open-access', detail: 'is_pmc_openaccess is false' });
-  else if (newest.retracted) excluded.push({ key: newest.key, pmcid, reason: 'retracted', detail: 'is_retracted is true' });
+  if (!newest.oa)
+    excluded.push({ key: newest.key, pmcid, reason: 'not-open-access', detail: 'is_pmc_openaccess is false' });
+  else if (newest.retracted)
+    excluded.push({ key: newest.key, pmcid, reason: 'retracted', detail: 'is_retracted is true' });
   else if (newest.article) return { selected: newest.article, excluded };
   return { selected: null, excluded };
 }
@@ -276,7 +318,15 @@ export function selectVersions(pmcid: string | null, versions: readonly VersionF
 export function factsOf(key: string, etag: string, meta: ArticleMetadata): VersionFacts {
   const oa = meta.is_pmc_openaccess;
   const retracted = meta.is_retracted === true;
-  const facts: VersionFacts = { key, pmcid: Number(meta.pmcid.slice(3)), version: meta.version, etag, oa, retracted, article: null };
+  const facts: VersionFacts = {
+    key,
+    pmcid: Number(meta.pmcid.slice(3)),
+    version: meta.version,
+    etag,
+    oa,
+    retracted,
+    article: null,
+  };
   if (!oa || retracted) return facts;
   try {
     facts.article = toPlannedArticle(meta, etag);
@@ -299,7 +349,12 @@ export function selectArticles(entries: { row: InventoryRow; meta: ArticleMetada
   const unreadable: Exclusion[] = [];
   for (const { row, meta, error } of entries) {
     if (!meta) {
-      unreadable.push({ key: row.key, pmcid: /PMC\d+/.exec(row.key)?.[0] ?? null, reason: 'unreadable-metadata', detail: error ?? 'no metadata' });
+      unreadable.push({
+        key: row.key,
+        pmcid: /PMC\d+/.exec(row.key)?.[0] ?? null,
+        reason: 'unreadable-metadata',
+        detail: error ?? 'no metadata',
+      });
       continue;
     }
     const list = groups.get(meta.pmcid) ?? [];
@@ -394,7 +449,10 @@ export class UnitCutter extends UnitCutterBase<PlannedUnit> {
 }
 
 /** Units fixed at planning time: per subset, sorted PMCIDs, cut by article count and by figure-image count. */
-export function cutUnits(selected: readonly PlannedArticle[], limits: { maxArticles: number; maxImages: number }): PlannedUnit[] {
+export function cutUnits(
+  selected: readonly PlannedArticle[],
+  limits: { maxArticles: number; maxImages: number },
+): PlannedUnit[] {
   const units: PlannedUnit[] = [];
   for (const subset of SUBSETS) {
     const cutter = new UnitCutter(subset, limits);

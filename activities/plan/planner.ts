@@ -6,7 +6,14 @@ import { SUBSETS, type Subset } from '../../config/release';
 import { exists, writeFileAtomic } from '../common/files';
 import { mapLimit } from '../common/stage';
 import { licenseGroup } from './license';
-import { selectVersions, UnitCutterBase, type Exclusion, type PlannedArticle, type PlannedUnit, type VersionFacts } from './plan';
+import {
+  selectVersions,
+  UnitCutterBase,
+  type Exclusion,
+  type PlannedArticle,
+  type PlannedUnit,
+  type VersionFacts,
+} from './plan';
 
 /** Tab, CR and newline would break the spill files' line format. */
 const CONTROL_IN_FIELD = /[\t\n\r]/;
@@ -65,7 +72,14 @@ export interface PlannerResult {
   /** Rows whose facts had to be resolved (metadata GETs). */
   resolved: number;
   /** Seconds spent in each part of pass 2, summed over buckets (for benchmarks; not part of any summary). */
-  seconds: { readRows: number; facts: number; selectAndCut: number; writeFacts: number; unitJson: number; ioWait: number };
+  seconds: {
+    readRows: number;
+    facts: number;
+    selectAndCut: number;
+    writeFacts: number;
+    unitJson: number;
+    ioWait: number;
+  };
   changes: PlanChanges;
   /** Selected articles in `other` by their exact license code ('(none)' for null): the code is always recorded. */
   otherLicenses: Record<string, number>;
@@ -97,7 +111,10 @@ function bucketIds(dir: string, re: RegExp): number[] {
   } catch {
     return [];
   }
-  return names.map((n) => re.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1]));
+  return names
+    .map((n) => re.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]));
 }
 
 /**
@@ -125,7 +142,15 @@ export function decodeFacts(line: string): VersionFacts {
   const pmcid = Number(line.slice(0, t1));
   const version = Number(line.slice(t1 + 1, t2));
   const key = t4 + 1 < line.length ? line.slice(t4 + 1) : canonicalKey(pmcid, version);
-  return { pmcid, version, oa: (flags & 1) !== 0, retracted: (flags & 2) !== 0, etag: line.slice(t3 + 1, t4), key, article: null };
+  return {
+    pmcid,
+    version,
+    oa: (flags & 1) !== 0,
+    retracted: (flags & 2) !== 0,
+    etag: line.slice(t3 + 1, t4),
+    key,
+    article: null,
+  };
 }
 
 function readFacts(file: string): Map<string, VersionFacts> {
@@ -244,7 +269,8 @@ export class StreamingPlanner {
 
   /** Pass 1: one row. Identity must already be valid (the row readers check keys). */
   addRow(row: PlanRow): void {
-    if (!Number.isSafeInteger(row.pmcid) || row.pmcid <= 0 || !Number.isSafeInteger(row.version) || row.version <= 0) throw new Error(`bad row identity for ${row.key}`);
+    if (!Number.isSafeInteger(row.pmcid) || row.pmcid <= 0 || !Number.isSafeInteger(row.version) || row.version <= 0)
+      throw new Error(`bad row identity for ${row.key}`);
     if (CONTROL_IN_FIELD.test(row.key) || CONTROL_IN_FIELD.test(row.etag)) {
       throw new Error(`row with a tab, CR or newline in key or ETag: ${JSON.stringify(row.key)}`);
     }
@@ -312,7 +338,10 @@ export class StreamingPlanner {
     // Order: PMCID, version, then input order. Packed into one number per row, the sort is a native numeric one.
     const base = b * BUCKET_SPAN;
     let sorted: PlanRow[];
-    if (rows.length < 65536 && rows.every((r) => r.version < 65536 && r.pmcid - base >= 0 && r.pmcid - base < BUCKET_SPAN)) {
+    if (
+      rows.length < 65536 &&
+      rows.every((r) => r.version < 65536 && r.pmcid - base >= 0 && r.pmcid - base < BUCKET_SPAN)
+    ) {
       const keys = new Float64Array(rows.length);
       for (let i = 0; i < rows.length; i++) keys[i] = ((rows[i]!.pmcid - base) * 65536 + rows[i]!.version) * 65536 + i;
       keys.sort();
@@ -325,9 +354,10 @@ export class StreamingPlanner {
     }
     // A key listed twice (same PMCID and version, so adjacent): the later row wins.
     const out: PlanRow[] = [];
-    for (let i = 0; i < sorted.length; ) {
+    for (let i = 0; i < sorted.length;) {
       let j = i + 1;
-      while (j < sorted.length && sorted[j]!.pmcid === sorted[i]!.pmcid && sorted[j]!.version === sorted[i]!.version) j++;
+      while (j < sorted.length && sorted[j]!.pmcid === sorted[i]!.pmcid && sorted[j]!.version === sorted[i]!.version)
+        j++;
       if (j === i + 1) out.push(sorted[i]!);
       else {
         const last = new Map<string, PlanRow>();
@@ -347,14 +377,31 @@ export class StreamingPlanner {
     for (const [b, buf] of this.buffers) this.flushBucket(b, buf);
     this.buffers.clear();
     const cfg = this.cfg;
-    const cutters = Object.fromEntries(SUBSETS.map((s) => [s, new JsonUnitCutter(s, cfg.limits)])) as Record<Subset, JsonUnitCutter>;
+    const cutters = Object.fromEntries(SUBSETS.map((s) => [s, new JsonUnitCutter(s, cfg.limits)])) as Record<
+      Subset,
+      JsonUnitCutter
+    >;
     const hashes = Object.fromEntries(SUBSETS.map((s) => [s, createHash('sha256')])) as Record<Subset, Hash>;
-    const changes: PlanChanges = { previousRelease: cfg.previous?.releaseId ?? null, new: 0, changed: 0, unchanged: 0, removed: 0, newlyRetracted: 0 };
+    const changes: PlanChanges = {
+      previousRelease: cfg.previous?.releaseId ?? null,
+      new: 0,
+      changed: 0,
+      unchanged: 0,
+      removed: 0,
+      newlyRetracted: 0,
+    };
     const otherLicenses: Record<string, number> = Object.create(null) as Record<string, number>;
     let otherCodes = 0;
     let selected = 0;
     let resolved = 0;
-    const seconds: PlannerResult['seconds'] = { readRows: 0, facts: 0, selectAndCut: 0, writeFacts: 0, unitJson: 0, ioWait: 0 };
+    const seconds: PlannerResult['seconds'] = {
+      readRows: 0,
+      facts: 0,
+      selectAndCut: 0,
+      writeFacts: 0,
+      unitJson: 0,
+      ioWait: 0,
+    };
 
     // File writes overlap the CPU work: a few are in flight at once, and the plan waits only when more are queued
     // (every one is awaited before the plan completes; a failed write fails the plan).
@@ -388,7 +435,10 @@ export class StreamingPlanner {
     const order = [...ids].sort((a, b) => a - b);
     // Articles of versions selected before: the previous release's units, and this plan's interrupted attempt's.
     const unitsDir = this.unitsDir();
-    const stores = [...(cfg.previous ? [new UnitArticleStore(path.join(path.dirname(cfg.previous.factsDir), 'units'))] : []), new UnitArticleStore(`${unitsDir}.resume`)];
+    const stores = [
+      ...(cfg.previous ? [new UnitArticleStore(path.join(path.dirname(cfg.previous.factsDir), 'units'))] : []),
+      new UnitArticleStore(`${unitsDir}.resume`),
+    ];
     let done = 0;
     // On a failure, the writes still in flight settle before the error leaves: a retry must not meet them.
     try {
@@ -402,7 +452,9 @@ export class StreamingPlanner {
         };
         const rows = this.readRows(b);
         lap('readRows');
-        const prev = cfg.previous ? readFacts(path.join(cfg.previous.factsDir, `${bucketName(b)}.tsv`)) : new Map<string, VersionFacts>();
+        const prev = cfg.previous
+          ? readFacts(path.join(cfg.previous.factsDir, `${bucketName(b)}.tsv`))
+          : new Map<string, VersionFacts>();
         const factsFile = path.join(this.factsDir, `${bucketName(b)}.tsv`);
         const checkpoint = readFacts(factsFile);
         const known = new Map<string, PlannedArticle>();
@@ -443,7 +495,7 @@ export class StreamingPlanner {
         // A reused version that is selected now but whose article was not kept (it was superseded then): read it.
         for (;;) {
           const missing: number[] = [];
-          for (let i = 0; i < rows.length; ) {
+          for (let i = 0; i < rows.length;) {
             let j = i;
             let newest = -1;
             while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) {
@@ -470,7 +522,7 @@ export class StreamingPlanner {
         lap('writeFacts');
 
         const chosen: Record<Subset, PlannedArticle[]> = { commercial: [], noncommercial: [], other: [] };
-        for (let i = 0; i < rows.length; ) {
+        for (let i = 0; i < rows.length;) {
           let j = i;
           while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) j++;
           const r = selectVersions(`PMC${rows[i]!.pmcid}`, facts.slice(i, j) as VersionFacts[]);
@@ -521,10 +573,17 @@ export class StreamingPlanner {
       rows: this.rows,
       selected,
       excluded: { ...this.excludedCounts },
-      subsets: Object.fromEntries(SUBSETS.map((s) => [s, { units: cutters[s].units, articles: cutters[s].articles, figureImages: cutters[s].figureImages }])) as PlannerResult['subsets'],
+      subsets: Object.fromEntries(
+        SUBSETS.map((s) => [
+          s,
+          { units: cutters[s].units, articles: cutters[s].articles, figureImages: cutters[s].figureImages },
+        ]),
+      ) as PlannerResult['subsets'],
       planHash: createHash('sha256').update(JSON.stringify(subsetDigests)).digest('hex'),
       resolved,
-      seconds: Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, +v.toFixed(2)])) as PlannerResult['seconds'],
+      seconds: Object.fromEntries(
+        Object.entries(seconds).map(([k, v]) => [k, +v.toFixed(2)]),
+      ) as PlannerResult['seconds'],
       changes,
       otherLicenses: { ...otherLicenses },
     };

@@ -24,7 +24,12 @@ export interface PublishResult {
 async function place(src: string, dst: string): Promise<'uploaded' | 'unchanged'> {
   // One publish writes this folder: what a killed attempt left beside dst goes, whether or not dst is copied again.
   await removeStalePartials(dst);
-  if ((await exists(dst)) && (await fs.stat(dst)).size === (await fs.stat(src)).size && (await sha256File(dst)) === (await sha256File(src))) return 'unchanged';
+  if (
+    (await exists(dst)) &&
+    (await fs.stat(dst)).size === (await fs.stat(src)).size &&
+    (await sha256File(dst)) === (await sha256File(src))
+  )
+    return 'unchanged';
   await copyFileAtomic(src, dst);
   return 'uploaded';
 }
@@ -36,7 +41,10 @@ async function place(src: string, dst: string): Promise<'uploaded' | 'unchanged'
  */
 export async function publishRelease(release: ReleaseInput): Promise<PublishResult> {
   if (release.publish.kind !== 'local-folder') {
-    throw ApplicationFailure.nonRetryable(`publishRelease writes a local folder; publish.kind ${release.publish.kind} goes through publishWorkflow`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(
+      `publishRelease writes a local folder; publish.kind ${release.publish.kind} goes through publishWorkflow`,
+      'ConfigError',
+    );
   }
   const layout = layoutOf(release);
   const target = layout.publishDir(release.publish.path);

@@ -27,7 +27,10 @@ export function sizeCategory(n: number): string {
 }
 
 /** Task categories of the card: ids of the Hub's task list (@huggingface/tasks PIPELINE_DATA). */
-export const CARD_TASK_CATEGORIES = ['image-to-text', 'zero-shot-image-classification'] as const satisfies readonly PipelineType[];
+export const CARD_TASK_CATEGORIES = [
+  'image-to-text',
+  'zero-shot-image-classification',
+] as const satisfies readonly PipelineType[];
 
 /** PMC's license codes of each subset (reference/pmc-sources.md §1.7) and what they allow. */
 const LICENSE_TEXT: Record<Subset, string> = {
@@ -58,7 +61,9 @@ function licenseCounts(counts: Record<string, number>): string {
  * with its license and task ids; docs/publishing.md lists the rules checked (card-rules.ts) and their sources.
  */
 /** The front matter: the Hub client's dataset metadata, plus `dataset_info` (features), which that type leaves out. */
-export type CardMetadata = ApiDatasetMetadata & { dataset_info: { config_name: string; features: typeof SAMPLE_FEATURES }[] };
+export type CardMetadata = ApiDatasetMetadata & {
+  dataset_info: { config_name: string; features: typeof SAMPLE_FEATURES }[];
+};
 
 export function cardMetadata(summary: ReleaseSummary): CardMetadata {
   const present = SUBSETS.filter((s) => summary.subsets[s].shards > 0);
@@ -91,7 +96,14 @@ export const SAMPLE_FEATURES = [
   {
     name: 'json',
     struct: [
-      ...['image_file_name', 'image_cluster_id', 'image_hash', 'image_label_id', 'image_panel_type', 'image_panel_subtype'].map(str),
+      ...[
+        'image_file_name',
+        'image_cluster_id',
+        'image_hash',
+        'image_label_id',
+        'image_panel_type',
+        'image_panel_subtype',
+      ].map(str),
       strList('image_primary_label'),
       strList('image_secondary_label'),
       { name: 'image_size', list: 'int64' },
@@ -120,7 +132,10 @@ export const SAMPLE_FEATURES = [
 export function datasetCard(summary: ReleaseSummary, opts: { repoId: string; snapshot: string }): string {
   const present = SUBSETS.filter((s) => summary.subsets[s].shards > 0);
   const frontMatter = stringifyYaml(cardMetadata(summary), { indentSeq: false, lineWidth: 0 }).trimEnd();
-  const rows = present.map((s) => `| ${s} | ${summary.subsets[s].shards} | ${summary.subsets[s].articles} | ${summary.subsets[s].samples} | ${LICENSE_TEXT[s]} |`);
+  const rows = present.map(
+    (s) =>
+      `| ${s} | ${summary.subsets[s].shards} | ${summary.subsets[s].articles} | ${summary.subsets[s].samples} | ${LICENSE_TEXT[s]} |`,
+  );
   const licenseRows = present.map((s) => `| ${s} | ${licenseCounts(summary.subsets[s].licenses)} |`);
   const rejected = Object.entries(summary.rejectedByReason)
     .sort(([a], [b]) => a.localeCompare(b))

@@ -40,9 +40,16 @@ export async function collectReleaseFiles(release: ReleaseInput): Promise<Releas
     const index = await readJson<ShardIndexEntry[]>(indexFile);
     for (const e of index) {
       files.push({ repoPath: e.shard, source: path.join(layout.root, 'webdataset', e.shard), sha256: e.sha256 });
-      files.push({ repoPath: `parquet/${e.parquet}`, source: path.join(layout.root, 'parquet', e.parquet), sha256: e.parquetSha256 });
+      files.push({
+        repoPath: `parquet/${e.parquet}`,
+        source: path.join(layout.root, 'parquet', e.parquet),
+        sha256: e.parquetSha256,
+      });
     }
-    files.push({ repoPath: `${subset}/sizes.json`, source: path.join(layout.root, 'webdataset', subset, 'sizes.json') });
+    files.push({
+      repoPath: `${subset}/sizes.json`,
+      source: path.join(layout.root, 'webdataset', subset, 'sizes.json'),
+    });
   }
   for (const name of ['summary.json', 'quarantine.ndjson', 'warnings.ndjson', 'enrichment.ndjson']) {
     files.push({ repoPath: `metadata/${name}`, source: path.join(layout.reportDir, name) });

@@ -5,7 +5,16 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { SUBSETS, type ReleaseInput, type Subset } from '../../config/release';
 import type { AnnotateResult } from '../annotate/activity';
-import { exists, ndjson, partialPathOf, readJson, readNdjson, sweepPartials, writeFileAtomic, writeJsonAtomic } from '../common/files';
+import {
+  exists,
+  ndjson,
+  partialPathOf,
+  readJson,
+  readNdjson,
+  sweepPartials,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from '../common/files';
 import { shardName } from '../common/layout';
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
 import { activityLog, heartbeat, layoutOf, type StageManifest } from '../common/stage';
@@ -48,12 +57,26 @@ export interface ReleaseSummary {
   /** Articles published from repaired or degraded input (report/warnings.ndjson). */
   warnings: number;
   /** `licenses`: planned articles per PMC license code (`none` without one). */
-  subsets: Record<Subset, { shards: number; samples: number; articles: number; bytes: number; licenses: Record<string, number> }>;
+  subsets: Record<
+    Subset,
+    { shards: number; samples: number; articles: number; bytes: number; licenses: Record<string, number> }
+  >;
   enrichment: { pmids: number; returned: number; notReturned: number; failedBatches: number; withoutPmid: number };
   annotation: { provider: string | null; taxonomyVersion: string | null };
 }
 
-const STAGE_ORDER: QuarantineRecord['stage'][] = ['plan', 'fetch', 'parse', 'enrich', 'media', 'images', 'annotate', 'shard', 'parquet', 'publish'];
+const STAGE_ORDER: QuarantineRecord['stage'][] = [
+  'plan',
+  'fetch',
+  'parse',
+  'enrich',
+  'media',
+  'images',
+  'annotate',
+  'shard',
+  'parquet',
+  'publish',
+];
 
 /** Reads every unit's manifests from disk (never from workflow history) and writes the release's indexes and report. */
 export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSummary> {
@@ -63,7 +86,8 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
   // left behind (they cannot remove their own) go before the indexes are written. Folder by folder (each unit's
   // below, with a heartbeat), never one listing of the whole release: at full scale it holds 30 million images.
   let swept = 0;
-  for (const dir of ['plan', 'webdataset', 'parquet', 'report']) swept += (await sweepPartials(path.join(layout.root, dir))).length;
+  for (const dir of ['plan', 'webdataset', 'parquet', 'report'])
+    swept += (await sweepPartials(path.join(layout.root, dir))).length;
   const summary: ReleaseSummary = {
     releaseId: release.releaseId,
     inventoryManifest: plan.inventoryManifest,
@@ -72,7 +96,9 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     samples: 0,
     rejected: 0,
     rejectedByReason: {},
-    subsets: Object.fromEntries(SUBSETS.map((s) => [s, { shards: 0, samples: 0, articles: 0, bytes: 0, licenses: {} }])) as ReleaseSummary['subsets'],
+    subsets: Object.fromEntries(
+      SUBSETS.map((s) => [s, { shards: 0, samples: 0, articles: 0, bytes: 0, licenses: {} }]),
+    ) as ReleaseSummary['subsets'],
     warnings: 0,
     enrichment: { pmids: 0, returned: 0, notReturned: 0, failedBatches: 0, withoutPmid: 0 },
     annotation: { provider: null, taxonomyVersion: null },
@@ -97,7 +123,9 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
       summary.figures += parse.figures;
       summary.annotation = { provider: annotate.provider, taxonomyVersion: annotate.taxonomyVersion };
       summary.enrichment.withoutPmid += parse.withoutPmid ?? 0;
-      enrichmentNotes.push(...(await readNdjson<EnrichmentNote>(path.join(layout.unitDir(unit.unitId), 'enrich-notes.ndjson'))));
+      enrichmentNotes.push(
+        ...(await readNdjson<EnrichmentNote>(path.join(layout.unitDir(unit.unitId), 'enrich-notes.ndjson'))),
+      );
       for (let b = 0; b < parse.pmidBatches; b++) {
         const e = (await manifest<EnrichBatchResult>(`enrich-${String(b).padStart(4, '0')}`)).result;
         summary.enrichment.pmids += e.requested;
@@ -105,16 +133,35 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
         summary.enrichment.notReturned += e.notReturned.length;
         if (e.failed) summary.enrichment.failedBatches++;
         const reason = e.failed ? 'batch-failed' : 'not-returned';
-        for (const pmid of e.notReturned) enrichmentNotes.push({ article: null, pmid, reason, detail: e.failed ?? 'PubMed returned no record for this PMID' });
+        for (const pmid of e.notReturned)
+          enrichmentNotes.push({
+            article: null,
+            pmid,
+            reason,
+            detail: e.failed ?? 'PubMed returned no record for this PMID',
+          });
       }
       for (const stage of ['fetch', 'parse', 'media', 'images', 'annotate', 'shard'] as const) {
         quarantined.push(...(await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, stage))));
       }
-      warnings.push(...(await readNdjson<ArticleWarning>(path.join(layout.unitDir(unit.unitId), 'parse-warnings.ndjson'))));
+      warnings.push(
+        ...(await readNdjson<ArticleWarning>(path.join(layout.unitDir(unit.unitId), 'parse-warnings.ndjson'))),
+      );
       for (const [k, part] of shard.shards.entries()) {
         const pq = parquet.files[k]!;
-        if (pq.shard !== part.shard) throw new Error(`unit ${unit.unitId}: parquet file ${pq.file} is not beside shard ${part.shard}`);
-        index.push({ shard: part.shard, unit: unit.unitId, samples: part.samples, articles: part.articles, bytes: part.bytes, sha256: part.sha256, parquet: pq.file, parquetRows: pq.rows, parquetSha256: pq.sha256 });
+        if (pq.shard !== part.shard)
+          throw new Error(`unit ${unit.unitId}: parquet file ${pq.file} is not beside shard ${part.shard}`);
+        index.push({
+          shard: part.shard,
+          unit: unit.unitId,
+          samples: part.samples,
+          articles: part.articles,
+          bytes: part.bytes,
+          sha256: part.sha256,
+          parquet: pq.file,
+          parquetRows: pq.rows,
+          parquetSha256: pq.sha256,
+        });
         sizes[path.posix.basename(part.shard)] = part.samples;
       }
       const s = summary.subsets[subset];
@@ -133,8 +180,17 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
       await writeJsonAtomic(path.join(layout.root, 'webdataset', subset, 'index.json'), index);
     }
   }
-  if (swept > 0) activityLog('info', 'finalizeRelease: removed temporary files left by killed attempts', { release: release.releaseId, files: swept });
-  quarantined.sort((a, b) => STAGE_ORDER.indexOf(a.stage) - STAGE_ORDER.indexOf(b.stage) || String(a.article).localeCompare(String(b.article)) || String(a.figure).localeCompare(String(b.figure)));
+  if (swept > 0)
+    activityLog('info', 'finalizeRelease: removed temporary files left by killed attempts', {
+      release: release.releaseId,
+      files: swept,
+    });
+  quarantined.sort(
+    (a, b) =>
+      STAGE_ORDER.indexOf(a.stage) - STAGE_ORDER.indexOf(b.stage) ||
+      String(a.article).localeCompare(String(b.article)) ||
+      String(a.figure).localeCompare(String(b.figure)),
+  );
   // Figure-level rejections are what separates figures from samples; article-level ones are counted too.
   for (const q of quarantined) {
     const k = `${q.stage}:${q.reason}`;
@@ -142,7 +198,11 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     if (q.figure) summary.rejected++;
   }
   summary.warnings = warnings.length;
-  await writeQuarantineReport(path.join(layout.reportDir, 'quarantine.ndjson'), path.join(layout.planDir, 'excluded.ndjson'), quarantined);
+  await writeQuarantineReport(
+    path.join(layout.reportDir, 'quarantine.ndjson'),
+    path.join(layout.planDir, 'excluded.ndjson'),
+    quarantined,
+  );
   await writeFileAtomic(path.join(layout.reportDir, 'warnings.ndjson'), ndjson(warnings));
   await writeFileAtomic(path.join(layout.reportDir, 'enrichment.ndjson'), ndjson(enrichmentNotes));
   await writeJsonAtomic(path.join(layout.reportDir, 'summary.json'), summary);
@@ -160,7 +220,11 @@ export function exclusionRecord(e: Exclusion): QuarantineRecord {
  * plan/excluded.ndjson in plan order: at full scale they are millions of lines, never held at once), then the
  * units' records in stage order. Written through a temporary name, so a reader never sees half a report.
  */
-async function writeQuarantineReport(file: string, excludedFile: string, records: readonly QuarantineRecord[]): Promise<void> {
+async function writeQuarantineReport(
+  file: string,
+  excludedFile: string,
+  records: readonly QuarantineRecord[],
+): Promise<void> {
   await fsp.mkdir(path.dirname(file), { recursive: true });
   const tmp = partialPathOf(file);
   const out = createWriteStream(tmp);
@@ -168,7 +232,10 @@ async function writeQuarantineReport(file: string, excludedFile: string, records
   try {
     if (await exists(excludedFile)) {
       let n = 0;
-      for await (const line of createInterface({ input: createReadStream(excludedFile, 'utf8'), crlfDelay: Infinity })) {
+      for await (const line of createInterface({
+        input: createReadStream(excludedFile, 'utf8'),
+        crlfDelay: Infinity,
+      })) {
         if (!line.trim()) continue;
         await write(JSON.stringify(exclusionRecord(JSON.parse(line) as Exclusion)) + '\n');
         if (++n % 100_000 === 0) heartbeat({ report: 'quarantine', exclusions: n });

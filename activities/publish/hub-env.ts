@@ -16,7 +16,11 @@ export function readHubWorkerEnv(env: NodeJS.ProcessEnv = process.env): HubWorke
 /** The token, or a non-retryable ConfigError that names the variable (never a value). */
 export function hubToken(env: NodeJS.ProcessEnv = process.env): string {
   const token = readHubWorkerEnv(env).HF_TOKEN;
-  if (!token) throw new HubPublishError('ConfigError', "HF_TOKEN is not set in this worker's environment (Hub publishing needs a write token there)");
+  if (!token)
+    throw new HubPublishError(
+      'ConfigError',
+      "HF_TOKEN is not set in this worker's environment (Hub publishing needs a write token there)",
+    );
   return token;
 }
 

@@ -6,7 +6,8 @@
 import { HubApiError } from '@huggingface/hub';
 
 /** The Hub API calls @huggingface/hub makes for a dataset repo, by URL shape (also the stand-in's fault routes). */
-export type HubRoute = 'create' | 'info' | 'revision' | 'tree' | 'paths-info' | 'preupload' | 'commit' | 'lfs-batch' | 'lfs-upload';
+export type HubRoute =
+  'create' | 'info' | 'revision' | 'tree' | 'paths-info' | 'preupload' | 'commit' | 'lfs-batch' | 'lfs-upload';
 
 export function hubRoute(url: string): HubRoute {
   const p = new URL(url).pathname;
@@ -133,7 +134,9 @@ export function hubFetch(opts: HubFetchOptions = {}): HubFetch {
 export function redact(text: string, secrets: readonly (string | undefined)[]): string {
   let out = text;
   for (const s of secrets) if (s && s.length >= 4) out = out.split(s).join('[redacted]');
-  return out.replace(/\bhf_[A-Za-z0-9]{6,}/g, 'hf_[redacted]').replace(/(https?:\/\/[^\s?#"'<>]+)\?[^\s"'<>]*/g, '$1?[query removed]');
+  return out
+    .replace(/\bhf_[A-Za-z0-9]{6,}/g, 'hf_[redacted]')
+    .replace(/(https?:\/\/[^\s?#"'<>]+)\?[^\s"'<>]*/g, '$1?[query removed]');
 }
 
 export type HubErrorType =
@@ -149,7 +152,13 @@ export type HubErrorType =
   | 'HubError';
 
 /** Failures no retry can fix: a bad or missing token, a refused payload (invalid card), a layout over the Hub's limits. */
-export const NON_RETRYABLE_HUB_ERRORS: readonly HubErrorType[] = ['HubAuth', 'HubNotFound', 'HubRejected', 'HubLimits', 'ConfigError'];
+export const NON_RETRYABLE_HUB_ERRORS: readonly HubErrorType[] = [
+  'HubAuth',
+  'HubNotFound',
+  'HubRejected',
+  'HubLimits',
+  'ConfigError',
+];
 
 export interface ClassifiedHubError {
   type: HubErrorType;
@@ -171,17 +180,35 @@ export class HubPublishError extends Error {
   }
 }
 
-export function classifyHubError(err: unknown, secrets: readonly (string | undefined)[], lastRetryAfterMs?: number | null): ClassifiedHubError {
-  const e = err as { message?: unknown; statusCode?: unknown; code?: unknown; name?: unknown; cause?: { code?: unknown; message?: unknown } };
+export function classifyHubError(
+  err: unknown,
+  secrets: readonly (string | undefined)[],
+  lastRetryAfterMs?: number | null,
+): ClassifiedHubError {
+  const e = err as {
+    message?: unknown;
+    statusCode?: unknown;
+    code?: unknown;
+    name?: unknown;
+    cause?: { code?: unknown; message?: unknown };
+  };
   const raw = typeof e?.message === 'string' ? e.message : String(err);
   const msg = (m: string) => redact(m, secrets);
   if (err instanceof HubPublishError) {
     return { type: err.type, retryable: !NON_RETRYABLE_HUB_ERRORS.includes(err.type), message: msg(raw) };
   }
-  const status = err instanceof HubApiError ? err.statusCode : typeof e?.statusCode === 'number' ? e.statusCode : undefined;
+  const status =
+    err instanceof HubApiError ? err.statusCode : typeof e?.statusCode === 'number' ? e.statusCode : undefined;
   if (status !== undefined) {
     const text = msg(`Hub answered ${status}: ${raw}`);
-    if (status === 429) return { type: 'HubRateLimited', retryable: true, status, message: text, retryAfterMs: lastRetryAfterMs ?? undefined };
+    if (status === 429)
+      return {
+        type: 'HubRateLimited',
+        retryable: true,
+        status,
+        message: text,
+        retryAfterMs: lastRetryAfterMs ?? undefined,
+      };
     if (status >= 500) return { type: 'HubUnavailable', retryable: true, status, message: text };
     // 412: the branch moved since we read it (parentCommit); 409: a concurrent operation. Re-read and try again.
     if (status === 412 || status === 409) return { type: 'HubConflict', retryable: true, status, message: text };
@@ -194,9 +221,15 @@ export function classifyHubError(err: unknown, secrets: readonly (string | undef
     return { type: 'ConfigError', retryable: false, message: msg(`HF_TOKEN is malformed: ${raw}`) };
   }
   const code = typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : undefined;
-  const fetchFailed = e?.name === 'TypeError' && /fetch failed|terminated|other side closed|socket/i.test(`${raw} ${String(e?.cause?.message ?? '')}`);
+  const fetchFailed =
+    e?.name === 'TypeError' &&
+    /fetch failed|terminated|other side closed|socket/i.test(`${raw} ${String(e?.cause?.message ?? '')}`);
   if (fetchFailed || (code !== undefined && /^(ECONN|EPIPE|ETIMEDOUT|UND_ERR)/.test(code))) {
-    return { type: 'HubNetwork', retryable: true, message: msg(`connection to the Hub failed${code ? ` (${code})` : ''}: ${raw}`) };
+    return {
+      type: 'HubNetwork',
+      retryable: true,
+      message: msg(`connection to the Hub failed${code ? ` (${code})` : ''}: ${raw}`),
+    };
   }
   return { type: 'HubError', retryable: true, message: msg(raw) };
 }

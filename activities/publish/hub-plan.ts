@@ -42,7 +42,11 @@ export const HUB_LIMITS = { filesPerRepo: 100_000, entriesPerFolder: 10_000 } as
  * Whether the repo already holds exactly this content: an LFS entry is compared by sha256 and size, a regular one by
  * git blob id. `ids` is asked for only when the remote entry exists and the known values cannot decide.
  */
-export async function sameContent(local: PlannedFile, remote: RemoteEntry | undefined, ids: () => Promise<ContentIds>): Promise<boolean> {
+export async function sameContent(
+  local: PlannedFile,
+  remote: RemoteEntry | undefined,
+  ids: () => Promise<ContentIds>,
+): Promise<boolean> {
   if (!remote || remote.type !== 'file') return false;
   if (remote.lfs) {
     if (remote.lfs.size !== local.bytes) return false;
@@ -60,7 +64,11 @@ export function cutBatches(files: readonly PlannedFile[], bounds: CommitBounds):
   const batches: PlannedBatch[] = [];
   let cur: PlannedBatch | null = null;
   for (const f of files) {
-    if (!cur || cur.files.length >= bounds.maxFilesPerCommit || (cur.files.length > 0 && cur.bytes + f.bytes > bounds.maxBytesPerCommit)) {
+    if (
+      !cur ||
+      cur.files.length >= bounds.maxFilesPerCommit ||
+      (cur.files.length > 0 && cur.bytes + f.bytes > bounds.maxBytesPerCommit)
+    ) {
       cur = { index: batches.length, files: [], bytes: 0 };
       batches.push(cur);
     }
@@ -74,7 +82,8 @@ export function cutBatches(files: readonly PlannedFile[], bounds: CommitBounds):
 export function checkRepoLimits(paths: Iterable<string>): string[] {
   const all = new Set(paths);
   const problems: string[] = [];
-  if (all.size > HUB_LIMITS.filesPerRepo) problems.push(`${all.size} files in the repo (the Hub allows ${HUB_LIMITS.filesPerRepo})`);
+  if (all.size > HUB_LIMITS.filesPerRepo)
+    problems.push(`${all.size} files in the repo (the Hub allows ${HUB_LIMITS.filesPerRepo})`);
   const entries = new Map<string, Set<string>>();
   for (const p of all) {
     const parts = p.split('/');
@@ -86,7 +95,10 @@ export function checkRepoLimits(paths: Iterable<string>): string[] {
     }
   }
   for (const [dir, set] of [...entries].sort(([a], [b]) => a.localeCompare(b))) {
-    if (set.size > HUB_LIMITS.entriesPerFolder) problems.push(`${set.size} entries in ${dir || 'the repo root'}/ (the Hub allows ${HUB_LIMITS.entriesPerFolder} per folder)`);
+    if (set.size > HUB_LIMITS.entriesPerFolder)
+      problems.push(
+        `${set.size} entries in ${dir || 'the repo root'}/ (the Hub allows ${HUB_LIMITS.entriesPerFolder} per folder)`,
+      );
   }
   return problems;
 }

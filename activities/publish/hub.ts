@@ -7,7 +7,15 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { commitIter, createRepo, datasetInfo, HubApiError, listFiles, pathsInfo, type CommitOperation } from '@huggingface/hub';
+import {
+  commitIter,
+  createRepo,
+  datasetInfo,
+  HubApiError,
+  listFiles,
+  pathsInfo,
+  type CommitOperation,
+} from '@huggingface/hub';
 import type { HubPublishConfig, ReleaseInput } from '../../config/release';
 import { readJson, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { layoutOf } from '../common/stage';
@@ -15,7 +23,14 @@ import { validateCard } from './card-rules';
 import { collectReleaseFiles } from './files';
 import { contentIdsOfFile, type ContentIds } from './hashes';
 import { HubPublishError, type HubFetch } from './hub-http';
-import { checkRepoLimits, cutBatches, sameContent, type PlannedBatch, type PlannedFile, type RemoteEntry } from './hub-plan';
+import {
+  checkRepoLimits,
+  cutBatches,
+  sameContent,
+  type PlannedBatch,
+  type PlannedFile,
+  type RemoteEntry,
+} from './hub-plan';
 
 export interface HubSession {
   /** From the worker's environment only. */
@@ -80,7 +95,8 @@ export interface CommitBatchResult {
 const BRANCH = 'main';
 
 function hubConfig(release: ReleaseInput): HubPublishConfig {
-  if (release.publish.kind !== 'hub') throw new HubPublishError('ConfigError', `publish.kind is ${release.publish.kind}, not hub`);
+  if (release.publish.kind !== 'hub')
+    throw new HubPublishError('ConfigError', `publish.kind is ${release.publish.kind}, not hub`);
   return release.publish;
 }
 
@@ -100,7 +116,10 @@ export async function headOf(s: HubSession): Promise<string> {
 }
 
 /** Creates the dataset repo when it does not exist (409 from a concurrent creation is fine); returns its head. */
-export async function ensureRepo(s: HubSession, visibility: 'private' | 'public'): Promise<{ created: boolean; head: string }> {
+export async function ensureRepo(
+  s: HubSession,
+  visibility: 'private' | 'public',
+): Promise<{ created: boolean; head: string }> {
   try {
     return { created: false, head: await headOf(s) };
   } catch (err) {
@@ -116,24 +135,50 @@ export async function ensureRepo(s: HubSession, visibility: 'private' | 'public'
   return { created, head: await headOf(s) };
 }
 
-function toRemote(e: { path: string; type: string; size: number; oid?: string; lfs?: { oid: string; size: number } }): RemoteEntry {
-  return { path: e.path, type: e.type, size: e.size, oid: e.oid, lfs: e.lfs ? { oid: e.lfs.oid, size: e.lfs.size } : undefined };
+function toRemote(e: {
+  path: string;
+  type: string;
+  size: number;
+  oid?: string;
+  lfs?: { oid: string; size: number };
+}): RemoteEntry {
+  return {
+    path: e.path,
+    type: e.type,
+    size: e.size,
+    oid: e.oid,
+    lfs: e.lfs ? { oid: e.lfs.oid, size: e.lfs.size } : undefined,
+  };
 }
 
 /** Every file of the repo at `revision` (the tree listing, followed page by page). */
 export async function remoteTree(s: HubSession, revision: string): Promise<Map<string, RemoteEntry>> {
   const out = new Map<string, RemoteEntry>();
-  for await (const e of listFiles({ repo: { type: 'dataset', name: s.repoId }, recursive: true, revision, ...creds(s) })) {
+  for await (const e of listFiles({
+    repo: { type: 'dataset', name: s.repoId },
+    recursive: true,
+    revision,
+    ...creds(s),
+  })) {
     if (e.type === 'file') out.set(e.path, toRemote({ ...e, oid: e.oid }));
   }
   return out;
 }
 
 /** Just these paths at `revision` (paths-info), for the re-check before each commit. */
-export async function remotePaths(s: HubSession, paths: readonly string[], revision: string): Promise<Map<string, RemoteEntry>> {
+export async function remotePaths(
+  s: HubSession,
+  paths: readonly string[],
+  revision: string,
+): Promise<Map<string, RemoteEntry>> {
   const out = new Map<string, RemoteEntry>();
   for (let i = 0; i < paths.length; i += 100) {
-    const infos = await pathsInfo({ repo: { type: 'dataset', name: s.repoId }, paths: paths.slice(i, i + 100), revision, ...creds(s) });
+    const infos = await pathsInfo({
+      repo: { type: 'dataset', name: s.repoId },
+      paths: paths.slice(i, i + 100),
+      revision,
+      ...creds(s),
+    });
     for (const e of infos) if (e.type === 'file') out.set(e.path, toRemote(e));
   }
   return out;
@@ -158,31 +203,50 @@ function idsCache(root: string, onBytes: (n: number) => void): (f: PlannedFile) 
  * Plans a publish: writes the card to `<release>/publish/README.md`, creates the repo if missing, compares every
  * release file with the repo's tree and cuts what differs into commits (the card last). Nothing is uploaded here.
  */
-export async function planHub(release: ReleaseInput, s: HubSession, onProgress: (p: HubProgress) => void = () => undefined): Promise<HubPlanSummary> {
+export async function planHub(
+  release: ReleaseInput,
+  s: HubSession,
+  onProgress: (p: HubProgress) => void = () => undefined,
+): Promise<HubPlanSummary> {
   const cfg = hubConfig(release);
   const layout = layoutOf(release);
   const { files, card } = await collectReleaseFiles(release);
   const cardProblems = validateCard(card);
-  if (cardProblems.length > 0) throw new HubPublishError('HubRejected', `the dataset card breaks the Hub's metadata rules: ${cardProblems.join('; ')}`);
+  if (cardProblems.length > 0)
+    throw new HubPublishError(
+      'HubRejected',
+      `the dataset card breaks the Hub's metadata rules: ${cardProblems.join('; ')}`,
+    );
   const cardFile = path.join(layout.root, 'publish', 'README.md');
   const existing = await fs.readFile(cardFile, 'utf8').catch(() => null);
   if (existing !== card) await writeFileAtomic(cardFile, card);
   const local: PlannedFile[] = [];
   for (const f of [...files, { repoPath: 'README.md', source: cardFile }]) {
     const st = await fs.stat(f.source);
-    local.push({ repoPath: f.repoPath, source: path.relative(layout.root, f.source), bytes: st.size, ...('sha256' in f && f.sha256 ? { sha256: f.sha256 } : {}) });
+    local.push({
+      repoPath: f.repoPath,
+      source: path.relative(layout.root, f.source),
+      bytes: st.size,
+      ...('sha256' in f && f.sha256 ? { sha256: f.sha256 } : {}),
+    });
   }
   const localPaths = new Set(local.map((f) => f.repoPath));
   const limits = (paths: Iterable<string>) => {
     const problems = checkRepoLimits(paths);
-    if (problems.length > 0) throw new HubPublishError('HubLimits', `publishing ${cfg.repoId} would pass the Hub's repository limits: ${problems.join('; ')}`);
+    if (problems.length > 0)
+      throw new HubPublishError(
+        'HubLimits',
+        `publishing ${cfg.repoId} would pass the Hub's repository limits: ${problems.join('; ')}`,
+      );
   };
   limits(localPaths); // before touching the Hub; again below with the repo's own files
   const totalBytes = local.reduce((n, f) => n + f.bytes, 0);
   onProgress({ phase: 'reading-repo', files: local.length, bytes: totalBytes, bytesDone: 0 });
   const { created, head } = await ensureRepo(s, cfg.private ? 'private' : 'public');
   const tree = await remoteTree(s, head);
-  const ids = idsCache(layout.root, (n) => onProgress({ phase: 'hashing', files: local.length, bytes: totalBytes, bytesDone: n }));
+  const ids = idsCache(layout.root, (n) =>
+    onProgress({ phase: 'hashing', files: local.length, bytes: totalBytes, bytesDone: n }),
+  );
   const changed: PlannedFile[] = [];
   for (const f of local) {
     if (await sameContent(f, tree.get(f.repoPath), ids(f))) continue;
@@ -194,7 +258,16 @@ export async function planHub(release: ReleaseInput, s: HubSession, onProgress: 
     .update(JSON.stringify({ releaseId: release.releaseId, repoId: cfg.repoId, endpoint: cfg.endpoint, batches }))
     .digest('hex')
     .slice(0, 16);
-  const plan: HubPlanFile = { planId, releaseId: release.releaseId, repoId: cfg.repoId, endpoint: cfg.endpoint, baseCommit: head, files: local.length, unchanged: local.length - changed.length, batches };
+  const plan: HubPlanFile = {
+    planId,
+    releaseId: release.releaseId,
+    repoId: cfg.repoId,
+    endpoint: cfg.endpoint,
+    baseCommit: head,
+    files: local.length,
+    unchanged: local.length - changed.length,
+    batches,
+  };
   await writeJsonAtomic(planFilePath(release, planId), plan);
   return {
     planId,
@@ -239,12 +312,21 @@ export async function commitPlannedBatch(
     batch.files.map((f) => f.repoPath),
     head,
   );
-  const ids = idsCache(layout.root, (n) => onProgress({ phase: 'hashing', files: batch.files.length, bytes: batch.bytes, bytesDone: n }));
+  const ids = idsCache(layout.root, (n) =>
+    onProgress({ phase: 'hashing', files: batch.files.length, bytes: batch.bytes, bytesDone: n }),
+  );
   const pending: PlannedFile[] = [];
   for (const f of batch.files) if (!(await sameContent(f, remote.get(f.repoPath), ids(f)))) pending.push(f);
   if (pending.length === 0) {
     onProgress({ phase: 'done', files: 0, bytes: 0, bytesDone: 0 });
-    return { batch: batchIndex, committed: false, commitOid: head, files: 0, bytes: 0, alreadyPresent: batch.files.length };
+    return {
+      batch: batchIndex,
+      committed: false,
+      commitOid: head,
+      files: 0,
+      bytes: 0,
+      alreadyPresent: batch.files.length,
+    };
   }
   const sizes = new Map<string, number>();
   const operations: CommitOperation[] = [];
@@ -256,7 +338,13 @@ export async function commitPlannedBatch(
   const bytes = [...sizes.values()].reduce((n, b) => n + b, 0);
   const done = new Map<string, number>();
   let phase: HubPhase = 'preuploading';
-  const report = () => onProgress({ phase, files: pending.length, bytes, bytesDone: Math.round([...done].reduce((n, [p, frac]) => n + frac * (sizes.get(p) ?? 0), 0)) });
+  const report = () =>
+    onProgress({
+      phase,
+      files: pending.length,
+      bytes,
+      bytesDone: Math.round([...done].reduce((n, [p, frac]) => n + frac * (sizes.get(p) ?? 0), 0)),
+    });
   const it = commitIter({
     repo: { type: 'dataset', name: s.repoId },
     operations,
@@ -291,5 +379,12 @@ export async function commitPlannedBatch(
   const out = step.value;
   if (!out?.commit?.oid) throw new HubPublishError('HubError', 'the Hub answered the commit without a commit id');
   onProgress({ phase: 'done', files: pending.length, bytes, bytesDone: bytes });
-  return { batch: batchIndex, committed: true, commitOid: out.commit.oid, files: pending.length, bytes, alreadyPresent: batch.files.length - pending.length };
+  return {
+    batch: batchIndex,
+    committed: true,
+    commitOid: out.commit.oid,
+    files: pending.length,
+    bytes,
+    alreadyPresent: batch.files.length - pending.length,
+  };
 }

@@ -15,7 +15,14 @@ import type { ParsedArticleLine } from '../parse/activity';
 import { pyJsonDumps } from './pyjson';
 import type { PublishedSampleJson } from './sample-json';
 import { buildSampleJson } from './sample-json';
-import { DEFAULT_SHARD_MAX_BYTES, DEFAULT_SHARD_MAX_SAMPLES, ShardLimitError, TarShardWriter, tarArchiveBytes, tarSampleBytes } from './tar-writer';
+import {
+  DEFAULT_SHARD_MAX_BYTES,
+  DEFAULT_SHARD_MAX_SAMPLES,
+  ShardLimitError,
+  TarShardWriter,
+  tarArchiveBytes,
+  tarSampleBytes,
+} from './tar-writer';
 
 /** One tar file of a unit's output. */
 export interface ShardFile {
@@ -43,7 +50,10 @@ export interface ShardResult {
  */
 export function shardLimitsOf(release: ReleaseInput): { maxBytes: number; maxSamples: number } {
   const shard = (release as ReleaseInput & { shard?: { maxBytes?: number; maxSamples?: number } }).shard;
-  return { maxBytes: shard?.maxBytes ?? DEFAULT_SHARD_MAX_BYTES, maxSamples: shard?.maxSamples ?? DEFAULT_SHARD_MAX_SAMPLES };
+  return {
+    maxBytes: shard?.maxBytes ?? DEFAULT_SHARD_MAX_BYTES,
+    maxSamples: shard?.maxSamples ?? DEFAULT_SHARD_MAX_SAMPLES,
+  };
 }
 
 interface PendingSample {
@@ -66,7 +76,9 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
   return runUnitStage(task, 'shard', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const lines = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));
-    const images = new Map((await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'))).map((i) => [i.key, i]));
+    const images = new Map(
+      (await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'))).map((i) => [i.key, i]),
+    );
     const labels = new Map((await readNdjson<FigureLabel>(path.join(unitDir, 'labels.ndjson'))).map((l) => [l.key, l]));
     const taxonomy = parseTaxonomyModel(await readJson(layout.resolveData(task.release.annotate.taxonomyPath)));
     const pubmed = await loadPubmedRecords(unitDir, pubmedBatches);
@@ -87,7 +99,13 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
     const closePart = async () => {
       const closed = await writer!.close();
       writer = null;
-      parts.push({ shard: open.shard, samples: closed.samples, articles: open.articles.size, bytes: closed.bytes, sha256: closed.sha256 });
+      parts.push({
+        shard: open.shard,
+        samples: closed.samples,
+        articles: open.articles.size,
+        bytes: closed.bytes,
+        sha256: closed.sha256,
+      });
       outputs.push(closed.path);
     };
     try {
@@ -100,7 +118,16 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
           const image = images.get(figure.key);
           const label = labels.get(figure.key);
           if (figure.rejected || !image || !label) continue; // each of these was quarantined by its stage
-          const json = buildSampleJson({ planned: line.planned, record: line.record, figures: line.figures, figure, image, imageHashes, label: { clusterId: label.clusterId, labels: labelFor(taxonomy, label.clusterId) }, pubmed: pm });
+          const json = buildSampleJson({
+            planned: line.planned,
+            record: line.record,
+            figures: line.figures,
+            figure,
+            image,
+            imageHashes,
+            label: { clusterId: label.clusterId, labels: labelFor(taxonomy, label.clusterId) },
+            pubmed: pm,
+          });
           const jsonBytes = Buffer.from(pyJsonDumps(json), 'utf8');
           const txtBytes = Buffer.from(figure.caption, 'utf8');
           bytes += tarSampleBytes([image.bytes, jsonBytes.length, txtBytes.length]);
@@ -120,7 +147,11 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
           );
           continue;
         }
-        if (writer && (open.samples + pending.length > limits.maxSamples || tarArchiveBytes(open.bytes + bytes) > limits.maxBytes)) await closePart();
+        if (
+          writer &&
+          (open.samples + pending.length > limits.maxSamples || tarArchiveBytes(open.bytes + bytes) > limits.maxBytes)
+        )
+          await closePart();
         if (!writer) await openPart();
         for (const p of pending) {
           const jpeg = await fs.readFile(stagedImagePath(unitDir, p.figure.key));
@@ -129,18 +160,20 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
             { ext: 'json', data: p.jsonBytes },
             { ext: 'txt', data: p.txtBytes },
           ]);
-          rows.push(sampleRowOf(p.json, {
-            key: p.figure.key,
-            shard: open.shard,
-            subset: unit.subset,
-            caption: p.figure.caption,
-            image_width: p.image.width,
-            image_height: p.image.height,
-            image_bytes_size: p.image.bytes,
-            image_sha256: p.image.sha256,
-            article_pmid: pmid ?? null,
-            article_doi: line.planned.doi ?? line.record.doi ?? null,
-          }));
+          rows.push(
+            sampleRowOf(p.json, {
+              key: p.figure.key,
+              shard: open.shard,
+              subset: unit.subset,
+              caption: p.figure.caption,
+              image_width: p.image.width,
+              image_height: p.image.height,
+              image_bytes_size: p.image.bytes,
+              image_sha256: p.image.sha256,
+              article_pmid: pmid ?? null,
+              article_doi: line.planned.doi ?? line.record.doi ?? null,
+            }),
+          );
           heartbeat({ samples: rows.length });
         }
         open.samples += pending.length;
@@ -155,7 +188,11 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
       await (writer as TarShardWriter | null)?.abort();
       if (err instanceof ShardLimitError) {
         // Sizes are checked above with the writer's own arithmetic, so this is a bug, not the input's fault.
-        throw ApplicationFailure.create({ type: 'ShardLimit', nonRetryable: true, message: `unit ${task.unitId}: ${err.message}` });
+        throw ApplicationFailure.create({
+          type: 'ShardLimit',
+          nonRetryable: true,
+          message: `unit ${task.unitId}: ${err.message}`,
+        });
       }
       throw err;
     }

@@ -61,7 +61,6 @@ const SHORT_ESCAPES: Record<string, string> = {
  * surrogates.
  */
 export function pyJsonString(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return `"${s.replace(/[\\"]|[^\x20-\x7e]/g, (c) => SHORT_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
 }
 

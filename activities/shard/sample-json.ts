@@ -46,14 +46,43 @@ export interface PublishedSampleJson {
 }
 
 export const PUBLISHED_KEYS: readonly (keyof PublishedSampleJson)[] = [
-  'image_file_name', 'image_cluster_id', 'image_hash', 'image_label_id', 'image_panel_type', 'image_panel_subtype',
-  'image_primary_label', 'image_secondary_label', 'image_size', 'image_set', 'image_context', 'article_accession_id',
-  'article_title', 'article_journal', 'article_date', 'article_abstract', 'article_mesh_terms', 'article_keywords',
-  'article_reference_ids', 'article_reference_count', 'article_reference_list', 'article_subject', 'article_citation',
-  'article_license', 'article_text',
+  'image_file_name',
+  'image_cluster_id',
+  'image_hash',
+  'image_label_id',
+  'image_panel_type',
+  'image_panel_subtype',
+  'image_primary_label',
+  'image_secondary_label',
+  'image_size',
+  'image_set',
+  'image_context',
+  'article_accession_id',
+  'article_title',
+  'article_journal',
+  'article_date',
+  'article_abstract',
+  'article_mesh_terms',
+  'article_keywords',
+  'article_reference_ids',
+  'article_reference_count',
+  'article_reference_list',
+  'article_subject',
+  'article_citation',
+  'article_license',
+  'article_text',
 ];
 
-const LA = new Intl.DateTimeFormat('en-US', { timeZone: 'America/Los_Angeles', hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const LA = new Intl.DateTimeFormat('en-US', {
+  timeZone: 'America/Los_Angeles',
+  hourCycle: 'h23',
+  year: 'numeric',
+  month: '2-digit',
+  day: '2-digit',
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit',
+});
 
 /**
  * The published article_date: Unix seconds of local midnight in America/Los_Angeles (the original ran
@@ -67,7 +96,14 @@ export function publishedArticleDate(isoDate: string | null): string {
   let t = wallUtc + 8 * 3600_000;
   for (let i = 0; i < 3; i++) {
     const p = Object.fromEntries(LA.formatToParts(new Date(t)).map((x) => [x.type, x.value]));
-    const seenAsUtc = Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second));
+    const seenAsUtc = Date.UTC(
+      Number(p.year),
+      Number(p.month) - 1,
+      Number(p.day),
+      Number(p.hour),
+      Number(p.minute),
+      Number(p.second),
+    );
     t = wallUtc - (seenAsUtc - t);
   }
   return String(Math.floor(t / 1000));

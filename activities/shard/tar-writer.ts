@@ -114,8 +114,10 @@ export class TarShardWriter {
     }
     const maxSamples = opts.maxSamples ?? DEFAULT_SHARD_MAX_SAMPLES;
     const maxBytes = opts.maxBytes ?? DEFAULT_SHARD_MAX_BYTES;
-    if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`maxSamples must be a positive integer, got ${maxSamples}`);
-    if (!Number.isInteger(maxBytes) || maxBytes < RECORD) throw new RangeError(`maxBytes must be an integer of at least ${RECORD}, got ${maxBytes}`);
+    if (!Number.isInteger(maxSamples) || maxSamples < 1)
+      throw new RangeError(`maxSamples must be a positive integer, got ${maxSamples}`);
+    if (!Number.isInteger(maxBytes) || maxBytes < RECORD)
+      throw new RangeError(`maxBytes must be an integer of at least ${RECORD}, got ${maxBytes}`);
     const partialPath = partialPathOf(finalPath);
     await fsp.mkdir(path.dirname(finalPath), { recursive: true });
     // A shard has one writer: what an earlier attempt left behind (killed before its rename) goes now.
@@ -166,7 +168,9 @@ export class TarShardWriter {
   private encodeSample(key: string, members: TarMember[]): Buffer[] {
     this.assertOpen();
     if (!isValidSampleKey(key)) {
-      throw new Error(`invalid sample key ${JSON.stringify(key)}: must be printable ASCII without '.', '/', '\\' or spaces`);
+      throw new Error(
+        `invalid sample key ${JSON.stringify(key)}: must be printable ASCII without '.', '/', '\\' or spaces`,
+      );
     }
     if (this.keys.has(key)) throw new Error(`duplicate sample key in shard: ${key}`);
     if (members.length === 0) throw new Error(`sample ${key} has no members`);

@@ -81,7 +81,10 @@ function xmlEscape(s: string): string {
 
 function jats(a: HostileArticle): string {
   const figs = a.figures
-    .map((f, i) => `<fig id="f${i + 1}"><label>Figure ${i + 1}</label><caption><p>${xmlEscape(f.caption)}</p></caption><graphic xlink:href="${xmlEscape(f.href)}"/></fig>`)
+    .map(
+      (f, i) =>
+        `<fig id="f${i + 1}"><label>Figure ${i + 1}</label><caption><p>${xmlEscape(f.caption)}</p></caption><graphic xlink:href="${xmlEscape(f.href)}"/></fig>`,
+    )
     .join('\n');
   const refs = a.figures.map((_, i) => `<xref ref-type="fig" rid="f${i + 1}">Figure ${i + 1}</xref>`).join(', ');
   return `<?xml version="1.0" encoding="UTF-8"?>
@@ -99,7 +102,9 @@ async function noiseJpeg(seed: string, width: number, height: number): Promise<B
     block.copy(raw, i, 0, Math.min(32, raw.length - i));
     block = createHash('sha256').update(block).digest();
   }
-  return sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 95 })
+    .toBuffer();
 }
 
 const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
@@ -115,7 +120,14 @@ async function hostileArticles(): Promise<HostileArticle[]> {
       title: 'A media key that climbs out of its folder',
       license: 'CC BY',
       figures: [
-        { href: 'escaped-fig1', caption: 'Figure whose only media key escapes.', key: `PMC9400001.1/../../${ESCAPE_NAME}`, md5: md5(victimFig1), body: victimFig1, at: 'PMC9400001.1/unlisted.jpg' },
+        {
+          href: 'escaped-fig1',
+          caption: 'Figure whose only media key escapes.',
+          key: `PMC9400001.1/../../${ESCAPE_NAME}`,
+          md5: md5(victimFig1),
+          body: victimFig1,
+          at: 'PMC9400001.1/unlisted.jpg',
+        },
         { href: 'fig2', caption: 'A good figure beside it.', body: await small('PMC9400001', 'fig2') },
       ],
     },
@@ -125,8 +137,20 @@ async function hostileArticles(): Promise<HostileArticle[]> {
       title: 'An article whose keys point into another article',
       license: 'CC BY',
       figures: [
-        { href: 'fig1', caption: 'X figure 1 (would be Y fig1).', key: 'PMC9400002.1/../PMC9400003.1/fig1.jpg', md5: md5(victimFig1), noFile: true },
-        { href: 'shared', caption: 'X figure 2 (would be Y shared).', key: 'PMC9400003.1/shared.jpg', md5: md5(victimShared), noFile: true },
+        {
+          href: 'fig1',
+          caption: 'X figure 1 (would be Y fig1).',
+          key: 'PMC9400002.1/../PMC9400003.1/fig1.jpg',
+          md5: md5(victimFig1),
+          noFile: true,
+        },
+        {
+          href: 'shared',
+          caption: 'X figure 2 (would be Y shared).',
+          key: 'PMC9400003.1/shared.jpg',
+          md5: md5(victimShared),
+          noFile: true,
+        },
       ],
     },
     {
@@ -151,14 +175,26 @@ async function hostileArticles(): Promise<HostileArticle[]> {
       pmcid: 'PMC9400005',
       title: 'An article too large for a shard',
       license: 'CC BY',
-      figures: await Promise.all([1, 2, 3, 4].map(async (i) => ({ href: `big${i}`, caption: `Big figure ${i}.`, body: await noiseJpeg(`PMC9400005-${i}`, 800, 800) }))),
+      figures: await Promise.all(
+        [1, 2, 3, 4].map(async (i) => ({
+          href: `big${i}`,
+          caption: `Big figure ${i}.`,
+          body: await noiseJpeg(`PMC9400005-${i}`, 800, 800),
+        })),
+      ),
     },
     {
       // 4b. more samples than a shard holds (the 10,001-figure article, at this release's limit of 12)
       pmcid: 'PMC9400006',
       title: 'An article with more figures than a shard holds',
       license: 'CC BY',
-      figures: await Promise.all(Array.from({ length: HOSTILE_SHARD_LIMITS.maxSamples + 1 }, async (_, i) => ({ href: `p${i + 1}`, caption: `Panel ${i + 1}.`, body: await small('PMC9400006', `p${i + 1}`) }))),
+      figures: await Promise.all(
+        Array.from({ length: HOSTILE_SHARD_LIMITS.maxSamples + 1 }, async (_, i) => ({
+          href: `p${i + 1}`,
+          caption: `Panel ${i + 1}.`,
+          body: await small('PMC9400006', `p${i + 1}`),
+        })),
+      ),
     },
     {
       // 5. characters XML forbids (NUL, ESC, U+FFFF) in the title and a caption
@@ -166,7 +202,11 @@ async function hostileArticles(): Promise<HostileArticle[]> {
       title: 'Title with a NUL\u0000 and an escape\u001b character',
       license: 'CC BY',
       figures: [
-        { href: 'fig1', caption: 'Caption with NUL\u0000 and U+FFFF\uffff inside.', body: await small('PMC9400007', 'fig1') },
+        {
+          href: 'fig1',
+          caption: 'Caption with NUL\u0000 and U+FFFF\uffff inside.',
+          body: await small('PMC9400007', 'fig1'),
+        },
         { href: 'fig2', caption: 'A clean caption.', body: await small('PMC9400007', 'fig2') },
       ],
     },
@@ -176,8 +216,20 @@ async function hostileArticles(): Promise<HostileArticle[]> {
       title: 'Images that are not what their names say',
       license: 'CC BY',
       figures: [
-        { href: 'fig1.png', caption: 'An SVG named .png.', body: Buffer.from('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100"><rect width="200" height="100" fill="red"/></svg>\n') },
-        { href: 'fig2.png', caption: 'A 30 x 70,000 pixel strip.', body: await sharp({ create: { width: 30, height: 70_000, channels: 3, background: '#fff' } }).png().toBuffer() },
+        {
+          href: 'fig1.png',
+          caption: 'An SVG named .png.',
+          body: Buffer.from(
+            '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100"><rect width="200" height="100" fill="red"/></svg>\n',
+          ),
+        },
+        {
+          href: 'fig2.png',
+          caption: 'A 30 x 70,000 pixel strip.',
+          body: await sharp({ create: { width: 30, height: 70_000, channels: 3, background: '#fff' } })
+            .png()
+            .toBuffer(),
+        },
         { href: 'fig3', caption: 'A good figure beside them.', body: await small('PMC9400008', 'fig3') },
       ],
     },
@@ -210,7 +262,10 @@ async function hostileArticles(): Promise<HostileArticle[]> {
  * Builds the mirror at `outDir`: the good real articles through the sample builder, then every hostile article,
  * then one inventory (dated after the builder's) listing them all.
  */
-export async function buildHostileMirror(outDir: string, scratch: string): Promise<{ outDir: string; inventoryManifestKey: string }> {
+export async function buildHostileMirror(
+  outDir: string,
+  scratch: string,
+): Promise<{ outDir: string; inventoryManifestKey: string }> {
   const nxmlDir = path.join(scratch, 'nxml');
   await fs.mkdir(nxmlDir, { recursive: true });
   const real = await fs.readdir(fixturePaths.nxml());

@@ -80,21 +80,52 @@ export async function createHubTestEnv(opts: { standin?: HubStandinOptions } = {
     TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: temporalCliPath() },
-        searchAttributes: Object.values(SEARCH_ATTRIBUTES).map((name) => defineSearchAttributeKey(name, SearchAttributeType.KEYWORD)),
+        searchAttributes: Object.values(SEARCH_ATTRIBUTES).map((name) =>
+          defineSearchAttributeKey(name, SearchAttributeType.KEYWORD),
+        ),
         log: { format: 'pretty', level: 'warn' },
-        extraArgs: Object.entries(loadDevServerConfig().dynamicConfig).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`]),
+        extraArgs: Object.entries(loadDevServerConfig().dynamicConfig).flatMap(([k, v]) => [
+          '--dynamic-config-value',
+          `${k}=${JSON.stringify(v)}`,
+        ]),
       },
     }),
-    bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } }),
+    bundleWorkflowCode({
+      workflowsPath: require.resolve('../../workflows'),
+      logger: {
+        log: () => undefined,
+        trace: () => undefined,
+        debug: () => undefined,
+        info: () => undefined,
+        warn: () => undefined,
+        error: () => undefined,
+      },
+    }),
   ]);
   const hub = await startHubStandin({ tokens: [token], ...opts.standin });
-  const workflowWorker = await Worker.create({ connection: env.nativeConnection, namespace: 'default', taskQueue: TASK_QUEUES.workflows, workflowBundle: bundle });
+  const workflowWorker = await Worker.create({
+    connection: env.nativeConnection,
+    namespace: 'default',
+    taskQueue: TASK_QUEUES.workflows,
+    workflowBundle: bundle,
+  });
   const running = workflowWorker.run();
   const children: ChildProcess[] = [];
 
-  async function startWorkerProcess(extraEnv: Record<string, string> = {}, o: { hubOnly?: boolean } = {}): Promise<WorkerProcess> {
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default', HF_TOKEN: token, ...extraEnv };
-    const args = o.hubOnly ? ['--require', 'tsx/cjs', '-e', HUB_ONLY_WORKER] : ['--require', 'tsx/cjs', 'cli/main.ts', 'worker', '--pool', 'io'];
+  async function startWorkerProcess(
+    extraEnv: Record<string, string> = {},
+    o: { hubOnly?: boolean } = {},
+  ): Promise<WorkerProcess> {
+    const childEnv: NodeJS.ProcessEnv = {
+      ...process.env,
+      TEMPORAL_ADDRESS: env.address,
+      TEMPORAL_NAMESPACE: 'default',
+      HF_TOKEN: token,
+      ...extraEnv,
+    };
+    const args = o.hubOnly
+      ? ['--require', 'tsx/cjs', '-e', HUB_ONLY_WORKER]
+      : ['--require', 'tsx/cjs', 'cli/main.ts', 'worker', '--pool', 'io'];
     const child = spawn(process.execPath, args, { cwd: projectRoot, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let out = '';
@@ -134,7 +165,23 @@ export async function createHubTestEnv(opts: { standin?: HubStandinOptions } = {
     localLogs,
     startWorkerProcess,
     historyJson: (workflowId, runId) =>
-      execFileSync(temporalCliPath(), ['workflow', 'show', '-w', workflowId, ...(runId ? ['-r', runId] : []), '--output', 'json', '--address', env.address, '--namespace', 'default'], { encoding: 'utf8', maxBuffer: 64 << 20 }),
+      execFileSync(
+        temporalCliPath(),
+        [
+          'workflow',
+          'show',
+          '-w',
+          workflowId,
+          ...(runId ? ['-r', runId] : []),
+          '--output',
+          'json',
+          '--address',
+          env.address,
+          '--namespace',
+          'default',
+        ],
+        { encoding: 'utf8', maxBuffer: 64 << 20 },
+      ),
     async teardown() {
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
       if (workflowWorker.getState() === 'RUNNING') workflowWorker.shutdown();

@@ -30,7 +30,9 @@ export interface InProcessRelease {
  * The sample release built from the real fixtures by calling the activities in the release workflow's order,
  * in this process and without Temporal (a few seconds instead of a dev server): the same outputs a release writes.
  */
-export async function buildReleaseInProcess(opts: { releaseId?: string; dataDir?: string; maxArticles?: number } = {}): Promise<InProcessRelease> {
+export async function buildReleaseInProcess(
+  opts: { releaseId?: string; dataDir?: string; maxArticles?: number } = {},
+): Promise<InProcessRelease> {
   const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-inproc-'));
   const mirror = await ensureSampleMirror(dataDir);
   const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
@@ -65,7 +67,14 @@ export async function buildReleaseInProcess(opts: { releaseId?: string; dataDir?
     }
     const summary = await finalizeRelease(release);
     const root = path.join(dataDir, 'releases', release.releaseId);
-    return { dataDir, release, root, summary, units, cleanup: () => fs.rmSync(dataDir, { recursive: true, force: true }) };
+    return {
+      dataDir,
+      release,
+      root,
+      summary,
+      units,
+      cleanup: () => fs.rmSync(dataDir, { recursive: true, force: true }),
+    };
   } finally {
     process.env.NCBI_EUTILS_URL = savedUrl;
     process.env.NCBI_EMAIL = savedEmail;

@@ -24,7 +24,11 @@ export async function freePort(): Promise<number> {
 /** The dev server as the embedded default runs it (temporal-dev.yaml, SQLite under the data dir), on given ports. */
 export class DevServerProcess {
   private child: ChildProcess | null = null;
-  constructor(readonly dataDir: string, readonly port: number, readonly uiPort: number) {}
+  constructor(
+    readonly dataDir: string,
+    readonly port: number,
+    readonly uiPort: number,
+  ) {}
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
@@ -34,7 +38,9 @@ export class DevServerProcess {
     const cfg = loadDevServerConfig();
     fs.mkdirSync(path.join(this.dataDir, 'temporal'), { recursive: true });
     const log = fs.openSync(path.join(this.dataDir, 'temporal', 'dev-server.log'), 'a');
-    this.child = spawn(temporalCliPath(), devServerArgs(cfg, this.dataDir, { port: this.port, uiPort: this.uiPort }), { stdio: ['ignore', log, log] });
+    this.child = spawn(temporalCliPath(), devServerArgs(cfg, this.dataDir, { port: this.port, uiPort: this.uiPort }), {
+      stdio: ['ignore', log, log],
+    });
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
       try {
@@ -47,7 +53,9 @@ export class DevServerProcess {
       }
     }
     await this.kill(); // not left running (or starting) behind a failed test
-    throw new Error(`dev server did not start within 60 s (log: ${path.join(this.dataDir, 'temporal', 'dev-server.log')})`);
+    throw new Error(
+      `dev server did not start within 60 s (log: ${path.join(this.dataDir, 'temporal', 'dev-server.log')})`,
+    );
   }
 
   async kill(): Promise<void> {
@@ -74,7 +82,10 @@ export class WorkerProcess {
 
   async start(): Promise<void> {
     const script = [path.join(projectRoot, 'cli', 'main.ts'), 'worker', ...(this.pool ? ['--pool', this.pool] : [])];
-    const child = spawn(process.execPath, ['--import', 'tsx', ...script], { env: { ...process.env, LOG_LEVEL: 'ERROR', ...this.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', ...script], {
+      env: { ...process.env, LOG_LEVEL: 'ERROR', ...this.env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', (d: Buffer) => /worker pools running/.test(d.toString()) && resolve());
@@ -139,4 +150,3 @@ export async function startSampleServices(prefix: string): Promise<SampleService
     throw err;
   }
 }
-

@@ -41,13 +41,20 @@ export async function createReleaseTestEnv(opts: ReleaseTestEnvOptions = {}): Pr
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalCliPath() },
-      searchAttributes: Object.values(SEARCH_ATTRIBUTES).map((name) => defineSearchAttributeKey(name, SearchAttributeType.KEYWORD)),
+      searchAttributes: Object.values(SEARCH_ATTRIBUTES).map((name) =>
+        defineSearchAttributeKey(name, SearchAttributeType.KEYWORD),
+      ),
       log: { format: 'pretty', level: 'warn' },
       // The same dynamic config as the embedded default (temporal-dev.yaml), e.g. one partition per task queue.
-      extraArgs: Object.entries(loadDevServerConfig().dynamicConfig).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`]),
+      extraArgs: Object.entries(loadDevServerConfig().dynamicConfig).flatMap(([k, v]) => [
+        '--dynamic-config-value',
+        `${k}=${JSON.stringify(v)}`,
+      ]),
     },
   });
-  const mirrorDir = opts.mirror ? await opts.mirror(dataDir) : (await ensureSampleMirror(dataDir, { faults: opts.faults })).outDir;
+  const mirrorDir = opts.mirror
+    ? await opts.mirror(dataDir)
+    : (await ensureSampleMirror(dataDir, { faults: opts.faults })).outDir;
   const mirror = await startMirrorServer(mirrorDir);
   const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
   process.env.NCBI_EUTILS_URL = eutils.baseUrl;
@@ -66,7 +73,11 @@ export async function createReleaseTestEnv(opts: ReleaseTestEnvOptions = {}): Pr
     eutils,
     async startWorkers() {
       const workerEnv = readWorkerEnv({ ...process.env, TEMPORAL_NAMESPACE: 'default' });
-      workers = (await Promise.all(POOLS.map((p) => createPoolWorkers(p, env.nativeConnection, { env: workerEnv, workflows: p === 'cpu' })))).flat();
+      workers = (
+        await Promise.all(
+          POOLS.map((p) => createPoolWorkers(p, env.nativeConnection, { env: workerEnv, workflows: p === 'cpu' })),
+        )
+      ).flat();
       running = Promise.all(workers.map((w) => w.run()));
     },
     stopWorkers,

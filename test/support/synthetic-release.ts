@@ -25,10 +25,18 @@ const LABELS: [string[], string[]][] = [
 ];
 
 /** A release folder written with the real writers from synthetic rows: shards, parquet, sizes.json, index.json. */
-export async function writeSyntheticRelease(dataDir: string, releaseId: string, layout: Partial<Record<Subset, number[]>>): Promise<SyntheticSample[][]> {
+export async function writeSyntheticRelease(
+  dataDir: string,
+  releaseId: string,
+  layout: Partial<Record<Subset, number[]>>,
+): Promise<SyntheticSample[][]> {
   const root = path.join(dataDir, 'releases', releaseId);
   const realDir = path.join(fixturePaths.images(), 'PMC7159286');
-  const real = fs.readdirSync(realDir).filter((f) => f.endsWith('.jpg')).sort().map((f) => fs.readFileSync(path.join(realDir, f)));
+  const real = fs
+    .readdirSync(realDir)
+    .filter((f) => f.endsWith('.jpg'))
+    .sort()
+    .map((f) => fs.readFileSync(path.join(realDir, f)));
   const shards: SyntheticSample[][] = [];
   let n = 0;
   for (const [subset, counts] of Object.entries(layout) as [Subset, number[]][]) {
@@ -37,7 +45,19 @@ export async function writeSyntheticRelease(dataDir: string, releaseId: string, 
     for (const [i, count] of counts.entries()) {
       const samples: SyntheticSample[] = [];
       for (let j = 0; j < count; j++, n++) {
-        const jpg = n % 3 === 0 ? real[n % real.length]! : await sharp({ create: { width: 40 + n, height: 30 + (n % 7), channels: 3, background: { r: (n * 37) % 255, g: 90, b: 160 } } }).jpeg().toBuffer();
+        const jpg =
+          n % 3 === 0
+            ? real[n % real.length]!
+            : await sharp({
+                create: {
+                  width: 40 + n,
+                  height: 30 + (n % 7),
+                  channels: 3,
+                  background: { r: (n * 37) % 255, g: 90, b: 160 },
+                },
+              })
+                .jpeg()
+                .toBuffer();
         const { width = 0, height = 0 } = await sharp(jpg).metadata();
         const [primary, secondary] = LABELS[n % LABELS.length]!;
         const pmcid = `PMC${1000 + Math.floor(n / 2)}`;
@@ -60,8 +80,20 @@ export async function writeSyntheticRelease(dataDir: string, releaseId: string, 
           image_secondary_label: secondary,
           image_size: [width, height],
           image_set: [
-            { image_id: `fig${n}`, image_file_name: `fig${n}.jpg`, image_path: `${pmcid}.1/fig${n}.jpg`, caption: `Figure ${n}.`, hash: sha256Hex(jpg) },
-            { image_id: 'fig-x', image_file_name: 'fig-x.gif', image_path: `${pmcid}.1/fig-x.gif`, caption: '', hash: null },
+            {
+              image_id: `fig${n}`,
+              image_file_name: `fig${n}.jpg`,
+              image_path: `${pmcid}.1/fig${n}.jpg`,
+              caption: `Figure ${n}.`,
+              hash: sha256Hex(jpg),
+            },
+            {
+              image_id: 'fig-x',
+              image_file_name: 'fig-x.gif',
+              image_path: `${pmcid}.1/fig-x.gif`,
+              caption: '',
+              hash: null,
+            },
           ],
           image_context: n % 2 ? [] : [{ image_id: `fig${n}`, paragraphs: [`As Figure ${n} shows.`] }],
           article_accession_id: pmcid,
@@ -93,8 +125,21 @@ export async function writeSyntheticRelease(dataDir: string, releaseId: string, 
         ]);
       }
       const closed = await w.close();
-      const pq = await writeSamplesParquet(path.join(root, 'parquet', subset, `${shardName(i)}.parquet`), samples.map((s) => s.row));
-      index.push({ shard: `${subset}/${shardName(i)}.tar`, unit: `${subset}-${shardName(i)}`, samples: closed.samples, articles: 0, bytes: closed.bytes, sha256: closed.sha256, parquet: `${subset}/${shardName(i)}.parquet`, parquetRows: pq.rows, parquetSha256: pq.sha256 });
+      const pq = await writeSamplesParquet(
+        path.join(root, 'parquet', subset, `${shardName(i)}.parquet`),
+        samples.map((s) => s.row),
+      );
+      index.push({
+        shard: `${subset}/${shardName(i)}.tar`,
+        unit: `${subset}-${shardName(i)}`,
+        samples: closed.samples,
+        articles: 0,
+        bytes: closed.bytes,
+        sha256: closed.sha256,
+        parquet: `${subset}/${shardName(i)}.parquet`,
+        parquetRows: pq.rows,
+        parquetSha256: pq.sha256,
+      });
       sizes[`${shardName(i)}.tar`] = closed.samples;
       shards.push(samples);
     }
