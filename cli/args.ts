@@ -62,10 +62,27 @@ export function parseCommand<O extends Record<string, OptionSpec>>(
 } {
   const known = Object.keys(options).map((o) => `--${o}`);
   const takes = known.length > 0 ? `${command} takes ${known.join(', ')}` : `${command} takes no options`;
+  // A value that starts with one dash (`--year -2020`, a negative number) is a value: parseArgs would call it
+  // ambiguous, so it is joined to its option first (`--year=-2020`).
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const next = args[i + 1];
+    if (
+      a.startsWith('--') &&
+      !a.includes('=') &&
+      options[a.slice(2)]?.type === 'string' &&
+      next !== undefined &&
+      /^-[^-]/.test(next)
+    ) {
+      joined.push(`${a}=${next}`);
+      i++;
+    } else joined.push(a);
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
-      args: [...args],
+      args: joined,
       options: { ...options, help: { type: 'boolean', short: 'h' } },
       strict: true,
       allowPositionals: true,

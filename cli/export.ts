@@ -9,6 +9,7 @@ import { defaultDataDir } from '../config/paths';
 import { SUBSETS } from '../config/release';
 import { TASK_QUEUES } from '../config/task-queues';
 import { exportSubsetWorkflow } from '../workflows/export';
+import { parseCommand, UsageError, type OptionSpec } from './args';
 import { connectClient, uiLink } from './release';
 import { SAMPLE_RELEASE_ID } from './sample';
 
@@ -88,21 +89,23 @@ function regexArg(v: string): { source: string; flags: string } {
 
 /** Parses `export ...` arguments (without the command word). Throws ExportConfigError with what is wrong. */
 export function parseExportArgs(args: readonly string[]): ParsedExportArgs {
+  // node:util parseArgs, strict: an unknown option, a missing value or a stray argument names itself.
+  const options: Record<string, OptionSpec> = Object.fromEntries([
+    ...[...VALUE_FLAGS].map((f) => [f, { type: 'string', multiple: true }] as const),
+    ...[...BOOL_FLAGS].filter((f) => f !== 'help').map((f) => [f, { type: 'boolean' }] as const),
+  ]);
+  let parsed: { values: Record<string, string[] | boolean | undefined> };
+  try {
+    parsed = parseCommand('export', args, options, EXPORT_USAGE) as typeof parsed;
+  } catch (err) {
+    if (err instanceof UsageError) throw new ExportConfigError(err.message);
+    throw err;
+  }
   const values = new Map<string, string[]>();
   const bools = new Set<string>();
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const eq = a.indexOf('=');
-    const name = a.startsWith('--') ? a.slice(2, eq > 0 ? eq : undefined) : null;
-    if (name === null) throw new ExportConfigError(`unexpected argument ${JSON.stringify(a)}`);
-    if (BOOL_FLAGS.has(name)) {
-      bools.add(name);
-      continue;
-    }
-    if (!VALUE_FLAGS.has(name)) throw new ExportConfigError(`unknown option --${name}`);
-    const value = eq > 0 ? a.slice(eq + 1) : args[++i];
-    if (value === undefined) throw new ExportConfigError(`--${name} needs a value`);
-    values.set(name, [...(values.get(name) ?? []), value]);
+  for (const [name, v] of Object.entries(parsed.values)) {
+    if (Array.isArray(v)) values.set(name, v);
+    else if (v === true) bools.add(name);
   }
   const one = (name: string): string | undefined => {
     const v = values.get(name);
