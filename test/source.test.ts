@@ -5,7 +5,14 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DirPmcSource, HttpPmcSource, SourceError, md5Hex, parseObjectUrl } from '../activities/fetch/source';
+import {
+  DirPmcSource,
+  HttpPmcSource,
+  SourceError,
+  md5Hex,
+  parseListObjectsV2,
+  parseObjectUrl,
+} from '../activities/fetch/source';
 import { startMirrorServer, type MirrorServer } from '../sample/mirror-server';
 
 const md5 = (b: Buffer | string): string => createHash('md5').update(b).digest('hex');
@@ -288,5 +295,36 @@ describe('parseObjectUrl', () => {
     assert.throws(() => parseObjectUrl('PMC1.1/PMC1.1.xml'), /not an object URL/);
     assert.throws(() => parseObjectUrl('ftp://ftp.ncbi.nlm.nih.gov/pub/pmc/x.tar.gz'), /not an object URL/);
     assert.throws(() => parseObjectUrl('s3://pmc-oa-opendata/'), /not an object URL/);
+  });
+});
+
+describe('parseListObjectsV2', () => {
+  it('reads keys, prefixes and the continuation token with an XML parser: entities, CDATA, any child order', () => {
+    const xml = `<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>pmc-oa-opendata</Name><Prefix>PMC1</Prefix>
+<KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><NextContinuationToken>1/a+b==</NextContinuationToken>
+<Contents><LastModified>2026-11-01T00:00:00.000Z</LastModified><Key>PMC1.1/a&amp;b&lt;c&gt;.jpg</Key><Size>3</Size></Contents>
+<Contents><Key><![CDATA[PMC1.1/fig 2.jpg]]></Key></Contents>
+<CommonPrefixes><Prefix>PMC11.</Prefix></CommonPrefixes></ListBucketResult>`;
+    assert.deepEqual(parseListObjectsV2(xml, 'PMC1'), {
+      keys: ['PMC1.1/a&b<c>.jpg', 'PMC1.1/fig 2.jpg'],
+      prefixes: ['PMC11.'],
+      truncated: true,
+      nextToken: '1/a+b==',
+    });
+  });
+
+  it('refuses what is not a list answer (an error page, a cut-off body, a truncated page without its token)', () => {
+    for (const bad of [
+      '<html><body>Service Unavailable</body></html>',
+      '<ListBucketResult><Contents><Key>x</Key>',
+      '<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>',
+    ]) {
+      assert.throws(
+        () => parseListObjectsV2(bad, 'p'),
+        (err: unknown) => err instanceof SourceError && err.retryable && /^LIST p: /.test(err.message),
+        bad,
+      );
+    }
   });
 });

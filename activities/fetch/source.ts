@@ -4,6 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { SaxesParser } from 'saxes';
 import type { SourceConfig } from '../../config/release';
 
 /** One object read from the bucket, verified complete before it is returned. */
@@ -282,25 +283,60 @@ export class HttpPmcSource implements PmcSource {
           res.status >= 500,
           prefix,
         );
-      const xml = await res.text();
-      for (const m of xml.matchAll(/<CommonPrefixes>\s*<Prefix>([^<]*)<\/Prefix>/g))
-        out.prefixes.push(unescapeXml(m[1]!));
-      for (const m of xml.matchAll(/<Contents>\s*<Key>([^<]*)<\/Key>/g)) out.keys.push(unescapeXml(m[1]!));
-      token = /<IsTruncated>true<\/IsTruncated>/.test(xml)
-        ? (/<NextContinuationToken>([^<]*)</.exec(xml)?.[1] ?? null)
-        : null;
+      const page = parseListObjectsV2(await res.text(), prefix);
+      out.prefixes.push(...page.prefixes);
+      out.keys.push(...page.keys);
+      token = page.truncated ? page.nextToken : null;
     } while (token);
     return out;
   }
 }
 
-function unescapeXml(s: string): string {
-  return s
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&amp;/g, '&');
+/** One page of an S3 ListObjectsV2 answer, read with an XML parser (entities, CDATA, any child order). */
+export interface ListPage {
+  keys: string[];
+  prefixes: string[];
+  truncated: boolean;
+  nextToken: string | null;
+}
+
+export function parseListObjectsV2(xml: string, prefix: string): ListPage {
+  const page: ListPage = { keys: [], prefixes: [], truncated: false, nextToken: null };
+  const parser = new SaxesParser({ xmlns: false });
+  const stack: string[] = [];
+  let text = '';
+  let root: string | null = null;
+  parser.on('opentag', (t) => {
+    root ??= t.name;
+    stack.push(t.name);
+    text = '';
+  });
+  parser.on('text', (t) => (text += t));
+  parser.on('cdata', (t) => (text += t));
+  parser.on('closetag', (t) => {
+    const parent = stack[stack.length - 2];
+    if (t.name === 'Key' && parent === 'Contents') page.keys.push(text);
+    else if (t.name === 'Prefix' && parent === 'CommonPrefixes') page.prefixes.push(text);
+    else if (t.name === 'IsTruncated' && parent === 'ListBucketResult') page.truncated = text.trim() === 'true';
+    else if (t.name === 'NextContinuationToken' && parent === 'ListBucketResult') page.nextToken = text;
+    stack.pop();
+    text = '';
+  });
+  try {
+    parser.write(xml).close();
+  } catch (err) {
+    throw new SourceError(`LIST ${prefix}: not an S3 list answer (${(err as Error).message})`, 'server', true, prefix);
+  }
+  if (root !== 'ListBucketResult')
+    throw new SourceError(
+      `LIST ${prefix}: expected <ListBucketResult>, got <${root ?? 'nothing'}>`,
+      'server',
+      true,
+      prefix,
+    );
+  if (page.truncated && !page.nextToken)
+    throw new SourceError(`LIST ${prefix}: a truncated page without NextContinuationToken`, 'server', true, prefix);
+  return page;
 }
 
 export class DirPmcSource implements PmcSource {
