@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -74,6 +75,20 @@ describe('annotate', function () {
       assert.equal(a.length, c.length); // same shapes, different weights
       assert.ok(!a.equals(c));
       assert.ok(a.equals(fs.readFileSync(modelPath)));
+    });
+
+    it("gives the bytes the hand-written encoder gave before it moved onto protobufjs's writer", () => {
+      // sha256 of the models as the earlier, hand-written wire encoder wrote them.
+      const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+      assert.equal(sha(buildTinyVitModel()), 'b76d3e6b7bb5b46e6c432001aeed822dffb486cb033a08f8615a7ea4916afa9f');
+      assert.equal(
+        sha(buildTinyVitModel({ dtype: 'float16' })),
+        '77334852c0321316135afa48970e11e06e71353ee02ee172c7d221ba4338751b',
+      );
+      assert.equal(
+        sha(buildTinyVitModel({ dim: 48 })),
+        '13e2ace5c35fcff03ea8e162859c6b0f2e45c7d31f242f37f59c030f1b27bf34',
+      );
     });
 
     it('encodes varints, negative int64 and raw_data as protobuf expects', () => {

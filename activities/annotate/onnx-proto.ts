@@ -1,6 +1,8 @@
+import protobuf from 'protobufjs';
+
 /**
- * Minimal hand-written protobuf encoder for the subset of ONNX `ModelProto` needed to emit small
- * inference graphs (see tiny-vit.ts). Encode-only: we never parse ONNX here, onnxruntime does.
+ * Encoder for the subset of ONNX `ModelProto` needed to emit small inference graphs (see tiny-vit.ts), on
+ * protobufjs's wire writer. Encode-only: we never parse ONNX here, onnxruntime does.
  *
  * Field numbers follow onnx/onnx.proto (proto2) / onnx.proto3; they were cross-checked by loading the
  * produced bytes in onnxruntime-node (test/annotate.test.ts). Repeated int64 fields are written packed;
@@ -62,72 +64,54 @@ export interface OnnxModel {
   graph: OnnxGraph;
 }
 
-// Wire types (protobuf encoding spec).
-const VARINT = 0;
-const LEN = 2;
-const I32 = 5;
-
-/** Append-only byte sink; chunks are concatenated once at the end. */
+/**
+ * The field-level writer over protobufjs's Writer (the wire encoding: varints, two's-complement int64, fixed32
+ * floats, length-delimited fields): this file only says which field each part of a model goes in, in order.
+ */
 class ProtoWriter {
-  private readonly chunks: Uint8Array[] = [];
-
-  private push(bytes: Uint8Array): void {
-    this.chunks.push(bytes);
-  }
-
-  /** Unsigned LEB128; negative int64 values become their 64-bit two's complement (10 bytes), as protobuf requires. */
-  varint(value: number | bigint): void {
-    let v = BigInt.asUintN(64, BigInt(value));
-    const out: number[] = [];
-    while (v >= 0x80n) {
-      out.push(Number(v & 0x7fn) | 0x80);
-      v >>= 7n;
-    }
-    out.push(Number(v));
-    this.push(Uint8Array.from(out));
-  }
+  constructor(private readonly w: protobuf.Writer = protobuf.Writer.create()) {}
 
   private tag(field: number, wireType: number): void {
-    this.varint((field << 3) | wireType);
+    this.w.uint32(((field << 3) | wireType) >>> 0);
   }
 
   int(field: number, value: number | bigint): void {
-    this.tag(field, VARINT);
-    this.varint(value);
+    this.tag(field, 0);
+    this.w.int64(String(value));
   }
 
   float(field: number, value: number): void {
-    this.tag(field, I32);
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setFloat32(0, value, true);
-    this.push(b);
+    this.tag(field, 5);
+    this.w.float(value);
   }
 
   bytes(field: number, value: Uint8Array): void {
-    this.tag(field, LEN);
-    this.varint(value.length);
-    this.push(value);
+    this.tag(field, 2);
+    this.w.bytes(value);
   }
 
   string(field: number, value: string): void {
-    this.bytes(field, Buffer.from(value, 'utf8'));
+    this.tag(field, 2);
+    this.w.string(value);
   }
 
   message(field: number, encode: (w: ProtoWriter) => void): void {
-    const inner = new ProtoWriter();
-    encode(inner);
-    this.bytes(field, inner.finish());
+    this.tag(field, 2);
+    this.w.fork();
+    encode(this);
+    this.w.ldelim();
   }
 
   packedInts(field: number, values: ReadonlyArray<number | bigint>): void {
     if (values.length === 0) return; // an empty packed field is simply omitted
-    const inner = new ProtoWriter();
-    for (const v of values) inner.varint(v);
-    this.bytes(field, inner.finish());
+    this.tag(field, 2);
+    this.w.fork();
+    for (const v of values) this.w.int64(String(v));
+    this.w.ldelim();
   }
 
   finish(): Uint8Array {
-    return Buffer.concat(this.chunks);
+    return this.w.finish();
   }
 }
 
