@@ -206,6 +206,21 @@ describe('the sample release end to end on a real Temporal dev server', function
     assert.match(card, /config_name: commercial\n/);
   });
 
+  it('gives the release, its subset drivers and its units a summary the Temporal UI shows', async () => {
+    const d = (id: string) => t.env.client.workflow.getHandle(id).describe();
+    assert.equal(await (await d(`release-${releaseId}`)).staticSummary(), `BIOMEDICA release ${releaseId}`);
+    assert.match(
+      (await (await d(`release-${releaseId}/subset-commercial`)).staticSummary())!,
+      /^commercial subset of release e2e-sample: \d+ units, \d+ articles$/,
+    );
+    const unit = await d(`release-${releaseId}/commercial-000000`);
+    assert.match((await unit.staticSummary())!, /^unit 1 of \d+ \(commercial\) of release e2e-sample$/);
+    assert.match(
+      (await unit.staticDetails())!,
+      /^articles: plan\/units\/commercial-000000\.json; outputs: webdataset\/commercial\/000000\*\.tar/,
+    );
+  });
+
   it('replays every workflow history of the run deterministically', async () => {
     const histories = t.env.client.workflow
       .list({ query: `WorkflowId STARTS_WITH "release-${releaseId}"` })

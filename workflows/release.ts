@@ -203,6 +203,7 @@ async function runSubsets(
       startChild(subsetWorkflow, {
         workflowId: `${parentId}/subset-${subset}`,
         taskQueue: TASK_QUEUES.workflows,
+        staticSummary: `${subset} subset of release ${input.releaseId}: ${plan.subsets[subset].units} units, ${plan.subsets[subset].articles} articles`,
         args: [
           {
             release: { ...input, window: Math.max(1, Math.floor((input.window * plan.subsets[subset].units) / total)) },

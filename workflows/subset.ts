@@ -174,6 +174,9 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
           { key: releaseKeyForSubset, value: state.release.releaseId },
           { key: subsetKey, value: state.subset },
         ],
+        // What the Temporal UI shows for the run: the unit's place in the release and where its articles are.
+        staticSummary: `unit ${state.nextIndex + 1} of ${state.units} (${state.subset}) of release ${state.release.releaseId}`,
+        staticDetails: `articles: plan/units/${unitId}.json; outputs: webdataset/${state.subset}/${unitId.slice(-6)}*.tar, units/${unitId}/ (data dir ${state.release.dataDir}/releases/${state.release.releaseId})`,
       });
       state.nextIndex++;
       startedThisRun.n++;
