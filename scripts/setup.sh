@@ -32,9 +32,20 @@ ensure_chromium() { # headless Chromium for the review-gallery test (Debian's pa
   fi
 }
 
+ensure_openssl() { # the TLS test makes its own CA and certificates with openssl (Debian's package)
+  if command -v openssl >/dev/null 2>&1; then return 0; fi
+  echo "setup: installing Debian's openssl for the TLS test" >&2
+  if [[ "$(id -u)" == "0" ]]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null) || echo "setup: could not install openssl; the TLS test will say so" >&2
+  else
+    echo "setup: not root: install openssl (apt-get install openssl)" >&2
+  fi
+}
+
 if [[ "${1:-}" == "--tests" ]]; then
   ensure_test_python
   ensure_chromium
+  ensure_openssl
 fi
 
 if [[ -x "$BIN" ]] && [[ "$(cat "$STAMP" 2>/dev/null)" == "$TEMPORAL_CLI_VERSION" ]]; then
