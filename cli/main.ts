@@ -1,7 +1,9 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { temporalConnectionConfig } from '../config/connection';
 import { envReport, envTable, loadEnv } from '../config/env';
+import { DYNAMIC_CONFIG_ADVICE, setupCluster } from './cluster';
 import { fixturePaths, defaultDataDir } from '../config/paths';
 import { ReleaseInputSchema, type ReleaseInputArgs } from '../config/release';
 import { startEutilsStandin } from '../sample/eutils-standin';
@@ -40,6 +42,7 @@ const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durab
   release status [--release ID] [--watch]   stage progress, counts, outputs, UI link
   release pause|resume|cancel [--release ID]  running units finish; no new unit or stage starts until resume
   release schedule --config FILE [--month 1 --day 15 --hour 3 --id biomedica-yearly]   a yearly Temporal Schedule
+  cluster setup                register the search attributes on a cluster or Temporal Cloud (TEMPORAL_ADDRESS)
   export --help                subset export: filter a release's parquet and write a new WebDataset
   env [--markdown]             every environment variable with its value here (secrets as "(set)"), or the docs table
 
@@ -182,6 +185,8 @@ const USAGES = {
   sample:
     '  sample [build]               build the sample mirror (PMC bucket layout) from ../shared/fixtures/real/nxml',
   worker: '  worker [--pool io|entrez|cpu|gpu|workflows]   run worker pools (all in one process by default)',
+  cluster:
+    '  cluster setup                register the search attributes in the namespace of TEMPORAL_ADDRESS (a cluster, Temporal Cloud)',
   env: '  env [--markdown]             every environment variable with its value here, or the docs table',
   release: [
     '  release start --config FILE  start (or attach to) a release described by a JSON ReleaseInput (config/release.example.json)',
@@ -260,6 +265,18 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'release':
       return releaseCommand(sub, rest, dataDir);
+    case 'cluster': {
+      const { values, positionals } = parseCommand('cluster', argv.slice(1), {}, USAGES.cluster, 1);
+      if (values.help) return help(USAGES.cluster);
+      if (positionals[0] !== 'setup') throw new UsageError('the cluster command is: cluster setup', USAGES.cluster);
+      const cfg = temporalConnectionConfig();
+      const r = await setupCluster(await connectClient(), cfg.namespace);
+      console.log(
+        `search attributes in ${cfg.namespace} at ${cfg.address}: ${r.added.length ? `added ${r.added.join(', ')}` : 'nothing to add'}${r.present.length ? `; already there: ${r.present.join(', ')}` : ''}`,
+      );
+      console.log(DYNAMIC_CONFIG_ADVICE);
+      return 0;
+    }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)}`, USAGE);
   }
