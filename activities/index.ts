@@ -1,4 +1,5 @@
 import { annotateUnit, ensureAnnotationModels } from './annotate/activity';
+import { describeRetries } from './common/retries';
 import { buildTaxonomyReviewPack, fitTaxonomyModel, sampleTaxonomyEmbeddings } from './annotate/taxonomy-activity';
 import { enrichBatch } from './enrich/activity';
 import { exportSubset } from './export/activity';
@@ -28,10 +29,13 @@ export const cpuActivities = {
   buildTaxonomyReviewPack,
 };
 export const gpuActivities = { ensureAnnotationModels, annotateUnit, sampleTaxonomyEmbeddings };
+/** Hosted with the workflows on their own queue: whoever runs the workflows can say what they are waiting on. */
+export const workflowQueueActivities = { describeRetries };
 
 export type IoActivities = typeof ioActivities;
 export type HubActivities = typeof hubActivities;
 export type EntrezActivities = typeof entrezActivities;
 export type CpuActivities = typeof cpuActivities;
 export type GpuActivities = typeof gpuActivities;
+export type WorkflowQueueActivities = typeof workflowQueueActivities;
 export type PoolName = 'io' | 'entrez' | 'cpu' | 'gpu';

@@ -161,6 +161,11 @@ export const ReleaseInputSchema = z
     publish: PublishSchema,
     /** Unit workflows in flight at once (shared out among the subsets by size). */
     window: z.number().int().positive().max(500).default(4),
+    /**
+     * How often a unit (and the release) that waits on an activity asks the server whether that activity is being
+     * retried, and then says so in its current details (attempt, next try, last error). Seconds.
+     */
+    retryReportSeconds: z.number().int().min(1).max(86_400).default(600),
     /** Units a subset driver starts before it continues as new, at most. */
     unitsPerRun: z.number().int().positive().max(2000).default(400),
     /**

@@ -110,7 +110,10 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
     // Earlier releases of this data dir cached the XML by md5: without the cache the fetch has to GET it.
     fs.rmSync(path.join(t.dataDir, 'cache'), { recursive: true, force: true });
     try {
-      await startRelease(t.env.client, sampleReleaseInput(t.dataDir, t.mirror.baseUrl, 'stuck'));
+      await startRelease(t.env.client, {
+        ...sampleReleaseInput(t.dataDir, t.mirror.baseUrl, 'stuck'),
+        retryReportSeconds: 2,
+      });
       let s = await releaseStatus(t.env.client, 'stuck');
       for (let i = 0; i < 120 && !s?.retrying.length; i++) {
         await sleep(1000);
@@ -122,6 +125,19 @@ describe('operating a release: pause, resume, cancel, yearly schedule', function
       assert.match(r.workflowId, /^release-stuck\/other-\d{6}$/);
       assert.ok(r.attempt >= 2);
       assert.match(r.lastFailure ?? '', /PMC7159286.*(500|InternalError)/);
+      // The unit itself says so in its current details (what the Temporal UI shows on its page).
+      let details = '';
+      for (let i = 0; i < 60 && !/retrying: fetchArticles attempt/.test(details); i++) {
+        await sleep(1000);
+        const meta = (await t.env.client.workflow.getHandle(r.workflowId).query('__temporal_workflow_metadata')) as {
+          currentDetails?: string;
+        };
+        details = meta.currentDetails ?? '';
+      }
+      assert.match(
+        details,
+        /^unit other-\d{6}: fetch\nretrying: fetchArticles attempt \d+ \(next try [^)]+\): .*PMC7159286.*(500|InternalError)/,
+      );
       assert.match(
         formatStatus(s!),
         /retrying: \d+ activit(y|ies) failed and (is|are) being tried again\n\s+release-stuck\/other-\d{6} fetchArticles: attempt \d+(, next try [^;]+)?; last error: .*500/,

@@ -6,6 +6,7 @@ import {
   gpuActivities,
   hubActivities,
   ioActivities,
+  workflowQueueActivities,
   type PoolName,
 } from '../activities';
 import { hubCommitRatePerSecond, readHubWorkerEnv } from '../activities/publish/hub-env';
@@ -116,6 +117,7 @@ export async function createPoolWorkers(
         ...base,
         taskQueue: TASK_QUEUES.workflows,
         workflowsPath: require.resolve('../workflows'),
+        activities: workflowQueueActivities,
       }),
     );
   }

@@ -11,6 +11,12 @@ const patientRetry: RetryPolicy = {
   nonRetryableErrorTypes: ['ModelMissing', 'SourceUnavailable', 'ConfigError'],
 };
 
+/** The retry report (activities/common/retries.ts): quick, never retried, its failure only skips one report. */
+export const watchOptions: ActivityOptions = {
+  taskQueue: TASK_QUEUES.workflows,
+  startToCloseTimeout: '30s',
+  retry: { maximumAttempts: 1 },
+};
 export const ioOptions: ActivityOptions = {
   taskQueue: TASK_QUEUES.io,
   startToCloseTimeout: '1h',

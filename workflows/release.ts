@@ -31,6 +31,7 @@ import {
   type SubsetProgress,
   type SubsetResult,
 } from './subset';
+import { watched } from './watch';
 
 const io = proxyActivities<IoActivities>(ioOptions);
 const cpu = proxyActivities<CpuActivities>(cpuOptions);
@@ -125,35 +126,35 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
   };
   upsertSearchAttributes([{ key: releaseKey, value: input.releaseId }]);
 
-  enter('models', 'preparing the embedding model and taxonomy');
-  await gpu.ensureAnnotationModels(input);
-  enter('plan', 'reading the inventory and metadata');
-  const plan = await io.planRelease(input);
+  // A stage that is one activity of the release's own: its details also say when Temporal keeps retrying it (the
+  // units say so in theirs).
+  const step = <T>(stage: ReleaseStage, text: string, call: () => Promise<T>): Promise<T> => {
+    enter(stage, text);
+    return watched(input.retryReportSeconds * 1000, text, call);
+  };
+  await step('models', 'preparing the embedding model and taxonomy', () => gpu.ensureAnnotationModels(input));
+  const plan = await step('plan', 'reading the inventory and metadata', () => io.planRelease(input));
   progress.plan = plan;
 
   await unpaused();
   await runSubsets(input, plan, progress, enter);
 
   await unpaused();
-  enter('finalize', 'writing shard indexes and the rejection report');
-  const summary = await cpu.finalizeRelease(input);
-  await unpaused();
-  enter(
-    'publish',
-    input.publish.kind === 'hub'
-      ? `publishing to the Hub repo ${input.publish.repoId}`
-      : 'publishing to the local folder',
+  const summary = await step('finalize', 'writing shard indexes and the rejection report', () =>
+    cpu.finalizeRelease(input),
   );
+  await unpaused();
   // Hub publishing is a child workflow (plan, then one commit activity per batch on the rate-limited hub queue);
   // the embedded default's local folder is one activity.
-  const publish: PublishResult =
-    input.publish.kind === 'hub'
-      ? await executeChild(publishWorkflow, {
-          workflowId: `${workflowInfo().workflowId}/publish`,
-          taskQueue: TASK_QUEUES.workflows,
-          args: [{ release: input }],
-        })
-      : await io.publishRelease(input);
+  let publish: PublishResult;
+  if (input.publish.kind === 'hub') {
+    enter('publish', `publishing to the Hub repo ${input.publish.repoId}`);
+    publish = await executeChild(publishWorkflow, {
+      workflowId: `${workflowInfo().workflowId}/publish`,
+      taskQueue: TASK_QUEUES.workflows,
+      args: [{ release: input }],
+    });
+  } else publish = await step('publish', 'publishing to the local folder', () => io.publishRelease(input));
   enter(
     'done',
     `${summary.samples} samples in ${Object.values(summary.subsets).reduce((n, s) => n + s.shards, 0)} shards; published to ${publish.target}`,

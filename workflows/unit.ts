@@ -1,15 +1,9 @@
-import {
-  defineSignal,
-  getExternalWorkflowHandle,
-  isCancellation,
-  proxyActivities,
-  setCurrentDetails,
-  sleep,
-} from '@temporalio/workflow';
+import { defineSignal, getExternalWorkflowHandle, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
 import type { CpuActivities, EntrezActivities, GpuActivities, IoActivities } from '../activities';
 import type { UnitTask } from '../activities/common/stage';
 import type { ParquetResult } from '../activities/parquet/activity';
 import type { ShardResult } from '../activities/shard/activity';
+import { detailsWithRetries } from './watch';
 import { msUntilOffPeak } from './off-peak';
 import { cpuOptions, entrezOptions, gpuOptions, ioOptions } from './options';
 import { noRejections, type StageRejections, type UnitReport, type UnitStage } from './progress';
@@ -42,11 +36,13 @@ export const unitStageSignal = defineSignal<[UnitReport]>('unitStage');
 export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget): Promise<UnitResult> {
   const rejected = noRejections();
   let enrichDone = false;
+  // Current details (what the unit is doing), and which of its activities keeps failing, if one does.
+  const details = detailsWithRetries(task.release.retryReportSeconds * 1000);
   // A unit tells its driver each stage it enters (4 signals a unit), so the driver's progress query counts units per
   // stage. A unit started on its own (by hand, in a test) reports to no one.
   const driver = reportTo ? getExternalWorkflowHandle(reportTo.workflowId, reportTo.runId) : null;
   const enter = async (stage: UnitStage) => {
-    setCurrentDetails(`unit ${task.unitId}: ${stage}`);
+    details.set(`unit ${task.unitId}: ${stage}`);
     // Awaited, so the driver holds the report before the unit's next stage (and its completion) can reach it.
     // A driver that is gone (terminated by hand) only loses the count: the unit goes on.
     if (driver) {
@@ -58,7 +54,7 @@ export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget):
     }
   };
 
-  setCurrentDetails(`unit ${task.unitId}: fetch`);
+  details.set(`unit ${task.unitId}: fetch`);
   const fetched = await io.fetchArticles(task);
   rejected.fetch += fetched.quarantined;
   await enter('parse');
@@ -82,9 +78,8 @@ export async function unitWorkflow(task: UnitTask, reportTo?: UnitReportTarget):
   const shard = await cpu.writeShard(task, parsed.pmidBatches);
   rejected.shard += shard.quarantined;
   const parquet = await cpu.writeParquet(task);
-  setCurrentDetails(
-    `unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shards.map((s) => s.shard).join(', ')}`,
-  );
+  details.set(`unit ${task.unitId}: done, ${shard.samples} samples in ${shard.shards.map((s) => s.shard).join(', ')}`);
+  details.stop();
   return { unitId: task.unitId, articles: parsed.parsed, figures: parsed.figures, shard, parquet, rejected };
 }
 
