@@ -45,13 +45,15 @@ describe('datasetCard', () => {
     assert.deepEqual(fm.tags, ['biology', 'medical', 'webdataset']);
   });
 
-  it('declares one webdataset and one parquet config per subset that has shards, with their data_files', () => {
+  it('declares one webdataset config per subset that has shards, with its data_files and features', () => {
     assert.deepEqual(fm.configs, [
       { config_name: 'commercial', data_files: [{ split: 'train', path: 'commercial/*.tar' }] },
       { config_name: 'other', data_files: [{ split: 'train', path: 'other/*.tar' }] },
-      { config_name: 'commercial_parquet', data_files: [{ split: 'train', path: 'parquet/commercial/*.parquet' }] },
-      { config_name: 'other_parquet', data_files: [{ split: 'train', path: 'parquet/other/*.parquet' }] },
     ]);
+    assert.deepEqual(
+      (fm.dataset_info as { config_name: string }[]).map((i) => i.config_name),
+      ['commercial', 'other'],
+    );
     const all = frontMatter(
       datasetCard(
         summary({
@@ -66,7 +68,7 @@ describe('datasetCard', () => {
     );
     assert.deepEqual(
       (all.configs as { config_name: string }[]).map((c) => c.config_name),
-      ['commercial', 'noncommercial', 'other', 'commercial_parquet', 'noncommercial_parquet', 'other_parquet'],
+      ['commercial', 'noncommercial', 'other'],
     );
   });
 
