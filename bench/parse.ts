@@ -5,7 +5,7 @@
  * BIOMEDICA pipeline's approach rebuilt in TypeScript on the same parser, side by side in one process on
  * one core (re-executed under `taskset -c 0` with single-threaded GC where taskset exists).
  *
- * The original (reference/biomedica-etl.md §4) builds an lxml tree of the article, then for each image
+ * The original (docs/dataset-format.md) builds an lxml tree of the article, then for each image
  * re-parses the whole nXML and takes the caption of the parent of the first //graphic[@xlink:href=<image>].
  * Here: a full DOM per article (saxes events into element/text nodes, like etree.fromstring), then per
  * figure graphic one more full DOM parse and a document-order search for the graphic, its parent and the

@@ -3,7 +3,7 @@ import { defaultTemporalAddress } from './dev-server';
 import { loadEnv, type Env } from './env';
 import { DRIVER_EVENTS_PER_UNIT, HISTORY_BUDGET, maxWindowFor } from './history';
 
-/** The three published license subsets (reference/pmc-sources.md §1.7). */
+/** The three published license subsets (docs/sources.md). */
 export const SUBSETS = ['commercial', 'noncommercial', 'other'] as const;
 export const SubsetSchema = z.enum(SUBSETS);
 export type Subset = z.infer<typeof SubsetSchema>;

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { parseJats } from '../activities/parse/jats';
 
 /**
- * Builds a sample mirror laid out exactly like PMC's cloud bucket (reference/pmc-sources.md §1.3-1.5)
+ * Builds a sample mirror laid out exactly like PMC's cloud bucket (docs/sources.md)
  * from a folder of real PMC article XML: `PMC<id>.<ver>/` with the XML, the metadata JSON (md5 in URLs),
  * a derived .txt and the media files named as the article's graphic hrefs; `metadata/`; and an S3 inventory
  * (manifest.json + csv.gz). Real images are used where a folder of them exists for the article; elsewhere

@@ -216,7 +216,7 @@ export async function startMirrorServer(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Synthetic buckets for tests and benchmarks: small, fast, exactly in PMC's layout (reference/pmc-sources.md §1).
+// Synthetic buckets for tests and benchmarks: small, fast, exactly in PMC's layout (docs/sources.md).
 
 export interface SyntheticArticle {
   pmcid: number;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export the original labeller's image embedder, DINOv2 ViT-L/14 with registers, to ONNX for the gpu pool.
 
-The original pipeline (biomedica-etl.md section 8) embeds each figure with
+The original pipeline (docs/annotation.md) embeds each figure with
 torch.hub.load('facebookresearch/dinov2', 'dinov2_vitl14_reg'): a 224x224 RGB image in [0,1] (squash resize, NO
 ImageNet mean/std) -> the normed CLS token, 1024-d. This script wraps exactly that forward in an ONNX graph with one
 input and one output, as activities/annotate/embedder.ts expects:
@@ -23,7 +23,7 @@ then name the file in the release input: "annotate": {"modelPath": "models/dinov
 Not run by CI (torch is not installed there); the tests use the small generated model (tiny-vit.ts) with the same
 interface. Checks it makes before writing: onnx.checker, and onnxruntime (CPU) against torch on a random batch of 2
 (and a batch of 3 to prove the batch dimension is dynamic); it prints the max abs difference (fp32: ~1e-5;
-fp16: ~5e-2 for |values| up to ~3.6, as measured in gpu-measurements.md).
+fp16: ~5e-2 for |values| up to ~3.6, as measured in docs/annotation.md).
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def main() -> None:
     ap.add_argument("--fp16", action="store_true", help="convert the weights and activations to float16 (half the file)")
     ap.add_argument("--keep-io-types", action="store_true", help="with --fp16: keep float32 input/output")
     ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--dynamo", action="store_true", help="use torch's dynamo exporter (gpu-measurements.md used it)")
+    ap.add_argument("--dynamo", action="store_true", help="use torch's dynamo exporter (the GPU measurements in docs/annotation.md used it)")
     ap.add_argument("--no-verify", action="store_true")
     args = ap.parse_args()
 

@@ -175,7 +175,7 @@ describe('publishedArticleDate', () => {
 });
 
 describe('PUBLISHED_KEYS', () => {
-  it('lists the 25 unique keys of biomedica-etl.md §6 in its order', () => {
+  it('lists the 25 unique keys of docs/dataset-format.md in its order', () => {
     // The §6 table, rows 1 to 25 (rows 5-6, 7-8, 12-16, 17-20 and 23-25 spelled out).
     assert.deepEqual(PUBLISHED_KEYS, [
       'image_file_name',

@@ -1,7 +1,7 @@
 /**
  * Image embedder: sharp preprocessing + an onnxruntime-node session, batched and pipelined.
  *
- * Preprocessing mirrors the original labeller by default (biomedica-etl.md §8): decode -> RGB -> 224x224
+ * Preprocessing mirrors the original labeller by default (docs/annotation.md): decode -> RGB -> 224x224
  * squash resize (no aspect keep, bilinear-class kernel with antialiasing) -> CHW in [0,1], with NO ImageNet
  * mean/std normalisation. It is configurable (`PreprocessConfig`): per call, or for a model by a sidecar
  * `<model>.preprocess.json` next to the .onnx file (scripts/export_dinov2_onnx.py writes one).

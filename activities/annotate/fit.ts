@@ -2,7 +2,7 @@
  * Fitting the taxonomy's geometry in plain TypeScript: PCA (covariance + symmetric eigendecomposition) and
  * mini-batch k-means with k-means++ initialisation, both seeded and deterministic.
  *
- * Upstream (biomedica-etl.md §8) fits sklearn PCA(n_components=45; the paper says 25) on every DINOv2 feature,
+ * Upstream (docs/annotation.md) fits sklearn PCA(n_components=45; the paper says 25) on every DINOv2 feature,
  * then KMeans(2000). Here the fit runs on a seeded sample of a release's embeddings (taxonomy-activity.ts).
  *
  * Determinism: one JS thread, IEEE doubles, only +-*÷ and Math.sqrt (correctly rounded by the spec; no

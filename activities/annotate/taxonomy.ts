@@ -1,7 +1,7 @@
 /**
  * Taxonomy artifact and nearest-centroid cluster assignment.
  *
- * Upstream (biomedica-etl.md §8) labels an image by kmeans.predict(pca.transform(dinov2_cls)) with
+ * Upstream (docs/annotation.md) labels an image by kmeans.predict(pca.transform(dinov2_cls)) with
  * K = 2000, then copies panel_type/panel_subtype/global_class/local_class verbatim from
  * cluster_labels.json[cluster]. The fitted pca_2000/kmeans_2000 models are not published, so the
  * artifact here carries its own centroids (in PCA space when `pca` is set) plus the cluster id each

@@ -1,5 +1,5 @@
 /**
- * A deterministic, ViT-shaped stand-in for the DINOv2 ViT-L/14-reg image embedder (biomedica-etl.md §8).
+ * A deterministic, ViT-shaped stand-in for the DINOv2 ViT-L/14-reg image embedder (docs/annotation.md).
  *
  * Same interface as the production model (input "pixel_values" float32 [batch,3,224,224] in [0,1],
  * output "embedding" float32 [batch,dim]) so the embedder, taxonomy and workflows can be exercised

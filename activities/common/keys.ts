@@ -4,7 +4,7 @@
  * fails is a recorded rejection of that article or figure, never an exception that retries.
  *
  * PMC's bucket keeps everything of one article version directly in its folder (`PMC<id>.<ver>/<file name>`,
- * reference/pmc-sources.md §1.3), so an object key of an article must be exactly `<its own prefix>/<one name>`:
+ * docs/sources.md), so an object key of an article must be exactly `<its own prefix>/<one name>`:
  * no other article's folder, no `.`/`..` segment, no sub-folder, no backslash, no control character, and a name
  * short enough to be a file name here with the temporary suffix the stages add (`.partial-<pid>-<random>`).
  */

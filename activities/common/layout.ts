@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { Subset } from '../../config/release';
 
-/** Where every output of a release lives: `<dataDir>/releases/<release>/...` (design.md §2). */
+/** Where every output of a release lives: `<dataDir>/releases/<release>/...` (docs/architecture.md). */
 export class ReleaseLayout {
   readonly root: string;
   constructor(

@@ -2,7 +2,7 @@
  * Figure image validation and normalisation for the `.jpg` shard member.
  *
  * The original pipeline re-encoded every image with Pillow at q75 (generational loss, and
- * bytes we cannot reproduce anyway: biomedica-etl.md §9.5, §11). We instead keep a decodable
+ * bytes we cannot reproduce anyway: docs/dataset-format.md). We instead keep a decodable
  * 8-bit greyscale/sRGB JPEG byte-for-byte, and convert everything else once to a standard
  * baseline JPEG (sRGB, 3 channels, 4:2:0, alpha flattened onto white, metadata stripped).
  * Conversion is deterministic: the same input bytes give the same output bytes.

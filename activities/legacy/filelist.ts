@@ -1,7 +1,7 @@
 import { parseCsvLine } from '../plan/plan';
 
 /**
- * One row of the legacy file list (reference/pmc-sources.md §2.2):
+ * One row of the legacy file list (docs/sources.md):
  * - `oa_file_list.csv`: header `File,Article Citation,Accession ID,Last Updated (YYYY-MM-DD HH:MM:SS),PMID,License`
  *   (a `Retracted` column, as in the old cloud file lists, is honoured when present); excerpts without the header
  *   are read in that column order;

@@ -1,6 +1,6 @@
 import type { Subset } from '../../config/release';
 
-// PMC's official grouping (reference/pmc-sources.md §1.7), matched exactly: an unknown spelling is "other".
+// PMC's official grouping (docs/sources.md), matched exactly: an unknown spelling is "other".
 const COMMERCIAL = new Set(['CC0', 'CC BY', 'CC BY-SA', 'CC BY-ND']);
 const NONCOMMERCIAL = new Set(['CC BY-NC', 'CC BY-NC-SA', 'CC BY-NC-ND']);
 

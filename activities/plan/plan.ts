@@ -7,7 +7,7 @@ import { parseObjectUrl, SourceError, type PmcSource } from '../fetch/source';
 import { licenseGroup } from './license';
 import { readLineBatches, splitCsvLine } from './lines';
 
-/** The per-version metadata JSON as PMC publishes it (reference/pmc-sources.md §1.4); unknown fields pass through. */
+/** The per-version metadata JSON as PMC publishes it (docs/sources.md); unknown fields pass through. */
 export const ArticleMetadataSchema = z
   .object({
     pmcid: z.string().regex(/^PMC\d+$/),

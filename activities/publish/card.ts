@@ -32,7 +32,7 @@ export const CARD_TASK_CATEGORIES = [
   'zero-shot-image-classification',
 ] as const satisfies readonly PipelineType[];
 
-/** PMC's license codes of each subset (reference/pmc-sources.md §1.7) and what they allow. */
+/** PMC's license codes of each subset (docs/sources.md) and what they allow. */
 const LICENSE_TEXT: Record<Subset, string> = {
   commercial: 'CC0, CC BY, CC BY-SA, CC BY-ND (commercial use allowed)',
   noncommercial: 'CC BY-NC, CC BY-NC-SA, CC BY-NC-ND (non-commercial use only)',

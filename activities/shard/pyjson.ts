@@ -1,7 +1,7 @@
 /**
  * Byte-compatible port of Python 3 `json.dumps(obj)` with its defaults
  * (ensure_ascii=True, separators ", " / ": ", allow_nan=True, no sorting, no indent).
- * The published sample `.json` members were produced that way (biomedica-etl.md §6), and
+ * The published sample `.json` members were produced that way (docs/dataset-format.md), and
  * JSON.stringify differs in separators, non-ASCII handling and float formatting.
  *
  * Numbers: JS has one number type, Python has int and float. A plain JS number that is

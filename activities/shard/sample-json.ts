@@ -14,7 +14,7 @@ export interface ImageSetEntry {
 }
 
 /**
- * The published 25-key sample json (reference/biomedica-etl.md §6), keys in the published order.
+ * The published 25-key sample json (docs/dataset-format.md), keys in the published order.
  * Where we deviate from the original's quirks it is written down in docs/dataset-format.md.
  */
 export interface PublishedSampleJson {

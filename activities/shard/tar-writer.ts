@@ -25,7 +25,7 @@ const MAX_MEMBER_BYTES = 8 ** 11 - 1;
 const MAX_MTIME = 8 ** 11 - 1;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
-/** Published shards hold at most 10,000 samples (biomedica-etl.md §6, §10). */
+/** Published shards hold at most 10,000 samples (docs/dataset-format.md). */
 export const DEFAULT_SHARD_MAX_SAMPLES = 10_000;
 /** About 1 GB per shard: the whole archive, end blocks and record padding included. */
 export const DEFAULT_SHARD_MAX_BYTES = 1_000_000_000;
