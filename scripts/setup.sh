@@ -46,6 +46,8 @@ if [[ "${1:-}" == "--tests" ]]; then
   ensure_test_python
   ensure_chromium
   ensure_openssl
+  # The production server test: the Temporal server and its SQL tool built from the Go module, and PostgreSQL 15.
+  bash scripts/temporal-cluster.sh prepare
 fi
 
 if [[ -x "$BIN" ]] && [[ "$(cat "$STAMP" 2>/dev/null)" == "$TEMPORAL_CLI_VERSION" ]]; then
