@@ -15,6 +15,7 @@ import type { PreparedImage } from '../activities/images/activity';
 import { stagedImagePath } from '../activities/images/activity';
 import { writeParquet } from '../activities/parquet/activity';
 import { publishRelease } from '../activities/publish/activity';
+import { SAMPLE_FEATURES } from '../activities/publish/card';
 import { publishedJsonOf, readSamplesParquet, writeSamplesParquet, type SampleRow } from '../activities/parquet/writer';
 import type { ShardIndexEntry } from '../activities/publish/finalize';
 import { writeShard } from '../activities/shard/activity';
@@ -195,6 +196,16 @@ print(json.dumps(out))`,
       assert.deepEqual(Object.entries(g.schema), Object.entries(isImage ? expectedWithImage : EXPECTED_ARROW), `${i}`);
       assert.equal(g.rows, Object.values(sizes)[i % parquets.length]);
     });
+  });
+
+  it('the card declares the features datasets itself writes for a sample (DatasetInfo YAML)', () => {
+    const got = python(
+      `${PY_FEATURES}
+import json, datasets
+print(json.dumps(datasets.DatasetInfo(features=FEATURES)._to_yaml_dict()["features"]))`,
+      [],
+    );
+    assert.deepEqual(SAMPLE_FEATURES, got);
   });
 
   it('datasets.load_dataset reads the WebDataset and the parquet files offline', () => {

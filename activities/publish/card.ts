@@ -2,6 +2,7 @@ import type { PipelineType } from '@huggingface/hub';
 import type { ApiDatasetMetadata } from '@huggingface/hub/dist/src/types/api/api-dataset';
 import { stringify as stringifyYaml } from 'yaml';
 import { SUBSETS, type Subset } from '../../config/release';
+import { PUBLISHED_KEYS, type PublishedSampleJson } from '../shard/sample-json';
 import type { ReleaseSummary } from './finalize';
 
 /**
@@ -88,34 +89,29 @@ export function cardMetadata(summary: ReleaseSummary): CardMetadata {
 }
 
 const str = (name: string) => ({ name, dtype: 'string' });
-const strList = (name: string) => ({ name, list: 'string' });
+
+/**
+ * The json member's feature of each published key that is not a plain string (the parquet writer's column types,
+ * in datasets' YAML spelling). Typed by key, so a key renamed in PublishedSampleJson is caught here.
+ */
+const JSON_FEATURES: Partial<Record<keyof PublishedSampleJson, object>> = {
+  image_primary_label: { list: 'string' },
+  image_secondary_label: { list: 'string' },
+  image_size: { list: 'int64' },
+  image_set: { list: ['image_id', 'image_file_name', 'image_path', 'caption', 'hash'].map(str) },
+  image_context: { dtype: 'json' },
+  article_mesh_terms: { list: 'string' },
+  article_keywords: { list: 'string' },
+  article_reference_ids: { list: 'string' },
+  article_reference_count: { dtype: 'int64' },
+  article_reference_list: { list: 'string' },
+  article_subject: { list: 'string' },
+};
 
 /** A WebDataset sample's features as datasets writes them in YAML (DatasetInfo._to_yaml_dict, datasets 5). */
 export const SAMPLE_FEATURES = [
   { name: 'jpg', dtype: 'image' },
-  {
-    name: 'json',
-    struct: [
-      ...[
-        'image_file_name',
-        'image_cluster_id',
-        'image_hash',
-        'image_label_id',
-        'image_panel_type',
-        'image_panel_subtype',
-      ].map(str),
-      strList('image_primary_label'),
-      strList('image_secondary_label'),
-      { name: 'image_size', list: 'int64' },
-      { name: 'image_set', list: ['image_id', 'image_file_name', 'image_path', 'caption', 'hash'].map(str) },
-      { name: 'image_context', dtype: 'json' },
-      ...['article_accession_id', 'article_title', 'article_journal', 'article_date', 'article_abstract'].map(str),
-      ...['article_mesh_terms', 'article_keywords', 'article_reference_ids'].map(strList),
-      { name: 'article_reference_count', dtype: 'int64' },
-      ...['article_reference_list', 'article_subject'].map(strList),
-      ...['article_citation', 'article_license', 'article_text'].map(str),
-    ],
-  },
+  { name: 'json', struct: PUBLISHED_KEYS.map((name) => ({ name, ...(JSON_FEATURES[name] ?? { dtype: 'string' }) })) },
   str('txt'),
   str('__key__'),
   str('__url__'),
