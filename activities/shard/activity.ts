@@ -112,12 +112,29 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
       for (const line of lines) {
         const pmid = line.planned.pmid ?? line.record.pmid;
         const pm = pmid ? (pubmed.get(pmid) ?? null) : null;
+        const candidates = line.figures.filter((f) => !f.rejected && images.has(f.key) && labels.has(f.key));
+        if (candidates.length === 0) continue; // each figure left out was quarantined by its stage
+        const tooLarge = (what: string) =>
+          q.push(
+            quarantine({
+              article: line.article,
+              stage: 'shard',
+              reason: 'too-large',
+              detail:
+                `${what} as a shard of its own: over the shard limit of ` +
+                `${limits.maxSamples} samples and ${limits.maxBytes} bytes (shard.maxSamples, shard.maxBytes); an article is never split across shards`,
+            }),
+          );
+        if (candidates.length > limits.maxSamples) {
+          tooLarge(`${candidates.length} samples`);
+          continue;
+        }
+        // Built one by one and held only while the article can still fit a shard: at most shard.maxBytes of members.
         const pending: PendingSample[] = [];
         let bytes = 0;
-        for (const figure of line.figures) {
-          const image = images.get(figure.key);
-          const label = labels.get(figure.key);
-          if (figure.rejected || !image || !label) continue; // each of these was quarantined by its stage
+        for (const figure of candidates) {
+          const image = images.get(figure.key)!;
+          const label = labels.get(figure.key)!;
           const json = buildSampleJson({
             planned: line.planned,
             record: line.record,
@@ -131,19 +148,12 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
           const jsonBytes = Buffer.from(pyJsonDumps(json), 'utf8');
           const txtBytes = Buffer.from(figure.caption, 'utf8');
           bytes += tarSampleBytes([image.bytes, jsonBytes.length, txtBytes.length]);
+          if (tarArchiveBytes(bytes) > limits.maxBytes) break;
           pending.push({ figure, image, json, jsonBytes, txtBytes });
         }
-        if (pending.length === 0) continue;
-        if (pending.length > limits.maxSamples || tarArchiveBytes(bytes) > limits.maxBytes) {
-          q.push(
-            quarantine({
-              article: line.article,
-              stage: 'shard',
-              reason: 'too-large',
-              detail:
-                `${pending.length} samples, ${tarArchiveBytes(bytes)} bytes as a shard of its own: over the shard limit of ` +
-                `${limits.maxSamples} samples and ${limits.maxBytes} bytes (shard.maxSamples, shard.maxBytes); an article is never split across shards`,
-            }),
+        if (tarArchiveBytes(bytes) > limits.maxBytes) {
+          tooLarge(
+            `${candidates.length} samples, ${pending.length < candidates.length - 1 ? 'at least ' : ''}${tarArchiveBytes(bytes)} bytes`,
           );
           continue;
         }
