@@ -21,6 +21,7 @@ import {
   uiLink,
 } from './release';
 import { runExport } from './export';
+import { checkStore, openStore } from '../activities/common/store';
 import { taxonomyCommand, TAXONOMY_USAGE } from './taxonomy';
 import {
   SAMPLE_RELEASE_ID,
@@ -43,6 +44,7 @@ const USAGE = `biomedica-release: yearly PMC-OA figure/caption releases as durab
   release pause|resume|cancel [--release ID]  running units finish; no new unit or stage starts until resume
   release schedule --config FILE [--month 1 --day 15 --hour 3 --id biomedica-yearly]   a yearly Temporal Schedule
   cluster setup                register the search attributes on a cluster or Temporal Cloud (TEMPORAL_ADDRESS)
+  store check URL              prove a release store (s3://bucket/prefix, file:///path) usable with this environment
   export --help                subset export: filter a release's parquet and write a new WebDataset
   env [--markdown]             every environment variable with its value here (secrets as "(set)"), or the docs table
 
@@ -56,6 +58,7 @@ const KNOWN_ERRORS = new Set([
   'TemporalUnreachableError',
   'CliError',
   'ExportConfigError',
+  'StoreError',
 ]);
 
 /** Warnings and errors only, without the worker's notes that a pool hosts no workflows (by design here). */
@@ -188,6 +191,8 @@ const USAGES = {
   cluster:
     '  cluster setup                register the search attributes in the namespace of TEMPORAL_ADDRESS (a cluster, Temporal Cloud)',
   env: '  env [--markdown]             every environment variable with its value here, or the docs table',
+  store:
+    '  store check URL              list, put, read back and delete a probe object in s3://bucket/prefix or file:///path, with this environment (BIOMEDICA_S3_ENDPOINT, AWS_*)',
   release: [
     '  release start --config FILE  start (or attach to) a release described by a JSON ReleaseInput (config/release.example.json)',
     '  release status [--release ID] [--watch]   stage progress, counts, failing activities, outputs, UI link',
@@ -275,6 +280,16 @@ async function main(argv: string[]): Promise<number> {
         `search attributes in ${cfg.namespace} at ${cfg.address}: ${r.added.length ? `added ${r.added.join(', ')}` : 'nothing to add'}${r.present.length ? `; already there: ${r.present.join(', ')}` : ''}`,
       );
       console.log(DYNAMIC_CONFIG_ADVICE);
+      return 0;
+    }
+    case 'store': {
+      const { values, positionals } = parseCommand('store', argv.slice(1), {}, USAGES.store, 2);
+      if (values.help) return help(USAGES.store);
+      if (positionals[0] !== 'check' || !positionals[1])
+        throw new UsageError('the store command is: store check URL', USAGES.store);
+      const store = openStore(positionals[1]);
+      await checkStore(store);
+      console.log(`store ${store.url}: listed, wrote, read back and deleted a probe object`);
       return 0;
     }
     default:

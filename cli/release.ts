@@ -50,7 +50,12 @@ export async function startRelease(client: Client, args: ReleaseInputArgs): Prom
       args: [input],
       workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
       typedSearchAttributes: [{ key: releaseKey, value: input.releaseId }],
-      memo: { releaseId: input.releaseId, dataDir: input.dataDir, source: input.source.kind },
+      memo: {
+        releaseId: input.releaseId,
+        dataDir: input.dataDir,
+        store: input.store ?? null,
+        source: input.source.kind,
+      },
       staticSummary: `BIOMEDICA release ${input.releaseId}`,
     });
     return { kind: 'started', workflowId, runId: handle.firstExecutionRunId };

@@ -48,6 +48,50 @@ const VARS = {
       text: 'The shared fixtures folder beside the checkout (read in place, never copied).',
     },
   ],
+  BIOMEDICA_WORK_DIR: [
+    z.string().min(1).optional(),
+    {
+      for: 'workers',
+      default: "the release's `dataDir`",
+      text: "This worker's own working folder for a release with a `store`: stages work here and commit to the store (one per host; nothing in it is shared).",
+    },
+  ],
+  BIOMEDICA_S3_ENDPOINT: [
+    z.string().url().optional(),
+    {
+      for: 'workers, CLI',
+      default: "AWS S3 (the region's endpoint)",
+      text: 'Endpoint URL of an S3-compatible store (MinIO, Ceph, a loopback stand-in) for `s3://` stores.',
+    },
+  ],
+  BIOMEDICA_S3_FORCE_PATH_STYLE: [
+    bool.optional(),
+    {
+      for: 'workers, CLI',
+      default: 'true with BIOMEDICA_S3_ENDPOINT, else false',
+      text: 'Path-style bucket addressing (`endpoint/bucket/key`), which most S3-compatible servers want.',
+    },
+  ],
+  AWS_REGION: [
+    z.string().min(1).default('us-east-1'),
+    { for: 'workers, CLI', default: 'us-east-1', text: 'Region of the `s3://` store (SigV4 signs with it).' },
+  ],
+  AWS_ACCESS_KEY_ID: [
+    z.string().min(1).optional(),
+    {
+      for: 'workers, CLI',
+      default: "(the SDK's chain: profile, web identity, instance role)",
+      text: 'Access key of the `s3://` store, with AWS_SECRET_ACCESS_KEY.',
+    },
+  ],
+  AWS_SECRET_ACCESS_KEY: [
+    z.string().min(1).optional(),
+    { for: 'workers, CLI', default: '(none)', secret: true, text: 'Secret key of the `s3://` store.' },
+  ],
+  AWS_SESSION_TOKEN: [
+    z.string().min(1).optional(),
+    { for: 'workers, CLI', default: '(none)', secret: true, text: 'Session token of temporary `s3://` credentials.' },
+  ],
   TEMPORAL_ADDRESS: [
     z.string().min(1).optional(),
     { for: 'workers, CLI', default: 'the dev server (127.0.0.1:7233)', text: 'host:port of the Temporal frontend.' },

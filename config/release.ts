@@ -9,6 +9,7 @@ export const SubsetSchema = z.enum(SUBSETS);
 export type Subset = z.infer<typeof SubsetSchema>;
 
 export { TASK_QUEUES } from './task-queues';
+export { releaseLocation } from './location';
 
 export const SourceSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -103,6 +104,20 @@ export const ReleaseInputSchema = z
     releaseId: z.string().regex(/^[A-Za-z0-9{][A-Za-z0-9._{}-]{0,63}$/, 'letters, digits, . _ - and {year} (max 64)'),
     /** Shared by every worker (a local path here, a shared filesystem on a cluster). */
     dataDir: z.string().min(1),
+    /**
+     * Where the release tree lives when the pools do not share a filesystem: `s3://bucket/prefix` (an S3-compatible
+     * bucket; endpoint and credentials come from each worker's environment) or `file:///path`. Every worker then
+     * works in a folder of its own (BIOMEDICA_WORK_DIR, else dataDir) and commits each stage's outputs, then its
+     * manifest, to the store; a stage on any host finds its inputs there by key. Without it, dataDir is the tree
+     * itself, shared by every worker (the embedded default, or a shared filesystem).
+     */
+    store: z
+      .string()
+      .regex(
+        /^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?|file:\/\/\/.*)$/,
+        's3://bucket/prefix or file:///absolute/path',
+      )
+      .optional(),
     source: SourceSchema,
     /**
      * Plan incrementally against this earlier release in the same data dir: versions whose inventory ETag (legacy:

@@ -2,8 +2,8 @@
  * The sample release on a production Temporal server: the server built from its Go module (v1.29.1) with
  * PostgreSQL 15 for persistence and visibility, started and stopped by scripts/temporal-cluster.sh. Every worker
  * pool runs against it; the shards and parquet files are byte-identical to the same release on the dev server,
- * and the histories are in PostgreSQL. (Pools on separate hosts with their own data dirs and object storage are
- * issue "Scale-out"'s next step: see docs/operations.md.)
+ * and the histories are in PostgreSQL. (Pools on separate hosts with their own folders and object storage:
+ * test/scale-out.test.ts.)
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';

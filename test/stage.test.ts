@@ -211,7 +211,7 @@ describe('runUnitStage', () => {
     await run();
     const other = await runUnitStage(
       { release, unitId: UNIT },
-      'enrich-batch',
+      'enrich',
       async () => ({ result: { batch: 3 }, outputs: [] }),
       'enrich-0003',
     );

@@ -18,6 +18,7 @@ import type { CpuActivities, GpuActivities, IoActivities } from '../activities';
 import type { PlanSummary } from '../activities/plan/activity';
 import type { PublishResult } from '../activities/publish/activity';
 import type { ReleaseSummary } from '../activities/publish/finalize';
+import { releaseLocation } from '../config/location';
 import type { ReleaseInput } from '../config/release';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
 import { cpuOptions, gpuOptions, ioOptions } from './options';
@@ -165,7 +166,7 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseResul
     plan,
     summary,
     publish,
-    outputs: `${input.dataDir}/releases/${input.releaseId}`,
+    outputs: releaseLocation(input),
     stages,
   };
 }

@@ -14,6 +14,7 @@ import {
   ParentClosePolicy,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { releaseLocation } from '../config/location';
 import type { ReleaseInput, Subset } from '../config/release';
 import { DRIVER_EVENTS_PER_UNIT } from '../config/history';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../config/task-queues';
@@ -176,7 +177,7 @@ export async function subsetWorkflow(state: SubsetState): Promise<SubsetResult> 
         ],
         // What the Temporal UI shows for the run: the unit's place in the release and where its articles are.
         staticSummary: `unit ${state.nextIndex + 1} of ${state.units} (${state.subset}) of release ${state.release.releaseId}`,
-        staticDetails: `articles: plan/units/${unitId}.json; outputs: webdataset/${state.subset}/${unitId.slice(-6)}*.tar, units/${unitId}/ (data dir ${state.release.dataDir}/releases/${state.release.releaseId})`,
+        staticDetails: `articles: plan/units/${unitId}.json; outputs: webdataset/${state.subset}/${unitId.slice(-6)}*.tar, units/${unitId}/ (in ${releaseLocation(state.release)})`,
       });
       state.nextIndex++;
       startedThisRun.n++;

@@ -41,6 +41,7 @@ export async function fitTaxonomyWorkflow(input: FitTaxonomyInputArgs): Promise<
   setCurrentDetails(`taxonomy ${input.version}: building the review pack`);
   const review = await cpu.buildTaxonomyReviewPack({
     dataDir: input.release.dataDir,
+    ...(input.release.store ? { store: input.release.store } : {}),
     taxonomyPath: fit.taxonomyPath,
     perCluster: input.perCluster,
     thumbSize: input.thumbSize,

@@ -5,6 +5,7 @@ import { fixturePaths } from '../../config/paths';
 import { readWorkerEnv, type ReleaseInput } from '../../config/release';
 import { exists, ndjson, readJson, readNdjson, sha256Hex, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { quarantine } from '../common/quarantine';
+import { pullDataFile, pushDataFile, releaseDataFile } from '../common/sync';
 import { cancellationSignal, heartbeat, layoutOf, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { createEmbedder, sha256OfFile, type Embedder } from './embedder';
@@ -74,7 +75,12 @@ export async function ensureAnnotationModels(release: ReleaseInput): Promise<Ann
   const modelPath = layout.resolveData(release.annotate.modelPath);
   const taxonomyPath = layout.resolveData(release.annotate.taxonomyPath);
   let generated = false;
-  if (!(await exists(modelPath))) {
+  // With a store, the store's copies are the release's (the pools on other hosts read them from there).
+  const fromStore = {
+    model: (await pullDataFile(release, release.annotate.modelPath)) !== null,
+    taxonomy: (await pullDataFile(release, release.annotate.taxonomyPath)) !== null,
+  };
+  if (!fromStore.model && !(await exists(modelPath))) {
     const m = GENERATED_MODEL.exec(release.annotate.modelPath);
     if (!m)
       throw ApplicationFailure.nonRetryable(
@@ -84,7 +90,8 @@ export async function ensureAnnotationModels(release: ReleaseInput): Promise<Ann
     await writeFileAtomic(modelPath, buildTinyVitModel({ seed: Number(m[2]), dtype: m[3] ? 'float16' : 'float32' }));
     generated = true;
   }
-  if (!(await exists(taxonomyPath))) {
+  if (!fromStore.model) await pushDataFile(release, modelPath);
+  if (!fromStore.taxonomy && !(await exists(taxonomyPath))) {
     const embedder = await embedderFor(modelPath);
     const labels = await loadClusterLabels(fixturePaths.clusterLabels());
     const version = path.basename(taxonomyPath).replace(/\.json$/, '');
@@ -94,6 +101,7 @@ export async function ensureAnnotationModels(release: ReleaseInput): Promise<Ann
     );
     generated = true;
   }
+  if (!fromStore.taxonomy) await pushDataFile(release, taxonomyPath);
   const taxonomy = parseTaxonomyModel(await readJson(taxonomyPath));
   return {
     modelPath,
@@ -178,9 +186,9 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
     const unitDir = layout.unitDir(unit.unitId);
     const indexText = await fs.readFile(path.join(unitDir, 'images.ndjson'), 'utf8').catch(() => '');
     const prepared = await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'));
-    const embedder = await embedderFor(layout.resolveData(task.release.annotate.modelPath));
+    const embedder = await embedderFor(await releaseDataFile(task.release, task.release.annotate.modelPath));
     const taxonomy: TaxonomyModel = parseTaxonomyModel(
-      await readJson(layout.resolveData(task.release.annotate.taxonomyPath)),
+      await readJson(await releaseDataFile(task.release, task.release.annotate.taxonomyPath)),
     );
     const dim = embedder.dim;
     const rowBytes = dim * 4;

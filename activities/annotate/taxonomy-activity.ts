@@ -29,6 +29,7 @@ import {
   writeJsonAtomic,
 } from '../common/files';
 import { heartbeat, layoutOf } from '../common/stage';
+import { guarded, releaseDataFile, releaseFiles } from '../common/sync';
 import type { ParsedArticleLine } from '../parse/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { embedderFor } from './activity';
@@ -148,7 +149,9 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
   const input = parseFitInput(args);
   const layout = layoutOf(input.release);
   const dir = fitDirOf(input);
-  const embedder = await embedderFor(layout.resolveData(input.release.annotate.modelPath));
+  const files = releaseFiles(input.release);
+  const embedder = await embedderFor(await releaseDataFile(input.release, input.release.annotate.modelPath));
+  await files.pullDir(dir);
   const done = await readSample(dir);
   if (
     done &&
@@ -166,7 +169,11 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
     };
   }
   const unitsRoot = path.join(layout.root, 'units');
-  const unitIds = (await fs.readdir(unitsRoot).catch(() => [] as string[])).sort();
+  // With a store, the units are the plan's (their folders are in the store, not here).
+  const unitIds = files.remote
+    ? (await files.storedFiles(path.join(layout.planDir, 'units'))).map((f) => path.basename(f.file, '.json')).sort()
+    : (await fs.readdir(unitsRoot).catch(() => [] as string[])).sort();
+  const storedEmbeddingBytes = new Map<string, number>();
   type Candidate = { score: number; key: string; unit: string; article: string; index: number; stored: boolean };
   let pool: Candidate[] = [];
   const trim = () => {
@@ -176,11 +183,19 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
   let units = 0;
   for (const [u, unit] of unitIds.entries()) {
     const unitDir = layout.unitDir(unit);
+    if (files.remote) {
+      await files.pull(path.join(unitDir, 'images.ndjson'));
+      await files.pull(unitEmbeddingPaths(unitDir).meta);
+      const head = await guarded(() => files.store!.head(files.keyOf(unitEmbeddingPaths(unitDir).file)));
+      if (head) storedEmbeddingBytes.set(unit, head.bytes);
+    }
     const prepared = await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'));
     if (prepared.length === 0) continue;
     units++;
     const meta = await readUnitEmbeddingsMeta(unitDir);
-    const size = (await fs.stat(unitEmbeddingPaths(unitDir).file).catch(() => null))?.size;
+    const size = files.remote
+      ? storedEmbeddingBytes.get(unit)
+      : (await fs.stat(unitEmbeddingPaths(unitDir).file).catch(() => null))?.size;
     const stored =
       !!meta &&
       meta.modelSha256 === embedder.modelSha256 &&
@@ -216,6 +231,7 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
     const unitDir = layout.unitDir(unit);
     const stored = cands.filter((c) => c.stored);
     if (stored.length) {
+      if (files.remote) await files.pull(unitEmbeddingPaths(unitDir).file, storedEmbeddingBytes.get(unit));
       const rows = await readRows(
         unitEmbeddingPaths(unitDir).file,
         dim,
@@ -225,6 +241,8 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
       fromStored += stored.length;
     }
     const fresh = cands.filter((c) => !c.stored);
+    // Only the sampled images of a unit without stored embeddings come to this host (a missing one is skipped).
+    for (const c of fresh) await files.pull(stagedImagePath(unitDir, c.key));
     const batch = input.release.annotate.batchSize;
     const starts: number[] = [];
     for (let i = 0; i < fresh.length; i += batch) starts.push(i);
@@ -262,6 +280,8 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
     units,
   };
   await writeJsonAtomic(path.join(dir, 'sample.json'), meta);
+  // sample.json last: it says the sample is whole.
+  for (const name of ['sample.f32', 'sample.ndjson', 'sample.json']) await files.push(path.join(dir, name));
   return { sampleDir: path.relative(layout.dataDir, dir), samples: chosen.length, dim, units, fromStored, embeddedNow };
 }
 
@@ -301,9 +321,14 @@ export async function fitTaxonomyModel(args: FitTaxonomyInputArgs): Promise<FitR
   const input = parseFitInput(args);
   const layout = layoutOf(input.release);
   const dir = fitDirOf(input);
+  const files = releaseFiles(input.release);
+  await files.pullDir(dir);
   const sample = await readSample(dir);
   if (!sample) throw new Error(`no complete sample in ${dir}; run sampleTaxonomyEmbeddings first`);
   const out = artifactPathOf(input);
+  if (!input.outPath || !path.isAbsolute(input.outPath)) await files.pull(out);
+  // With a store, the artifact is named by its key (the review pack may run on another host).
+  const shownPath = files.remote && !path.relative(files.localDir, out).startsWith('..') ? files.keyOf(out) : out;
   const sampleDir = path.relative(layout.dataDir, dir);
   const pcaComponents = Math.min(input.pcaComponents, sample.x.cols);
   const createdFrom = `fit:release=${input.release.releaseId};samples=${sample.meta.rows};sample=${sample.meta.sha256.slice(0, 16)};seed=${input.seed};pca=${pcaComponents};k=${input.clusters};batch=${input.kmeansBatchSize};epochs=${input.kmeansMaxEpochs};model=${sample.meta.modelSha256.slice(0, 16)}`;
@@ -311,7 +336,7 @@ export async function fitTaxonomyModel(args: FitTaxonomyInputArgs): Promise<FitR
   if (await exists(out)) {
     const existing = parseTaxonomyModel(await readJson(out));
     if (existing.version === input.version && existing.createdFrom === createdFrom && existing.fit)
-      return fitResultOf(existing, out, true);
+      return fitResultOf(existing, shownPath, true);
     throw ApplicationFailure.nonRetryable(
       `${out} already holds taxonomy ${existing.version} (${existing.createdFrom}); versions are immutable: choose a new version`,
       'ConfigError',
@@ -360,11 +385,14 @@ export async function fitTaxonomyModel(args: FitTaxonomyInputArgs): Promise<FitR
     },
   });
   await writeJsonAtomic(out, model);
-  return fitResultOf(model, out, false);
+  if (!input.outPath || !path.isAbsolute(input.outPath)) await files.push(out);
+  return fitResultOf(model, shownPath, false);
 }
 
 export const ReviewPackInputSchema = z.object({
   dataDir: z.string().min(1),
+  /** The release's store, when it has one: the artifact, the sample and the figures are pulled from it, the pack committed to it. */
+  store: z.string().optional(),
   /** The artifact to review (relative to the data dir or absolute); it must carry `fit` (fitted, or imported from a fit). */
   taxonomyPath: z.string().min(1),
   perCluster: z.number().int().positive().default(12),
@@ -392,8 +420,11 @@ export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promis
   const parsed = ReviewPackInputSchema.safeParse(args);
   if (!parsed.success)
     throw ApplicationFailure.nonRetryable(`invalid review pack input: ${z.prettifyError(parsed.error)}`, 'ConfigError');
-  const input = parsed.data;
+  const files = releaseFiles({ dataDir: parsed.data.dataDir, store: parsed.data.store });
+  const input = { ...parsed.data, dataDir: files.localDir };
   const resolve = (p: string) => (path.isAbsolute(p) ? p : path.join(input.dataDir, p));
+  const inLocal = (p: string) => !path.relative(files.localDir, p).startsWith('..');
+  if (inLocal(resolve(input.taxonomyPath))) await files.pull(resolve(input.taxonomyPath));
   const model = parseTaxonomyModel(await readJson(resolve(input.taxonomyPath)));
   if (!model.fit)
     throw ApplicationFailure.nonRetryable(
@@ -401,6 +432,7 @@ export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promis
       'ConfigError',
     );
   const sampleDir = insideRoot(input.dataDir, model.fit.sampleDir);
+  await files.pullDir(sampleDir);
   const sample = await readSample(sampleDir);
   if (!sample) throw new Error(`the sample of taxonomy ${model.version} is missing or damaged in ${sampleDir}`);
   const releaseRoot = path.resolve(sampleDir, '..', '..'); // <release>/taxonomy/<fit version>
@@ -425,6 +457,7 @@ export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promis
   const needed = new Set([...shown.values()].flat().map((m) => sample.rows[m.row]!.unit));
   const captions = new Map<string, string>();
   for (const unit of needed) {
+    await files.pull(path.join(releaseRoot, 'units', unit, 'articles.ndjson'));
     const lines = await readNdjson<ParsedArticleLine>(path.join(releaseRoot, 'units', unit, 'articles.ndjson'));
     for (const line of lines) for (const f of line.figures) captions.set(f.key, f.caption);
   }
@@ -441,6 +474,7 @@ export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promis
       const row = sample.rows[m.row]!;
       const thumb = `thumbs/${row.key}.jpg`;
       const source = stagedImagePath(path.join(releaseRoot, 'units', row.unit), row.key);
+      await files.pull(source).catch(() => false);
       const ok = await sharp(source, { failOn: 'error' })
         .resize(input.thumbSize, input.thumbSize, { fit: 'inside', withoutEnlargement: true })
         .flatten({ background: '#ffffff' })
@@ -473,9 +507,15 @@ export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promis
   const template = isLabelled(model)
     ? Object.fromEntries(ids.map((id) => [String(id), model.labels[String(id)]!]))
     : labelsTemplate(model);
+  if (inLocal(outDir)) await files.pull(path.join(outDir, labelsFile));
   if (!(await exists(path.join(outDir, labelsFile)))) await writeJsonAtomic(path.join(outDir, labelsFile), template);
   const index = path.join(outDir, 'index.html');
   await writeFileAtomic(index, renderIndex(model, clusters, { samples: sample.x.rows, labelsFile }));
+  // With a store, the pack goes there for the experts (index.html last).
+  if (inLocal(outDir)) {
+    await files.pushAll((await files.localFiles(outDir)).filter((f) => f !== index));
+    await files.push(index);
+  }
   return {
     dir: outDir,
     index,

@@ -131,3 +131,31 @@ export function insideRoot(root: string, ...parts: string[]): string {
   }
   return resolved;
 }
+
+/**
+ * Runs `fn` over items with at most `limit` in flight, preserving result order. After a failure no further item
+ * starts, and the first error is thrown only once every call in flight has settled, so the caller's clean-up never
+ * races work that is still running.
+ */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failure: { error: unknown } | null = null;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (!failure && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i]!, i);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  });
+  await Promise.all(workers);
+  if (failure) throw (failure as { error: unknown }).error;
+  return results;
+}

@@ -1,10 +1,12 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import { ReleaseInputSchema, type ReleaseInput } from '../../config/release';
 import type { PlannedUnit } from '../plan/plan';
 import { ndjson, readJson, readJsonIfExists, writeFileAtomic, writeJsonAtomic } from './files';
 import { ReleaseLayout } from './layout';
+import { localDataDir, releaseFiles, type ReleaseFiles } from './sync';
 import type { QuarantineRecord } from './quarantine';
 
 /** What every unit-stage activity receives: the release's (secret-free) input and which unit. */
@@ -33,7 +35,54 @@ export type Staged<R> = R & { quarantined: number };
 
 export function layoutOf(release: ReleaseInput): ReleaseLayout {
   const parsed = ReleaseInputSchema.parse(release);
-  return new ReleaseLayout(parsed.dataDir, parsed.releaseId);
+  return new ReleaseLayout(localDataDir(parsed), parsed.releaseId);
+}
+
+/**
+ * What each stage reads of the stages before it, by manifest name (`enrich-*`: every PubMed batch): with a store,
+ * their manifests and outputs are pulled to this worker before the stage runs.
+ */
+export const STAGE_INPUTS: Record<string, readonly string[]> = {
+  fetch: [],
+  parse: ['fetch'],
+  media: ['parse'],
+  images: ['parse', 'media'],
+  enrich: ['parse'],
+  annotate: ['images'],
+  shard: ['parse', 'images', 'annotate', 'enrich-*'],
+  parquet: ['shard'],
+};
+
+/** Pulls the manifests of `inputs` of a unit, and every output they name, from the store to this worker. */
+export async function pullStageInputs(
+  files: ReleaseFiles,
+  layout: ReleaseLayout,
+  unitId: string,
+  inputs: readonly string[],
+): Promise<void> {
+  if (!files.remote || inputs.length === 0) return;
+  const manifestsDir = path.dirname(layout.stageManifest(unitId, 'x'));
+  const stored = await files.storedFiles(manifestsDir);
+  const wanted = stored.filter((m) => {
+    const name = path.basename(m.file, '.json');
+    return inputs.some((i) => (i.endsWith('*') ? name.startsWith(i.slice(0, -1)) : name === i));
+  });
+  for (const i of inputs)
+    if (!i.endsWith('*') && !wanted.some((m) => path.basename(m.file, '.json') === i))
+      throw ApplicationFailure.retryable(
+        `unit ${unitId}: stage ${i} has not committed to the store yet`,
+        'StoreObjectMissing',
+      );
+  await files.pullAll(wanted);
+  const outputs: { file: string; bytes: number }[] = [];
+  for (const m of wanted) {
+    const manifest = await readJson<StageManifest<unknown>>(m.file);
+    for (const o of manifest.outputs) outputs.push({ file: path.join(layout.root, o.path), bytes: o.bytes });
+  }
+  let n = 0;
+  await files.pullAll(outputs, () => {
+    if (++n % 200 === 0) heartbeat({ pulled: n, of: outputs.length });
+  });
 }
 
 export async function loadUnit(layout: ReleaseLayout, unitId: string): Promise<PlannedUnit> {
@@ -96,7 +145,7 @@ async function outputsIntact(layout: ReleaseLayout, outputs: StageOutput[]): Pro
  */
 export async function runUnitStage<R extends object>(
   task: UnitTask,
-  stage: QuarantineRecord['stage'] | 'enrich-batch',
+  stage: QuarantineRecord['stage'] | 'enrich',
   work: (ctx: {
     layout: ReleaseLayout;
     unit: PlannedUnit;
@@ -105,13 +154,24 @@ export async function runUnitStage<R extends object>(
   manifestName: string = stage,
 ): Promise<Staged<R>> {
   const layout = layoutOf(task.release);
+  const files = releaseFiles(task.release);
   const manifestFile = layout.stageManifest(task.unitId, manifestName);
-  const done = await readJsonIfExists<StageManifest<R>>(manifestFile);
-  if (done && (await outputsIntact(layout, done.outputs))) return { ...done.result, quarantined: done.quarantined };
+  if (files.remote) {
+    // The store's manifest is the stage's commit: it is put only after every output it names.
+    const done = await files.readJson<StageManifest<R>>(manifestFile);
+    if (done) return { ...done.result, quarantined: done.quarantined };
+    if (!(await files.pull(layout.unitFile(task.unitId))))
+      throw ApplicationFailure.retryable(`unit ${task.unitId}: its plan is not in the store`, 'StoreObjectMissing');
+    await pullStageInputs(files, layout, task.unitId, STAGE_INPUTS[stage] ?? []);
+  } else {
+    const done = await readJsonIfExists<StageManifest<R>>(manifestFile);
+    if (done && (await outputsIntact(layout, done.outputs))) return { ...done.result, quarantined: done.quarantined };
+  }
   const unit = await loadUnit(layout, task.unitId);
   const quarantine: QuarantineRecord[] = [];
   const { result, outputs } = await work({ layout, unit, quarantine });
-  await writeFileAtomic(layout.quarantineFile(task.unitId, manifestName), ndjson(quarantine));
+  const quarantineFile = layout.quarantineFile(task.unitId, manifestName);
+  await writeFileAtomic(quarantineFile, ndjson(quarantine));
   const recorded: StageOutput[] = [];
   for (const abs of outputs) {
     const st = await fs.stat(abs);
@@ -125,33 +185,14 @@ export async function runUnitStage<R extends object>(
     quarantined: quarantine.length,
   };
   await writeJsonAtomic(manifestFile, manifest);
+  if (files.remote) {
+    let n = 0;
+    await files.pushAll([...outputs, quarantineFile], () => {
+      if (++n % 200 === 0) heartbeat({ committed: n, of: outputs.length });
+    });
+    await files.push(manifestFile);
+  }
   return { ...result, quarantined: quarantine.length };
 }
 
-/**
- * Runs `fn` over items with at most `limit` in flight, preserving result order. After a failure no further item
- * starts, and the first error is thrown only once every call in flight has settled, so the caller's clean-up never
- * races work that is still running.
- */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failure: { error: unknown } | null = null;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (!failure && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!, i);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  });
-  await Promise.all(workers);
-  if (failure) throw (failure as { error: unknown }).error;
-  return results;
-}
+export { mapLimit } from './files';

@@ -19,6 +19,7 @@ import { fetchLegacyArticle, LegacyPmcSource } from '../legacy/fetch';
 import { acquireLegacyTransport, type LegacyTransport } from '../legacy/transport';
 import type { ParsedArticleLine } from '../parse/activity';
 import type { PlannedArticle, PlannedUnit } from '../plan/plan';
+import { localDataDir } from '../common/sync';
 import { md5File, ObjectCache } from './cache';
 import { downloadLimiter, fetchTuning, withRetries } from './retry';
 import { DirPmcSource, HttpPmcSource, SourceError, type PmcSource } from './source';
@@ -144,8 +145,8 @@ function legacyContext(release: ReleaseInput, unitDir: string, transport: Legacy
   if (cfg.kind !== 'pmc-legacy') throw new Error('not a legacy source');
   return {
     transport,
-    cache: new ObjectCache(release.dataDir),
-    packageIndexDir: path.join(release.dataDir, 'cache', 'packages'),
+    cache: new ObjectCache(localDataDir(release)),
+    packageIndexDir: path.join(localDataDir(release), 'cache', 'packages'),
     unitDir,
     limits: { maxEntryBytes: cfg.maxEntryBytes, maxPackageBytes: cfg.maxPackageBytes },
     signal: cancellationSignal(),
@@ -156,7 +157,7 @@ export async function fetchArticles(task: UnitTask): Promise<Staged<FetchArticle
   if (task.release.source.kind === 'pmc-legacy') return fetchLegacyArticles(task);
   return runUnitStage(task, 'fetch', async ({ layout, unit, quarantine: q }) => {
     const source = sourceOf(task.release);
-    const cache = new ObjectCache(task.release.dataDir);
+    const cache = new ObjectCache(localDataDir(task.release));
     const signal = cancellationSignal();
     const unitDir = layout.unitDir(unit.unitId);
     const result: FetchArticlesResult = { articles: unit.articles.length, fetched: 0, reused: 0, failed: 0, cached: 0 };
@@ -304,7 +305,7 @@ export async function fetchFigureMedia(task: UnitTask): Promise<Staged<FetchMedi
             path.join(unitDir, '.staging'),
           )
         : sourceOf(task.release);
-    const cache = new ObjectCache(task.release.dataDir);
+    const cache = new ObjectCache(localDataDir(task.release));
     const signal = cancellationSignal();
     const parsed = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));
     const wanted = new Map<string, { key: string; md5: string | null; article: string; figures: string[] }>();

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { ReleaseInput, Subset } from '../../config/release';
 import { readJsonIfExists, sha256Hex, writeJsonAtomic } from '../common/files';
+import { localDataDir, releaseFiles } from '../common/sync';
 import { ReleaseLayout } from '../common/layout';
 import { cancellationSignal, heartbeat, layoutOf, withPulse } from '../common/stage';
 import { downloadLimiter, fetchTuning, withRetries } from '../fetch/retry';
@@ -83,7 +84,13 @@ async function previousOf(release: ReleaseInput): Promise<{ releaseId: string; f
   if (!prev) return null;
   if (prev === release.releaseId)
     throw ApplicationFailure.nonRetryable(`previousRelease is the release itself (${prev})`, 'BadPreviousRelease');
-  const layout = new ReleaseLayout(release.dataDir, prev);
+  const layout = new ReleaseLayout(localDataDir(release), prev);
+  // With a store, the earlier release's plan is there (planned by an io worker on any host): pulled to this one.
+  const files = releaseFiles(release);
+  if (files.remote && (await files.readJson<PlanSummary>(layout.planFile))) {
+    await files.pullDir(path.join(layout.planDir, 'facts'));
+    await files.pull(layout.planFile);
+  }
   const plan = await readJsonIfExists<PlanSummary>(layout.planFile);
   if (!plan)
     throw ApplicationFailure.nonRetryable(
@@ -108,7 +115,9 @@ async function previousOf(release: ReleaseInput): Promise<{ releaseId: string; f
 export async function planRelease(release: ReleaseInput): Promise<PlanSummary> {
   const layout = layoutOf(release);
   const inputsHash = inputsHashOf(release);
-  const existing = await readJsonIfExists<PlanSummary & { inputsHash: string }>(layout.planFile);
+  const files = releaseFiles(release);
+  // plan.json is written (and, with a store, committed) after every other file of the plan.
+  const existing = await files.readJson<PlanSummary & { inputsHash: string }>(layout.planFile);
   if (existing && existing.inputsHash === inputsHash) {
     const { inputsHash: _ignored, ...summary } = existing;
     return summary;
@@ -135,7 +144,15 @@ export async function planRelease(release: ReleaseInput): Promise<PlanSummary> {
     changes: result.changes,
     otherLicenses: result.otherLicenses,
   };
+  if (files.remote) {
+    await fs.rm(layout.planFile, { force: true });
+    let n = 0;
+    await files.pushAll(await files.localFiles(layout.planDir), () => {
+      if (++n % 100 === 0) heartbeat({ phase: 'committing the plan', files: n });
+    });
+  }
   await writeJsonAtomic(layout.planFile, { ...summary, inputsHash });
+  await files.push(layout.planFile);
   return summary;
 }
 

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { SUBSETS, type ReleaseInput } from '../../config/release';
 import { exists, readJson } from '../common/files';
 import { layoutOf } from '../common/stage';
+import { releaseFiles } from '../common/sync';
 import { datasetCard } from './card';
 import type { ReleaseSummary, ShardIndexEntry } from './finalize';
 
@@ -30,6 +31,11 @@ export interface ReleaseFiles {
  */
 export async function collectReleaseFiles(release: ReleaseInput): Promise<ReleaseFiles> {
   const layout = layoutOf(release);
+  // With a store, the finalized report and indexes are pulled from it (finalize ran on a cpu worker anywhere).
+  const stored = releaseFiles(release);
+  await stored.pull(path.join(layout.reportDir, 'summary.json'));
+  await stored.pull(layout.planFile);
+  for (const subset of SUBSETS) await stored.pull(path.join(layout.root, 'webdataset', subset, 'index.json'));
   const summary = await readJson<ReleaseSummary>(path.join(layout.reportDir, 'summary.json'));
   const plan = await readJson<{ inventoryManifest: string }>(layout.planFile);
   const snapshot = /(\d{4}-\d{2}-\d{2})T/.exec(plan.inventoryManifest)?.[1] ?? 'unknown';

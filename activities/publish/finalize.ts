@@ -17,6 +17,7 @@ import {
 } from '../common/files';
 import { shardName } from '../common/layout';
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
+import { releaseFiles } from '../common/sync';
 import { activityLog, heartbeat, layoutOf, type StageManifest } from '../common/stage';
 import type { EnrichBatchResult } from '../enrich/activity';
 import type { ParquetResult } from '../parquet/activity';
@@ -81,6 +82,10 @@ const STAGE_ORDER: QuarantineRecord['stage'][] = [
 /** Reads every unit's manifests from disk (never from workflow history) and writes the release's indexes and report. */
 export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSummary> {
   const layout = layoutOf(release);
+  // With a store, every unit's manifests, rejections and notes are pulled from it (units ran on other hosts).
+  const files = releaseFiles(release);
+  await files.pull(layout.planFile);
+  await files.pull(path.join(layout.planDir, 'excluded.ndjson'));
   const plan = await readJson<PlanSummary>(layout.planFile);
   // Every unit has finished, so nothing writes under the release any more: temporary files that killed workers
   // left behind (they cannot remove their own) go before the indexes are written. Folder by folder (each unit's
@@ -111,6 +116,15 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
     const sizes: Record<string, number> = {};
     for (let i = 0; i < plan.subsets[subset].units; i++) {
       const unitId = `${subset}-${shardName(i)}`;
+      if (files.remote) {
+        const unitDir = layout.unitDir(unitId);
+        await files.pull(layout.unitFile(unitId));
+        await files.pullAll([
+          ...(await files.storedFiles(path.join(unitDir, 'manifests'))),
+          ...(await files.storedFiles(path.join(unitDir, 'quarantine'))),
+        ]);
+        for (const name of ['enrich-notes.ndjson', 'parse-warnings.ndjson']) await files.pull(path.join(unitDir, name));
+      }
       const unit = await readJson<PlannedUnit>(layout.unitFile(unitId));
       swept += (await sweepPartials(layout.unitDir(unitId))).length;
       heartbeat({ subset, unit: i });
@@ -206,6 +220,17 @@ export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSum
   await writeFileAtomic(path.join(layout.reportDir, 'warnings.ndjson'), ndjson(warnings));
   await writeFileAtomic(path.join(layout.reportDir, 'enrichment.ndjson'), ndjson(enrichmentNotes));
   await writeJsonAtomic(path.join(layout.reportDir, 'summary.json'), summary);
+  if (files.remote) {
+    const written = SUBSETS.flatMap((subset) =>
+      summary.subsets[subset].shards > 0
+        ? ['sizes.json', 'index.json'].map((n) => path.join(layout.root, 'webdataset', subset, n))
+        : [],
+    );
+    // summary.json last: it says the report is whole.
+    const report = ['quarantine.ndjson', 'warnings.ndjson', 'enrichment.ndjson', 'summary.json'];
+    await files.pushAll(written);
+    for (const n of report) await files.push(path.join(layout.reportDir, n));
+  }
   return summary;
 }
 

@@ -18,6 +18,7 @@ import {
 } from '@huggingface/hub';
 import type { HubPublishConfig, ReleaseInput } from '../../config/release';
 import { readJson, writeFileAtomic, writeJsonAtomic } from '../common/files';
+import { releaseFiles } from '../common/sync';
 import { layoutOf } from '../common/stage';
 import { validateCard } from './card-rules';
 import { collectReleaseFiles } from './files';
@@ -220,13 +221,22 @@ export async function planHub(
   const cardFile = path.join(layout.root, 'publish', 'README.md');
   const existing = await fs.readFile(cardFile, 'utf8').catch(() => null);
   if (existing !== card) await writeFileAtomic(cardFile, card);
+  // With a store, sizes come from it, and only files without a recorded sha256 (sizes.json, metadata) are pulled
+  // here to be hashed: the shards travel to this host batch by batch, when they are committed.
+  const stored = releaseFiles(release);
+  const storedSizes = new Map<string, number>();
+  if (stored.remote) {
+    for (const dir of new Set(files.filter((f) => f.sha256).map((f) => path.dirname(f.source))))
+      for (const o of await stored.storedFiles(dir)) storedSizes.set(o.file, o.bytes);
+    await stored.pullAll(files.filter((f) => !f.sha256).map((f) => ({ file: f.source })));
+  }
   const local: PlannedFile[] = [];
   for (const f of [...files, { repoPath: 'README.md', source: cardFile }]) {
-    const st = await fs.stat(f.source);
+    const bytes = storedSizes.get(f.source) ?? (await fs.stat(f.source)).size;
     local.push({
       repoPath: f.repoPath,
       source: path.relative(layout.root, f.source),
-      bytes: st.size,
+      bytes,
       ...('sha256' in f && f.sha256 ? { sha256: f.sha256 } : {}),
     });
   }
@@ -269,6 +279,9 @@ export async function planHub(
     batches,
   };
   await writeJsonAtomic(planFilePath(release, planId), plan);
+  // The commits may run on another io host: the plan and the card go to the store.
+  await stored.push(planFilePath(release, planId));
+  await stored.push(cardFile);
   return {
     planId,
     repoId: cfg.repoId,
@@ -285,6 +298,7 @@ export async function planHub(
 }
 
 export async function readHubPlan(release: ReleaseInput, planId: string): Promise<HubPlanFile> {
+  await releaseFiles(release).pull(planFilePath(release, planId));
   return readJson<HubPlanFile>(planFilePath(release, planId));
 }
 
@@ -311,6 +325,10 @@ export async function commitPlannedBatch(
     s,
     batch.files.map((f) => f.repoPath),
     head,
+  );
+  // With a store, this batch's files (and only them) come to this host now.
+  await releaseFiles(release).pullAll(
+    batch.files.map((f) => ({ file: path.join(layout.root, f.source), bytes: f.bytes })),
   );
   const ids = idsCache(layout.root, (n) =>
     onProgress({ phase: 'hashing', files: batch.files.length, bytes: batch.bytes, bytesDone: n }),

@@ -7,6 +7,7 @@ import { parseTaxonomyModel, labelFor } from '../annotate/taxonomy';
 import { exists, ndjson, readJson, readNdjson, writeFileAtomic } from '../common/files';
 import { quarantine } from '../common/quarantine';
 import { shardStem } from '../common/layout';
+import { releaseDataFile } from '../common/sync';
 import { heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { loadPubmedRecords } from '../enrich/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
@@ -80,7 +81,9 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
       (await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'))).map((i) => [i.key, i]),
     );
     const labels = new Map((await readNdjson<FigureLabel>(path.join(unitDir, 'labels.ndjson'))).map((l) => [l.key, l]));
-    const taxonomy = parseTaxonomyModel(await readJson(layout.resolveData(task.release.annotate.taxonomyPath)));
+    const taxonomy = parseTaxonomyModel(
+      await readJson(await releaseDataFile(task.release, task.release.annotate.taxonomyPath)),
+    );
     const pubmed = await loadPubmedRecords(unitDir, pubmedBatches);
     const imageHashes = new Map([...images.values()].map((i) => [i.key, i.sha256]));
     const limits = shardLimitsOf(task.release);
