@@ -15,7 +15,7 @@ import { SAMPLE_RELEASE_ID } from './sample';
 
 export const EXPORT_USAGE = `export: a new WebDataset (tar shards + sizes.json + parquet) of the samples of a finished release that match a filter
 
-  export --to DIR [--release ID] [filters] [--max-samples N] [--max-bytes N] [--overwrite] [--local] [--data-dir DIR]
+  export --to DIR [--release ID] [filters] [--max-samples N] [--max-bytes N] [--overwrite] [--local] [--data-dir DIR] [--store URL]
 
   --to DIR                 output folder inside the data dir (relative to it), e.g. exports/microscopy-2020
   --release ID             the source release (default ${SAMPLE_RELEASE_ID})
@@ -37,6 +37,7 @@ output:
   --overwrite              replace an earlier export at --to
   --local                  run in this process instead of as the exportSubsetWorkflow on the Temporal server
   --data-dir DIR           default BIOMEDICA_DATA_DIR or ./data
+  --store URL              the release's store (s3://bucket/prefix, file:///path): read from it, the export committed to it
   --no-wait                start the workflow and return (not with --local)`;
 
 export interface ParsedExportArgs {
@@ -65,6 +66,7 @@ const VALUE_FLAGS = new Set([
   'max-samples',
   'max-bytes',
   'data-dir',
+  'store',
   ...Object.keys(LIST_FLAGS),
 ]);
 const BOOL_FLAGS = new Set(['overwrite', 'local', 'no-wait', 'help']);
@@ -163,6 +165,7 @@ export function parseExportArgs(args: readonly string[]): ParsedExportArgs {
       ...(maxSamples !== undefined ? { maxSamplesPerShard: intArg(maxSamples, 'max-samples') } : {}),
       ...(maxBytes !== undefined ? { maxBytesPerShard: intArg(maxBytes, 'max-bytes') } : {}),
       ...(bools.has('overwrite') ? { overwrite: true } : {}),
+      ...(one('store') !== undefined ? { store: one('store')! } : {}),
     },
     local,
     wait: !bools.has('no-wait'),

@@ -16,9 +16,12 @@ import { isPartialName, sha256File } from '../activities/common/files';
 import { closeStores, openStore, type ObjectStore } from '../activities/common/store';
 import { loadEnv } from '../config/env';
 import { projectRoot } from '../config/paths';
-import { releaseWorkflowId } from '../config/release';
+import { ReleaseInputSchema, releaseWorkflowId, TASK_QUEUES } from '../config/release';
+import { fitTaxonomyWorkflowId, type FitTaxonomyResult } from '../workflows/taxonomy';
 import { releaseStatus, startRelease } from '../cli/release';
 import { sampleReleaseInput } from '../cli/sample';
+import { startOrAttachExport } from '../cli/export';
+import { exportSubset, type ExportInput } from '../activities/export/export';
 import { WorkerProcess } from './support/processes';
 import { createReleaseTestEnv, type ReleaseTestEnv } from './support/release-env';
 import { startS3Standin, type S3Standin } from './support/s3-standin';
@@ -221,5 +224,75 @@ describe('scale-out: each pool on its own host, outputs in object storage, on th
       ),
     );
     assert.equal(/\n\s+at /.test(status!.failure!), false, 'no stack trace');
+  });
+
+  it('fits a taxonomy on the release in the store: sample on the gpu host, fit and review pack on the cpu host, as the embedded default does', async () => {
+    await startPools('fit');
+    const fit = (release: ReturnType<typeof sampleReleaseInput>) => ({
+      release: ReleaseInputSchema.parse(release),
+      version: 'scale-k3',
+      clusters: 3,
+      pcaComponents: 4,
+      maxSamples: 16,
+      seed: 2,
+      kmeansBatchSize: 8,
+      perCluster: 4,
+      thumbSize: 64,
+    });
+    const result: FitTaxonomyResult = await client.workflow.execute('fitTaxonomyWorkflow', {
+      taskQueue: TASK_QUEUES.workflows,
+      workflowId: fitTaxonomyWorkflowId('scale', 'scale-k3'),
+      args: [
+        fit({ ...sampleReleaseInput(path.join(tmp, 'cli-host'), t.mirror.baseUrl, 'scale'), store: 's3://biomedica/' }),
+      ],
+    });
+    assert.equal(result.taxonomyPath, 'models/taxonomy-scale-k3.json');
+    assert.ok(await store.head('releases/scale/taxonomy/scale-k3/sample.json'));
+    assert.ok(await store.head('releases/scale/taxonomy/scale-k3/review-scale-k3/index.html'));
+    assert.ok(await store.head('releases/scale/taxonomy/scale-k3/review-scale-k3/labels-to-fill.json'));
+    // The same fit of the embedded default's run of the release: the same artifact, byte for byte.
+    await t.startWorkers();
+    try {
+      await t.env.client.workflow.execute('fitTaxonomyWorkflow', {
+        taskQueue: TASK_QUEUES.workflows,
+        workflowId: fitTaxonomyWorkflowId('scale', 'scale-k3'),
+        args: [fit(sampleReleaseInput(t.dataDir, t.mirror.baseUrl, 'scale'))],
+      });
+    } finally {
+      await t.stopWorkers();
+    }
+    const fetched = path.join(tmp, 'fetched-fit', 'taxonomy.json');
+    assert.equal(await store.download('models/taxonomy-scale-k3.json', fetched), true);
+    assert.equal(await sha256File(fetched), await sha256File(path.join(t.dataDir, 'models', 'taxonomy-scale-k3.json')));
+  });
+
+  it("exports a subset of the release in the store on a cpu host, byte-identical to the embedded default's export", async () => {
+    await startPools('export');
+    const input: ExportInput = {
+      dataDir: path.join(tmp, 'cli-host'),
+      store: 's3://biomedica/',
+      releaseId: 'scale',
+      target: 'exports/commercial',
+      filter: { subsets: ['commercial'] },
+    };
+    const started = await startOrAttachExport(client, input);
+    assert.ok(started.kind === 'started', started.kind);
+    await started.handle.result();
+    const { store: _remote, ...embedded } = input;
+    const local = await exportSubset({ ...embedded, dataDir: t.dataDir });
+    assert.ok(local.samples > 0);
+    const want: Record<string, string> = {};
+    for (const f of fs.readdirSync(local.target, { recursive: true }).map(String).sort()) {
+      const file = path.join(local.target, f);
+      if (fs.statSync(file).isFile()) want[f.split(path.sep).join('/')] = await sha256File(file);
+    }
+    const got: Record<string, string> = {};
+    for (const o of await store.list('exports/commercial/')) {
+      const file = path.join(tmp, 'fetched-export', o.key);
+      assert.equal(await store.download(o.key, file), true);
+      got[o.key.slice('exports/commercial/'.length)] = await sha256File(file);
+    }
+    assert.ok(Object.keys(want).includes('export.json'));
+    assert.deepEqual(got, want);
   });
 });

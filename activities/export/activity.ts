@@ -1,5 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import * as path from 'node:path';
 import { activityLog } from '../common/stage';
+import { releaseFiles } from '../common/sync';
 import {
   exportSubset as runExportSubset,
   ExportConfigError,
@@ -20,8 +22,14 @@ export type { ExportInput, ExportResult } from './export';
 export async function exportSubset(input: ExportInput): Promise<ExportResult> {
   const ctx = Context.current();
   const last = ctx.info.heartbeatDetails as Partial<ExportProgress> | undefined;
+  const files = releaseFiles({ dataDir: input.dataDir, store: input.store });
+  const local = { ...input, dataDir: files.localDir };
+  if (files.remote) {
+    const root = path.join(files.localDir, 'releases', input.releaseId);
+    for (const dir of ['webdataset', 'parquet']) await files.pullDir(path.join(root, dir));
+  }
   try {
-    return await runExportSubset(input, {
+    const result = await runExportSubset(local, {
       onProgress: (p) => ctx.heartbeat(p),
       signal: ctx.cancellationSignal,
       resumeFrom: last?.checkpoint,
@@ -29,6 +37,13 @@ export async function exportSubset(input: ExportInput): Promise<ExportResult> {
         activityLog('info', 'export resumes from the last checkpoint', { attempt: ctx.info.attempt, ...from }),
       keepPartialOnFailure: (err) => !(err instanceof ExportConfigError) && !ctx.cancellationDetails?.cancelRequested,
     });
+    if (files.remote && !path.relative(files.localDir, result.target).startsWith('..')) {
+      const written = await files.localFiles(result.target);
+      const record = path.join(result.target, 'export.json');
+      await files.pushAll(written.filter((f) => f !== record));
+      await files.push(record);
+    }
+    return result;
   } catch (err) {
     if (err instanceof ExportConfigError) throw ApplicationFailure.nonRetryable(err.message, 'ExportConfigError');
     throw err;

@@ -59,6 +59,11 @@ export interface ExportInput {
   maxBytesPerShard?: number;
   /** Replace an earlier export at target (only a folder that holds an export.json is ever replaced). */
   overwrite?: boolean;
+  /**
+   * The release's store (its `store`), when it has one: the release's shards and parquet files are pulled from it
+   * into this worker's folder (BIOMEDICA_WORK_DIR, else dataDir), and the export is committed to it, export.json last.
+   */
+  store?: string;
 }
 
 export interface ExportedShard {
