@@ -103,7 +103,7 @@ describe('the release store', function () {
         { ...s3.env(), AWS_ACCESS_KEY_ID: 'AKIAUNKNOWN000000000' },
         's3://releases/p',
         'credentials',
-        /refused this worker's credentials for s3:\/\/releases\/p\/ \(InvalidAccessKeyId\): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
+        /refused the credentials of this environment for s3:\/\/releases\/p\/ \(InvalidAccessKeyId\): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
       ],
       [
         'wrong secret',

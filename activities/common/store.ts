@@ -310,12 +310,12 @@ export class S3Store implements ObjectStore {
     if (CREDENTIAL_ERRORS.has(name))
       return new StoreError(
         'credentials',
-        `${this.endpoint} refused this worker's credentials for ${this.url} (${name}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a role) in the worker's environment`,
+        `${this.endpoint} refused the credentials of this environment for ${this.url} (${name}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a role) in the environment of the workers and the CLI`,
       );
     if (name === 'AccessDenied' || status === 403)
       return new StoreError(
         'denied',
-        `${this.endpoint} refused to ${op} ${where} (${name || 'HTTP 403'}): the credentials in this worker's environment lack permission for it`,
+        `${this.endpoint} refused to ${op} ${where} (${name || 'HTTP 403'}): the credentials of this environment lack permission for it`,
       );
     const code = (err as NodeJS.ErrnoException).code ?? (err as { cause?: NodeJS.ErrnoException }).cause?.code;
     if (code && NETWORK_CODES.has(code))
