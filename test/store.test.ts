@@ -15,6 +15,12 @@ import { checkStore, closeStores, FolderStore, openStore, parseStoreUrl, StoreEr
 import { releaseFiles } from '../activities/common/sync';
 import { layoutOf, runUnitStage } from '../activities/common/stage';
 import { startS3Standin, type S3Standin } from './support/s3-standin';
+import { publishRelease } from '../activities/publish/activity';
+import { commitPlannedBatch, planHub } from '../activities/publish/hub';
+import { hubFetch } from '../activities/publish/hub-http';
+import { buildSyntheticRelease, startHubStandin } from '../sample/hub-standin';
+
+const TOKEN = `hf_${'StoreToken'.repeat(4)}x`;
 
 describe('the release store', function () {
   this.timeout(120_000);
@@ -218,5 +224,43 @@ describe('the release store', function () {
         e.type === 'Store-denied' &&
         /refused to write s3:\/\/releases\/stage-test\/releases\/r2\//.test(e.message),
     );
+  });
+
+  it('publishes a release in the store from an io host that holds none of it: to the Hub, and to the local-folder layout', async () => {
+    const built = await buildSyntheticRelease(path.join(tmp, 'built'), 'r3', { shards: { commercial: 3, other: 1 } });
+    const writer = openStore('s3://releases/publish-test', loadEnv(s3.env()));
+    const source = new FolderStore(path.join(tmp, 'built'));
+    for (const o of await source.list('releases/r3/')) await writer.upload(o.key, path.join(tmp, 'built', o.key));
+    const hub = await startHubStandin({ tokens: [TOKEN] });
+    try {
+      Object.assign(process.env, s3.env(), { BIOMEDICA_WORK_DIR: path.join(tmp, 'io-host') });
+      const release = ReleaseInputSchema.parse({
+        releaseId: 'r3',
+        dataDir: path.join(tmp, 'unused'),
+        store: 's3://releases/publish-test',
+        source: { kind: 'pmc-cloud-dir', root: tmp },
+        publish: { kind: 'hub', repoId: 'biomedica/from-store', endpoint: hub.url, maxFilesPerCommit: 4 },
+      });
+      const session = { token: TOKEN, endpoint: hub.url, repoId: 'biomedica/from-store', http: hubFetch() };
+      const plan = await planHub(release, session);
+      for (let i = 0; i < plan.batches.length; i++) await commitPlannedBatch(release, plan.planId, i, session);
+      for (const [p, bytes] of built.files) assert.ok(hub.read('biomedica/from-store', p)?.equals(bytes), p);
+      // The local-folder layout goes into the store itself (copies there; no shard passes through the io host).
+      closeStores();
+      fs.rmSync(path.join(tmp, 'io-host'), { recursive: true, force: true });
+      const local = ReleaseInputSchema.parse({ ...release, publish: { kind: 'local-folder' } });
+      const published = await publishRelease(local);
+      assert.equal(published.target, 's3://releases/publish-test/releases/r3/hub');
+      for (const [p, bytes] of built.files) assert.ok((await writer.get(`releases/r3/hub/${p}`))?.equals(bytes), p);
+      assert.ok(await writer.head('releases/r3/hub/README.md'));
+      const onHost = fs.readdirSync(path.join(tmp, 'io-host'), { recursive: true }).map(String);
+      assert.deepEqual(
+        onHost.filter((f) => f.endsWith('.tar') || f.endsWith('.parquet')),
+        [],
+        'the io host never held a shard',
+      );
+    } finally {
+      await hub.close();
+    }
   });
 });
