@@ -1,31 +1,33 @@
 import { annotateUnit, ensureAnnotationModels } from './annotate/activity';
 import { describeRetries } from './common/retries';
-import { buildTaxonomyReviewPack, fitTaxonomyModel, sampleTaxonomyEmbeddings } from './annotate/taxonomy-activity';
+import { buildTaxonomyReviewPack, sampleTaxonomyEmbeddings } from './annotate/taxonomy-activity';
 import { enrichBatch } from './enrich/activity';
 import { exportSubset } from './export/activity';
 import { fetchArticles, fetchFigureMedia } from './fetch/activity';
-import { prepareImages } from './images/activity';
-import { writeParquet } from './parquet/activity';
-import { parseArticles } from './parse/activity';
 import { planRelease } from './plan/activity';
 import { publishRelease } from './publish/activity';
 import { commitHubBatch, planHubPublish } from './publish/hub-activity';
-import { finalizeRelease } from './publish/finalize';
-import { writeShard } from './shard/activity';
+import { inCpuThread } from './common/threads';
+import type { CPU_TASKS, CpuTaskName } from './cpu-tasks';
 
 /** Activities by pool: each worker registers only its own pool's activities on its own task queue. */
 export const ioActivities = { planRelease, fetchArticles, fetchFigureMedia, publishRelease, planHubPublish };
 /** Hub commits: hosted by the io pool on their own rate-limited queue (biomedica-hub). */
 export const hubActivities = { commitHubBatch };
 export const entrezActivities = { enrichBatch };
+/** `name` of activities/cpu-tasks.ts, run on a thread of the cpu pool (activities/common/threads.ts). */
+function threaded<K extends CpuTaskName>(name: K): (typeof CPU_TASKS)[K] {
+  return ((...args: unknown[]) => inCpuThread(name, args)) as (typeof CPU_TASKS)[K];
+}
+
 export const cpuActivities = {
-  parseArticles,
-  prepareImages,
-  writeShard,
-  writeParquet,
-  finalizeRelease,
+  parseArticles: threaded('parseArticles'),
+  prepareImages: threaded('prepareImages'),
+  writeShard: threaded('writeShard'),
+  writeParquet: threaded('writeParquet'),
+  finalizeRelease: threaded('finalizeRelease'),
   exportSubset,
-  fitTaxonomyModel,
+  fitTaxonomyModel: threaded('fitTaxonomyModel'),
   buildTaxonomyReviewPack,
 };
 export const gpuActivities = { ensureAnnotationModels, annotateUnit, sampleTaxonomyEmbeddings };

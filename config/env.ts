@@ -254,6 +254,18 @@ const VARS = {
       text: 'Whether a cpu pool running alone also hosts the workflow task queue (a process running several pools always does).',
     },
   ],
+  BIOMEDICA_CPU_THREADS: [
+    z.coerce
+      .number({ error: 'a whole number, 0 or more' })
+      .int({ error: 'a whole number, 0 or more' })
+      .min(0, { error: 'a whole number, 0 or more' })
+      .optional(),
+    {
+      for: 'workers',
+      default: 'the cores (os.availableParallelism())',
+      text: 'Worker threads of a cpu pool process for parse, images, shard, parquet, finalize and the taxonomy fit; 0 runs them on the main thread.',
+    },
+  ],
   BIOMEDICA_FETCH_PER_WORKER: [
     positiveInt.default(32),
     { for: 'workers', default: '32', text: 'Downloads in flight in a whole worker process.' },

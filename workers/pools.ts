@@ -13,6 +13,7 @@ import { hubCommitRatePerSecond, readHubWorkerEnv } from '../activities/publish/
 import { entrezRatePerSecond, readWorkerEnv, type WorkerEnv } from '../config/release';
 import { connectOptions, temporalConnectionConfig, unreachable } from '../config/connection';
 import { loadEnv } from '../config/env';
+import { closeCpuThreads } from '../activities/common/threads';
 import { TASK_QUEUES } from '../config/task-queues';
 
 /** The activity pools; all of them in one process is the embedded default (the cpu pool then hosts the workflows). */
@@ -173,6 +174,7 @@ export async function runPools(
       throw err;
     }
   } finally {
+    await closeCpuThreads();
     await connection.close();
   }
 }

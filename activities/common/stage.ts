@@ -7,6 +7,7 @@ import type { PlannedUnit } from '../plan/plan';
 import { ndjson, readJson, readJsonIfExists, writeFileAtomic, writeJsonAtomic } from './files';
 import { ReleaseLayout } from './layout';
 import { localDataDir, releaseFiles, type ReleaseFiles } from './sync';
+import { threadSink } from './threads';
 import type { QuarantineRecord } from './quarantine';
 
 /** What every unit-stage activity receives: the release's (secret-free) input and which unit. */
@@ -91,6 +92,8 @@ export async function loadUnit(layout: ReleaseLayout, unitId: string): Promise<P
 
 /** Heartbeat when running inside an activity; a no-op in plain unit tests. */
 export function heartbeat(details?: unknown): void {
+  const sink = threadSink();
+  if (sink) return sink.heartbeat(details);
   try {
     Context.current().heartbeat(details);
   } catch {
@@ -114,6 +117,8 @@ export async function withPulse<T>(details: () => unknown, fn: () => Promise<T>,
 
 /** Logs through the activity's logger (worker log, with workflow and activity ids); silent outside an activity. */
 export function activityLog(level: 'info' | 'warn', message: string, attrs: Record<string, unknown>): void {
+  const sink = threadSink();
+  if (sink) return sink.log(level, message, attrs);
   try {
     Context.current().log[level](message, attrs);
   } catch {
@@ -122,6 +127,8 @@ export function activityLog(level: 'info' | 'warn', message: string, attrs: Reco
 }
 
 export function cancellationSignal(): AbortSignal | undefined {
+  const sink = threadSink();
+  if (sink) return sink.signal;
   try {
     return Context.current().cancellationSignal;
   } catch {

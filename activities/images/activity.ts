@@ -4,7 +4,14 @@ import { ndjson, readJsonIfExists, readNdjson, sha256Hex, writeFileAtomic } from
 import type { QuarantineRecord } from '../common/quarantine';
 import { md5Hex } from '../fetch/source';
 import { quarantine } from '../common/quarantine';
-import { heartbeat, runUnitStage, type StageManifest, type Staged, type UnitTask } from '../common/stage';
+import {
+  cancellationSignal,
+  heartbeat,
+  runUnitStage,
+  type StageManifest,
+  type Staged,
+  type UnitTask,
+} from '../common/stage';
 import { mediaPath } from '../fetch/activity';
 import type { ParsedArticleLine } from '../parse/activity';
 import { normalizeFigureImage } from './normalize';
@@ -48,8 +55,10 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
     const refusedAtMedia = new Set(
       (await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, 'media'))).map((r) => r.figure),
     );
+    const signal = cancellationSignal();
     for (const line of lines) {
       for (const fig of line.figures) {
+        signal?.throwIfAborted();
         if (fig.rejected || !fig.mediaKey || refusedAtMedia.has(fig.key)) continue;
         let source: Buffer;
         const refuse = (reason: string, detail: string) =>

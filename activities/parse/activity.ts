@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ndjson, writeFileAtomic } from '../common/files';
 import { quarantine } from '../common/quarantine';
-import { heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
+import { cancellationSignal, heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { articleXmlPath } from '../fetch/activity';
 import type { PlannedArticle } from '../plan/plan';
 import { DEFAULT_JATS_LIMITS, JatsParseError, parseJats } from './jats';
@@ -88,7 +88,9 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
       pmidBatches: 0,
       withoutPmid: 0,
     };
+    const signal = cancellationSignal();
     for (const planned of unit.articles) {
+      signal?.throwIfAborted();
       const article = `${planned.pmcid}.${planned.version}`;
       const file = articleXmlPath(unitDir, planned.pmcid, planned.version);
       const size = await fs.stat(file).then(

@@ -8,7 +8,7 @@ import { exists, ndjson, readJson, readNdjson, writeFileAtomic } from '../common
 import { quarantine } from '../common/quarantine';
 import { shardStem } from '../common/layout';
 import { releaseDataFile } from '../common/sync';
-import { heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
+import { cancellationSignal, heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { loadPubmedRecords } from '../enrich/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { sampleRowOf, type SampleRow } from '../parquet/writer';
@@ -111,8 +111,10 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
       });
       outputs.push(closed.path);
     };
+    const signal = cancellationSignal();
     try {
       for (const line of lines) {
+        signal?.throwIfAborted();
         const pmid = line.planned.pmid ?? line.record.pmid;
         const pm = pmid ? (pubmed.get(pmid) ?? null) : null;
         const candidates = line.figures.filter((f) => !f.rejected && images.has(f.key) && labels.has(f.key));

@@ -95,3 +95,43 @@ async function withRetry<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
     }
   }
 }
+
+/** How the CPU path's activities are called: directly, or on a thread of the cpu pool (`inCpuThread`). */
+export type CpuRunner = (
+  name: 'parseArticles' | 'prepareImages' | 'writeShard' | 'writeParquet',
+  args: unknown[],
+) => Promise<unknown>;
+
+export const inlineRunner: CpuRunner = (name, args) => {
+  const fns = { parseArticles, prepareImages, writeShard, writeParquet } as Record<
+    string,
+    (...a: unknown[]) => Promise<unknown>
+  >;
+  return fns[name]!(...args);
+};
+
+/**
+ * Runs the CPU path (parse, images, shard, parquet) of every unit of a built release again, `concurrency` units at
+ * a time: their manifests go first, so each stage does its work again (fetch, media, enrich and annotate stay).
+ * Returns the figures the units parsed.
+ */
+export async function rerunCpuPath(rel: InProcessRelease, run: CpuRunner, concurrency = 1): Promise<number> {
+  const layout = { stage: (u: string, s: string) => path.join(rel.root, 'units', u, 'manifests', `${s}.json`) };
+  let figures = 0;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, rel.units.length) }, async () => {
+      while (next < rel.units.length) {
+        const { task, pmidBatches } = rel.units[next++]!;
+        for (const s of ['parse', 'images', 'shard', 'parquet'])
+          fs.rmSync(layout.stage(task.unitId, s), { force: true });
+        const parsed = (await run('parseArticles', [task])) as { figures: number };
+        figures += parsed.figures;
+        await run('prepareImages', [task]);
+        await run('writeShard', [task, pmidBatches]);
+        await run('writeParquet', [task]);
+      }
+    }),
+  );
+  return figures;
+}

@@ -1,0 +1,169 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { Piscina } from 'piscina';
+// sharp's native libraries stay loaded for the process when the main thread holds them (glibc unloads them with
+// the last thread that used them otherwise: lovell/sharp#2263).
+import 'sharp';
+import { loadEnv } from '../../config/env';
+import { projectRoot } from '../../config/paths';
+
+/**
+ * CPU-bound activities of the cpu pool run on a pool of worker threads (piscina), one per core by default
+ * (BIOMEDICA_CPU_THREADS), so one `worker --pool cpu` process uses every core while its main thread stays free for
+ * polling, heartbeats, cancellation and workflow tasks. Inside a thread, the activity's heartbeats and logs go to
+ * the main thread over a MessagePort (the `ThreadSink`), which hands them to the activity's Context; cancelling the
+ * activity terminates the thread that runs it. The code that runs is the same as on the main thread, so the outputs
+ * are byte for byte the same.
+ */
+export interface ThreadSink {
+  heartbeat(details: unknown): void;
+  log(level: 'info' | 'warn', message: string, attrs: Record<string, unknown>): void;
+  /** Aborted when the activity is cancelled (its thread is terminated if the task goes on past a grace period). */
+  signal: AbortSignal;
+}
+
+let sink: ThreadSink | null = null;
+
+/** The sink of the task this thread is running, or null on the main thread. */
+export function threadSink(): ThreadSink | null {
+  return sink;
+}
+
+export function setThreadSink(s: ThreadSink | null): void {
+  sink = s;
+}
+
+/** What goes from a thread to the main thread while a task runs. */
+/** What goes from the main thread to a task: the activity was cancelled. */
+export type ThreadControl = { kind: 'cancel' };
+
+export type ThreadMessage =
+  | { kind: 'heartbeat'; details: unknown }
+  | { kind: 'log'; level: 'info' | 'warn'; message: string; attrs: Record<string, unknown> };
+
+/** An error, as it crosses from a thread (structured clone keeps an Error's message, not its class or fields). */
+export interface ThreadFailure {
+  name: string;
+  message: string;
+  stack?: string;
+  type?: string | null;
+  nonRetryable?: boolean;
+}
+
+export function failureOf(err: unknown): ThreadFailure {
+  if (err instanceof ApplicationFailure)
+    return {
+      name: err.name,
+      message: err.message,
+      stack: err.stack,
+      type: err.type,
+      nonRetryable: err.nonRetryable ?? false,
+    };
+  if (err instanceof Error) return { name: err.name, message: err.message, stack: err.stack };
+  return { name: 'Error', message: String(err) };
+}
+
+export function errorOf(f: ThreadFailure): Error {
+  if (f.name === 'ApplicationFailure')
+    return ApplicationFailure.create({ message: f.message, type: f.type ?? undefined, nonRetryable: f.nonRetryable });
+  const err = new Error(f.message);
+  err.name = f.name;
+  if (f.stack) err.stack = f.stack;
+  return err;
+}
+
+export type ThreadResult = { value: unknown } | { error: ThreadFailure };
+
+/** Threads of this process's pool: BIOMEDICA_CPU_THREADS, else one per core; 0 runs the tasks on the main thread. */
+export function cpuThreadCount(): number {
+  return override ?? loadEnv().BIOMEDICA_CPU_THREADS ?? os.availableParallelism();
+}
+
+/** How long a cancelled task may take to stop by itself before its thread is terminated. */
+const CANCEL_GRACE_MS = 5_000;
+
+let pool: Piscina | null = null;
+let override: number | null = null;
+
+/** Resizes this process's pool (the benchmark compares 1 thread with N in one run); null: back to the setting. */
+export async function setCpuThreads(n: number | null): Promise<void> {
+  await closeCpuThreads();
+  override = n;
+}
+
+function threadPool(): Piscina {
+  if (!pool) {
+    const n = cpuThreadCount();
+    pool = new Piscina({
+      filename: path.join(projectRoot, 'workers', 'cpu-thread.js'),
+      minThreads: 1,
+      maxThreads: n,
+      // One task per thread at a time: a thread's sink belongs to the task it runs.
+      concurrentTasksPerWorker: 1,
+      idleTimeout: 60_000,
+    });
+  }
+  return pool;
+}
+
+/** Stops the threads (worker shutdown, tests). */
+export async function closeCpuThreads(): Promise<void> {
+  const p = pool;
+  pool = null;
+  await p?.destroy();
+}
+
+/**
+ * Runs the cpu task `name` (activities/cpu-tasks.ts) with `args` on a thread of the pool, relaying its heartbeats
+ * and logs to the calling activity; a cancelled activity terminates the thread and throws CancelledFailure.
+ */
+export async function inCpuThread<R>(name: string, args: unknown[]): Promise<R> {
+  if (cpuThreadCount() === 0) {
+    const { CPU_TASKS } = await import('../cpu-tasks');
+    return (CPU_TASKS as unknown as Record<string, (...a: unknown[]) => Promise<R>>)[name]!(...args);
+  }
+  let ctx: Context | null = null;
+  try {
+    ctx = Context.current();
+  } catch {
+    /* outside an activity (benchmarks): nothing to relay to */
+  }
+  const { port1, port2 } = new MessageChannel();
+  port1.on('message', (m: ThreadMessage) => {
+    if (m.kind === 'heartbeat') ctx?.heartbeat(m.details);
+    else ctx?.log[m.level](m.message, m.attrs);
+  });
+  // A cancel asks the task to stop (its cancellationSignal, which the stages check between articles and figures);
+  // a task that does not within CANCEL_GRACE_MS (a computation that never yields) has its thread terminated.
+  const ac = new AbortController();
+  let cancelled = false;
+  let grace: NodeJS.Timeout | undefined;
+  const cancel = () => {
+    cancelled = true;
+    port1.postMessage({ kind: 'cancel' });
+    grace = setTimeout(() => ac.abort(), CANCEL_GRACE_MS);
+  };
+  ctx?.cancellationSignal.addEventListener('abort', cancel, { once: true });
+  try {
+    const out = (await threadPool().run(
+      { name, args, port: port2 },
+      { transferList: [port2], signal: ac.signal },
+    )) as ThreadResult;
+    if (cancelled) throw new CancelledFailure(`${name} cancelled`);
+    if ('error' in out) throw errorOf(out.error);
+    return out.value as R;
+  } catch (err) {
+    if (cancelled)
+      throw new CancelledFailure(
+        ac.signal.aborted ? `${name} cancelled: its cpu thread was stopped` : `${name} cancelled`,
+      );
+    throw err;
+  } finally {
+    clearTimeout(grace);
+    ctx?.cancellationSignal.removeEventListener('abort', cancel);
+    port1.close();
+  }
+}
