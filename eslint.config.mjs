@@ -27,6 +27,12 @@ export default tseslint.config(
     },
   },
   {
+    // The cpu pool's thread bootstrap (workers/cpu-thread.js): CommonJS, loaded by piscina in each thread.
+    files: ['workers/*.js'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // CommonJS helpers the tests load by path (require) into worker processes.
     files: ['test/support/**/*.ts'],
     rules: { '@typescript-eslint/no-require-imports': 'off' },
