@@ -1,7 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { fitTaxonomyModel } from './annotate/taxonomy-activity';
 import { heartbeat } from './common/stage';
-import { failureOf, setThreadSink, type ThreadControl, type ThreadMessage, type ThreadResult } from './common/threads';
+import { failureOf, withThreadSink, type ThreadControl, type ThreadMessage, type ThreadResult } from './common/threads';
 import { prepareImages } from './images/activity';
 import { writeParquet } from './parquet/activity';
 import { parseArticles } from './parse/activity';
@@ -48,18 +48,18 @@ export async function runCpuTask(task: {
   task.port.on('message', (m: ThreadControl) => {
     if (m.kind === 'cancel') cancel.abort(new Error(`${task.name} cancelled`));
   });
-  setThreadSink({
-    heartbeat: (details) => post({ kind: 'heartbeat', details }),
-    log: (level, message, attrs) => post({ kind: 'log', level, message, attrs }),
+  const sink = {
+    heartbeat: (details: unknown) => post({ kind: 'heartbeat', details }),
+    log: (level: 'info' | 'warn', message: string, attrs: Record<string, unknown>) =>
+      post({ kind: 'log', level, message, attrs }),
     signal: cancel.signal,
-  });
+  };
   try {
     const fn = CPU_TASKS[task.name] as (...a: unknown[]) => Promise<unknown>;
-    return { value: await fn(...task.args) };
+    return { value: await withThreadSink(sink, () => fn(...task.args)) };
   } catch (err) {
     return { error: failureOf(err) };
   } finally {
-    setThreadSink(null);
     task.port.close();
   }
 }

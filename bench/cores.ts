@@ -26,9 +26,7 @@ async function main(): Promise<void> {
       await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads); // warm-up: threads started, caches
       const cpu0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
-      let figures = 0;
-      for (let p = 0; p < passes; p++)
-        figures += await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads);
+      const figures = await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads, passes);
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       const used = process.cpuUsage(cpu0);
       const cpuSeconds = (used.user + used.system) / 1e6;

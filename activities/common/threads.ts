@@ -1,5 +1,6 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { MessageChannel } from 'node:worker_threads';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
@@ -25,15 +26,17 @@ export interface ThreadSink {
   signal: AbortSignal;
 }
 
-let sink: ThreadSink | null = null;
+// Per task, not per thread: a thread runs a few tasks at once (one computes while another waits on the disk).
+const sinks = new AsyncLocalStorage<ThreadSink>();
 
-/** The sink of the task this thread is running, or null on the main thread. */
+/** The sink of the task this code runs for, or null outside a thread's task (the main thread). */
 export function threadSink(): ThreadSink | null {
-  return sink;
+  return sinks.getStore() ?? null;
 }
 
-export function setThreadSink(s: ThreadSink | null): void {
-  sink = s;
+/** Runs `fn` as a task with `sink`: its heartbeats, logs and cancellation go through it. */
+export function withThreadSink<T>(sink: ThreadSink, fn: () => Promise<T>): Promise<T> {
+  return sinks.run(sink, fn);
 }
 
 /** What goes from a thread to the main thread while a task runs. */
@@ -82,6 +85,8 @@ export function cpuThreadCount(): number {
   return override ?? loadEnv().BIOMEDICA_CPU_THREADS ?? os.availableParallelism();
 }
 
+const TASKS_PER_THREAD = 2;
+
 /** How long a cancelled task may take to stop by itself before its thread is terminated. */
 const CANCEL_GRACE_MS = 5_000;
 
@@ -101,8 +106,8 @@ function threadPool(): Piscina {
       filename: path.join(projectRoot, 'workers', 'cpu-thread.js'),
       minThreads: 1,
       maxThreads: n,
-      // One task per thread at a time: a thread's sink belongs to the task it runs.
-      concurrentTasksPerWorker: 1,
+      // Two tasks per thread: while one waits on the disk (a shard's fsync, a read), the other computes.
+      concurrentTasksPerWorker: TASKS_PER_THREAD,
       idleTimeout: 60_000,
     });
   }

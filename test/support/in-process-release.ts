@@ -111,25 +111,37 @@ export const inlineRunner: CpuRunner = (name, args) => {
 };
 
 /**
- * Runs the CPU path (parse, images, shard, parquet) of every unit of a built release again, `concurrency` units at
- * a time: their manifests go first, so each stage does its work again (fetch, media, enrich and annotate stay).
- * Returns the figures the units parsed.
+ * Runs the CPU path (parse, images, shard, parquet) of every unit of a built release again, `passes` times,
+ * `concurrency` units at a time: their manifests go first, so each stage does its work again (fetch, media, enrich
+ * and annotate stay). The passes follow one another unit by unit, with no barrier between passes, so the cores are
+ * not left idle while a pass's last unit finishes. Returns the figures parsed.
  */
-export async function rerunCpuPath(rel: InProcessRelease, run: CpuRunner, concurrency = 1): Promise<number> {
-  const layout = { stage: (u: string, s: string) => path.join(rel.root, 'units', u, 'manifests', `${s}.json`) };
+export async function rerunCpuPath(
+  rel: InProcessRelease,
+  run: CpuRunner,
+  concurrency = 1,
+  passes = 1,
+): Promise<number> {
+  const manifest = (u: string, s: string) => path.join(rel.root, 'units', u, 'manifests', `${s}.json`);
+  const items = Array.from({ length: passes }, () => rel.units).flat();
+  const previous = new Map<string, Promise<unknown>>();
   let figures = 0;
   let next = 0;
   await Promise.all(
-    Array.from({ length: Math.min(concurrency, rel.units.length) }, async () => {
-      while (next < rel.units.length) {
-        const { task, pmidBatches } = rel.units[next++]!;
-        for (const s of ['parse', 'images', 'shard', 'parquet'])
-          fs.rmSync(layout.stage(task.unitId, s), { force: true });
-        const parsed = (await run('parseArticles', [task])) as { figures: number };
-        figures += parsed.figures;
-        await run('prepareImages', [task]);
-        await run('writeShard', [task, pmidBatches]);
-        await run('writeParquet', [task]);
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) {
+        const { task, pmidBatches } = items[next++]!;
+        const done = (async () => {
+          await previous.get(task.unitId); // one pass of a unit at a time
+          for (const s of ['parse', 'images', 'shard', 'parquet']) fs.rmSync(manifest(task.unitId, s), { force: true });
+          const parsed = (await run('parseArticles', [task])) as { figures: number };
+          figures += parsed.figures;
+          await run('prepareImages', [task]);
+          await run('writeShard', [task, pmidBatches]);
+          await run('writeParquet', [task]);
+        })();
+        previous.set(task.unitId, done);
+        await done;
       }
     }),
   );
