@@ -9,7 +9,9 @@ import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { sha256File } from '../activities/common/files';
-import { closeCpuThreads, errorOf, failureOf, inCpuThread } from '../activities/common/threads';
+import { closeCpuThreads, errorOf, failureOf, inCpuThread, setCpuThreads } from '../activities/common/threads';
+import { cpuActivities } from '../activities';
+import { ZodError } from 'zod';
 import { buildReleaseInProcess, inlineRunner, rerunCpuPath, type InProcessRelease } from './support/in-process-release';
 
 function digests(root: string): Record<string, string> {
@@ -55,6 +57,19 @@ describe('cpu pool threads', function () {
     assert.ok(Date.now() - t0 < 9_000, `stopped after ${Date.now() - t0} ms (5 s grace), not after 20 s`);
     // The pool still works after losing a thread.
     assert.equal(((await inCpuThread('cpuProbe', [10, 5])) as { finished: boolean }).finished, true);
+  });
+
+  it('runs on the main thread with BIOMEDICA_CPU_THREADS=0 (the error is the original, not a copy from a thread)', async () => {
+    await setCpuThreads(0);
+    try {
+      const err = await cpuActivities.writeParquet({ release: { releaseId: 'x' }, unitId: 'u' } as never).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof ZodError, String(err));
+    } finally {
+      await setCpuThreads(null);
+    }
   });
 
   it("keeps a failure's Temporal type and retryability across the thread", async () => {

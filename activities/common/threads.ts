@@ -16,7 +16,7 @@ import { projectRoot } from '../../config/paths';
  * (BIOMEDICA_CPU_THREADS), so one `worker --pool cpu` process uses every core while its main thread stays free for
  * polling, heartbeats, cancellation and workflow tasks. Inside a thread, the activity's heartbeats and logs go to
  * the main thread over a MessagePort (the `ThreadSink`), which hands them to the activity's Context; cancelling the
- * activity terminates the thread that runs it. The code that runs is the same as on the main thread, so the outputs
+ * activity aborts the task's signal, and terminates its thread if it has not stopped within a grace period. The code that runs is the same as on the main thread, so the outputs
  * are byte for byte the same.
  */
 export interface ThreadSink {
@@ -26,7 +26,7 @@ export interface ThreadSink {
   signal: AbortSignal;
 }
 
-// Per task, not per thread: a thread runs a few tasks at once (one computes while another waits on the disk).
+// Per task (the async context of the task's call), so nothing of one task can reach another's activity.
 const sinks = new AsyncLocalStorage<ThreadSink>();
 
 /** The sink of the task this code runs for, or null outside a thread's task (the main thread). */
@@ -39,10 +39,10 @@ export function withThreadSink<T>(sink: ThreadSink, fn: () => Promise<T>): Promi
   return sinks.run(sink, fn);
 }
 
-/** What goes from a thread to the main thread while a task runs. */
 /** What goes from the main thread to a task: the activity was cancelled. */
 export type ThreadControl = { kind: 'cancel' };
 
+/** What goes from a thread to the main thread while a task runs. */
 export type ThreadMessage =
   | { kind: 'heartbeat'; details: unknown }
   | { kind: 'log'; level: 'info' | 'warn'; message: string; attrs: Record<string, unknown> };
@@ -80,12 +80,10 @@ export function errorOf(f: ThreadFailure): Error {
 
 export type ThreadResult = { value: unknown } | { error: ThreadFailure };
 
-/** Threads of this process's pool: BIOMEDICA_CPU_THREADS, else one per core; 0 runs the tasks on the main thread. */
+/** Threads of this process's pool: BIOMEDICA_CPU_THREADS, else one per core; 0: the tasks run on the main thread (activities/index.ts). */
 export function cpuThreadCount(): number {
   return override ?? loadEnv().BIOMEDICA_CPU_THREADS ?? os.availableParallelism();
 }
-
-const TASKS_PER_THREAD = 2;
 
 /** How long a cancelled task may take to stop by itself before its thread is terminated. */
 const CANCEL_GRACE_MS = 5_000;
@@ -106,8 +104,9 @@ function threadPool(): Piscina {
       filename: path.join(projectRoot, 'workers', 'cpu-thread.js'),
       minThreads: 1,
       maxThreads: n,
-      // Two tasks per thread: while one waits on the disk (a shard's fsync, a read), the other computes.
-      concurrentTasksPerWorker: TASKS_PER_THREAD,
+      // One task per thread: terminating a thread for a cancel that is not heeded must not take another task along
+      // (two per thread, to overlap one task's disk waits with another's work, measured no faster).
+      concurrentTasksPerWorker: 1,
       idleTimeout: 60_000,
     });
   }
@@ -123,13 +122,10 @@ export async function closeCpuThreads(): Promise<void> {
 
 /**
  * Runs the cpu task `name` (activities/cpu-tasks.ts) with `args` on a thread of the pool, relaying its heartbeats
- * and logs to the calling activity; a cancelled activity terminates the thread and throws CancelledFailure.
+ * and logs to the calling activity; a cancelled activity throws CancelledFailure once its task has stopped (or its
+ * thread was terminated).
  */
 export async function inCpuThread<R>(name: string, args: unknown[]): Promise<R> {
-  if (cpuThreadCount() === 0) {
-    const { CPU_TASKS } = await import('../cpu-tasks');
-    return (CPU_TASKS as unknown as Record<string, (...a: unknown[]) => Promise<R>>)[name]!(...args);
-  }
   let ctx: Context | null = null;
   try {
     ctx = Context.current();
