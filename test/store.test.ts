@@ -12,7 +12,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { loadEnv } from '../config/env';
 import { ReleaseInputSchema } from '../config/release';
 import { checkStore, closeStores, FolderStore, openStore, parseStoreUrl, StoreError } from '../activities/common/store';
-import { releaseFiles } from '../activities/common/sync';
+import { releaseTree } from '../activities/common/sync';
 import { layoutOf, runUnitStage } from '../activities/common/stage';
 import { startS3Standin, type S3Standin } from './support/s3-standin';
 import { publishRelease } from '../activities/publish/activity';
@@ -43,6 +43,16 @@ describe('the release store', function () {
     process.env = { ...saved };
     closeStores();
   });
+
+  /** A release whose tree is in `store`; this worker's folder is BIOMEDICA_WORK_DIR. */
+  const storeRelease = (releaseId: string, store: string, more: Record<string, unknown> = {}) =>
+    ReleaseInputSchema.parse({
+      releaseId,
+      dataDir: path.join(tmp, 'unused'),
+      store,
+      source: { kind: 'pmc-cloud-dir', root: tmp },
+      ...more,
+    });
 
   const backends = () => [
     { name: 'a folder (file://)', store: () => new FolderStore(path.join(tmp, 'folder')) },
@@ -154,12 +164,7 @@ describe('the release store', function () {
 
   it('commits a unit stage to the store (outputs, then the manifest), and a worker elsewhere finds it by key', async () => {
     Object.assign(process.env, s3.env(), { BIOMEDICA_WORK_DIR: path.join(tmp, 'host-a') });
-    const release = ReleaseInputSchema.parse({
-      releaseId: 'r1',
-      dataDir: path.join(tmp, 'unused'),
-      store: 's3://releases/stage-test',
-      source: { kind: 'pmc-cloud-dir', root: tmp },
-    });
+    const release = storeRelease('r1', 's3://releases/stage-test');
     const store = openStore(release.store!);
     const unitId = 'commercial-000000';
     const unitKey = `releases/r1/plan/units/${unitId}.json`;
@@ -190,16 +195,29 @@ describe('the release store', function () {
     assert.deepEqual(await stage(), { parsed: 1, quarantined: 0 });
     assert.equal(calls, 1);
     // A stage on host b that reads parse's outputs gets them pulled, byte for byte.
-    const files = releaseFiles(release);
+    const files = releaseTree(release);
     const layout = layoutOf(release);
     assert.equal(files.localDir, path.join(tmp, 'host-b'));
+    const mediaFile = path.join(layout.unitDir(unitId), 'media', 'PMC1.1', 'f1.jpg');
     await runUnitStage({ release, unitId }, 'media', async () => {
       assert.equal(
         fs.readFileSync(path.join(layout.unitDir(unitId), 'articles.ndjson'), 'utf8'),
         '{"article":"PMC1.1"}\n',
       );
+      fs.mkdirSync(path.dirname(mediaFile), { recursive: true });
+      fs.writeFileSync(mediaFile, 'jpeg bytes');
+      return { result: {}, outputs: [mediaFile] };
+    });
+    // Committed, then gone from the host (its disk holds the units in work, not the release); parse's outputs stay.
+    assert.equal(fs.existsSync(mediaFile), false);
+    assert.equal((await store.get(`releases/r1/units/${unitId}/media/PMC1.1/f1.jpg`))?.toString(), 'jpeg bytes');
+    assert.ok(fs.existsSync(path.join(layout.unitDir(unitId), 'articles.ndjson')));
+    // The next stage pulls what it reads, and lets it go again when it has committed.
+    await runUnitStage({ release, unitId }, 'images', async () => {
+      assert.equal(fs.readFileSync(mediaFile, 'utf8'), 'jpeg bytes');
       return { result: {}, outputs: [] };
     });
+    assert.equal(fs.existsSync(mediaFile), false);
     // An attempt that died after its outputs but before its manifest left no commit: the stage runs again.
     await store.delete(`releases/r1/units/${unitId}/manifests/parse.json`);
     assert.deepEqual(await stage(), { parsed: 1, quarantined: 0 });
@@ -208,12 +226,7 @@ describe('the release store', function () {
 
   it('fails a stage at once, with the store error, when its settings are wrong', async () => {
     Object.assign(process.env, s3.env(s3.reader), { BIOMEDICA_WORK_DIR: path.join(tmp, 'host-c') });
-    const release = ReleaseInputSchema.parse({
-      releaseId: 'r2',
-      dataDir: path.join(tmp, 'unused'),
-      store: 's3://releases/stage-test',
-      source: { kind: 'pmc-cloud-dir', root: tmp },
-    });
+    const release = storeRelease('r2', 's3://releases/stage-test');
     const writer = openStore('s3://releases/stage-test', loadEnv(s3.env()));
     await writer.put('releases/r2/plan/units/u.json', JSON.stringify({ unitId: 'u', articles: [] }));
     closeStores();
@@ -234,11 +247,7 @@ describe('the release store', function () {
     const hub = await startHubStandin({ tokens: [TOKEN] });
     try {
       Object.assign(process.env, s3.env(), { BIOMEDICA_WORK_DIR: path.join(tmp, 'io-host') });
-      const release = ReleaseInputSchema.parse({
-        releaseId: 'r3',
-        dataDir: path.join(tmp, 'unused'),
-        store: 's3://releases/publish-test',
-        source: { kind: 'pmc-cloud-dir', root: tmp },
+      const release = storeRelease('r3', 's3://releases/publish-test', {
         publish: { kind: 'hub', repoId: 'biomedica/from-store', endpoint: hub.url, maxFilesPerCommit: 4 },
       });
       const session = { token: TOKEN, endpoint: hub.url, repoId: 'biomedica/from-store', http: hubFetch() };

@@ -29,7 +29,7 @@ import {
   writeJsonAtomic,
 } from '../common/files';
 import { heartbeat, layoutOf } from '../common/stage';
-import { guarded, releaseDataFile, releaseFiles } from '../common/sync';
+import { guarded, releaseDataFile, releaseTree } from '../common/sync';
 import type { ParsedArticleLine } from '../parse/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { embedderFor } from './activity';
@@ -149,7 +149,7 @@ export async function sampleTaxonomyEmbeddings(args: FitTaxonomyInputArgs): Prom
   const input = parseFitInput(args);
   const layout = layoutOf(input.release);
   const dir = fitDirOf(input);
-  const files = releaseFiles(input.release);
+  const files = releaseTree(input.release);
   const embedder = await embedderFor(await releaseDataFile(input.release, input.release.annotate.modelPath));
   await files.pullDir(dir);
   const done = await readSample(dir);
@@ -321,7 +321,7 @@ export async function fitTaxonomyModel(args: FitTaxonomyInputArgs): Promise<FitR
   const input = parseFitInput(args);
   const layout = layoutOf(input.release);
   const dir = fitDirOf(input);
-  const files = releaseFiles(input.release);
+  const files = releaseTree(input.release);
   await files.pullDir(dir);
   const sample = await readSample(dir);
   if (!sample) throw new Error(`no complete sample in ${dir}; run sampleTaxonomyEmbeddings first`);
@@ -420,7 +420,7 @@ export async function buildTaxonomyReviewPack(args: ReviewPackInputArgs): Promis
   const parsed = ReviewPackInputSchema.safeParse(args);
   if (!parsed.success)
     throw ApplicationFailure.nonRetryable(`invalid review pack input: ${z.prettifyError(parsed.error)}`, 'ConfigError');
-  const files = releaseFiles({ dataDir: parsed.data.dataDir, store: parsed.data.store });
+  const files = releaseTree({ dataDir: parsed.data.dataDir, store: parsed.data.store });
   const input = { ...parsed.data, dataDir: files.localDir };
   const resolve = (p: string) => (path.isAbsolute(p) ? p : path.join(input.dataDir, p));
   const inLocal = (p: string) => !path.relative(files.localDir, p).startsWith('..');

@@ -6,7 +6,7 @@ import { ReleaseInputSchema, type ReleaseInput } from '../../config/release';
 import type { PlannedUnit } from '../plan/plan';
 import { ndjson, readJson, readJsonIfExists, writeFileAtomic, writeJsonAtomic } from './files';
 import { ReleaseLayout } from './layout';
-import { localDataDir, releaseFiles, type ReleaseFiles } from './sync';
+import { localDataDir, releaseTree, type ReleaseTree } from './sync';
 import { threadSink } from './threads';
 import type { QuarantineRecord } from './quarantine';
 
@@ -54,14 +54,25 @@ export const STAGE_INPUTS: Record<string, readonly string[]> = {
   parquet: ['shard'],
 };
 
-/** Pulls the manifests of `inputs` of a unit, and every output they name, from the store to this worker. */
+/**
+ * Stages whose outputs a worker keeps once it has them: parse's are small, and media, images and enrich read them
+ * at the same time (all pools in one process share one folder), so none of them may take them away. Every other
+ * output, pulled or written, leaves the worker's folder once its stage has committed: a host's disk holds the units
+ * it is working on, not its share of the release.
+ */
+const KEPT_OUTPUTS = new Set(['parse']);
+
+/**
+ * Pulls the manifests of `inputs` of a unit, and every output they name, from the store to this worker. Returns the
+ * local files of those outputs that may go once the stage is done.
+ */
 export async function pullStageInputs(
-  files: ReleaseFiles,
+  files: ReleaseTree,
   layout: ReleaseLayout,
   unitId: string,
   inputs: readonly string[],
-): Promise<void> {
-  if (!files.remote || inputs.length === 0) return;
+): Promise<string[]> {
+  if (!files.remote || inputs.length === 0) return [];
   const manifestsDir = path.dirname(layout.stageManifest(unitId, 'x'));
   const stored = await files.storedFiles(manifestsDir);
   const wanted = stored.filter((m) => {
@@ -76,14 +87,25 @@ export async function pullStageInputs(
       );
   await files.pullAll(wanted);
   const outputs: { file: string; bytes: number }[] = [];
+  const evictable: string[] = [];
   for (const m of wanted) {
     const manifest = await readJson<StageManifest<unknown>>(m.file);
-    for (const o of manifest.outputs) outputs.push({ file: path.join(layout.root, o.path), bytes: o.bytes });
+    for (const o of manifest.outputs) {
+      const file = path.join(layout.root, o.path);
+      outputs.push({ file, bytes: o.bytes });
+      if (evictableOutput(layout, unitId, manifest.stage, file)) evictable.push(file);
+    }
   }
   let n = 0;
   await files.pullAll(outputs, () => {
     if (++n % 200 === 0) heartbeat({ pulled: n, of: outputs.length });
   });
+  return evictable;
+}
+
+/** Whether a committed output may leave the worker's folder (never the unit's plan, which legacy fetch rewrites). */
+function evictableOutput(layout: ReleaseLayout, unitId: string, stage: string, file: string): boolean {
+  return !KEPT_OUTPUTS.has(stage) && path.resolve(file) !== path.resolve(layout.unitFile(unitId));
 }
 
 export async function loadUnit(layout: ReleaseLayout, unitId: string): Promise<PlannedUnit> {
@@ -161,15 +183,16 @@ export async function runUnitStage<R extends object>(
   manifestName: string = stage,
 ): Promise<Staged<R>> {
   const layout = layoutOf(task.release);
-  const files = releaseFiles(task.release);
+  const files = releaseTree(task.release);
   const manifestFile = layout.stageManifest(task.unitId, manifestName);
+  let pulled: string[] = [];
   if (files.remote) {
     // The store's manifest is the stage's commit: it is put only after every output it names.
     const done = await files.readJson<StageManifest<R>>(manifestFile);
     if (done) return { ...done.result, quarantined: done.quarantined };
     if (!(await files.pull(layout.unitFile(task.unitId))))
       throw ApplicationFailure.retryable(`unit ${task.unitId}: its plan is not in the store`, 'StoreObjectMissing');
-    await pullStageInputs(files, layout, task.unitId, STAGE_INPUTS[stage] ?? []);
+    pulled = await pullStageInputs(files, layout, task.unitId, STAGE_INPUTS[stage] ?? []);
   } else {
     const done = await readJsonIfExists<StageManifest<R>>(manifestFile);
     if (done && (await outputsIntact(layout, done.outputs))) return { ...done.result, quarantined: done.quarantined };
@@ -198,6 +221,9 @@ export async function runUnitStage<R extends object>(
       if (++n % 200 === 0) heartbeat({ committed: n, of: outputs.length });
     });
     await files.push(manifestFile);
+    // Committed: what the stage read and wrote is in the store, and goes from this worker's folder.
+    const gone = [...pulled, ...outputs.filter((f) => evictableOutput(layout, task.unitId, stage, f))];
+    await Promise.all(gone.map((f) => fs.rm(f, { force: true })));
   }
   return { ...result, quarantined: quarantine.length };
 }

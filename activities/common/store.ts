@@ -15,7 +15,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { loadEnv, type Env } from '../../config/env';
-import { insideRoot, partialPathOf, writeFileAtomic, copyFileAtomic } from './files';
+import { copyFileAtomic, insideRoot, isPartialName, partialPathOf, writeFileAtomic } from './files';
 
 /**
  * Where a release tree lives when its pools do not share a filesystem (docs/operations.md, "Object storage"): keys
@@ -115,7 +115,7 @@ export class FolderStore implements ObjectStore {
     const entries = await fsp.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
     const out: StoredObject[] = [];
     for (const e of entries) {
-      if (!e.isFile() || /\.partial-\d+/.test(e.name)) continue;
+      if (!e.isFile() || isPartialName(e.name)) continue;
       const abs = path.join(e.parentPath, e.name);
       out.push({ key: path.relative(this.root, abs).split(path.sep).join('/'), bytes: (await fsp.stat(abs)).size });
     }

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { loadEnv } from '../../config/env';
 import type { ReleaseInput } from '../../config/release';
-import { mapLimit } from './files';
+import { isPartialName, mapLimit } from './files';
 import { openStore, parseStoreUrl, StoreError, type ObjectStore } from './store';
 
 /**
@@ -19,7 +19,7 @@ export function localDataDir(release: Pick<ReleaseInput, 'dataDir' | 'store'>): 
  * in the store. Stages read their inputs after `pull` and commit their outputs with `push`; without a store (or
  * with a `file://` store that is the local folder itself) both do nothing, and the local folder is the tree.
  */
-export class ReleaseFiles {
+export class ReleaseTree {
   constructor(
     readonly store: ObjectStore | null,
     readonly localDir: string,
@@ -77,7 +77,7 @@ export class ReleaseFiles {
   async localFiles(dir: string): Promise<string[]> {
     const entries = await fsp.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
     return entries
-      .filter((e) => e.isFile() && !/\.partial-\d+/.test(e.name))
+      .filter((e) => e.isFile() && !isPartialName(e.name))
       .map((e) => path.join(e.parentPath, e.name))
       .sort();
   }
@@ -96,12 +96,6 @@ export class ReleaseFiles {
   async pullDir(dir: string): Promise<void> {
     if (!this.store) return;
     await this.pullAll(await this.storedFiles(dir));
-  }
-
-  /** Pushes a whole local folder to the store. */
-  async pushDir(dir: string): Promise<void> {
-    if (!this.store) return;
-    await this.pushAll(await this.localFiles(dir));
   }
 
   /** Reads a JSON object from the tree (the store's copy when there is a store); null when there is none. */
@@ -140,17 +134,17 @@ export async function guarded<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /** The release's files on this worker: its store (when the release names one other than the local folder). */
-export function releaseFiles(release: Pick<ReleaseInput, 'dataDir' | 'store'>): ReleaseFiles {
+export function releaseTree(release: Pick<ReleaseInput, 'dataDir' | 'store'>): ReleaseTree {
   const localDir = localDataDir(release);
-  if (!release.store) return new ReleaseFiles(null, localDir);
+  if (!release.store) return new ReleaseTree(null, localDir);
   let parsed;
   try {
     parsed = parseStoreUrl(release.store);
   } catch (err) {
     throw ApplicationFailure.nonRetryable((err as Error).message, 'Store-bad-url');
   }
-  if (parsed.kind === 'file' && path.resolve(parsed.root) === localDir) return new ReleaseFiles(null, localDir);
-  return new ReleaseFiles(openStore(release.store), localDir);
+  if (parsed.kind === 'file' && path.resolve(parsed.root) === localDir) return new ReleaseTree(null, localDir);
+  return new ReleaseTree(openStore(release.store), localDir);
 }
 
 /**
@@ -159,7 +153,7 @@ export function releaseFiles(release: Pick<ReleaseInput, 'dataDir' | 'store'>): 
  * are this host's own files. Returns the local path, or null when the store (or, without one, the folder) has none.
  */
 export async function pullDataFile(release: ReleaseInput, relOrAbs: string): Promise<string | null> {
-  const files = releaseFiles(release);
+  const files = releaseTree(release);
   const file = path.isAbsolute(relOrAbs) ? relOrAbs : path.join(files.localDir, relOrAbs);
   if (!files.remote || path.isAbsolute(relOrAbs)) {
     return (await fsp.stat(file).catch(() => null))?.isFile() ? file : null;
@@ -171,7 +165,7 @@ export async function pullDataFile(release: ReleaseInput, relOrAbs: string): Pro
 
 /** Commits a data-dir file this worker made (a generated model or taxonomy) to the release's store. */
 export async function pushDataFile(release: ReleaseInput, file: string): Promise<void> {
-  const files = releaseFiles(release);
+  const files = releaseTree(release);
   if (files.remote && !path.relative(files.localDir, file).startsWith('..')) await files.push(file);
 }
 

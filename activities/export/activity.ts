@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import * as path from 'node:path';
 import { activityLog } from '../common/stage';
-import { releaseFiles } from '../common/sync';
+import { releaseTree } from '../common/sync';
 import {
   exportSubset as runExportSubset,
   ExportConfigError,
@@ -22,7 +22,7 @@ export type { ExportInput, ExportResult } from './export';
 export async function exportSubset(input: ExportInput): Promise<ExportResult> {
   const ctx = Context.current();
   const last = ctx.info.heartbeatDetails as Partial<ExportProgress> | undefined;
-  const files = releaseFiles({ dataDir: input.dataDir, store: input.store });
+  const files = releaseTree({ dataDir: input.dataDir, store: input.store });
   const local = { ...input, dataDir: files.localDir };
   if (files.remote) {
     const root = path.join(files.localDir, 'releases', input.releaseId);

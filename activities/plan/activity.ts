@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { ReleaseInput, Subset } from '../../config/release';
 import { readJsonIfExists, sha256Hex, writeJsonAtomic } from '../common/files';
-import { localDataDir, releaseFiles } from '../common/sync';
+import { localDataDir, releaseTree } from '../common/sync';
 import { ReleaseLayout } from '../common/layout';
 import { cancellationSignal, heartbeat, layoutOf, withPulse } from '../common/stage';
 import { downloadLimiter, fetchTuning, withRetries } from '../fetch/retry';
@@ -86,7 +86,7 @@ async function previousOf(release: ReleaseInput): Promise<{ releaseId: string; f
     throw ApplicationFailure.nonRetryable(`previousRelease is the release itself (${prev})`, 'BadPreviousRelease');
   const layout = new ReleaseLayout(localDataDir(release), prev);
   // With a store, the earlier release's plan is there (planned by an io worker on any host): pulled to this one.
-  const files = releaseFiles(release);
+  const files = releaseTree(release);
   if (files.remote && (await files.readJson<PlanSummary>(layout.planFile))) {
     await files.pullDir(path.join(layout.planDir, 'facts'));
     await files.pull(layout.planFile);
@@ -115,7 +115,7 @@ async function previousOf(release: ReleaseInput): Promise<{ releaseId: string; f
 export async function planRelease(release: ReleaseInput): Promise<PlanSummary> {
   const layout = layoutOf(release);
   const inputsHash = inputsHashOf(release);
-  const files = releaseFiles(release);
+  const files = releaseTree(release);
   // plan.json is written (and, with a store, committed) after every other file of the plan.
   const existing = await files.readJson<PlanSummary & { inputsHash: string }>(layout.planFile);
   if (existing && existing.inputsHash === inputsHash) {

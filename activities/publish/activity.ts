@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { ReleaseInput } from '../../config/release';
 import { copyFileAtomic, exists, mapLimit, removeStalePartials, sha256File, writeFileAtomic } from '../common/files';
 import { heartbeat, layoutOf } from '../common/stage';
-import { guarded, releaseFiles, type ReleaseFiles } from '../common/sync';
+import { guarded, releaseTree, type ReleaseTree } from '../common/sync';
 import { collectReleaseFiles, type ReleaseFile } from './files';
 
 export interface PublishResult {
@@ -50,7 +50,7 @@ export async function publishRelease(release: ReleaseInput): Promise<PublishResu
   const layout = layoutOf(release);
   const target = layout.publishDir(release.publish.path);
   const { files, card } = await collectReleaseFiles(release);
-  const stored = releaseFiles(release);
+  const stored = releaseTree(release);
   if (stored.remote && !path.isAbsolute(release.publish.path)) return publishInStore(stored, target, files, card);
   // A local folder on this (io) host: with a store, the files come from it first.
   await stored.pullAll(files.map((f) => ({ file: f.source })));
@@ -74,7 +74,7 @@ export async function publishRelease(release: ReleaseInput): Promise<PublishResu
  * store itself (no bytes through this worker), the card put last; a rerun copies again, which changes nothing.
  */
 async function publishInStore(
-  stored: ReleaseFiles,
+  stored: ReleaseTree,
   target: string,
   files: readonly ReleaseFile[],
   card: string,

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { SUBSETS, type ReleaseInput } from '../../config/release';
 import { exists, readJson } from '../common/files';
 import { layoutOf } from '../common/stage';
-import { releaseFiles } from '../common/sync';
+import { releaseTree } from '../common/sync';
 import { datasetCard } from './card';
 import type { ReleaseSummary, ShardIndexEntry } from './finalize';
 
@@ -32,7 +32,7 @@ export interface ReleaseFiles {
 export async function collectReleaseFiles(release: ReleaseInput): Promise<ReleaseFiles> {
   const layout = layoutOf(release);
   // With a store, the finalized report and indexes are pulled from it (finalize ran on a cpu worker anywhere).
-  const stored = releaseFiles(release);
+  const stored = releaseTree(release);
   await stored.pull(path.join(layout.reportDir, 'summary.json'));
   await stored.pull(layout.planFile);
   for (const subset of SUBSETS) await stored.pull(path.join(layout.root, 'webdataset', subset, 'index.json'));

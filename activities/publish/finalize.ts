@@ -17,7 +17,7 @@ import {
 } from '../common/files';
 import { shardName } from '../common/layout';
 import { quarantine, type QuarantineRecord } from '../common/quarantine';
-import { releaseFiles } from '../common/sync';
+import { releaseTree } from '../common/sync';
 import { activityLog, heartbeat, layoutOf, type StageManifest } from '../common/stage';
 import type { EnrichBatchResult } from '../enrich/activity';
 import type { ParquetResult } from '../parquet/activity';
@@ -83,7 +83,7 @@ const STAGE_ORDER: QuarantineRecord['stage'][] = [
 export async function finalizeRelease(release: ReleaseInput): Promise<ReleaseSummary> {
   const layout = layoutOf(release);
   // With a store, every unit's manifests, rejections and notes are pulled from it (units ran on other hosts).
-  const files = releaseFiles(release);
+  const files = releaseTree(release);
   await files.pull(layout.planFile);
   await files.pull(path.join(layout.planDir, 'excluded.ndjson'));
   const plan = await readJson<PlanSummary>(layout.planFile);

@@ -18,7 +18,7 @@ import {
 } from '@huggingface/hub';
 import type { HubPublishConfig, ReleaseInput } from '../../config/release';
 import { readJson, writeFileAtomic, writeJsonAtomic } from '../common/files';
-import { releaseFiles } from '../common/sync';
+import { releaseTree } from '../common/sync';
 import { layoutOf } from '../common/stage';
 import { validateCard } from './card-rules';
 import { collectReleaseFiles } from './files';
@@ -223,7 +223,7 @@ export async function planHub(
   if (existing !== card) await writeFileAtomic(cardFile, card);
   // With a store, sizes come from it, and only files without a recorded sha256 (sizes.json, metadata) are pulled
   // here to be hashed: the shards travel to this host batch by batch, when they are committed.
-  const stored = releaseFiles(release);
+  const stored = releaseTree(release);
   const storedSizes = new Map<string, number>();
   if (stored.remote) {
     for (const dir of new Set(files.filter((f) => f.sha256).map((f) => path.dirname(f.source))))
@@ -298,7 +298,7 @@ export async function planHub(
 }
 
 export async function readHubPlan(release: ReleaseInput, planId: string): Promise<HubPlanFile> {
-  await releaseFiles(release).pull(planFilePath(release, planId));
+  await releaseTree(release).pull(planFilePath(release, planId));
   return readJson<HubPlanFile>(planFilePath(release, planId));
 }
 
@@ -326,83 +326,87 @@ export async function commitPlannedBatch(
     batch.files.map((f) => f.repoPath),
     head,
   );
-  // With a store, this batch's files (and only them) come to this host now.
-  await releaseFiles(release).pullAll(
-    batch.files.map((f) => ({ file: path.join(layout.root, f.source), bytes: f.bytes })),
-  );
-  const ids = idsCache(layout.root, (n) =>
-    onProgress({ phase: 'hashing', files: batch.files.length, bytes: batch.bytes, bytesDone: n }),
-  );
-  const pending: PlannedFile[] = [];
-  for (const f of batch.files) if (!(await sameContent(f, remote.get(f.repoPath), ids(f)))) pending.push(f);
-  if (pending.length === 0) {
-    onProgress({ phase: 'done', files: 0, bytes: 0, bytesDone: 0 });
+  // With a store, this batch's files (and only them) come to this host now, and go again after the commit.
+  const tree = releaseTree(release);
+  const pulled = batch.files.map((f) => ({ file: path.join(layout.root, f.source), bytes: f.bytes }));
+  await tree.pullAll(pulled);
+  try {
+    const ids = idsCache(layout.root, (n) =>
+      onProgress({ phase: 'hashing', files: batch.files.length, bytes: batch.bytes, bytesDone: n }),
+    );
+    const pending: PlannedFile[] = [];
+    for (const f of batch.files) if (!(await sameContent(f, remote.get(f.repoPath), ids(f)))) pending.push(f);
+    if (pending.length === 0) {
+      onProgress({ phase: 'done', files: 0, bytes: 0, bytesDone: 0 });
+      return {
+        batch: batchIndex,
+        committed: false,
+        commitOid: head,
+        files: 0,
+        bytes: 0,
+        alreadyPresent: batch.files.length,
+      };
+    }
+    const sizes = new Map<string, number>();
+    const operations: CommitOperation[] = [];
+    for (const f of pending) {
+      const abs = path.join(layout.root, f.source);
+      sizes.set(f.repoPath, (await fs.stat(abs)).size);
+      operations.push({ operation: 'addOrUpdate', path: f.repoPath, content: pathToFileURL(abs) });
+    }
+    const bytes = [...sizes.values()].reduce((n, b) => n + b, 0);
+    const done = new Map<string, number>();
+    let phase: HubPhase = 'preuploading';
+    const report = () =>
+      onProgress({
+        phase,
+        files: pending.length,
+        bytes,
+        bytesDone: Math.round([...done].reduce((n, [p, frac]) => n + frac * (sizes.get(p) ?? 0), 0)),
+      });
+    const it = commitIter({
+      repo: { type: 'dataset', name: s.repoId },
+      operations,
+      title: `${plan.releaseId}: commit ${batchIndex + 1} of ${plan.batches.length} (${pending.length} files)`,
+      description: `biomedica-release ${plan.releaseId}, publish plan ${planId}, batch ${batchIndex}.`,
+      branch: BRANCH,
+      parentCommit: head,
+      // Plain LFS (basic / multipart transfers): the Hub still accepts it for xet-enabled repos; see docs/publishing.md.
+      useXet: false,
+      abortSignal: s.signal,
+      accessToken: s.token,
+      hubUrl: s.endpoint,
+      fetch: s.http.fetch,
+    });
+    let step = await it.next();
+    while (!step.done) {
+      const ev = step.value;
+      if (ev.event === 'phase') {
+        phase = ev.phase;
+        done.clear();
+      } else if (ev.event === 'fileProgress') {
+        if (ev.state === 'error') throw new HubPublishError('HubError', `the Hub refused ${ev.path}`);
+        // The client hashes the LFS files (sha256) before it uploads them, both inside its uploadingLargeFiles phase.
+        const now: HubPhase = ev.state === 'hashing' ? 'hashing' : phase === 'hashing' ? 'uploadingLargeFiles' : phase;
+        if (now !== phase) done.clear();
+        phase = now;
+        done.set(ev.path, ev.progress);
+      }
+      report();
+      step = await it.next();
+    }
+    const out = step.value;
+    if (!out?.commit?.oid) throw new HubPublishError('HubError', 'the Hub answered the commit without a commit id');
+    onProgress({ phase: 'done', files: pending.length, bytes, bytesDone: bytes });
     return {
       batch: batchIndex,
-      committed: false,
-      commitOid: head,
-      files: 0,
-      bytes: 0,
-      alreadyPresent: batch.files.length,
-    };
-  }
-  const sizes = new Map<string, number>();
-  const operations: CommitOperation[] = [];
-  for (const f of pending) {
-    const abs = path.join(layout.root, f.source);
-    sizes.set(f.repoPath, (await fs.stat(abs)).size);
-    operations.push({ operation: 'addOrUpdate', path: f.repoPath, content: pathToFileURL(abs) });
-  }
-  const bytes = [...sizes.values()].reduce((n, b) => n + b, 0);
-  const done = new Map<string, number>();
-  let phase: HubPhase = 'preuploading';
-  const report = () =>
-    onProgress({
-      phase,
+      committed: true,
+      commitOid: out.commit.oid,
       files: pending.length,
       bytes,
-      bytesDone: Math.round([...done].reduce((n, [p, frac]) => n + frac * (sizes.get(p) ?? 0), 0)),
-    });
-  const it = commitIter({
-    repo: { type: 'dataset', name: s.repoId },
-    operations,
-    title: `${plan.releaseId}: commit ${batchIndex + 1} of ${plan.batches.length} (${pending.length} files)`,
-    description: `biomedica-release ${plan.releaseId}, publish plan ${planId}, batch ${batchIndex}.`,
-    branch: BRANCH,
-    parentCommit: head,
-    // Plain LFS (basic / multipart transfers): the Hub still accepts it for xet-enabled repos; see docs/publishing.md.
-    useXet: false,
-    abortSignal: s.signal,
-    accessToken: s.token,
-    hubUrl: s.endpoint,
-    fetch: s.http.fetch,
-  });
-  let step = await it.next();
-  while (!step.done) {
-    const ev = step.value;
-    if (ev.event === 'phase') {
-      phase = ev.phase;
-      done.clear();
-    } else if (ev.event === 'fileProgress') {
-      if (ev.state === 'error') throw new HubPublishError('HubError', `the Hub refused ${ev.path}`);
-      // The client hashes the LFS files (sha256) before it uploads them, both inside its uploadingLargeFiles phase.
-      const now: HubPhase = ev.state === 'hashing' ? 'hashing' : phase === 'hashing' ? 'uploadingLargeFiles' : phase;
-      if (now !== phase) done.clear();
-      phase = now;
-      done.set(ev.path, ev.progress);
-    }
-    report();
-    step = await it.next();
+      alreadyPresent: batch.files.length - pending.length,
+    };
+  } finally {
+    if (tree.remote) await Promise.all(pulled.map((f) => fs.rm(f.file, { force: true })));
   }
-  const out = step.value;
-  if (!out?.commit?.oid) throw new HubPublishError('HubError', 'the Hub answered the commit without a commit id');
-  onProgress({ phase: 'done', files: pending.length, bytes, bytesDone: bytes });
-  return {
-    batch: batchIndex,
-    committed: true,
-    commitOid: out.commit.oid,
-    files: pending.length,
-    bytes,
-    alreadyPresent: batch.files.length - pending.length,
-  };
 }
