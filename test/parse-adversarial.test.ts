@@ -242,6 +242,18 @@ describe('parseJats: encodings', () => {
     rejects(Buffer.from(article('<sec><p>x</p></sec>'), 'utf16le'), 'invalid-xml');
   });
 
+  it('UTF-8 is decoded in 1 MiB pieces: a character of 2, 3 or 4 bytes across a piece boundary reads whole', () => {
+    const unit = 'Zamb\u00e9zia \u2264 \ud835\udefc;'; // é: 2 bytes, ≤: 3, 𝛼: 4
+    const text = unit.repeat(Math.ceil((1.1 * 1024 * 1024) / Buffer.byteLength(unit)));
+    // every padding of a 19-byte unit puts the boundary at each byte of the unit once: inside each character too
+    for (let pad = 0; pad < Buffer.byteLength(unit); pad++) {
+      const xml = Buffer.from(article(`<sec><p>${'x'.repeat(pad)} ${text}</p></sec>`));
+      const r = parseJats(xml);
+      assert.deepEqual(r.warnings, []);
+      assert.equal(r.fullText, `${'x'.repeat(pad)} ${text}`.trim(), `padding ${pad}`);
+    }
+  });
+
   it('UTF-16 with a byte-order mark and a declared Latin-1 file read like their UTF-8 original', () => {
     const xml = article('<sec><p>Zamb\u00e9zia \u2264 5</p></sec>');
     const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(xml, 'utf16le')]);

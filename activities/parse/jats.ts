@@ -134,19 +134,17 @@ function openSource(xml: string | Buffer, limits: JatsLimits): XmlSource {
   if (first > start && xml.subarray(first, first + 5).toString('latin1') === '<?xml') start = first;
   const body = xml.subarray(start);
 
-  const warnings: string[] = [];
-  if (!isUtf8(body)) {
-    const invalid = countOf(body.toString('utf8'), '\ufffd') - countOfBytes(body, REPLACEMENT_BYTES);
-    if (invalid > limits.maxInvalidUtf8Ratio * body.length) {
-      throw new JatsParseError(
-        `not UTF-8 text: ${invalid} invalid byte sequences in ${body.length} bytes`,
-        null,
-        null,
-        'invalid-encoding',
-      );
-    }
-    warnings.push(`invalid UTF-8: ${invalid} byte sequence${invalid === 1 ? '' : 's'} replaced by U+FFFD`);
+  if (isUtf8(body)) return validUtf8(body);
+  const invalid = countOf(body.toString('utf8'), '\ufffd') - countOfBytes(body, REPLACEMENT_BYTES);
+  if (invalid > limits.maxInvalidUtf8Ratio * body.length) {
+    throw new JatsParseError(
+      `not UTF-8 text: ${invalid} invalid byte sequences in ${body.length} bytes`,
+      null,
+      null,
+      'invalid-encoding',
+    );
   }
+  const warnings = [`invalid UTF-8: ${invalid} byte sequence${invalid === 1 ? '' : 's'} replaced by U+FFFD`];
   return {
     *chunks() {
       const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
@@ -159,6 +157,25 @@ function openSource(xml: string | Buffer, limits: JatsLimits): XmlSource {
     },
     text: () => new TextDecoder('utf-8', { ignoreBOM: true }).decode(body),
     warnings,
+  };
+}
+
+/**
+ * Valid UTF-8 (nearly every article): Buffer's decoder, over twice as fast as a streaming TextDecoder, on pieces
+ * cut at character boundaries. Both give the same text for valid input; invalid input keeps the TextDecoder.
+ */
+function validUtf8(body: Buffer): XmlSource {
+  return {
+    *chunks() {
+      for (let at = 0; at < body.length;) {
+        let end = Math.min(at + CHUNK_BYTES, body.length);
+        while (end < body.length && ((body[end] as number) & 0xc0) === 0x80) end--; // not inside a character
+        yield body.toString('utf8', at, end);
+        at = end;
+      }
+    },
+    text: () => body.toString('utf8'),
+    warnings: [],
   };
 }
 
