@@ -133,6 +133,31 @@ interface Frame {
   abstractSection?: { label: TextSink };
 }
 
+/**
+ * Every element inside the front matter is offered to openFrontMatter: a class, not an object literal with two
+ * closures, since most of those elements (authors, affiliations) are never captured.
+ */
+class FrontElementOf implements FrontElement {
+  constructor(
+    readonly name: string,
+    readonly attrs: Record<string, string>,
+    readonly parentName: string,
+    readonly grandparentName: string,
+    readonly inLicense: boolean,
+    readonly detached: boolean,
+    private readonly frame: Frame,
+    private readonly captureInto: (frame: Frame, done: (text: string) => void) => void,
+  ) {}
+
+  capture(done: (text: string) => void): void {
+    this.captureInto(this.frame, done);
+  }
+
+  route(sink: TextSink): void {
+    this.frame.sink = sink;
+  }
+}
+
 /** The streaming state machine: routes each text node to the one place it belongs. */
 export class JatsReader {
   readonly collected: Collected = emptyCollected();
@@ -403,21 +428,21 @@ export class JatsReader {
   }
 
   private frontElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): FrontElement {
-    return {
+    return new FrontElementOf(
       name,
       attrs,
-      parentName: parent.name,
-      grandparentName: this.ancestor(2),
-      inLicense: this.inside('license'),
-      detached: this.detachedDepth > 0,
-      capture: (done) => {
-        this.capture(frame, done);
-      },
-      route: (sink) => {
-        frame.sink = sink;
-      },
-    };
+      parent.name,
+      this.ancestor(2),
+      this.inside('license'),
+      this.detachedDepth > 0,
+      frame,
+      this.captureInto,
+    );
   }
+
+  private readonly captureInto = (frame: Frame, done: (text: string) => void): void => {
+    this.capture(frame, done);
+  };
 
   private currentFigure(): FigureState | undefined {
     return this.figures[this.figures.length - 1];
