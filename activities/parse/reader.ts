@@ -35,7 +35,10 @@ export interface ReaderLimits {
   entities: EntityLimits;
 }
 
-const localName = (qname: string): string => qname.slice(qname.indexOf(':') + 1);
+function localName(qname: string): string {
+  const colon = qname.indexOf(':');
+  return colon < 0 ? qname : qname.slice(colon + 1);
+}
 
 /** Elements that separate words: a space is inserted into flattened text before and after them. */
 const BLOCKS = new Set([
@@ -117,6 +120,21 @@ type Tracked = (typeof TRACKED)[number];
 const TRACKED_INDEX: ReadonlyMap<string, number> = new Map(TRACKED.map((name, i) => [name, i]));
 const T = Object.fromEntries(TRACKED.map((name, i) => [name, i])) as Record<Tracked, number>;
 
+/** What onOpen needs to know of an element's local name, found with one lookup instead of three. */
+interface ElementKind {
+  readonly block: boolean;
+  readonly detached: boolean;
+  /** index into the tracked depths, or -1 */
+  readonly tracked: number;
+}
+const PLAIN_ELEMENT: ElementKind = { block: false, detached: false, tracked: -1 };
+const ELEMENT_KINDS: ReadonlyMap<string, ElementKind> = new Map(
+  [...BLOCKS, ...DETACHED, ...TRACKED].map((name) => [
+    name,
+    { block: BLOCKS.has(name), detached: DETACHED.has(name), tracked: TRACKED_INDEX.get(name) ?? -1 },
+  ]),
+);
+
 interface Frame {
   readonly name: string;
   /** index into the tracked depths, or -1 */
@@ -128,9 +146,9 @@ interface Frame {
   sink: TextSink | null;
   closers: (() => void)[] | null;
   /** set on <alternatives>: its children are versions of one thing; one text and one graphic are kept */
-  alternatives?: { texts: { name: string; text: string }[]; graphics: GraphicCandidate[] };
+  alternatives: { texts: { name: string; text: string }[]; graphics: GraphicCandidate[] } | null;
   /** set on an abstract <sec>: its <title> becomes the section label */
-  abstractSection?: { label: TextSink };
+  abstractSection: { label: TextSink } | null;
 }
 
 /**
@@ -164,7 +182,16 @@ export class JatsReader {
   // Line tracking is off for speed; a fault carries the offset and the caller derives the line.
   private readonly parser = new SaxesParser({ xmlns: false, position: false });
   private readonly stack: Frame[] = [
-    { name: '#document', tracked: -1, block: false, detached: false, sink: null, closers: null },
+    {
+      name: '#document',
+      tracked: -1,
+      block: false,
+      detached: false,
+      sink: null,
+      closers: null,
+      alternatives: null,
+      abstractSection: null,
+    },
   ];
   private readonly depths = new Int32Array(TRACKED.length);
   private readonly figures: FigureState[] = [];
@@ -251,10 +278,18 @@ export class JatsReader {
     const name = localName(tag.name);
     const attrs = tag.attributes;
     const parent = this.top;
-    const block = BLOCKS.has(name);
-    const tracked = TRACKED_INDEX.get(name) ?? -1;
-    const detached = DETACHED.has(name);
-    const frame: Frame = { name, tracked, block, detached, sink: detached ? null : parent.sink, closers: null };
+    const { block, tracked, detached } = ELEMENT_KINDS.get(name) ?? PLAIN_ELEMENT;
+    // every field set here, so that all frames share one shape
+    const frame: Frame = {
+      name,
+      tracked,
+      block,
+      detached,
+      sink: detached ? null : parent.sink,
+      closers: null,
+      alternatives: null,
+      abstractSection: null,
+    };
     if (block) parent.sink?.gap();
     if (parent.alternatives && !detached) this.enterAlternative(parent, frame);
     this.stack.push(frame);
