@@ -129,10 +129,11 @@ export class CitingText extends TextSink {
       if (part !== undefined)
         out.push(part.includes(OPEN) || part.includes(CLOSE) ? part.replace(STAND_INS, '') : part);
     }
-    // Spaces at a citation's edges move outside it; an empty citation is dropped.
-    let text = collapseWhitespace(out.join(''))
-      .replace(/ ?\u0001 ?/g, (m) => (m.length > 1 ? ' \u0001' : m))
-      .replace(/ ?\u0002 ?/g, (m) => (m.length > 1 ? '\u0002 ' : m));
+    // Spaces at a citation's edges move outside it ("x [[Fig. 1]] y"); an empty citation is dropped. A space is
+    // already outside when it is the only one, so only a space inside calls for a replacement.
+    let text = collapseWhitespace(out.join(''));
+    if (text.includes('\u0001 ')) text = text.replace(/ ?\u0001 /g, ' \u0001');
+    if (text.includes(' \u0002')) text = text.replace(/ \u0002 ?/g, '\u0002 ');
     if (text.includes('\u0001\u0002')) text = collapseWhitespace(text.replace(/\u0001\u0002/g, ''));
     else if (text.charCodeAt(0) === 32 || text.charCodeAt(text.length - 1) === 32) text = text.trim();
     // Literal brackets never touch each other or a mark ("[[39], …]" → "[ [39], …]"), so every [[ opens a
