@@ -64,7 +64,9 @@ async function buildLargeUnit(
   // Templates: every article of the sample's units with its images, labels and PubMed records.
   const templates: { line: ParsedArticleLine; keys: Set<string>; labels: Map<string, FigureLabel> }[] = [];
   const pubmedRecords: unknown[] = [];
-  for (const unitId of fs.readdirSync(path.join(layout.root, 'units')).sort()) {
+  const plannedUnits = fs.readdirSync(path.join(layout.planDir, 'units')).map((f) => f.replace(/\.json$/, ''));
+  const largeUnitId = `commercial-${String(UNIT_INDEX).padStart(6, '0')}`;
+  for (const unitId of plannedUnits.filter((u) => u !== largeUnitId).sort()) {
     const dir = layout.unitDir(unitId);
     const images = new Set((await readNdjson<PreparedImage>(path.join(dir, 'images.ndjson'))).map((i) => i.key));
     const labels = new Map((await readNdjson<FigureLabel>(path.join(dir, 'labels.ndjson'))).map((l) => [l.key, l]));
@@ -92,11 +94,11 @@ async function buildLargeUnit(
     const file = path.join(poolDir, `${i}.jpg`);
     const jpeg = i < real.length ? real[i]! : fs.existsSync(file) ? fs.readFileSync(file) : await noisyJpeg(i);
     const meta = await sharp(jpeg).metadata();
-    fs.writeFileSync(file, jpeg);
+    if (!fs.existsSync(file)) fs.writeFileSync(file, jpeg);
     pool.push({ file, width: meta.width!, height: meta.height!, bytes: jpeg.length, sha256: sha256Hex(jpeg) });
   }
 
-  const unitId = `commercial-${String(UNIT_INDEX).padStart(6, '0')}`;
+  const unitId = largeUnitId;
   const unitDir = layout.unitDir(unitId);
   fs.rmSync(unitDir, { recursive: true, force: true });
   fs.mkdirSync(path.dirname(stagedImagePath(unitDir, 'x')), { recursive: true });
@@ -152,6 +154,7 @@ interface StageRun {
   cpuS: number;
   wallS: number;
   outputs: { file: string; rows: number; bytes: number; sha256: string }[];
+  error?: string;
   atTop: { rssMiB: number; heapMiB: number; externalMiB: number };
 }
 
@@ -166,13 +169,19 @@ async function child(stage: 'shard' | 'parquet', taskFile: string): Promise<void
     if (m.rss > top.rss) top = m;
   }, 25);
   const elapsed = stopwatch();
-  let outputs: StageRun['outputs'];
-  if (stage === 'shard') {
-    const r = await writeShard(task, task.pmidBatches);
-    outputs = r.shards.map((s) => ({ file: s.shard, rows: s.samples, bytes: s.bytes, sha256: s.sha256 }));
-  } else {
-    const r = await writeParquet(task);
-    outputs = r.files.map((f) => ({ file: f.file, rows: f.rows, bytes: f.bytes, sha256: f.sha256 }));
+  let outputs: StageRun['outputs'] = [];
+  let error: string | undefined;
+  try {
+    if (stage === 'shard') {
+      const r = await writeShard(task, task.pmidBatches);
+      outputs = r.shards.map((s) => ({ file: s.shard, rows: s.samples, bytes: s.bytes, sha256: s.sha256 }));
+    } else {
+      const r = await writeParquet(task);
+      outputs = r.files.map((f) => ({ file: f.file, rows: f.rows, bytes: f.bytes, sha256: f.sha256 }));
+    }
+  } catch (err) {
+    // A stage that fails (out of memory in a string, say) is reported with the memory it had reached.
+    error = String(err).split('\n')[0];
   }
   const { ms, cpuMs } = elapsed();
   clearInterval(sampler);
@@ -183,6 +192,7 @@ async function child(stage: 'shard' | 'parquet', taskFile: string): Promise<void
     cpuS: cpuMs / 1000,
     wallS: ms / 1000,
     outputs,
+    error,
     atTop: { rssMiB: top.rss / 2 ** 20, heapMiB: top.heapUsed / 2 ** 20, externalMiB: top.external / 2 ** 20 },
   };
   process.stdout.write(`${JSON.stringify(run)}\n`);
@@ -235,18 +245,18 @@ async function main(): Promise<void> {
       `unit ${task.unitId}: ${staged.length} figures (${(imageBytes / 2 ** 20).toFixed(0)} MiB of JPEGs, ${(imageBytes / staged.length / 1024).toFixed(0)} KiB mean), articles.ndjson ${(articles / 2 ** 20).toFixed(0)} MiB; built in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
     );
     const taskFile = path.join(release.dataDir, 'bench-task.json');
-    fs.writeFileSync(taskFile, JSON.stringify(task));
+    await writeJsonAtomic(taskFile, task);
     console.log(
       `${'stage'.padEnd(8)} ${'peak RSS'.padStart(10)} ${'RSS before'.padStart(11)} ${'CPU s'.padStart(7)} ${'wall s'.padStart(7)} ${'heap+ext MiB'.padStart(13)}  outputs`,
     );
     for (const s of ['shard', 'parquet']) {
       const r = await runChild(s, taskFile);
       console.log(
-        `${s.padEnd(8)} ${`${r.maxRssMiB.toFixed(0)} MiB`.padStart(10)} ${`${r.rssBeforeMiB.toFixed(0)} MiB`.padStart(11)} ${r.cpuS.toFixed(1).padStart(7)} ${r.wallS.toFixed(1).padStart(7)}  ${`${r.atTop.heapMiB.toFixed(0)}+${r.atTop.externalMiB.toFixed(0)}`.padStart(13)}  ${r.outputs.map((o) => `${o.file} ${o.rows} rows ${(o.bytes / 2 ** 20).toFixed(0)} MiB ${o.sha256.slice(0, 12)}`).join(', ')}`,
+        `${s.padEnd(8)} ${`${r.maxRssMiB.toFixed(0)} MiB`.padStart(10)} ${`${r.rssBeforeMiB.toFixed(0)} MiB`.padStart(11)} ${r.cpuS.toFixed(1).padStart(7)} ${r.wallS.toFixed(1).padStart(7)}  ${`${r.atTop.heapMiB.toFixed(0)}+${r.atTop.externalMiB.toFixed(0)}`.padStart(13)}  ${r.error ? `FAILED: ${r.error}` : ''}${r.outputs.map((o) => `${o.file} ${o.rows} rows ${(o.bytes / 2 ** 20).toFixed(0)} MiB ${o.sha256.slice(0, 12)}`).join(', ')}`,
       );
     }
     const samples = path.join(unitDir, 'samples.ndjson');
-    console.log(`samples.ndjson ${(fs.statSync(samples).size / 2 ** 20).toFixed(0)} MiB`);
+    if (fs.existsSync(samples)) console.log(`samples.ndjson ${(fs.statSync(samples).size / 2 ** 20).toFixed(0)} MiB`);
   } finally {
     if (!keep) cleanup();
   }

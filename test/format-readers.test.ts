@@ -367,6 +367,39 @@ print(json.dumps(checked))`,
     assert.equal(again.sha256, sha256(fs.readFileSync(imageParquets[0]!)));
   });
 
+  it('the parquet stage streams a unit larger than a row group into row groups of 1,000 rows, read by pyarrow', async () => {
+    const data4 = path.join(tmp, 'data4');
+    const root4 = path.join(data4, 'releases', rel.release.releaseId);
+    fs.cpSync(path.join(rel.root, 'plan'), path.join(root4, 'plan'), { recursive: true });
+    fs.cpSync(path.join(rel.root, 'units'), path.join(root4, 'units'), { recursive: true });
+    const { task } = rel.units[0]!;
+    const unitDir = path.join(root4, 'units', task.unitId);
+    // The unit's real rows repeated under new keys: 2,100 rows of its one shard, as a large unit's shard stage leaves them.
+    const real = await readNdjson<SampleRow>(path.join(unitDir, 'samples.ndjson'));
+    const rows = Array.from({ length: 2100 }, (_, i) => ({
+      ...real[i % real.length]!,
+      key: `${real[i % real.length]!.key}x${i}`,
+    }));
+    fs.writeFileSync(path.join(unitDir, 'samples.ndjson'), rows.map((r) => JSON.stringify(r) + '\n').join(''));
+    fs.rmSync(path.join(unitDir, 'manifests', 'parquet.json'));
+    const pq = await writeParquet({ release: { ...rel.release, dataDir: data4 }, unitId: task.unitId });
+    assert.deepEqual(
+      pq.files.map((f) => f.rows),
+      [2100],
+    );
+    const got = python(
+      `import pyarrow.parquet as pq, sys, json
+f = pq.ParquetFile(sys.argv[1]); m = f.metadata
+print(json.dumps([[m.row_group(i).num_rows for i in range(m.num_row_groups)], f.read(columns=["key"]).column("key").to_pylist()]))`,
+      [path.join(root4, 'parquet', pq.files[0]!.file)],
+    ) as [number[], string[]];
+    assert.deepEqual(got[0], [1000, 1000, 100]);
+    assert.deepEqual(
+      got[1],
+      rows.map((r) => r.key),
+    );
+  });
+
   it('a unit too big for one shard splits into parts by article; an article too big for any shard is quarantined', async () => {
     const data3 = path.join(tmp, 'data3');
     const root3 = path.join(data3, 'releases', rel.release.releaseId);

@@ -6,7 +6,9 @@ import type { ReleaseInput, ReleaseInputArgs } from '../config/release';
 import { ReleaseInputSchema } from '../config/release';
 import {
   insideRoot,
+  iterateNdjson,
   ndjson,
+  NdjsonWriter,
   readNdjson,
   sweepPartials,
   writeFileAtomic,
@@ -399,6 +401,43 @@ describe('writeFileAtomic', () => {
     fs.mkdirSync(path.join(target, 'child'), { recursive: true }); // a non-empty folder where the file should go
     await assert.rejects(writeFileAtomic(target, 'data'));
     assert.deepEqual(fs.readdirSync(dir), ['taken']);
+  });
+});
+
+describe('iterateNdjson and NdjsonWriter', () => {
+  it('write and read an ndjson file a line at a time, the same bytes and rows as ndjson() and readNdjson', async () => {
+    const dir = path.join(tmp, 'ndjson');
+    // Lines longer than a read chunk, and multi-byte characters falling across chunk boundaries.
+    const rows = [
+      { a: 1, s: 'é😀'.repeat(700_000) },
+      { b: 'plain' },
+      { c: ['x\ny', '\u2028'], d: 'ü'.repeat(1_500_001) },
+      ...Array.from({ length: 3000 }, (_, i) => ({ i, t: 'Ω'.repeat(i % 97) })),
+    ];
+    const file = path.join(dir, 'rows.ndjson');
+    const w = await NdjsonWriter.create(file);
+    for (const r of rows) await w.write(r);
+    await w.close();
+    assert.ok(fs.readFileSync(file).equals(Buffer.from(ndjson(rows))));
+    assert.deepEqual(fs.readdirSync(dir), ['rows.ndjson'], 'no temporary file left');
+    const read: unknown[] = [];
+    for await (const r of iterateNdjson(file)) read.push(r);
+    assert.deepEqual(read, rows);
+    // Blank lines are skipped and a missing file has no rows, as readNdjson has them.
+    fs.writeFileSync(path.join(dir, 'blank.ndjson'), '{"x":1}\n\n  \n{"x":2}');
+    const blank: unknown[] = [];
+    for await (const r of iterateNdjson(path.join(dir, 'blank.ndjson'))) blank.push(r);
+    assert.deepEqual(blank, await readNdjson(path.join(dir, 'blank.ndjson')));
+    for await (const r of iterateNdjson(path.join(dir, 'missing.ndjson')))
+      assert.fail(`a row of no file: ${String(r)}`);
+    // No rows: an empty file. An aborted writer leaves nothing.
+    const empty = await NdjsonWriter.create(path.join(dir, 'empty.ndjson'));
+    await empty.close();
+    assert.equal(fs.readFileSync(path.join(dir, 'empty.ndjson'), 'utf8'), ndjson([]));
+    const dropped = await NdjsonWriter.create(path.join(dir, 'dropped.ndjson'));
+    await dropped.write({ x: 1 });
+    await dropped.abort();
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['blank.ndjson', 'empty.ndjson', 'rows.ndjson']);
   });
 });
 

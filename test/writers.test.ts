@@ -782,7 +782,7 @@ describe('writeSamplesParquet', () => {
     assert.deepEqual([empty.rows, await readSamplesParquet(empty.path)], [0, []]);
   });
 
-  it('rejects invalid rows before creating any file', async () => {
+  it('rejects invalid rows and leaves no file, wherever the bad row comes', async () => {
     const dir = path.join(tmp, 'pq-bad');
     const bad = [{ ...rows[0], caption_json: 'x' } as unknown as SampleRow];
     await assert.rejects(writeSamplesParquet(path.join(dir, 'x.parquet'), bad), /row 0/);
@@ -793,7 +793,53 @@ describe('writeSamplesParquet', () => {
       }),
       /image_sha256/,
     );
-    assert.ok(!fs.existsSync(dir));
+    // Streamed: rows 0 and 1 (a whole row group) are already in the temporary file when row 2 is found bad.
+    await assert.rejects(
+      writeSamplesParquet(path.join(dir, 'w.parquet'), [rows[0], rows[1], { ...rows[2], image_height: -1 }], {
+        rowGroupSize: 1,
+      }),
+      /row 2/,
+    );
+    assert.deepEqual(fs.readdirSync(dir), []);
+  });
+
+  it('streams: rows from an async iterable, each row group written as it fills, the same bytes as from an array', async () => {
+    const many = Array.from({ length: 25 }, (_, i) => ({ ...withoutImage(rows[i % 5]!), key: `k${i}` }));
+    const dir = path.join(tmp, 'pq-stream');
+    const file = path.join(dir, 'streamed.parquet');
+    // What the temporary file holds each time the writer asks for its next row.
+    const seen: number[] = [];
+    async function* source(): AsyncGenerator<SampleRow> {
+      for (const r of many) {
+        const partial = fs.existsSync(dir)
+          ? fs.readdirSync(dir).filter((f) => f.startsWith('streamed.parquet.partial-'))
+          : [];
+        seen.push(partial.length === 1 ? fs.statSync(path.join(dir, partial[0]!)).size : -1);
+        yield r;
+      }
+    }
+    const streamed = await writeSamplesParquet(file, source(), { rowGroupSize: 10 });
+    const fromArray = await writeSamplesParquet(path.join(dir, 'array.parquet'), many, { rowGroupSize: 10 });
+    assert.equal(streamed.sha256, fromArray.sha256);
+    assert.equal(streamed.rows, 25);
+    // At most the 4-byte magic until the first group is full; that group is on disk before row 11 (from 0) is asked
+    // for (a row ends its group once the next row is seen), the second before row 21; the third is written by close().
+    assert.ok(
+      seen.slice(0, 11).every((n) => n >= 0 && n <= 4),
+      `no row group on disk before the first is full: ${seen}`,
+    );
+    assert.ok(seen[11]! > 4, `first row group on disk before row 11: ${seen[11]}`);
+    assert.equal(seen[20], seen[11], 'nothing more until the second group is full');
+    assert.ok(seen[21]! > seen[20]!, 'second row group on disk before row 21');
+    assert.equal(seen[24], seen[21]);
+    const meta = JSON.parse(
+      python(
+        'import pyarrow.parquet as pq,sys,json; m=pq.ParquetFile(sys.argv[1]).metadata; print(json.dumps([m.num_row_groups, [m.row_group(i).num_rows for i in range(m.num_row_groups)], m.num_rows]))',
+        [file],
+      ),
+    ) as [number, number[], number];
+    assert.deepEqual(meta, [3, [10, 10, 5], 25]);
+    assert.deepEqual(await readSamplesParquet(file), many);
   });
 
   it('is read by pyarrow as list<string> / int64 columns', async function () {

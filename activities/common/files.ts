@@ -122,6 +122,79 @@ export async function readNdjson<T>(file: string): Promise<T[]> {
     .map((l) => JSON.parse(l) as T);
 }
 
+/**
+ * The lines of an ndjson file one by one, parsed, as readNdjson gives them (blank lines skipped; none for a file
+ * that does not exist), holding one chunk of the file at a time rather than all of it.
+ */
+export async function* iterateNdjson<T>(file: string): AsyncGenerator<T> {
+  let stream: AsyncIterable<string>;
+  try {
+    const fh = await fs.open(file, 'r');
+    stream = fh.createReadStream({ encoding: 'utf8', highWaterMark: 1 << 20 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  let rest = '';
+  for await (const chunk of stream) {
+    const lines = (rest + chunk).split('\n');
+    rest = lines.pop()!;
+    for (const l of lines) if (l.trim() !== '') yield JSON.parse(l) as T;
+  }
+  if (rest.trim() !== '') yield JSON.parse(rest) as T;
+}
+
+/**
+ * An ndjson file written a line at a time (the same bytes as writeFileAtomic(file, ndjson(rows))) through a
+ * temporary name, renamed by close(); abort() drops the temporary file. Lines are gathered into writes of about
+ * 1 MiB, so the file's contents are never held whole.
+ */
+export class NdjsonWriter {
+  private buffered: string[] = [];
+  private bufferedChars = 0;
+  private constructor(
+    readonly file: string,
+    private readonly tmp: string,
+    private readonly fh: fs.FileHandle,
+  ) {}
+
+  static async create(file: string): Promise<NdjsonWriter> {
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    const tmp = partialPathOf(file);
+    return new NdjsonWriter(file, tmp, await fs.open(tmp, 'w'));
+  }
+
+  async write(row: unknown): Promise<void> {
+    const line = JSON.stringify(row) + '\n';
+    this.buffered.push(line);
+    this.bufferedChars += line.length;
+    if (this.bufferedChars >= 1 << 20) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    const text = this.buffered.join('');
+    this.buffered = [];
+    this.bufferedChars = 0;
+    if (text !== '') await this.fh.writeFile(text, 'utf8');
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.flush();
+      await this.fh.close();
+      await fs.rename(this.tmp, this.file);
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  async abort(): Promise<void> {
+    await this.fh.close().catch(() => undefined);
+    await fs.rm(this.tmp, { force: true }).catch(() => undefined);
+  }
+}
+
 /** Resolve a path that must stay inside `root` (no `..` escapes); throws otherwise. */
 export function insideRoot(root: string, ...parts: string[]): string {
   const resolved = path.resolve(root, ...parts);

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
 import type { Subset } from '../../config/release';
-import { exists, readJson, readNdjson } from '../common/files';
+import { exists, iterateNdjson, readJson } from '../common/files';
 import { runUnitStage, type StageManifest, type Staged, type UnitTask } from '../common/stage';
 import type { ShardResult } from '../shard/activity';
 import { writeSamplesParquet, type SampleRow } from './writer';
@@ -26,21 +27,33 @@ export interface ParquetResult {
 /** One parquet file per shard file, same rows in the same order, for filtering without opening the tars. */
 export async function writeParquet(task: UnitTask): Promise<Staged<ParquetResult>> {
   return runUnitStage(task, 'parquet', async ({ layout, unit }) => {
-    const rows = await readNdjson<SampleRow>(path.join(layout.unitDir(unit.unitId), 'samples.ndjson'));
+    const rowsFile = path.join(layout.unitDir(unit.unitId), 'samples.ndjson');
     // The shard stage's files, in order (a unit without samples has its one empty shard, and an empty parquet file).
     const shard = await readJson<StageManifest<ShardResult>>(layout.stageManifest(unit.unitId, 'shard'));
     const files: ParquetFile[] = [];
     const outputs: string[] = [];
+    // One pass over samples.ndjson, a row at a time (the writer holds one row group): the shard stage writes the
+    // rows part after part, so each part's rows are the next ones.
+    const rows = iterateNdjson<SampleRow>(rowsFile);
+    let next = await rows.next();
     for (const name of shard.result.shards.map((s) => s.shard)) {
       const rel = name.replace(/\.tar$/, '.parquet');
       const file = path.join(layout.root, 'parquet', rel);
-      const written = await writeSamplesParquet(
-        file,
-        rows.filter((r) => r.shard === name),
-        { includeImageBytes: false },
-      );
+      async function* partRows(): AsyncGenerator<SampleRow> {
+        for (; !next.done && next.value.shard === name; next = await rows.next()) yield next.value;
+      }
+      const written = await writeSamplesParquet(file, partRows(), { includeImageBytes: false });
       files.push({ file: rel, shard: name, rows: written.rows, bytes: written.bytes, sha256: written.sha256 });
       outputs.push(file);
+    }
+    if (!next.done) {
+      await rows.return(undefined);
+      // The shard stage wrote both files; rows out of its parts' order are a bug, and a retry would repeat it.
+      throw ApplicationFailure.create({
+        type: 'SamplesOutOfOrder',
+        nonRetryable: true,
+        message: `unit ${task.unitId}: ${rowsFile} has row ${next.value.key} of ${next.value.shard} after the rows of the shard stage's parts`,
+      });
     }
     for (let part = files.length; ; part++) {
       const stale = layout.parquetFile(unit.subset, unit.index, part);

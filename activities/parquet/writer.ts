@@ -15,7 +15,8 @@
  *   and long free-text columns (parquetjs does not truncate them, so they would bloat the footer);
  *   statistics on the short columns you filter by (key, subset, labels, journal, date, license, ...);
  * - row groups of at most 1,000 rows and about 128 MiB of values, so a reader skips whole groups by their
- *   statistics and a writer or reader never holds more than one group (images included) in memory;
+ *   statistics and a writer or reader never holds more than one group (images included) in memory: rows are
+ *   streamed in and each group is written as it fills;
  * - parquetjs writes no timestamps (created_by is a constant), so equal rows give equal bytes.
  * Like the tar shards, the file is written under a temp name, fsynced and renamed.
  */
@@ -320,9 +321,36 @@ export function planRowGroups(rowBytes: readonly number[], maxRows: number, maxB
   return groups;
 }
 
+/** Checks one row before it is written: the schema, and its image bytes against its size and sha256. */
+function checkRow(row: SampleRow, i: number, includeImageBytes: boolean): void {
+  const parsed = SampleRowSchema.safeParse(row);
+  if (!parsed.success) throw new Error(`sample row ${i} (${String(row?.key)}) is invalid: ${parsed.error.message}`);
+  if (includeImageBytes && row.image) {
+    if (row.image.length !== row.image_bytes_size)
+      throw new Error(
+        `sample ${row.key}: image has ${row.image.length} bytes, image_bytes_size says ${row.image_bytes_size}`,
+      );
+    const sha = createHash('sha256').update(row.image).digest('hex');
+    if (sha !== row.image_sha256) throw new Error(`sample ${row.key}: image bytes do not match image_sha256`);
+  }
+  if (row.image_size[0] !== row.image_width || row.image_size[1] !== row.image_height) {
+    throw new Error(
+      `sample ${row.key}: image_size ${JSON.stringify(row.image_size)} is not [image_width, image_height]`,
+    );
+  }
+}
+
+/**
+ * Writes `rows` (an array, or any iterable or async iterable, consumed once and in order) as one parquet file.
+ *
+ * Streaming: each row is checked and handed to parquetjs as it comes, and a row group goes to the file as soon as
+ * it is full, so the writer holds one row group, never the whole file (a unit of 10,000 rows and one of 10 take the
+ * same memory). The groups are those planRowGroups gives for the same rows. A bad row fails the write and leaves
+ * no file (the temporary file goes), though rows before it were already encoded.
+ */
 export async function writeSamplesParquet(
   finalPath: string,
-  rows: SampleRow[],
+  rows: Iterable<SampleRow> | AsyncIterable<SampleRow>,
   opts: ParquetWriteOptions = {},
 ): Promise<WrittenParquet> {
   const includeImageBytes = opts.includeImageBytes ?? false;
@@ -332,36 +360,13 @@ export async function writeSamplesParquet(
     throw new RangeError(`rowGroupSize must be a positive integer, got ${rowGroupSize}`);
   if (!Number.isInteger(rowGroupBytes) || rowGroupBytes < 1)
     throw new RangeError(`rowGroupBytes must be a positive integer, got ${rowGroupBytes}`);
-  // Validate everything before creating a file, so a bad row never leaves a partial behind.
-  rows.forEach((row, i) => {
-    const parsed = SampleRowSchema.safeParse(row);
-    if (!parsed.success) throw new Error(`sample row ${i} (${String(row?.key)}) is invalid: ${parsed.error.message}`);
-    if (includeImageBytes && row.image) {
-      if (row.image.length !== row.image_bytes_size)
-        throw new Error(
-          `sample ${row.key}: image has ${row.image.length} bytes, image_bytes_size says ${row.image_bytes_size}`,
-        );
-      const sha = createHash('sha256').update(row.image).digest('hex');
-      if (sha !== row.image_sha256) throw new Error(`sample ${row.key}: image bytes do not match image_sha256`);
-    }
-    if (row.image_size[0] !== row.image_width || row.image_size[1] !== row.image_height) {
-      throw new Error(
-        `sample ${row.key}: image_size ${JSON.stringify(row.image_size)} is not [image_width, image_height]`,
-      );
-    }
-  });
-  const groups = planRowGroups(
-    rows.map((r) => rowValueBytes(r, includeImageBytes)),
-    rowGroupSize,
-    rowGroupBytes,
-  );
 
   await fsp.mkdir(path.dirname(finalPath), { recursive: true });
   // A parquet file has one writer: what an earlier attempt left behind (killed before its rename) goes now.
   await removeStalePartials(finalPath);
   const partialPath = partialPathOf(finalPath);
+  const out = createWriteStream(partialPath);
   try {
-    const out = createWriteStream(partialPath);
     await new Promise<void>((resolve, reject) => out.once('open', () => resolve()).once('error', reject));
     // Data page v1 and no page index: the most widely readable layout, and smaller footers.
     const writer = await ParquetWriter.openStream(sampleParquetSchema(includeImageBytes), out, {
@@ -369,13 +374,29 @@ export async function writeSamplesParquet(
       useDataPageV2: false,
       pageIndex: false,
     });
-    // parquetjs flushes a row group when it holds rowGroupSize rows: set each group's own size before its first row.
-    let next = 0;
-    for (const size of groups) {
-      writer.setRowGroupSize(size);
-      for (const row of rows.slice(next, next + size)) await writer.appendRow(toRecord(row, includeImageBytes));
-      next += size;
+    // parquetjs flushes a row group inside appendRow once it holds rowGroupSize rows. Whether a row ends its group
+    // (planRowGroups' rule: the group is full, or the next row's bytes would take it past rowGroupBytes) is known
+    // when the next row comes, so each row is appended one row late, with the group size set to end it or not.
+    let pending: SampleRow | null = null;
+    let groupRows = 0;
+    let groupBytes = 0;
+    let count = 0;
+    for await (const row of rows) {
+      checkRow(row, count++, includeImageBytes);
+      const b = rowValueBytes(row, includeImageBytes);
+      if (pending) {
+        const ends = groupRows >= rowGroupSize || groupBytes + b > rowGroupBytes;
+        writer.setRowGroupSize(ends ? groupRows : Number.MAX_SAFE_INTEGER);
+        await writer.appendRow(toRecord(pending, includeImageBytes));
+        if (ends) [groupRows, groupBytes] = [0, 0];
+      }
+      pending = row;
+      groupRows++;
+      groupBytes += b;
     }
+    // The last group is written by close().
+    writer.setRowGroupSize(Number.MAX_SAFE_INTEGER);
+    if (pending) await writer.appendRow(toRecord(pending, includeImageBytes));
     await writer.close();
     const fh = await fsp.open(partialPath, 'r+');
     try {
@@ -385,8 +406,9 @@ export async function writeSamplesParquet(
     }
     const { bytes, sha256 } = await hashFile(partialPath);
     await fsp.rename(partialPath, finalPath);
-    return { path: finalPath, rows: rows.length, bytes, sha256 };
+    return { path: finalPath, rows: count, bytes, sha256 };
   } catch (err) {
+    if (!out.closed) await new Promise<void>((resolve) => out.destroy().once('close', () => resolve()));
     await fsp.rm(partialPath, { force: true });
     throw err;
   }

@@ -4,14 +4,14 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { ReleaseInput, Subset } from '../../config/release';
 import type { FigureLabel } from '../annotate/activity';
 import { parseTaxonomyModel, labelFor } from '../annotate/taxonomy';
-import { exists, ndjson, readJson, readNdjson, writeFileAtomic } from '../common/files';
+import { exists, iterateNdjson, NdjsonWriter, readJson, readNdjson } from '../common/files';
 import { quarantine } from '../common/quarantine';
 import { shardStem } from '../common/layout';
 import { releaseDataFile } from '../common/sync';
 import { cancellationSignal, heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { loadPubmedRecords } from '../enrich/activity';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
-import { sampleRowOf, type SampleRow } from '../parquet/writer';
+import { sampleRowOf } from '../parquet/writer';
 import type { ParsedArticleLine } from '../parse/activity';
 import { pyJsonDumps } from './pyjson';
 import type { PublishedSampleJson } from './sample-json';
@@ -60,10 +60,16 @@ export function shardLimitsOf(release: ReleaseInput): { maxBytes: number; maxSam
 interface PendingSample {
   figure: ParsedArticleLine['figures'][number];
   image: PreparedImage;
-  json: PublishedSampleJson;
-  jsonBytes: Buffer;
-  txtBytes: Buffer;
+  /** The json member, kept while the article's pending members stay under PENDING_JSON_BYTES; else rebuilt. */
+  built: { json: PublishedSampleJson; jsonBytes: Buffer } | null;
 }
+
+/**
+ * The most json bytes one article's samples keep between sizing them and writing them. Every sample's json holds
+ * the article's text and its whole image_set, so an article of thousands of figures would hold gigabytes; past
+ * this its samples' json is built again when written (the same bytes: it is a function of the inputs).
+ */
+const PENDING_JSON_BYTES = 32 << 20;
 
 /**
  * Writes the unit's WebDataset shard (jpg/json/txt per sample, fixed member metadata) and the rows parquet needs.
@@ -76,7 +82,6 @@ interface PendingSample {
 export async function writeShard(task: UnitTask, pubmedBatches: number): Promise<Staged<ShardResult>> {
   return runUnitStage(task, 'shard', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
-    const lines = await readNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'));
     const images = new Map(
       (await readNdjson<PreparedImage>(path.join(unitDir, 'images.ndjson'))).map((i) => [i.key, i]),
     );
@@ -90,7 +95,11 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
 
     const parts: ShardFile[] = [];
     const outputs: string[] = [];
-    const rows: SampleRow[] = [];
+    // Memory stays bounded whatever the unit's size: articles are read one at a time, a sample's image when it is
+    // written, and its row goes to samples.ndjson at once (docs/architecture.md, "Memory of the shard stage").
+    const rowsFile = path.join(unitDir, 'samples.ndjson');
+    const rows = await NdjsonWriter.create(rowsFile);
+    let rowCount = 0;
     const allArticles = new Set<string>();
     let writer: TarShardWriter | null = null;
     let open = { shard: '', samples: 0, bytes: 0, articles: new Set<string>() };
@@ -113,7 +122,7 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
     };
     const signal = cancellationSignal();
     try {
-      for (const line of lines) {
+      for await (const line of iterateNdjson<ParsedArticleLine>(path.join(unitDir, 'articles.ndjson'))) {
         signal?.throwIfAborted();
         const pmid = line.planned.pmid ?? line.record.pmid;
         const pm = pmid ? (pubmed.get(pmid) ?? null) : null;
@@ -134,11 +143,8 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
           tooLarge(`${candidates.length} samples`);
           continue;
         }
-        // Built one by one and held only while the article can still fit a shard: at most shard.maxBytes of members.
-        const pending: PendingSample[] = [];
-        let bytes = 0;
-        for (const figure of candidates) {
-          const image = images.get(figure.key)!;
+        // Sized one by one; the article's samples are held only while the article can still fit a shard.
+        const sampleJson = (figure: (typeof candidates)[number], image: PreparedImage) => {
           const label = labels.get(figure.key)!;
           const json = buildSampleJson({
             planned: line.planned,
@@ -150,11 +156,18 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
             label: { clusterId: label.clusterId, labels: labelFor(taxonomy, label.clusterId) },
             pubmed: pm,
           });
-          const jsonBytes = Buffer.from(pyJsonDumps(json), 'utf8');
-          const txtBytes = Buffer.from(figure.caption, 'utf8');
-          bytes += tarSampleBytes([image.bytes, jsonBytes.length, txtBytes.length]);
+          return { json, jsonBytes: Buffer.from(pyJsonDumps(json), 'utf8') };
+        };
+        const pending: PendingSample[] = [];
+        let bytes = 0;
+        let held = 0;
+        for (const figure of candidates) {
+          const image = images.get(figure.key)!;
+          const built = sampleJson(figure, image);
+          bytes += tarSampleBytes([image.bytes, built.jsonBytes.length, Buffer.byteLength(figure.caption, 'utf8')]);
           if (tarArchiveBytes(bytes) > limits.maxBytes) break;
-          pending.push({ figure, image, json, jsonBytes, txtBytes });
+          held += built.jsonBytes.length;
+          pending.push({ figure, image, built: held <= PENDING_JSON_BYTES ? built : null });
         }
         if (tarArchiveBytes(bytes) > limits.maxBytes) {
           tooLarge(
@@ -169,14 +182,16 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
           await closePart();
         if (!writer) await openPart();
         for (const p of pending) {
+          const { json, jsonBytes } = p.built ?? sampleJson(p.figure, p.image);
+          p.built = null;
           const jpeg = await fs.readFile(stagedImagePath(unitDir, p.figure.key));
           await writer!.addSample(p.figure.key, [
             { ext: 'jpg', data: jpeg },
-            { ext: 'json', data: p.jsonBytes },
-            { ext: 'txt', data: p.txtBytes },
+            { ext: 'json', data: jsonBytes },
+            { ext: 'txt', data: Buffer.from(p.figure.caption, 'utf8') },
           ]);
-          rows.push(
-            sampleRowOf(p.json, {
+          await rows.write(
+            sampleRowOf(json, {
               key: p.figure.key,
               shard: open.shard,
               subset: unit.subset,
@@ -189,7 +204,7 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
               article_doi: line.planned.doi ?? line.record.doi ?? null,
             }),
           );
-          heartbeat({ samples: rows.length });
+          heartbeat({ samples: ++rowCount });
         }
         open.samples += pending.length;
         open.bytes += bytes;
@@ -199,8 +214,10 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
       // A unit without samples still writes its (empty) first shard, so shard numbers stay contiguous.
       if (!writer && parts.length === 0) await openPart();
       if (writer) await closePart();
+      await rows.close();
     } catch (err) {
       await (writer as TarShardWriter | null)?.abort();
+      await rows.abort();
       if (err instanceof ShardLimitError) {
         // Sizes are checked above with the writer's own arithmetic, so this is a bug, not the input's fault.
         throw ApplicationFailure.create({
@@ -217,8 +234,6 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
       if (!(await exists(stale))) break;
       await fs.rm(stale, { force: true });
     }
-    const rowsFile = path.join(unitDir, 'samples.ndjson');
-    await writeFileAtomic(rowsFile, ndjson(rows));
     const samples = parts.reduce((n, p) => n + p.samples, 0);
     const totalBytes = parts.reduce((n, p) => n + p.bytes, 0);
     return {
