@@ -4,6 +4,8 @@
  *
  *   npm run bench:shard-memory                       # 10,000 figures
  *   npm run bench:shard-memory -- --figures 2000
+ *   npm run bench:shard-memory -- --max-bytes 4000000000   # shard.maxBytes 4 GB: the unit in one shard file
+ *   npm run bench:shard-memory -- --data /tmp/sm           # keep the built sample release there, reuse it next time
  *
  * The unit: the sample release is built in process from the real fixtures (buildReleaseInProcess), and its
  * articles (real full texts, figures, PubMed records, labels) are repeated under new PMCIDs until the unit holds
@@ -232,6 +234,9 @@ async function main(): Promise<void> {
     ({ release, cleanup } = rel);
     if (keep) fs.writeFileSync(saved, JSON.stringify(release));
   }
+  // --max-bytes N: shard.maxBytes of the run (default 1 GB), e.g. above the unit's size for a single shard file.
+  const maxBytes = arg('max-bytes');
+  if (maxBytes) release = { ...release, shard: { maxSamples: 10_000, maxBytes: Number(maxBytes) } } as ReleaseInput;
   try {
     const task = await buildLargeUnit(release, figures, nArg('pool', 200));
     const unitDir = new ReleaseLayout(release.dataDir, release.releaseId).unitDir(task.unitId);
