@@ -398,6 +398,19 @@ print(json.dumps([[m.row_group(i).num_rows for i in range(m.num_row_groups)], f.
       got[1],
       rows.map((r) => r.key),
     );
+    // A row of no part of the shard stage (or out of its parts' order) is a bug: the stage fails, without retries.
+    const stray = { ...real[0]!, key: 'stray', shard: 'commercial/999999.tar' };
+    fs.writeFileSync(
+      path.join(unitDir, 'samples.ndjson'),
+      [...real, stray].map((r) => JSON.stringify(r) + '\n').join(''),
+    );
+    fs.rmSync(path.join(unitDir, 'manifests', 'parquet.json'));
+    await assert.rejects(writeParquet({ release: { ...rel.release, dataDir: data4 }, unitId: task.unitId }), (err) => {
+      assert.match(String(err), /row stray of commercial\/999999\.tar after the rows of the shard stage's parts/);
+      assert.equal((err as { nonRetryable?: boolean }).nonRetryable, true);
+      return true;
+    });
+    assert.ok(!fs.existsSync(path.join(unitDir, 'manifests', 'parquet.json')));
   });
 
   it('a unit too big for one shard splits into parts by article; an article too big for any shard is quarantined', async () => {

@@ -35,25 +35,28 @@ export async function writeParquet(task: UnitTask): Promise<Staged<ParquetResult
     // One pass over samples.ndjson, a row at a time (the writer holds one row group): the shard stage writes the
     // rows part after part, so each part's rows are the next ones.
     const rows = iterateNdjson<SampleRow>(rowsFile);
-    let next = await rows.next();
-    for (const name of shard.result.shards.map((s) => s.shard)) {
-      const rel = name.replace(/\.tar$/, '.parquet');
-      const file = path.join(layout.root, 'parquet', rel);
-      async function* partRows(): AsyncGenerator<SampleRow> {
-        for (; !next.done && next.value.shard === name; next = await rows.next()) yield next.value;
+    try {
+      let next = await rows.next();
+      for (const name of shard.result.shards.map((s) => s.shard)) {
+        const rel = name.replace(/\.tar$/, '.parquet');
+        const file = path.join(layout.root, 'parquet', rel);
+        async function* partRows(): AsyncGenerator<SampleRow> {
+          for (; !next.done && next.value.shard === name; next = await rows.next()) yield next.value;
+        }
+        const written = await writeSamplesParquet(file, partRows(), { includeImageBytes: false });
+        files.push({ file: rel, shard: name, rows: written.rows, bytes: written.bytes, sha256: written.sha256 });
+        outputs.push(file);
       }
-      const written = await writeSamplesParquet(file, partRows(), { includeImageBytes: false });
-      files.push({ file: rel, shard: name, rows: written.rows, bytes: written.bytes, sha256: written.sha256 });
-      outputs.push(file);
-    }
-    if (!next.done) {
-      await rows.return(undefined);
-      // The shard stage wrote both files; rows out of its parts' order are a bug, and a retry would repeat it.
-      throw ApplicationFailure.create({
-        type: 'SamplesOutOfOrder',
-        nonRetryable: true,
-        message: `unit ${task.unitId}: ${rowsFile} has row ${next.value.key} of ${next.value.shard} after the rows of the shard stage's parts`,
-      });
+      if (!next.done) {
+        // The shard stage wrote both files; rows out of its parts' order are a bug, and a retry would repeat it.
+        throw ApplicationFailure.create({
+          type: 'SamplesOutOfOrder',
+          nonRetryable: true,
+          message: `unit ${task.unitId}: ${rowsFile} has row ${next.value.key} of ${next.value.shard} after the rows of the shard stage's parts`,
+        });
+      }
+    } finally {
+      await rows.return(undefined); // closes the file when a write failed part way
     }
     for (let part = files.length; ; part++) {
       const stale = layout.parquetFile(unit.subset, unit.index, part);
