@@ -60,7 +60,7 @@ export function shardLimitsOf(release: ReleaseInput): { maxBytes: number; maxSam
 interface PendingSample {
   figure: ParsedArticleLine['figures'][number];
   image: PreparedImage;
-  /** The json member, kept while the article's pending members stay under PENDING_JSON_BYTES; else rebuilt. */
+  /** The json member, kept while the article's pending members stay under pendingJsonBytes; else rebuilt. */
   built: { json: PublishedSampleJson; jsonBytes: Buffer } | null;
 }
 
@@ -69,7 +69,7 @@ interface PendingSample {
  * the article's text and its whole image_set, so an article of thousands of figures would hold gigabytes; past
  * this its samples' json is built again when written (the same bytes: it is a function of the inputs).
  */
-const PENDING_JSON_BYTES = 32 << 20;
+export const PENDING_JSON_BYTES = 32 << 20;
 
 /**
  * Writes the unit's WebDataset shard (jpg/json/txt per sample, fixed member metadata) and the rows parquet needs.
@@ -79,7 +79,12 @@ const PENDING_JSON_BYTES = 32 << 20;
  * is never split across parts: one whose samples alone cannot fit a shard is quarantined (`too-large`, one record)
  * and the rest of the unit goes through. The same inputs give the same parts, byte for byte.
  */
-export async function writeShard(task: UnitTask, pubmedBatches: number): Promise<Staged<ShardResult>> {
+export async function writeShard(
+  task: UnitTask,
+  pubmedBatches: number,
+  /** Tests only: a smaller budget, to take the path that builds the json again. */
+  pendingJsonBytes = PENDING_JSON_BYTES,
+): Promise<Staged<ShardResult>> {
   return runUnitStage(task, 'shard', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const images = new Map(
@@ -167,7 +172,7 @@ export async function writeShard(task: UnitTask, pubmedBatches: number): Promise
           bytes += tarSampleBytes([image.bytes, built.jsonBytes.length, Buffer.byteLength(figure.caption, 'utf8')]);
           if (tarArchiveBytes(bytes) > limits.maxBytes) break;
           held += built.jsonBytes.length;
-          pending.push({ figure, image, built: held <= PENDING_JSON_BYTES ? built : null });
+          pending.push({ figure, image, built: held <= pendingJsonBytes ? built : null });
         }
         if (tarArchiveBytes(bytes) > limits.maxBytes) {
           tooLarge(
