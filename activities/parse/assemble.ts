@@ -7,6 +7,7 @@ import {
   pmcidVersion,
   pubDateRank,
 } from './metadata';
+import { assembleAuthors, emptyContributors, type ContributorsState } from './contributors';
 import type {
   AbstractRecord,
   ArticleRecord,
@@ -212,6 +213,8 @@ export interface Collected {
   warnings: string[];
   figures: FigureState[];
   counts: Omit<GraphicCounts, 'figures'>;
+  /** authors, affiliations and corresponding-author notes (contributors.ts) */
+  contributors: ContributorsState;
 }
 
 export function emptyCollected(): Collected {
@@ -230,6 +233,7 @@ export function emptyCollected(): Collected {
     warnings: [],
     figures: [],
     counts: { graphics: 0, tableGraphics: 0, formulaGraphics: 0, inlineGraphics: 0, supplementary: 0 },
+    contributors: emptyContributors(),
   };
 }
 
@@ -291,6 +295,7 @@ export function assembleArticle(c: Collected, pmcidHint: string | null): Article
     fullText: c.bodyBlocks.join('\n\n'),
     figures,
     counts: { figures: c.figures.filter((f) => f.hrefs.length > 0).length, ...c.counts },
+    authors: assembleAuthors(c.contributors),
     warnings: [
       ...c.warnings,
       ...(c.sawArticleMeta

@@ -1,4 +1,5 @@
 import type { Collected, TextSink } from './assemble';
+import { openContributorElement } from './contributors';
 
 /** The element just opened inside the main article's <journal-meta> or <article-meta>. */
 export interface FrontElement {
@@ -11,16 +12,19 @@ export interface FrontElement {
   /** inside a floating object (a fig's own <permissions> is not the article's) */
   readonly detached: boolean;
   /** give this element its own text; `done` receives it flattened at the close tag */
-  capture(done: (text: string) => void): void;
-  /** send this element's text into an existing sink */
-  route(sink: TextSink): void;
+  capture(done: (text: string) => void): TextSink;
+  /** send this element's text into an existing sink, or drop it (null) */
+  route(sink: TextSink | null): void;
+  /** run `closer` at this element's close tag */
+  onClose(closer: () => void): void;
 }
 
 /**
- * Front matter: ids, title, keywords, subjects, journal, publication dates and licence.
+ * Front matter: ids, title, keywords, subjects, journal, publication dates and licence (authors: contributors.ts).
  * Returns false when the element is not front matter, so the body rules apply.
  */
 export function openFrontMatter(c: Collected, el: FrontElement): boolean {
+  if (openContributorElement(c.contributors, el)) return true;
   const { name, attrs } = el;
   switch (name) {
     case 'article-id':

@@ -164,15 +164,19 @@ class FrontElementOf implements FrontElement {
     readonly inLicense: boolean,
     readonly detached: boolean,
     private readonly frame: Frame,
-    private readonly captureInto: (frame: Frame, done: (text: string) => void) => void,
+    private readonly captureInto: (frame: Frame, done: (text: string) => void) => TextSink,
   ) {}
 
-  capture(done: (text: string) => void): void {
-    this.captureInto(this.frame, done);
+  capture(done: (text: string) => void): TextSink {
+    return this.captureInto(this.frame, done);
   }
 
-  route(sink: TextSink): void {
+  route(sink: TextSink | null): void {
     this.frame.sink = sink;
+  }
+
+  onClose(closer: () => void): void {
+    (this.frame.closers ??= []).push(closer);
   }
 }
 
@@ -475,9 +479,7 @@ export class JatsReader {
     );
   }
 
-  private readonly captureInto = (frame: Frame, done: (text: string) => void): void => {
-    this.capture(frame, done);
-  };
+  private readonly captureInto = (frame: Frame, done: (text: string) => void): TextSink => this.capture(frame, done);
 
   private currentFigure(): FigureState | undefined {
     return this.figures[this.figures.length - 1];

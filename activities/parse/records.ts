@@ -89,6 +89,27 @@ export const GraphicCountsSchema = z.object({
 });
 export type GraphicCounts = z.infer<typeof GraphicCountsSchema>;
 
+// ---- contributors (issue 15): the article's authors from <contrib-group>, see contributors.ts
+
+/** An ORCID iD without its URL prefix, e.g. "0000-0002-1825-0097". */
+export const OrcidSchema = z.string().regex(/^\d{4}-\d{4}-\d{4}-\d{3}[\dX]$/);
+
+/** One author of the article, in byline order. */
+export const AuthorRecordSchema = z.object({
+  /** as printed: "Given Surname" (surname first for name-style="eastern"), or a group's name */
+  name: z.string().min(1),
+  surname: z.string().nullable(),
+  givenNames: z.string().nullable(),
+  /** a group author (<collab>, PubMed's CollectiveName) rather than a person */
+  group: z.boolean(),
+  orcid: OrcidSchema.nullable(),
+  /** corresp="yes", or a link to a <corresp> / corresponding-author note */
+  corresponding: z.boolean(),
+  /** affiliation texts in the order the author's links give them; deduplicated */
+  affiliations: z.array(z.string()),
+});
+export type AuthorRecord = z.infer<typeof AuthorRecordSchema>;
+
 export const ArticleRecordSchema = z.object({
   /** "PMC1234567" from article-id "pmc"/"pmcid", else the caller's hint */
   pmcid: z
@@ -117,6 +138,8 @@ export const ArticleRecordSchema = z.object({
   fullText: z.string(),
   figures: z.array(FigureRecordSchema),
   counts: GraphicCountsSchema,
+  /** authors from the main article's <contrib-group>s (editors and reviewers left out), in byline order */
+  authors: z.array(AuthorRecordSchema),
   /** why this record is degraded (invalid UTF-8 replaced, no front matter); empty for a clean article */
   warnings: z.array(z.string()),
 });
