@@ -116,6 +116,19 @@ function sampleJson(i: number, width: number, height: number, sha: string): Samp
     article_text: text,
     article_pmid: String(31000000 + i),
     article_doi: `10.1371/journal.pone.${i}`,
+    article_authors: Array.from({ length: 6 }, (_, j) => ({
+      name: `Given${j} Surname${j}`,
+      surname: `Surname${j}`,
+      given_names: `Given${j}`,
+      group: false,
+      orcid: j === 0 ? '0000-0002-1825-0097' : null,
+      corresponding: j === 5,
+      affiliations: ['Department of Cell Biology, University of Somewhere, City, Country'],
+      source: 'jats' as const,
+    })),
+    article_chemicals: [{ registry_number: 'EC 2.7.7.49', name: 'Telomerase', ui: 'D019098' }],
+    article_pubmed_article_date: '2020-01-01',
+    article_pubmed_history: [{ status: 'received', date: '2019-10-01' }],
   };
 }
 

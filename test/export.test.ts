@@ -82,6 +82,10 @@ function row(over: Partial<SampleRow>): SampleRow {
     article_text: '',
     article_pmid: null,
     article_doi: null,
+    article_authors: [],
+    article_chemicals: [],
+    article_pubmed_article_date: null,
+    article_pubmed_history: [],
     ...over,
   };
 }

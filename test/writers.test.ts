@@ -695,6 +695,35 @@ describe('writeSamplesParquet', () => {
       article_text: `Introduction\n\nBody ${i} ` + 'text '.repeat(200),
       article_pmid: i === 3 ? null : `3229${i}`,
       article_doi: i % 2 ? null : `10.1000/x${i}`,
+      // Struct lists with null fields, empty lists and booleans (real names from the fixtures).
+      article_authors:
+        i === 0
+          ? []
+          : [
+              {
+                name: 'Todd S Macfarlan',
+                surname: 'Macfarlan',
+                given_names: 'Todd S',
+                group: false,
+                orcid: i % 2 ? '0000-0003-2495-9809' : null,
+                corresponding: true,
+                affiliations: ['NICHD, NIH, Bethesda, United States', 'École Polytechnique Fédérale de Lausanne'],
+                source: 'jats',
+              },
+              {
+                name: 'The Thai Cohort Study Team',
+                surname: null,
+                given_names: null,
+                group: true,
+                orcid: null,
+                corresponding: false,
+                affiliations: [],
+                source: i === 2 ? 'pubmed' : 'jats+pubmed',
+              },
+            ],
+      article_chemicals: i % 2 ? [{ registry_number: null, name: 'Cytochrome c Group', ui: 'D003574' }] : [],
+      article_pubmed_article_date: i === 4 ? '2016-10-21' : null,
+      article_pubmed_history: i === 1 ? [] : [{ status: 'received', date: '2016-06-27' }],
     };
   }
   const rows = Array.from({ length: 5 }, (_, i) => row(i, Buffer.alloc(100 + i, i + 1)));
@@ -767,7 +796,29 @@ describe('writeSamplesParquet', () => {
         'image_file_name',
       ]);
       assert.deepEqual(top.slice(9, 34), [...PUBLISHED_KEYS], 'every published json key, in the published order');
-      assert.deepEqual(top.slice(34), ['article_pmid', 'article_doi']);
+      assert.deepEqual(top.slice(34, 36), ['article_pmid', 'article_doi']);
+      // Article metadata beyond the json: struct lists and PubMed's dates, never json keys.
+      assert.deepEqual(top.slice(36), [
+        'article_authors',
+        'article_chemicals',
+        'article_pubmed_article_date',
+        'article_pubmed_history',
+      ]);
+      assert.deepEqual(
+        [f.article_authors.repetitionType, Object.keys(f.article_authors.fields!)],
+        ['REPEATED', ['name', 'surname', 'given_names', 'group', 'orcid', 'corresponding', 'affiliations', 'source']],
+      );
+      const authorField = (n: string) => f.article_authors.fields![n]!;
+      assert.deepEqual(
+        ['surname', 'group', 'affiliations'].map((n) => [authorField(n).primitiveType, authorField(n).repetitionType]),
+        [
+          ['BYTE_ARRAY', 'OPTIONAL'],
+          ['BOOLEAN', 'REQUIRED'],
+          ['BYTE_ARRAY', 'REPEATED'],
+        ],
+      );
+      assert.deepEqual(Object.keys(f.article_chemicals.fields!), ['registry_number', 'name', 'ui']);
+      assert.deepEqual(shape('article_pubmed_article_date'), ['BYTE_ARRAY', 'UTF8', 'OPTIONAL']);
       const groups = reader.metadata!.row_groups;
       assert.deepEqual(
         groups.map((g) => Number(g.num_rows)),

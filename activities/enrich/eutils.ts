@@ -168,17 +168,21 @@ function digitsOrUndefined(v: unknown): string | undefined {
 function errorElementText(body: string): string | null {
   const head = body.slice(0, 4096);
   if (/<PubmedArticleSet[\s>/]/.test(head)) return null;
-  const m = /<ERROR>([\s\S]*?)<\/ERROR>/.exec(head);
-  if (!m) return null;
-  const text = m[1]
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&amp;/g, '&')
-    .replace(/\s+/g, ' ')
-    .trim();
-  return text.slice(0, 300) || '(empty)';
+  // Every <ERROR> is kept: the seed kept the first and lost the others' causes.
+  const texts = [...head.matchAll(/<ERROR>([\s\S]*?)<\/ERROR>/g)].map(
+    (m) =>
+      (m[1] as string)
+        .replace(/&lt;/g, '<')
+        .replace(/&gt;/g, '>')
+        .replace(/&quot;/g, '"')
+        .replace(/&apos;/g, "'")
+        .replace(/&amp;/g, '&')
+        .replace(/\s+/g, ' ')
+        .trim()
+        .slice(0, 300) || '(empty)',
+  );
+  if (texts.length === 0) return null;
+  return texts.length === 1 ? (texts[0] as string) : `${texts.length} errors: ${texts.join('; ')}`;
 }
 
 /** undici wraps socket errors as TypeError('fetch failed') with a coded cause; keep only code/message. */

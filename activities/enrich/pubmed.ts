@@ -8,6 +8,7 @@
  */
 import { SaxesParser } from 'saxes';
 import { z } from 'zod';
+import { normaliseOrcid } from '../parse/contributors';
 
 const MeshHeadingSchema = z.object({
   descriptor: z.string().min(1),
@@ -15,6 +16,35 @@ const MeshHeadingSchema = z.object({
   majorTopic: z.boolean(),
   qualifiers: z.array(z.object({ name: z.string().min(1), majorTopic: z.boolean() })),
 });
+
+const IsoDateSchema = z.string().regex(/^\d{4}(-\d{2}(-\d{2})?)?$/);
+
+/** One AuthorList/Author of type "authors" (a person or a CollectiveName); ValidYN="N" entries are left out. */
+export const PubmedAuthorSchema = z.object({
+  lastName: z.string().nullable(),
+  foreName: z.string().nullable(),
+  initials: z.string().nullable(),
+  suffix: z.string().nullable(),
+  /** CollectiveName: a group author */
+  collectiveName: z.string().nullable(),
+  /** Identifier Source="ORCID", without its URL prefix */
+  orcid: z.string().nullable(),
+  affiliations: z.array(z.string()),
+});
+export type PubmedAuthor = z.infer<typeof PubmedAuthorSchema>;
+
+/** ChemicalList/Chemical: RegistryNumber "0" (none assigned) is null. */
+export const PubmedChemicalSchema = z.object({
+  registryNumber: z.string().nullable(),
+  name: z.string().min(1),
+  /** NameOfSubstance/@UI, the MeSH id */
+  ui: z.string().nullable(),
+});
+export type PubmedChemical = z.infer<typeof PubmedChemicalSchema>;
+
+/** PubmedData/History/PubMedPubDate: @PubStatus (received, accepted, pubmed, entrez, medline...) and its day. */
+export const PubmedHistoryDateSchema = z.object({ status: z.string().min(1), date: IsoDateSchema });
+export type PubmedHistoryDate = z.infer<typeof PubmedHistoryDateSchema>;
 
 export const PubmedRecordSchema = z.object({
   pmid: z.string().regex(/^[1-9][0-9]*$/),
@@ -34,6 +64,11 @@ export const PubmedRecordSchema = z.object({
   referenceCount: z.number().int().nonnegative(),
   notices: z.array(z.object({ type: z.string(), refSource: z.string().nullable(), pmid: z.string().nullable() })),
   kind: z.enum(['article', 'book']),
+  authors: z.array(PubmedAuthorSchema),
+  chemicals: z.array(PubmedChemicalSchema),
+  /** Article/ArticleDate (DateType="Electronic"): the electronic publication date */
+  articleDate: IsoDateSchema.nullable(),
+  history: z.array(PubmedHistoryDateSchema),
 });
 export type PubmedRecord = z.infer<typeof PubmedRecordSchema>;
 
@@ -266,6 +301,50 @@ function noticesOf(citation: XmlElement | undefined): PubmedRecord['notices'] {
     }));
 }
 
+// ---- authors, chemicals and dates (issue 15)
+
+function authorsOf(list: XmlElement | undefined): PubmedRecord['authors'] {
+  // A book's AuthorList Type="editors" lists editors, not authors.
+  if (!list || (list.attrs.Type ?? 'authors') !== 'authors') return [];
+  return kids(list, 'Author')
+    .filter((a) => a.attrs.ValidYN !== 'N')
+    .map((a) => ({
+      lastName: textOrNull(at(a, 'LastName')),
+      foreName: textOrNull(at(a, 'ForeName')),
+      initials: textOrNull(at(a, 'Initials')),
+      suffix: textOrNull(at(a, 'Suffix')),
+      collectiveName: textOrNull(at(a, 'CollectiveName')),
+      orcid: normaliseOrcid(flatText(kids(a, 'Identifier').find((i) => i.attrs.Source === 'ORCID'))),
+      affiliations: [
+        ...new Set(
+          kids(a, 'AffiliationInfo')
+            .map((i) => flatText(at(i, 'Affiliation')))
+            .filter((t) => t !== ''),
+        ),
+      ],
+    }))
+    .filter((a) => a.lastName !== null || a.collectiveName !== null);
+}
+
+function chemicalsOf(citation: XmlElement | undefined): PubmedRecord['chemicals'] {
+  return all(citation, 'ChemicalList/Chemical').flatMap((c) => {
+    const substance = at(c, 'NameOfSubstance');
+    const name = flatText(substance);
+    if (name === '') return [];
+    const registry = flatText(at(c, 'RegistryNumber'));
+    return [
+      { registryNumber: registry === '' || registry === '0' ? null : registry, name, ui: substance?.attrs.UI ?? null },
+    ];
+  });
+}
+
+function historyOf(pubmedData: XmlElement | undefined): PubmedRecord['history'] {
+  return all(pubmedData, 'History/PubMedPubDate').flatMap((d) => {
+    const date = pubDateOf(d);
+    return d.attrs.PubStatus && date ? [{ status: d.attrs.PubStatus, date }] : [];
+  });
+}
+
 // ---- records
 
 function articleRecord(el: XmlElement): PubmedRecord | null {
@@ -299,6 +378,12 @@ function articleRecord(el: XmlElement): PubmedRecord | null {
     referenceCount: refs.length,
     notices: noticesOf(citation),
     kind: 'article',
+    authors: authorsOf(at(article, 'AuthorList')),
+    chemicals: chemicalsOf(citation),
+    articleDate: pubDateOf(
+      kids(article, 'ArticleDate').find((d) => (d.attrs.DateType ?? 'Electronic') === 'Electronic'),
+    ),
+    history: historyOf(at(el, 'PubmedData')),
   };
 }
 
@@ -327,20 +412,27 @@ function bookRecord(el: XmlElement): PubmedRecord | null {
     referenceCount: refs.length,
     notices: [],
     kind: 'book',
+    authors: authorsOf(kids(doc, 'AuthorList').find((l) => (l.attrs.Type ?? 'authors') === 'authors')),
+    chemicals: [],
+    articleDate: null,
+    history: historyOf(at(el, 'PubmedBookData')),
   };
 }
 
 /**
  * Parses an efetch db=pubmed XML body. Unknown or deleted PMIDs are simply absent from the map; a
- * PMID that appears twice keeps its first record. An NCBI <ERROR> body throws PubmedXmlError('ncbi-error').
+ * PMID that appears twice keeps its first record. An NCBI <ERROR> body throws PubmedXmlError('ncbi-error') naming
+ * every <ERROR> it holds.
  */
 export function parsePubmedArticleSet(xml: string): PubmedParseResult {
   const root = readTree(xml);
-  const errorEl = root.name === 'ERROR' ? root : at(root, 'ERROR');
-  if (errorEl) {
+  // Every <ERROR>, not the first only: a reply may carry one per bad id or parameter.
+  const errors = root.name === 'ERROR' ? [root] : kids(root, 'ERROR');
+  if (errors.length > 0) {
+    const texts = errors.map((e) => flatText(e) || '(empty)');
     throw new PubmedXmlError(
       'ncbi-error',
-      `E-utilities returned an error: ${flatText(errorEl).slice(0, 300) || '(empty)'}`,
+      `E-utilities returned ${errorCount(texts)}: ${texts.join('; ').slice(0, 600)}`,
     );
   }
   if (root.name !== 'PubmedArticleSet') {
@@ -358,4 +450,9 @@ export function parsePubmedArticleSet(xml: string): PubmedParseResult {
     if (record && !records.has(record.pmid)) records.set(record.pmid, PubmedRecordSchema.parse(record));
   }
   return { records };
+}
+
+/** "an error" or "2 errors". */
+export function errorCount(texts: readonly string[]): string {
+  return texts.length === 1 ? 'an error' : `${texts.length} errors`;
 }

@@ -37,8 +37,46 @@ export interface ImageContextEntry {
   paragraphs: string[];
 }
 
+/** One author of the article (activities/enrich/reconcile.ts): JATS's byline, completed from PubMed. */
+export interface AuthorColumn {
+  name: string;
+  surname: string | null;
+  given_names: string | null;
+  group: boolean;
+  /** bare ORCID iD, "0000-0002-1825-0097" */
+  orcid: string | null;
+  corresponding: boolean;
+  affiliations: string[];
+  /** where the entry's values come from: "jats", "jats+pubmed" (PubMed filled the ORCID or affiliations), "pubmed" */
+  source: 'jats' | 'jats+pubmed' | 'pubmed';
+}
+
+/** One PubMed ChemicalList entry. */
+export interface ChemicalColumn {
+  /** CAS, UNII or EC number; null where PubMed gives "0" (none) */
+  registry_number: string | null;
+  name: string;
+  /** MeSH UI of the substance */
+  ui: string | null;
+}
+
+/** One PubMed History date: PubStatus (received, accepted, pubmed, entrez, medline...) and its ISO day. */
+export interface HistoryColumn {
+  status: string;
+  date: string;
+}
+
+/** Columns of article metadata beyond the published json (issue 15); never json keys. */
+export interface PubmedColumns {
+  article_authors: AuthorColumn[];
+  article_chemicals: ChemicalColumn[];
+  /** PubMed ArticleDate (electronic publication), ISO with the precision given */
+  article_pubmed_article_date: string | null;
+  article_pubmed_history: HistoryColumn[];
+}
+
 /** A row's columns beyond the published json: key to image before the 25 json keys, pmid and doi after them. */
-export interface SampleRowFields {
+export interface SampleRowFields extends PubmedColumns {
   key: string;
   shard: string;
   subset: string;
@@ -110,10 +148,50 @@ export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
   article_text: z.string(),
   article_pmid: z.string().nullable(),
   article_doi: z.string().nullable(),
+  article_authors: z.array(
+    z.strictObject({
+      name: z.string().min(1),
+      surname: z.string().nullable(),
+      given_names: z.string().nullable(),
+      group: z.boolean(),
+      orcid: z.string().nullable(),
+      corresponding: z.boolean(),
+      affiliations: strList,
+      source: z.enum(['jats', 'jats+pubmed', 'pubmed']),
+    }),
+  ),
+  article_chemicals: z.array(
+    z.strictObject({ registry_number: z.string().nullable(), name: z.string().min(1), ui: z.string().nullable() }),
+  ),
+  article_pubmed_article_date: z.string().nullable(),
+  article_pubmed_history: z.array(z.strictObject({ status: z.string(), date: z.string() })),
   caption_json: z.never().optional(),
 } satisfies { [K in keyof SampleRow]-?: z.ZodType<SampleRow[K]> }); // every key of SampleRow, and no other
 
-type Kind = 'str' | 'int' | 'list' | 'intList' | 'nullable' | 'bytes' | 'imageSet' | 'imageContext';
+type Kind = 'str' | 'int' | 'list' | 'intList' | 'nullable' | 'bytes' | 'imageSet' | 'imageContext' | StructList;
+
+/** A list of structs given by its fields: 'str' required, 'str?' nullable, 'bool', 'strs' a list of strings. */
+type StructField = 'str' | 'str?' | 'bool' | 'strs';
+interface StructList {
+  readonly struct: Readonly<Record<string, StructField>>;
+}
+
+const AUTHOR_FIELDS: { readonly [K in keyof AuthorColumn]-?: StructField } = {
+  name: 'str',
+  surname: 'str?',
+  given_names: 'str?',
+  group: 'bool',
+  orcid: 'str?',
+  corresponding: 'bool',
+  affiliations: 'strs',
+  source: 'str',
+};
+const CHEMICAL_FIELDS: { readonly [K in keyof ChemicalColumn]-?: StructField } = {
+  registry_number: 'str?',
+  name: 'str',
+  ui: 'str?',
+};
+const HISTORY_FIELDS: { readonly [K in keyof HistoryColumn]-?: StructField } = { status: 'str', date: 'str' };
 type Column = Exclude<keyof SampleRow, 'caption_json'>;
 
 /** Every column of SampleRow (and no other) with its kind, in the file's column order. */
@@ -155,6 +233,11 @@ const COLUMN_KINDS: { readonly [K in Column]-?: Kind } = {
   article_text: 'str',
   article_pmid: 'nullable',
   article_doi: 'nullable',
+  // Article metadata beyond the json (issue 15): authors, chemicals and PubMed's dates.
+  article_authors: { struct: AUTHOR_FIELDS },
+  article_chemicals: { struct: CHEMICAL_FIELDS },
+  article_pubmed_article_date: 'nullable',
+  article_pubmed_history: { struct: HISTORY_FIELDS },
 };
 
 /** Column order of the file; `image` is dropped when image bytes are not included. */
@@ -200,6 +283,10 @@ export function sampleParquetSchema(includeImageBytes: boolean): ParquetSchema {
     ...extra,
   });
   for (const [name, kind] of COLUMNS) {
+    if (typeof kind === 'object') {
+      def[name] = { repeated: true, fields: structFieldDefs(kind, text) };
+      continue;
+    }
     switch (kind) {
       case 'bytes':
         if (includeImageBytes)
@@ -240,6 +327,37 @@ export function sampleParquetSchema(includeImageBytes: boolean): ParquetSchema {
   return new ParquetSchema(def as ConstructorParameters<typeof ParquetSchema>[0]);
 }
 
+function structFieldDefs(kind: StructList, text: (extra?: FieldDef) => FieldDef): Record<string, FieldDef> {
+  const fields: Record<string, FieldDef> = {};
+  for (const [field, type] of Object.entries(kind.struct)) {
+    if (type === 'bool') fields[field] = { type: 'BOOLEAN', compression: PARQUET_COMPRESSION };
+    else if (type === 'strs') fields[field] = text({ repeated: true });
+    else fields[field] = text(type === 'str?' ? { optional: true } : {});
+  }
+  return fields;
+}
+
+/** parquetjs takes an absent field for null: a struct's null fields are left out, and come back as null. */
+function structToRecord(entries: unknown, kind: StructList): Record<string, unknown>[] {
+  return (entries as Record<string, unknown>[]).map((e) => {
+    const out: Record<string, unknown> = {};
+    for (const field of Object.keys(kind.struct))
+      if (e[field] !== null && e[field] !== undefined) out[field] = e[field];
+    return out;
+  });
+}
+
+function structFromRecord(entries: unknown, kind: StructList): Record<string, unknown>[] {
+  return ((entries ?? []) as Record<string, unknown>[]).map((e) => {
+    const out: Record<string, unknown> = {};
+    for (const [field, type] of Object.entries(kind.struct)) {
+      const v = e[field];
+      out[field] = type === 'strs' ? (v ?? []) : v === undefined ? null : v;
+    }
+    return out;
+  });
+}
+
 export interface ParquetWriteOptions {
   /** Add the `image` column with the jpg bytes (rows without `image` get null). Default false. */
   includeImageBytes?: boolean;
@@ -263,6 +381,10 @@ function toRecord(row: SampleRow, includeImageBytes: boolean): Record<string, un
   const rec: Record<string, unknown> = {};
   for (const [name, kind] of COLUMNS) {
     const v = row[name];
+    if (typeof kind === 'object') {
+      rec[name] = structToRecord(v, kind);
+      continue;
+    }
     switch (kind) {
       case 'bytes':
         if (includeImageBytes && v !== undefined) rec[name] = v;
@@ -429,6 +551,10 @@ function fromRecord(r: Record<string, unknown>): SampleRow {
   const list = <T>(v: unknown): T[] => (v === undefined || v === null ? [] : (v as T[]));
   for (const [name, kind] of COLUMNS) {
     const v = r[name];
+    if (typeof kind === 'object') {
+      row[name] = structFromRecord(v, kind);
+      continue;
+    }
     switch (kind) {
       case 'bytes':
         if (v !== undefined && v !== null) row[name] = Buffer.from(v as Buffer);

@@ -10,6 +10,7 @@ import { shardStem } from '../common/layout';
 import { releaseDataFile } from '../common/sync';
 import { cancellationSignal, heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { loadPubmedRecords } from '../enrich/activity';
+import { pubmedColumnsOf } from '../enrich/reconcile';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
 import { sampleRowOf } from '../parquet/writer';
 import type { ParsedArticleLine } from '../parse/activity';
@@ -131,6 +132,7 @@ export async function writeShard(
         signal?.throwIfAborted();
         const pmid = line.planned.pmid ?? line.record.pmid;
         const pm = pmid ? (pubmed.get(pmid) ?? null) : null;
+        const articleColumns = pubmedColumnsOf(line.record, pm);
         const candidates = line.figures.filter((f) => !f.rejected && images.has(f.key) && labels.has(f.key));
         if (candidates.length === 0) continue; // each figure left out was quarantined by its stage
         const tooLarge = (what: string) =>
@@ -207,6 +209,7 @@ export async function writeShard(
               image_sha256: p.image.sha256,
               article_pmid: pmid ?? null,
               article_doi: line.planned.doi ?? line.record.doi ?? null,
+              ...articleColumns,
             }),
           );
           heartbeat({ samples: ++rowCount });

@@ -112,6 +112,21 @@ export async function writeSyntheticRelease(
           article_text: `Body of ${pmcid}.`,
           article_pmid: n % 5 ? String(30000000 + n) : null,
           article_doi: null,
+          article_authors: [
+            {
+              name: `Author ${n}`,
+              surname: `Surname${n}`,
+              given_names: 'Author',
+              group: false,
+              orcid: null,
+              corresponding: n % 2 === 0,
+              affiliations: ['Institute of Tests, Testville'],
+              source: 'jats',
+            },
+          ],
+          article_chemicals: [],
+          article_pubmed_article_date: null,
+          article_pubmed_history: [],
         };
         samples.push({ row, jpg });
       }
