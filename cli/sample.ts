@@ -36,7 +36,7 @@ export async function ensureSampleMirror(
 
 /**
  * What the demo's E-utilities stand-in answers for the sample's PMIDs that no recording covers: each article's own
- * title, journal, date, DOI and keywords (the mirror's XML), so the demo shows enrichment working end to end.
+ * title, journal, date, DOI, keywords, authors and dates (the mirror's XML), so the demo shows enrichment working end to end.
  */
 export async function sampleEnrichmentArticles(mirrorDir: string): Promise<GeneratedPubmedArticle[]> {
   const out: GeneratedPubmedArticle[] = [];
@@ -60,6 +60,9 @@ export async function sampleEnrichmentArticles(mirrorDir: string): Promise<Gener
       pubDate: record.pubDate,
       doi: record.doi,
       keywords: record.keywords,
+      authors: record.authors,
+      epubDate: record.epubDate,
+      history: record.history,
     });
   }
   return out;

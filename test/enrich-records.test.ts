@@ -2,13 +2,16 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { ensureSampleMirror, sampleEnrichmentArticles } from '../cli/sample';
 import { fixturePaths } from '../config/paths';
 import { EutilsError, efetchPubmed } from '../activities/enrich/eutils';
 import { PubmedXmlError, parsePubmedArticleSet, type PubmedAuthor } from '../activities/enrich/pubmed';
 import { pubmedColumnsOf, reconcileAuthors } from '../activities/enrich/reconcile';
 import { parseJats } from '../activities/parse/jats';
 import type { AuthorRecord } from '../activities/parse/records';
+import { startEutilsStandin } from '../sample/eutils-standin';
 
 const entrez = (name: string): string => fs.readFileSync(path.join(fixturePaths.entrez(), name), 'utf8');
 const identity = { tool: 'biomedica-release-test', email: 'dev@example.org' };
@@ -226,5 +229,52 @@ describe('authors reconciled: JATS first, PubMed fills what JATS lacks', () => {
     // The same inputs give the same columns.
     assert.deepEqual(pubmedColumnsOf(elife, pubmed4), pubmedColumnsOf(elife, pubmed4));
     assert.equal(pubmedColumnsOf(elife, pubmed4).article_chemicals[1]!.name, 'Telomerase');
+  });
+});
+
+describe("the demo's E-utilities stand-in: generated records match the article's byline and dates", function () {
+  this.timeout(120_000);
+  it('AuthorList, ArticleDate and History of every generated record agree with the article XML', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-standin-authors-'));
+    const s = await startEutilsStandin({
+      fixturesDir: fixturePaths.entrez(),
+      maxPerSecond: 1000,
+      generated: await sampleEnrichmentArticles((await ensureSampleMirror(tmp)).outDir),
+    });
+    try {
+      const articles = await sampleEnrichmentArticles(path.join(tmp, 'sample-mirror'));
+      const { records } = parsePubmedArticleSet(
+        await efetchPubmed({ baseUrl: s.baseUrl, pmids: articles.map((a) => a.pmid), ...identity }),
+      );
+      let withAuthors = 0;
+      let withHistory = 0;
+      for (const a of articles) {
+        const r = records.get(a.pmid)!;
+        if (r.authors.length === 0 && a.authors!.length > 0) continue; // a recorded response (it wins)
+        assert.deepEqual(
+          r.authors.map((p) => [p.collectiveName ?? `${p.foreName} ${p.lastName}`, p.orcid, p.affiliations]),
+          a.authors!.map((j) => [j.name, j.orcid, j.affiliations]),
+          a.pmid,
+        );
+        // Reconciling an article with its own PubMed record changes nothing.
+        assert.ok(reconcileAuthors(a.authors!, r.authors).every((x) => x.source === 'jats'));
+        assert.equal(r.articleDate, /^\d{4}-\d{2}-\d{2}$/.test(a.epubDate ?? '') ? a.epubDate : null, a.pmid);
+        const status: Record<string, string> = { received: 'received', 'rev-recd': 'revised', accepted: 'accepted' };
+        assert.deepEqual(
+          r.history,
+          a
+            .history!.filter((h) => status[h.type] && h.date.length === 10)
+            .map((h) => ({ status: status[h.type], date: h.date })),
+          a.pmid,
+        );
+        if (r.authors.length > 0) withAuthors++;
+        if (r.history.length > 0) withHistory++;
+      }
+      assert.ok(withAuthors >= 15, `${withAuthors} generated records with an AuthorList`);
+      assert.ok(withHistory >= 10, `${withHistory} generated records with History dates`);
+    } finally {
+      await s.close();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -161,6 +161,22 @@ describe('parseJats: authors from <contrib-group>', () => {
     );
   });
 
+  it('<history> dates and the electronic publication date (what PubMed mirrors as History and ArticleDate)', () => {
+    const elife = article('PMC7289599');
+    assert.deepEqual(elife.history, [
+      { type: 'received', date: '2020-02-24' },
+      { type: 'accepted', date: '2020-05-31' },
+    ]);
+    assert.equal(elife.epubDate, '2020-06-01');
+    assert.deepEqual(
+      article('PMC3357053').history.map((h) => h.type),
+      ['received', 'rev-request', 'accepted'],
+    );
+    // Wiley cloud XML: one undated-type <pub-date>, no <history>
+    assert.deepEqual([article('PMC13125388').history, article('PMC13125388').epubDate], [[], null]);
+    assert.equal(article('PMC3062852').epubDate, null); // only ppub
+  });
+
   it('address parts and ORCID forms', () => {
     assert.equal(joinAddressParts('Dept A\u0003, \u0003Univ B\u0003\u0003USA'), 'Dept A, Univ B, USA');
     assert.equal(joinAddressParts('Dept A\u0003Univ B (\u0003X\u0003)'), 'Dept A, Univ B (X)');

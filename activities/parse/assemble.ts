@@ -8,6 +8,7 @@ import {
   pubDateRank,
 } from './metadata';
 import { assembleAuthors, emptyContributors, type ContributorsState } from './contributors';
+import { assembleHistory, emptyHistory, type HistoryState } from './history';
 import type {
   AbstractRecord,
   ArticleRecord,
@@ -215,6 +216,8 @@ export interface Collected {
   counts: Omit<GraphicCounts, 'figures'>;
   /** authors, affiliations and corresponding-author notes (contributors.ts) */
   contributors: ContributorsState;
+  /** <history> dates (history.ts) */
+  history: HistoryState;
 }
 
 export function emptyCollected(): Collected {
@@ -234,6 +237,7 @@ export function emptyCollected(): Collected {
     figures: [],
     counts: { graphics: 0, tableGraphics: 0, formulaGraphics: 0, inlineGraphics: 0, supplementary: 0 },
     contributors: emptyContributors(),
+    history: emptyHistory(),
   };
 }
 
@@ -296,6 +300,8 @@ export function assembleArticle(c: Collected, pmcidHint: string | null): Article
     figures,
     counts: { figures: c.figures.filter((f) => f.hrefs.length > 0).length, ...c.counts },
     authors: assembleAuthors(c.contributors),
+    history: assembleHistory(c.history),
+    epubDate: epubDate(c.pubDates),
     warnings: [
       ...c.warnings,
       ...(c.sawArticleMeta
@@ -365,4 +371,14 @@ function toFigureRecords(c: Collected): FigureRecord[] {
     });
   }
   return records;
+}
+
+/** The electronic publication date: what PubMed's ArticleDate DateType="Electronic" gives. */
+function epubDate(dates: PubDateState[]): string | null {
+  for (const d of dates) {
+    const electronic = d.pubType === 'epub' || (d.dateType === 'pub' && d.format === 'electronic');
+    const iso = electronic ? isoDate(d.year, d.month, d.day) : null;
+    if (iso) return iso;
+  }
+  return null;
 }

@@ -1,5 +1,6 @@
 import type { Collected, TextSink } from './assemble';
 import { openContributorElement } from './contributors';
+import { openHistoryElement } from './history';
 
 /** The element just opened inside the main article's <journal-meta> or <article-meta>. */
 export interface FrontElement {
@@ -24,7 +25,7 @@ export interface FrontElement {
  * Returns false when the element is not front matter, so the body rules apply.
  */
 export function openFrontMatter(c: Collected, el: FrontElement): boolean {
-  if (openContributorElement(c.contributors, el)) return true;
+  if (openContributorElement(c.contributors, el) || openHistoryElement(c.history, el)) return true;
   const { name, attrs } = el;
   switch (name) {
     case 'article-id':

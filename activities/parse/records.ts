@@ -110,6 +110,13 @@ export const AuthorRecordSchema = z.object({
 });
 export type AuthorRecord = z.infer<typeof AuthorRecordSchema>;
 
+/** A <history> date of the article: @date-type (received, rev-recd, accepted...) and its ISO date. */
+export const HistoryDateSchema = z.object({
+  type: z.string().min(1),
+  date: z.string().regex(/^\d{4}(-\d{2}(-\d{2})?)?$/),
+});
+export type HistoryDate = z.infer<typeof HistoryDateSchema>;
+
 export const ArticleRecordSchema = z.object({
   /** "PMC1234567" from article-id "pmc"/"pmcid", else the caller's hint */
   pmcid: z
@@ -140,6 +147,13 @@ export const ArticleRecordSchema = z.object({
   counts: GraphicCountsSchema,
   /** authors from the main article's <contrib-group>s (editors and reviewers left out), in byline order */
   authors: z.array(AuthorRecordSchema),
+  /** <history> dates in document order */
+  history: z.array(HistoryDateSchema),
+  /** the electronic publication date (pub-date epub, or date-type="pub" publication-format="electronic") */
+  epubDate: z
+    .string()
+    .regex(/^\d{4}(-\d{2}(-\d{2})?)?$/)
+    .nullable(),
   /** why this record is degraded (invalid UTF-8 replaced, no front matter); empty for a clean article */
   warnings: z.array(z.string()),
 });
