@@ -23,7 +23,8 @@ import { pyJsonDumps } from '../activities/shard/pyjson';
 import { PUBLISHED_KEYS } from '../activities/shard/sample-json';
 import { readTarEntries, splitMemberName } from '../activities/shard/tar-reader';
 import { tarArchiveBytes, tarSampleBytes } from '../activities/shard/tar-writer';
-import { testPython } from '../config/paths';
+import { fixturePaths, testPython } from '../config/paths';
+import { parseJats } from '../activities/parse/jats';
 import { SUBSETS, type ReleaseInput } from '../config/release';
 import { buildReleaseInProcess, type InProcessRelease } from './support/in-process-release';
 
@@ -96,6 +97,13 @@ const EXPECTED_ARROW: Record<string, string> = {
   article_text: 'string',
   article_pmid: 'string',
   article_doi: 'string',
+  article_authors:
+    'list<article_authors: struct<name: string not null, surname: string, given_names: string, group: bool not null, orcid: string, corresponding: bool not null, affiliations: list<affiliations: string not null> not null, source: string not null> not null>',
+  article_chemicals:
+    'list<article_chemicals: struct<registry_number: string, name: string not null, ui: string> not null>',
+  article_pubmed_article_date: 'string',
+  article_pubmed_history:
+    'list<article_pubmed_history: struct<status: string not null, date: string not null> not null>',
 };
 
 describe('published format read by webdataset, pyarrow and datasets (real sample release)', function () {
@@ -196,6 +204,80 @@ print(json.dumps(out))`,
       assert.deepEqual(Object.entries(g.schema), Object.entries(isImage ? expectedWithImage : EXPECTED_ARROW), `${i}`);
       assert.equal(g.rows, Object.values(sizes)[i % parquets.length]);
     });
+  });
+
+  it('authors, chemicals and PubMed dates: pyarrow and datasets read the struct lists of the real release', () => {
+    const hf = path.join(tmp, 'hf-authors');
+    const got = python(
+      `import json, sys, datasets, pyarrow.parquet as pq
+rows = [r for f in sys.argv[1:] for r in pq.read_table(f, columns=["key", "article_accession_id", "article_authors", "article_chemicals", "article_pubmed_article_date", "article_pubmed_history"]).to_pylist()]
+ds = datasets.load_dataset("parquet", data_files={"train": sys.argv[1:]}, split="train", cache_dir="${hf}/cache")
+assert [r["article_authors"] for r in rows] == ds["article_authors"]
+assert [r["article_pubmed_history"] for r in rows] == ds["article_pubmed_history"]
+by_article = {}
+for r in rows: by_article.setdefault(r["article_accession_id"], r)
+print(json.dumps({"features": str(ds.features["article_authors"]), "articles": by_article}))`,
+      parquets,
+      {
+        HF_DATASETS_OFFLINE: '1',
+        HF_HUB_OFFLINE: '1',
+        HF_HOME: hf,
+        HF_DATASETS_CACHE: path.join(hf, 'cache'),
+        HF_HUB_DISABLE_PROGRESS_BARS: '1',
+      },
+    ) as {
+      features: string;
+      articles: Record<
+        string,
+        Pick<
+          SampleRow,
+          'article_authors' | 'article_pubmed_history' | 'article_pubmed_article_date' | 'article_chemicals'
+        >
+      >;
+    };
+    assert.match(got.features, /^List\(\{'name': Value\('string'\), 'surname': Value\('string'\)/);
+    assert.match(got.features, /'group': Value\('bool'\)/);
+    // Every published article carries its byline, as the parser read it from the article's XML.
+    const articles = Object.entries(got.articles);
+    let withHistory = 0;
+    assert.ok(articles.length >= 10, `${articles.length} articles`);
+    for (const [pmcid, row] of articles) {
+      const file = fs
+        .readdirSync(fixturePaths.nxml())
+        .find((f) => f.startsWith(`${pmcid}_`) || f.startsWith(`${pmcid}.`));
+      if (!file) continue; // a generated demo article
+      const record = parseJats(fs.readFileSync(path.join(fixturePaths.nxml(), file)));
+      assert.deepEqual(
+        row.article_authors.map((a) => [a.name, a.orcid, a.corresponding, a.affiliations]),
+        record.authors.map((a) => [a.name, a.orcid, a.corresponding, a.affiliations]),
+        pmcid,
+      );
+      // The stand-in's record of the article (articles with a PMID) carries the XML's received / revised / accepted.
+      if (row.article_pubmed_history.length === 0) continue;
+      const status: Record<string, string> = { received: 'received', 'rev-recd': 'revised', accepted: 'accepted' };
+      assert.deepEqual(
+        row.article_pubmed_history,
+        record.history.filter((h) => status[h.type]).map((h) => ({ status: status[h.type], date: h.date })),
+        pmcid,
+      );
+      withHistory++;
+    }
+    assert.ok(withHistory >= 10, `${withHistory} articles with PubMed History dates`);
+    const elife = got.articles['PMC7289599'];
+    assert.ok(elife, 'the eLife article is published');
+    assert.deepEqual(elife.article_authors.at(-1), {
+      name: 'Todd S Macfarlan',
+      surname: 'Macfarlan',
+      given_names: 'Todd S',
+      group: false,
+      orcid: '0000-0003-2495-9809',
+      corresponding: true,
+      affiliations: [
+        'The Eunice Kennedy Shriver National Institute of Child Health and Human Development, The National Institutes of Health, Bethesda, United States',
+      ],
+      source: 'jats',
+    });
+    assert.equal(elife.article_pubmed_article_date, '2020-06-01');
   });
 
   it('the card declares the features datasets itself writes for a sample (DatasetInfo YAML)', () => {

@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { PIPELINE_DATA } from '@huggingface/tasks';
 import { ReleaseInputSchema } from '../config/release';
 import { cardMetadata, datasetCard, HUB_SIZE_CATEGORIES, sizeCategory } from '../activities/publish/card';
+import { ARTICLE_METADATA_COLUMNS, articleMetadataColumnType, sampleParquetSchema } from '../activities/parquet/writer';
+import { PUBLISHED_KEYS } from '../activities/shard/sample-json';
 import {
   cardFrontMatter,
   HUB_LICENSES,
@@ -119,6 +121,24 @@ describe("the dataset card against the Hub's dataset-card metadata rules", () =>
     assert.match(details, /other: no machine-readable Creative Commons license/);
     assert.deepEqual(fm.task_categories, ['image-to-text', 'zero-shot-image-classification']);
     assert.deepEqual(fm.size_categories, ['1K<n<10K']);
+  });
+
+  it('lists the Parquet-only article metadata columns with the types the writer gives them', () => {
+    const card = datasetCard(summary(), { repoId: 'r/r', snapshot: 's' });
+    assert.match(card, /the json keeps its 25 keys/);
+    for (const c of ARTICLE_METADATA_COLUMNS)
+      assert.ok(card.includes(`| \`${c}\` | ${articleMetadataColumnType(c)} |`), c);
+    assert.ok(
+      card.includes(
+        '| `article_authors` | list<struct<name: string, surname: string (nullable), given_names: string (nullable), group: bool, orcid: string (nullable), corresponding: bool, affiliations: list<string>, source: string>> |',
+      ),
+    );
+    // The same columns, in the same order, as the schema the parquet writer writes (after the PubMed ids).
+    const fields = Object.keys(sampleParquetSchema(false).fields);
+    assert.deepEqual(fields.slice(fields.indexOf('article_doi') + 1), [...ARTICLE_METADATA_COLUMNS]);
+    assert.ok(
+      !(PUBLISHED_KEYS as readonly string[]).some((k) => (ARTICLE_METADATA_COLUMNS as readonly string[]).includes(k)),
+    );
   });
 
   it('lists articles per PMC license code in the body', () => {

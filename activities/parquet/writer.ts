@@ -638,3 +638,22 @@ export function publishedJsonOf(row: SampleRow): PublishedSampleJson {
   json.image_context = context;
   return json as unknown as PublishedSampleJson;
 }
+
+/** The article metadata columns beyond the json (issue 15), with their types as pyarrow names them. */
+export const ARTICLE_METADATA_COLUMNS = [
+  'article_authors',
+  'article_chemicals',
+  'article_pubmed_article_date',
+  'article_pubmed_history',
+] as const satisfies readonly (keyof PubmedColumns)[];
+
+/** "list<struct<name: string, surname: string (nullable), ...>>": the card and docs spelling of a column's type. */
+export function articleMetadataColumnType(name: (typeof ARTICLE_METADATA_COLUMNS)[number]): string {
+  const kind = COLUMN_KINDS[name];
+  if (typeof kind !== 'object') return 'string (nullable)';
+  const fields = Object.entries(kind.struct).map(
+    ([field, type]) =>
+      `${field}: ${type === 'bool' ? 'bool' : type === 'strs' ? 'list<string>' : type === 'str?' ? 'string (nullable)' : 'string'}`,
+  );
+  return `list<struct<${fields.join(', ')}>>`;
+}

@@ -11,7 +11,7 @@ import { parseArticles } from '../../activities/parse/activity';
 import { planRelease } from '../../activities/plan/activity';
 import { finalizeRelease, type ReleaseSummary } from '../../activities/publish/finalize';
 import { writeShard } from '../../activities/shard/activity';
-import { ensureSampleMirror } from '../../cli/sample';
+import { ensureSampleMirror, sampleEnrichmentArticles } from '../../cli/sample';
 import { fixturePaths } from '../../config/paths';
 import { ReleaseInputSchema, SUBSETS, type ReleaseInput } from '../../config/release';
 import { startEutilsStandin } from '../../sample/eutils-standin';
@@ -35,7 +35,11 @@ export async function buildReleaseInProcess(
 ): Promise<InProcessRelease> {
   const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-inproc-'));
   const mirror = await ensureSampleMirror(dataDir);
-  const eutils = await startEutilsStandin({ fixturesDir: fixturePaths.entrez() });
+  // As the demo runs it: recorded responses, and records generated from each sample article's XML for the others.
+  const eutils = await startEutilsStandin({
+    fixturesDir: fixturePaths.entrez(),
+    generated: await sampleEnrichmentArticles(mirror.outDir),
+  });
   const savedUrl = process.env.NCBI_EUTILS_URL;
   const savedEmail = process.env.NCBI_EMAIL;
   process.env.NCBI_EUTILS_URL = eutils.baseUrl;
