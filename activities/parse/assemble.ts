@@ -304,6 +304,7 @@ export function assembleArticle(c: Collected, pmcidHint: string | null): Article
     epubDate: epubDate(c.pubDates),
     warnings: [
       ...c.warnings,
+      ...c.contributors.warnings,
       ...(c.sawArticleMeta
         ? []
         : ['no <article-meta>: ids, title, dates, keywords and licence are missing from the XML']),

@@ -48,6 +48,10 @@ export interface ContributorsState {
   aff: TextSink | null;
   /** the open <aff-alternatives> */
   alternatives: { id: string | null; taken: boolean } | null;
+  /** degraded author data (an ORCID that is none), for the record's warnings */
+  warnings: string[];
+  /** texts of the <corresp> notes, for bylines that link none ("Correspondence to: Irene H. Cheng, ...") */
+  correspTexts: string[];
   /** ids of <corresp> elements and of corresponding-author notes in <author-notes> */
   correspIds: Set<string>;
 }
@@ -62,6 +66,8 @@ export function emptyContributors(): ContributorsState {
     affs: [],
     aff: null,
     alternatives: null,
+    warnings: [],
+    correspTexts: [],
     correspIds: new Set(),
   };
 }
@@ -98,10 +104,19 @@ export function joinAddressParts(text: string): string {
 
 const ORCID = /(\d{4}-\d{4}-\d{4}-\d{3}[\dXx])\s*\/?$/;
 
-/** "https://orcid.org/0000-0002-1825-0097" or the bare iD → "0000-0002-1825-0097"; anything else → null. */
+/**
+ * "https://orcid.org/0000-0002-1825-0097" or the bare iD → "0000-0002-1825-0097"; anything else, or an iD whose
+ * check digit (ISO 7064 MOD 11-2, as ORCID computes it) is wrong, → null.
+ */
 export function normaliseOrcid(text: string | null | undefined): string | null {
   const m = ORCID.exec((text ?? '').trim());
-  return m ? (m[1] as string).toUpperCase() : null;
+  if (!m) return null;
+  const id = (m[1] as string).toUpperCase();
+  const digits = id.replace(/-/g, '');
+  let total = 0;
+  for (let i = 0; i < 15; i++) total = (total + Number(digits[i])) * 2;
+  const check = (12 - (total % 11)) % 11;
+  return digits[15] === (check === 10 ? 'X' : String(check)) ? id : null;
 }
 
 /** A note that says it is the corresponding author's ("* Corresponding author.", "Correspondence: ..."). */
@@ -143,9 +158,12 @@ export function openContributorElement(s: ContributorsState, el: FrontElement): 
       return true;
     }
     case 'corresp':
-      if (el.grandparentName === 'article-meta' || el.parentName === 'author-notes')
-        if (attrs['id']) s.correspIds.add(attrs['id']);
-      return false;
+      if (el.parentName !== 'author-notes') return false;
+      if (attrs['id']) s.correspIds.add(attrs['id']);
+      el.capture((text) => {
+        if (text) s.correspTexts.push(text);
+      });
+      return true;
     case 'fn':
       if (el.parentName === 'author-notes' && attrs['id']) {
         const id = attrs['id'];
@@ -276,14 +294,14 @@ function openContributorPart(s: ContributorsState, c: ContributorState, el: Fron
     case 'contrib-id':
       if ((attrs['contrib-id-type'] ?? '').toLowerCase() === 'orcid' && c.orcid === null)
         el.capture((text) => {
-          c.orcid = normaliseOrcid(text);
+          c.orcid = checkedOrcid(s, text);
         });
       return true;
     case 'uri':
     case 'ext-link': // older ORCID markup: <uri content-type="orcid">
       if (c.orcid === null && /orcid/i.test(`${attrs['content-type'] ?? ''} ${attrs['ext-link-type'] ?? ''}`))
         el.capture((text) => {
-          c.orcid = normaliseOrcid(attrs['xlink:href']) ?? normaliseOrcid(text);
+          c.orcid = normaliseOrcid(attrs['xlink:href']) ?? checkedOrcid(s, text);
         });
       return true;
     case 'xref': {
@@ -299,6 +317,16 @@ function openContributorPart(s: ContributorsState, c: ContributorState, el: Fron
     default:
       return false;
   }
+}
+
+/** An ORCID the XML gives that is no valid iD is left out, and said in the record's warnings. */
+function checkedOrcid(s: ContributorsState, text: string): string | null {
+  const orcid = normaliseOrcid(text);
+  if (orcid === null && text)
+    s.warnings.push(
+      `author ORCID ${JSON.stringify(text.slice(0, 80))} is not a valid ORCID iD (form or check digit): left out`,
+    );
+  return orcid;
 }
 
 const orNull = (s: string | null): string | null => (s ? s : null);
@@ -329,5 +357,12 @@ export function assembleAuthors(s: ContributorsState): AuthorRecord[] {
       affiliations,
     });
   }
+  // No author linked as corresponding: an author whose full name a <corresp> note spells out is.
+  if (!out.some((a) => a.corresponding) && s.correspTexts.length > 0) {
+    const notes = s.correspTexts.map(foldSpaces);
+    for (const a of out) if (!a.group && notes.some((n) => n.includes(foldSpaces(a.name)))) a.corresponding = true;
+  }
   return out;
 }
+
+const foldSpaces = (s: string): string => s.toLowerCase().replace(/[\s.]+/g, ' ');
