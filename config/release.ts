@@ -146,6 +146,15 @@ export const ReleaseInputSchema = z
         offPeak: z.boolean().default(false),
       })
       .default({ enabled: true, batchSize: 200, offPeak: false }),
+    /** What the parse stage reads beyond the default record (docs/dataset-format.md). */
+    figures: z
+      .object({
+        /** Figure citations inside table cells count as mentions (the cell's text is the mention). */
+        tableCellMentions: z.boolean().default(false),
+        /** Graphical abstracts' images are published as samples; otherwise quarantined as "graphical-abstract". */
+        graphicalAbstracts: z.boolean().default(false),
+      })
+      .default({ tableCellMentions: false, graphicalAbstracts: false }),
     shard: z
       .object({
         /** The published shards hold at most 10,000 samples and about 1 GB; a unit that would not fit fails with a clear error. */

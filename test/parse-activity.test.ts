@@ -176,7 +176,7 @@ describe('parseArticles: each bad article is quarantined while the rest of the u
       q.filter((r) => r.figure !== null).map((r) => [r.figure, r.reason]),
       [
         ['PMC3585041_1_000', 'image-not-in-bucket'],
-        ['PMC12491691_1_000', 'no-caption'], // the graphical abstract
+        ['PMC12491691_1_000', 'graphical-abstract'], // published only when figures.graphicalAbstracts is set
       ],
     );
     for (const r of q) assert.equal(r.stage, 'parse');

@@ -219,16 +219,27 @@ describe('parseJats: figures', () => {
     assert.equal(article('PMC1790863').figures.length, 3);
   });
 
-  it('PMC12491691: a graphical-abstract fig with neither label nor caption still yields a record', () => {
-    const f = figure(article('PMC12491691'), 'undfig1');
-    assert.deepEqual([f.label, f.captionTitle, f.caption, f.graphicHref], [null, null, '', 'ga1']);
+  it("PMC12491691: a graphical abstract's fig is a record with its role, captioned by the abstract's text", () => {
+    const r = article('PMC12491691');
+    const f = figure(r, 'undfig1');
+    const graphical = r.abstracts.find((a) => a.type === 'graphical');
+    assert.deepEqual([f.role, f.label, f.captionTitle, f.graphicHref], ['graphical-abstract', null, null, 'ga1']);
+    assert.equal(f.caption, graphical?.sections[0]?.text);
+    assert.match(f.caption, /^This review delineates how metal elements modulate biological activities/);
+    assert.ok(r.figures.filter((x) => x !== f).every((x) => x.role === 'figure'));
+    // PMC3062852's graphical abstract ("Research highlights") is text only: no image, no record.
+    assert.ok(article('PMC3062852').figures.every((x) => x.role === 'figure'));
   });
 
   it('MathML in captions is read as its text; in <alternatives> MathML wins over the TeX copy', () => {
     const pnas = figure(article('PMC13320716'), 'fig03');
-    assert.ok(pnas.caption.includes('a rare PRDM9 mutant arises with frequency m0=0.01 (Top row)'));
+    assert.ok(pnas.caption.includes('a rare PRDM9 mutant arises with frequency m^0 = 0.01 (Top row)'));
+    // the markup is kept as written beside the linear text
+    assert.ok(pnas.mathml.length > 0);
+    assert.ok(pnas.mathml.every((m) => m.startsWith('<mml:math') && m.endsWith('</mml:math>')));
+    assert.ok(pnas.mathml.some((m) => m.includes('<mml:msup>')));
     const springer = figure(article('PMC7417471'), 'Fig6'); // tex-math precedes mml:math there
-    assert.ok(springer.caption.includes('coated with Laccase in a 5 mmol L-1[Fe'));
+    assert.ok(springer.caption.includes('coated with Laccase in a 5 mmol L^-1[Fe(')); // MathML read, not its TeX copy
     assert.ok(!springer.caption.includes('\\text'));
   });
 

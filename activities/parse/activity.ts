@@ -109,7 +109,10 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
             'too-large',
           );
         }
-        record = parseJats(await fs.readFile(file), { pmcidHint: planned.pmcid });
+        record = parseJats(await fs.readFile(file), {
+          pmcidHint: planned.pmcid,
+          tableCellMentions: task.release.figures.tableCellMentions,
+        });
       } catch (err) {
         result.failed++;
         // A JatsParseError is the article's fault; anything else is a reader bug, kept apart so it is noticed.
@@ -135,7 +138,11 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
         let rejected: string | null = null;
         let stage: 'parse' | 'plan' = 'parse';
         let detail = '';
-        if (!f.caption.trim()) {
+        if (f.role === 'graphical-abstract' && !task.release.figures.graphicalAbstracts) {
+          // Kept in the record with its role, but published only when the release asks for it.
+          rejected = 'graphical-abstract';
+          detail = `figure ${f.label ?? f.id ?? index} is a graphical abstract's image (release option figures.graphicalAbstracts)`;
+        } else if (!f.caption.trim()) {
           rejected = 'no-caption';
           detail = `figure ${f.label ?? f.id ?? index} has no caption`;
         } else if (refusedAt >= 0) {

@@ -14,6 +14,7 @@ import type {
   ArticleRecord,
   CcLicenseCode,
   FigureRecord,
+  FigureRole,
   GraphicCounts,
   LicenseRecord,
 } from './records';
@@ -85,6 +86,13 @@ interface Citation {
   readonly rids: string[];
 }
 
+/** "Figs 1–3" written as two citations with a dash (or "to") between them. */
+export interface CitationRange {
+  readonly first: Citation;
+  readonly second: Citation;
+}
+const RANGE_DASH = /^\s*(?:[\u2013\u2014\u2012\u2010-]|to)\s*$/;
+
 // Stand-ins for [[ and ]] while whitespace is collapsed; never left in output (stripped from input text).
 const OPEN = '\u0001';
 const CLOSE = '\u0002';
@@ -97,6 +105,8 @@ const STAND_INS = /[\u0001\u0002]/g;
 export class CitingText extends TextSink {
   private readonly citations: Citation[] = [];
   private open: Citation | null = null;
+  /** two citations joined by a dash ("Figs <xref>1</xref>–<xref>3</xref>"): the figures between are cited too */
+  readonly ranges: CitationRange[] = [];
 
   /** An xref inside another xref is part of the outer citation. */
   openCitation(rids: string[]): Citation | null {
@@ -104,7 +114,11 @@ export class CitingText extends TextSink {
       this.open.rids.push(...rids);
       return null;
     }
+    const previous = this.citations[this.citations.length - 1];
     this.open = { start: this.parts.length, end: -1, rids };
+    if (previous && previous.end >= 0 && RANGE_DASH.test(this.parts.slice(previous.end).join(''))) {
+      this.ranges.push({ first: previous, second: this.open });
+    }
     this.citations.push(this.open);
     return this.open;
   }
@@ -121,6 +135,19 @@ export class CitingText extends TextSink {
     for (const c of this.citations) {
       if (c.end >= 0 && c.rids.includes(rid)) marks.push({ at: c.start, mark: OPEN }, { at: c.end, mark: CLOSE });
     }
+    return this.marked(marks);
+  }
+
+  /** The paragraph with a whole range wrapped in [[...]], for a figure the range covers but does not name. */
+  citingRange(range: CitationRange): string {
+    if (range.second.end < 0) return this.text();
+    return this.marked([
+      { at: range.first.start, mark: OPEN },
+      { at: range.second.end, mark: CLOSE },
+    ]);
+  }
+
+  private marked(marks: { at: number; mark: string }[]): string {
     if (marks.length === 0) return this.text();
     const out: string[] = [];
     let next = 0;
@@ -155,6 +182,12 @@ export interface FigureState {
   caption: TextSink;
   /** chosen graphics in document order (one per <alternatives> group) */
   hrefs: string[];
+  /** inside another <fig> (an eLife figure supplement): never part of a numbered range */
+  nested: boolean;
+  /** a graphical abstract's image, or an ordinary figure */
+  role: FigureRole;
+  /** the markup of each MathML formula in the label and caption */
+  mathml: string[];
 }
 
 export interface Paragraph {
@@ -163,6 +196,8 @@ export interface Paragraph {
   figRids: Set<string>;
   /** in the main article body, so part of fullText */
   main: boolean;
+  /** a table cell read for its citations only (release option) */
+  tableCell?: boolean;
 }
 
 export interface PubDateState {
@@ -218,6 +253,10 @@ export interface Collected {
   contributors: ContributorsState;
   /** <history> dates (history.ts) */
   history: HistoryState;
+  /** the markup of each MathML formula read outside captions (title, abstracts, body), in document order */
+  mathml: string[];
+  /** figure ranges written as two citations ("Figs 1–3"): resolved once every figure id is known */
+  ranges: { text: CitingText; range: CitationRange }[];
 }
 
 export function emptyCollected(): Collected {
@@ -238,6 +277,8 @@ export function emptyCollected(): Collected {
     counts: { graphics: 0, tableGraphics: 0, formulaGraphics: 0, inlineGraphics: 0, supplementary: 0 },
     contributors: emptyContributors(),
     history: emptyHistory(),
+    mathml: [],
+    ranges: [],
   };
 }
 
@@ -249,13 +290,36 @@ export function closeParagraph(c: Collected, paragraph: Paragraph): void {
   const text = paragraph.text.text();
   if (!text) return;
   if (paragraph.main) c.bodyBlocks.push(text);
-  for (const rid of paragraph.figRids) {
-    const marked = paragraph.text.citing(rid);
-    let mentions = c.mentionsByFigId.get(rid);
-    if (!mentions) c.mentionsByFigId.set(rid, (mentions = { texts: [], seen: new Set() }));
-    if (!mentions.seen.has(marked)) {
-      mentions.seen.add(marked);
-      mentions.texts.push(marked);
+  for (const rid of paragraph.figRids) addMention(c, rid, paragraph.text.citing(rid));
+  for (const range of paragraph.text.ranges) c.ranges.push({ text: paragraph.text, range });
+}
+
+function addMention(c: Collected, rid: string, marked: string): void {
+  let mentions = c.mentionsByFigId.get(rid);
+  if (!mentions) c.mentionsByFigId.set(rid, (mentions = { texts: [], seen: new Set() }));
+  if (!mentions.seen.has(marked)) {
+    mentions.seen.add(marked);
+    mentions.texts.push(marked);
+  }
+}
+
+/**
+ * "Figs 1–3": the figures between the two cited ones, in document order among the article's own (not nested)
+ * figures, get the paragraph as a mention with the whole range marked. Known only once every figure is read, so
+ * these mentions follow the figure's direct ones.
+ */
+function resolveRanges(c: Collected): void {
+  if (c.ranges.length === 0) return;
+  const ids = [
+    ...new Set(c.figures.filter((f) => !f.nested && f.role === 'figure' && f.id).map((f) => f.id as string)),
+  ];
+  for (const { text, range } of c.ranges) {
+    const from = ids.indexOf(range.first.rids[range.first.rids.length - 1] ?? '');
+    const to = ids.indexOf(range.second.rids[0] ?? '');
+    if (from < 0 || to <= from + 1) continue;
+    for (const rid of ids.slice(from + 1, to)) {
+      if (!range.first.rids.includes(rid) && !range.second.rids.includes(rid))
+        addMention(c, rid, text.citingRange(range));
     }
   }
 }
@@ -268,7 +332,7 @@ export function assembleArticle(c: Collected, pmcidHint: string | null): Article
   const versioned = idOf('pmcid-ver');
   const abstracts = c.abstracts.map(toAbstractRecord).filter((a) => a.sections.length > 0);
   const mainAbstract = abstracts.find((a) => a.type === null) ?? abstracts[0];
-  const figures = toFigureRecords(c);
+  const figures = toFigureRecords(c, abstracts);
   return {
     pmcid: normalisePmcid(idOf('pmc', 'pmcid')) ?? normalisePmcid(versioned) ?? normalisePmcid(pmcidHint),
     version: versioned ? pmcidVersion(versioned) : null,
@@ -297,6 +361,7 @@ export function assembleArticle(c: Collected, pmcidHint: string | null): Article
     pubDate: bestPubDate(c.pubDates),
     license: toLicense(c.license),
     fullText: c.bodyBlocks.join('\n\n'),
+    mathml: c.mathml,
     figures,
     counts: { figures: c.figures.filter((f) => f.hrefs.length > 0).length, ...c.counts },
     authors: assembleAuthors(c.contributors),
@@ -353,11 +418,15 @@ function toLicense(l: Collected['license']): LicenseRecord {
   return { url, code: code ?? null, text };
 }
 
-function toFigureRecords(c: Collected): FigureRecord[] {
+function toFigureRecords(c: Collected, abstracts: AbstractRecord[]): FigureRecord[] {
+  resolveRanges(c);
   const records: FigureRecord[] = [];
+  // A graphical abstract's image rarely has a caption of its own; the abstract's text describes it.
+  const graphical = abstracts.find((a) => a.type === 'graphical');
   for (const f of c.figures) {
     const captionTitle = orNull(f.captionTitle.text());
-    const caption = [captionTitle, f.caption.text()].filter(Boolean).join(' ');
+    let caption = [captionTitle, f.caption.text()].filter(Boolean).join(' ');
+    if (!caption && f.role === 'graphical-abstract' && graphical) caption = abstractText(graphical);
     const mentions = (f.id ? c.mentionsByFigId.get(f.id)?.texts : undefined) ?? [];
     f.hrefs.forEach((graphicHref, graphicIndex) => {
       records.push({
@@ -368,6 +437,8 @@ function toFigureRecords(c: Collected): FigureRecord[] {
         graphicHref,
         graphicIndex,
         mentions: [...mentions],
+        role: f.role,
+        mathml: [...f.mathml],
       });
     });
   }

@@ -54,6 +54,8 @@ export interface ParseJatsOptions {
   /** used as pmcid when the XML carries no pmc/pmcid article-id (e.g. the file-list accession) */
   pmcidHint?: string;
   limits?: Partial<JatsLimits>;
+  /** figure citations inside table cells count as mentions */
+  tableCellMentions?: boolean;
 }
 
 /** One streaming pass over a JATS/NLM article; DTDs are never loaded and nothing is fetched. */
@@ -71,10 +73,14 @@ export function parseJats(xml: string | Buffer, opts: ParseJatsOptions = {}): Ar
     );
   }
   const source = openSource(xml, limits);
-  const reader = new JatsReader(source.text, {
-    maxElementDepth: limits.maxElementDepth,
-    entities: { maxDepth: limits.maxEntityDepth, maxChars: Math.max(limits.maxEntityChars, xml.length) },
-  });
+  const reader = new JatsReader(
+    source.text,
+    {
+      maxElementDepth: limits.maxElementDepth,
+      entities: { maxDepth: limits.maxEntityDepth, maxChars: Math.max(limits.maxEntityChars, xml.length) },
+    },
+    { tableCellMentions: opts.tableCellMentions ?? false },
+  );
   try {
     for (const chunk of source.chunks()) reader.write(chunk);
     reader.end();

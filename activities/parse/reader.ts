@@ -13,6 +13,7 @@ import { stripXmlForbidden } from '../common/keys';
 import { EntityExpansionError, internalSubsetEntities, lenientEntityTable, type EntityLimits } from './entities';
 import { openFrontMatter, type FrontElement } from './front';
 import { chooseFigureGraphic, type GraphicCandidate } from './media';
+import { MathBuilder, linearMath, mathMarkup } from './mathml';
 import { texFormula } from './metadata';
 
 /** What kind of fault: a well-formedness error, a non-JATS root, or a limit that protects the worker. */
@@ -33,6 +34,12 @@ export interface ReaderLimits {
   /** element nesting; real JATS stays under 50 (MathML included) */
   maxElementDepth: number;
   entities: EntityLimits;
+}
+
+/** What the reader collects beyond the default record. */
+export interface ReaderOptions {
+  /** figure citations inside table cells count as mentions (the cell's text is the mention) */
+  tableCellMentions?: boolean;
 }
 
 function localName(qname: string): string {
@@ -204,11 +211,15 @@ export class JatsReader {
   private paragraph: Paragraph | null = null;
   private lastClosed = '';
   private rootName: string | null = null;
+  /** set inside a <math> that is read: its events build a MathML tree instead of frames */
+  private math: MathBuilder | null = null;
+  private graphicalAbstract = false;
 
   /** `source` gives the whole text, read only to describe a fault (the pass itself streams). */
   constructor(
     private readonly source: () => string,
     private readonly limits: ReaderLimits,
+    private readonly options: ReaderOptions = {},
   ) {
     const p = this.parser;
     p.on('doctype', (doctype) => {
@@ -216,8 +227,8 @@ export class JatsReader {
     });
     p.on('opentag', (tag) => this.onOpen(tag));
     p.on('closetag', (tag) => this.onClose(tag));
-    p.on('text', (t) => this.top.sink?.add(this.clean(t)));
-    p.on('cdata', (t) => this.top.sink?.add(this.clean(t)));
+    p.on('text', (t) => this.onText(t));
+    p.on('cdata', (t) => this.onText(t));
     p.on('error', (err) => {
       if (!RECOVERABLE.has(err.message)) throw this.fault(err);
     });
@@ -226,6 +237,11 @@ export class JatsReader {
 
   /** Characters XML forbids (saxes reports them and reads on) never reach a record: removed here, and counted. */
   forbiddenRemoved = 0;
+
+  private onText(t: string): void {
+    if (this.math) this.math.text(this.clean(t));
+    else this.top.sink?.add(this.clean(t));
+  }
 
   private clean(text: string): string {
     if (!MAYBE_FORBIDDEN.test(text)) return text;
@@ -280,6 +296,11 @@ export class JatsReader {
   private onOpen(tag: SaxesTagPlain): void {
     this.rootName ??= tag.name;
     const name = localName(tag.name);
+    if (this.math) {
+      this.math.open(name, tag.name, tag.attributes);
+      if (this.stack.length + this.math.depth > this.limits.maxElementDepth) this.tooDeep(tag.name);
+      return;
+    }
     const attrs = tag.attributes;
     const parent = this.top;
     const { block, tracked, detached } = ELEMENT_KINDS.get(name) ?? PLAIN_ELEMENT;
@@ -297,20 +318,27 @@ export class JatsReader {
     if (block) parent.sink?.gap();
     if (parent.alternatives && !detached) this.enterAlternative(parent, frame);
     this.stack.push(frame);
-    if (this.stack.length > this.limits.maxElementDepth) {
-      throw new XmlFault(
-        `elements nest deeper than ${this.limits.maxElementDepth} levels (at <${tag.name}>)`,
-        this.parser.position,
-        'too-deep',
-      );
-    }
+    if (this.stack.length > this.limits.maxElementDepth) this.tooDeep(tag.name);
     if (tracked >= 0) (this.depths[tracked] as number)++;
     if (detached) this.detachedDepth++;
-    this.openElement(name, attrs, frame, parent);
+    this.openElement(name, attrs, frame, parent, tag.name);
+  }
+
+  private tooDeep(qname: string): never {
+    throw new XmlFault(
+      `elements nest deeper than ${this.limits.maxElementDepth} levels (at <${qname}>)`,
+      this.parser.position,
+      'too-deep',
+    );
   }
 
   private onClose(tag: SaxesTagPlain): void {
     this.lastClosed = tag.name;
+    // The <math> element itself has a frame; what is inside it only builds the tree.
+    if (this.math && this.math.depth > 1) {
+      this.math.close();
+      return;
+    }
     const frame = this.stack.pop() as Frame;
     if (frame.closers) for (let i = frame.closers.length - 1; i >= 0; i--) (frame.closers[i] as () => void)();
     if (frame.detached) this.detachedDepth--;
@@ -339,7 +367,7 @@ export class JatsReader {
     });
   }
 
-  private openElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame): void {
+  private openElement(name: string, attrs: Record<string, string>, frame: Frame, parent: Frame, qname: string): void {
     const c = this.collected;
     if (name === 'article') this.articlesOpened++;
     else if (name === 'article-meta' && this.inMainArticle) c.sawArticleMeta = true;
@@ -349,7 +377,28 @@ export class JatsReader {
       case 'abstract':
         if (parent.name === 'article-meta' && this.inMainArticle) {
           c.abstracts.push({ type: attrs['abstract-type'] ?? null, sections: [], loose: null });
+          if (attrs['abstract-type'] === 'graphical') {
+            this.graphicalAbstract = true;
+            this.onClosing(frame, () => {
+              this.graphicalAbstract = false;
+            });
+          }
         }
+        return;
+      case 'math':
+        return this.openMath(qname, attrs, frame);
+      case 'disp-formula':
+        if (this.inside('body') && this.inMainArticle && !this.detachedDepth && !this.paragraph && !frame.sink) {
+          const block = new TextSink();
+          frame.sink = block;
+          this.onClosing(frame, () => addBodyBlock(c, block.text()));
+          return;
+        }
+        return this.openAbstractChild(name, frame, parent);
+      case 'td':
+      case 'th':
+        if (this.options.tableCellMentions && this.inside('body') && !this.paragraph)
+          return this.openParagraph(frame, true);
         return;
       case 'p':
         if ((this.inside('body') || this.inside('app')) && !this.detachedDepth && !this.paragraph)
@@ -360,7 +409,12 @@ export class JatsReader {
       case 'xref':
       case 'fn':
         if (this.inside('article-title')) frame.sink = null;
-        else if (name === 'xref' && attrs['ref-type'] === 'fig' && this.paragraph && !this.detachedDepth) {
+        else if (
+          name === 'xref' &&
+          attrs['ref-type'] === 'fig' &&
+          this.paragraph &&
+          (!this.detachedDepth || this.paragraph.tableCell)
+        ) {
           this.openCitation(attrs['rid'] ?? '', frame, this.paragraph);
         }
         return;
@@ -423,11 +477,12 @@ export class JatsReader {
   }
 
   // The outermost <p> of a body is one paragraph: lists or formulas inside it stay part of it.
-  private openParagraph(frame: Frame): void {
+  private openParagraph(frame: Frame, tableCell = false): void {
     const paragraph: Paragraph = {
       text: new CitingText(),
       figRids: new Set(),
-      main: this.inMainArticle && this.inside('body'),
+      main: this.inMainArticle && this.inside('body') && !tableCell,
+      tableCell,
     };
     this.paragraph = paragraph;
     frame.sink = paragraph.text;
@@ -460,9 +515,8 @@ export class JatsReader {
       !this.detachedDepth &&
       !this.paragraph
     ) {
-      const block = new TextSink();
-      frame.sink = block;
-      this.onClosing(frame, () => addBodyBlock(this.collected, block.text()));
+      // A section title is read like a paragraph: its figure citations are mentions too.
+      this.openParagraph(frame);
     }
   }
 
@@ -494,6 +548,9 @@ export class JatsReader {
       captionTitle: new TextSink(),
       caption: new TextSink(),
       hrefs: [],
+      nested: this.figures.length > 0,
+      role: this.graphicalAbstract ? 'graphical-abstract' : 'figure',
+      mathml: [],
     };
     this.collected.figures.push(figure);
     this.figures.push(figure);
@@ -528,6 +585,23 @@ export class JatsReader {
     if (text && frame.sink) frame.sink.add(text.text);
     const chosen = chooseFigureGraphic(alt.graphics);
     if (chosen) this.currentFigure()?.hrefs.push(chosen.href);
+  }
+
+  // MathML is read as a tree and written out as linear text; its markup is kept with the caption or the article.
+  private openMath(qname: string, attrs: Record<string, string>, frame: Frame): void {
+    const sink = frame.sink;
+    if (!sink) return;
+    const builder = new MathBuilder(qname, attrs);
+    this.math = builder;
+    const figure = this.currentFigure();
+    const inCaption = figure && (sink === figure.caption || sink === figure.captionTitle);
+    this.onClosing(frame, () => {
+      this.math = null;
+      const text = linearMath(builder.root);
+      if (text) sink.add(text);
+      if (inCaption) figure.mathml.push(mathMarkup(builder.root));
+      else if (this.inMainArticle) this.collected.mathml.push(mathMarkup(builder.root));
+    });
   }
 
   private fault(err: Error): XmlFault {

@@ -18,6 +18,10 @@ export const CC_LICENSE_CODES = [
 export const CcLicenseCodeSchema = z.enum(CC_LICENSE_CODES);
 export type CcLicenseCode = z.infer<typeof CcLicenseCodeSchema>;
 
+/** An ordinary figure, or the image of a graphical abstract (<fig> in <abstract abstract-type="graphical">). */
+export const FIGURE_ROLES = ['figure', 'graphical-abstract'] as const;
+export type FigureRole = (typeof FIGURE_ROLES)[number];
+
 /** One image of one <fig>: a fig with two graphics gives two records that share label and caption. */
 export const FigureRecordSchema = z.object({
   /** fig @id, the target of xref @rid */
@@ -39,6 +43,10 @@ export const FigureRecordSchema = z.object({
    * document order.
    */
   mentions: z.array(z.string()),
+  /** "graphical-abstract" for the image of a graphical abstract, whose caption is that abstract's text */
+  role: z.enum(FIGURE_ROLES),
+  /** the MathML markup of each formula in the label and caption, as written; their text is linear in caption */
+  mathml: z.array(z.string()),
 });
 export type FigureRecord = z.infer<typeof FigureRecordSchema>;
 
@@ -141,8 +149,10 @@ export const ArticleRecordSchema = z.object({
     .regex(/^\d{4}(-\d{2}(-\d{2})?)?$/)
     .nullable(),
   license: LicenseRecordSchema,
-  /** main body section titles and paragraphs, "\n\n" between blocks */
+  /** main body section titles, paragraphs and display formulas outside paragraphs, "\n\n" between blocks */
   fullText: z.string(),
+  /** the MathML markup of each formula outside captions (title, abstracts, body), as written, in document order */
+  mathml: z.array(z.string()),
   figures: z.array(FigureRecordSchema),
   counts: GraphicCountsSchema,
   /** authors from the main article's <contrib-group>s (editors and reviewers left out), in byline order */

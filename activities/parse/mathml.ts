@@ -1,0 +1,308 @@
+/**
+ * MathML as a readable line of text, and its markup kept as written.
+ *
+ * Flattening MathML to its tokens loses the structure a reader needs ("S=CM+AN" for S = C/M + A/N). The linear
+ * form here follows the conventions of plain-text math (UnicodeMath, TeX without the backslashes):
+ * - fractions a/b, with parentheses around an operand of more than one token: (a + b)/c;
+ * - sub- and superscripts x_i, x^2, x_(i,j), under/over limits the same way (∑_(i = 1)^n); an accent over one
+ *   letter becomes the combining mark (V̇);
+ * - binary and relational operators spaced (a = b + c), a leading sign not (−0.5), a comma followed by a space;
+ * - names longer than one letter (log, sin, CV) stand apart from their neighbours: "log CV", not "logCV";
+ * - √x and √(x + 1); an n-th root (x)^(1/n); a table's cells separated by ", " and its rows by "; ";
+ * - mtext keeps its own spaces (a thin space is a space), mspace is a space;
+ * - annotations (TeX copies) and mphantom are not read.
+ */
+
+/** One element of a <math> subtree as parsed: the name without prefix, and the name as written for the markup. */
+export interface MathNode {
+  name: string;
+  qname: string;
+  attrs: Record<string, string>;
+  children: (MathNode | string)[];
+}
+
+type Kind = 'atom' | 'word' | 'op' | 'sep' | 'open' | 'close' | 'script' | 'text';
+interface Item {
+  text: string;
+  kind: Kind;
+}
+
+const BINARY = new Set(
+  '= + − - × · ⋅ ∗ * ÷ ± ∓ < > ≤ ≥ ≦ ≧ ≠ ≈ ≃ ≅ ∼ ~ ≡ ∝ ≪ ≫ → ← ↔ ⇒ ⇐ ⇔ ↦ ∈ ∉ ∋ ⊂ ⊃ ⊆ ⊇ ∪ ∩ ∧ ∨ ⊕ ⊗ ∘ ∣ ≔ ⩽ ⩾ := ==  <= >='.split(
+    ' ',
+  ),
+);
+const OPEN = new Set(['(', '[', '{', '⟨', '〈', '⌊', '⌈']);
+const CLOSE = new Set([')', ']', '}', '⟩', '〉', '⌋', '⌉']);
+const SEPARATORS = new Set([',', ';']);
+// Invisible times, separator and plus say nothing in text; function application is a space.
+const INVISIBLE = /[\u2061-\u2064]/g;
+
+/** Combining marks for accents written over a single letter. */
+const ACCENTS: Record<string, string> = {
+  '.': '\u0307',
+  '˙': '\u0307',
+  '\u0307': '\u0307',
+  '¨': '\u0308',
+  '..': '\u0308',
+  '^': '\u0302',
+  ˆ: '\u0302',
+  '~': '\u0303',
+  '˜': '\u0303',
+  '¯': '\u0304',
+  '‾': '\u0305',
+  '―': '\u0305',
+  _: '\u0305',
+  '→': '\u20d7',
+  '⃗': '\u20d7',
+  '´': '\u0301',
+  '`': '\u0300',
+  ˇ: '\u030c',
+};
+
+// Markup whitespace only: a thin or no-break space inside a token is content.
+const XML_SPACE = /^[ \t\r\n]+|[ \t\r\n]+$/g;
+
+function tokenText(node: MathNode): string {
+  let s = '';
+  for (const c of node.children) s += typeof c === 'string' ? c : tokenText(c);
+  return s;
+}
+
+const elements = (node: MathNode): MathNode[] => node.children.filter((c): c is MathNode => typeof c !== 'string');
+
+function tokenItem(node: MathNode): Item | null {
+  const raw = tokenText(node);
+  if (node.name === 'mtext' || node.name === 'ms') return raw ? { text: raw, kind: 'text' } : null;
+  const text = raw.replace(XML_SPACE, '');
+  if (node.name === 'mo') {
+    if (text === '\u2061') return { text: ' ', kind: 'text' };
+    const op = text.replace(INVISIBLE, '');
+    if (!op) return null;
+    if (BINARY.has(op)) return { text: op, kind: 'op' };
+    if (SEPARATORS.has(op)) return { text: op, kind: 'sep' };
+    if (OPEN.has(op)) return { text: op, kind: 'open' };
+    if (CLOSE.has(op)) return { text: op, kind: 'close' };
+    return { text: op, kind: [...op].length > 1 && /^\p{L}+$/u.test(op) ? 'word' : 'atom' };
+  }
+  if (!text) return null;
+  // A name of several letters ("log", "CV") reads as a word; a number or a single letter does not.
+  return { text, kind: node.name === 'mi' && [...text].length > 1 ? 'word' : 'atom' };
+}
+
+/** One operand standing alone: no parentheses for one token (letters, digits, a decimal point, primes). */
+function operand(items: Item[], scripts = false): string {
+  const text = joinItems(items).trim();
+  if (/^[−-]?[\p{L}\p{N}\p{M}.′″'∞∂∇∑∏∫∮]+$/u.test(text)) return text; // x, 2max, −1
+  // a fraction's numerator or denominator may be one scripted name: CM_t/N
+  if (scripts && /^[\p{L}\p{N}\p{M}.′″'∞∂∇∑∏∫∮]+(?:[_^][\p{L}\p{N}\p{M}.′″'∞∂∇∑∏∫∮]+){1,2}$/u.test(text)) return text;
+  if (items.length === 1 && items[0]!.kind === 'atom' && /^\(.*\)$/.test(text)) return text;
+  return text ? `(${text})` : '()';
+}
+
+const textOf = (node: MathNode | undefined): Item[] => (node ? itemsOf(node) : []);
+
+function scripted(base: MathNode | undefined, sub: MathNode | undefined, sup: MathNode | undefined): Item {
+  let text = operand(textOf(base));
+  if (sub) text += `_${operand(textOf(sub))}`;
+  if (sup) text += `^${operand(textOf(sup))}`;
+  return { text, kind: 'script' };
+}
+
+function overUnder(node: MathNode): Item {
+  const [base, a, b] = elements(node);
+  const over = node.name === 'mover' ? a : node.name === 'munderover' ? b : undefined;
+  const under = node.name === 'munder' || node.name === 'munderover' ? a : undefined;
+  const baseText = joinItems(textOf(base)).trim();
+  const overText = over ? joinItems(textOf(over)).trim() : '';
+  const mark = ACCENTS[overText];
+  if (over && !under && mark && [...baseText].length === 1) return { text: baseText + mark, kind: 'atom' };
+  return scripted(base, under, over);
+}
+
+function itemsOf(node: MathNode): Item[] {
+  switch (node.name) {
+    case 'mi':
+    case 'mn':
+    case 'mo':
+    case 'mtext':
+    case 'ms': {
+      const item = tokenItem(node);
+      return item ? [item] : [];
+    }
+    case 'mspace':
+      return [{ text: ' ', kind: 'text' }];
+    case 'annotation':
+    case 'annotation-xml':
+    case 'mphantom':
+    case 'none':
+    case 'mprescripts':
+      return [];
+    case 'semantics':
+      return textOf(elements(node)[0]);
+    case 'mfrac': {
+      const [num, den] = elements(node);
+      return [{ text: `${operand(textOf(num), true)}/${operand(textOf(den), true)}`, kind: 'atom' }];
+    }
+    case 'msub':
+    case 'msup':
+    case 'msubsup': {
+      const [base, a, b] = elements(node);
+      return [
+        scripted(
+          base,
+          node.name === 'msup' ? undefined : a,
+          node.name === 'msub' ? undefined : node.name === 'msup' ? a : b,
+        ),
+      ];
+    }
+    case 'munder':
+    case 'mover':
+    case 'munderover':
+      return [overUnder(node)];
+    case 'msqrt':
+      return [
+        { text: `√${operand(node.children.flatMap((c) => (typeof c === 'string' ? [] : itemsOf(c))))}`, kind: 'atom' },
+      ];
+    case 'mroot': {
+      const [base, index] = elements(node);
+      return [{ text: `${operand(textOf(base))}^(1/${joinItems(textOf(index)).trim()})`, kind: 'script' }];
+    }
+    case 'mfenced': {
+      const open = node.attrs['open'] ?? '(';
+      const close = node.attrs['close'] ?? ')';
+      const seps = (node.attrs['separators'] ?? ',').replace(/\s/g, '');
+      const parts = elements(node).map((c) => joinItems(itemsOf(c)).trim());
+      let inner = '';
+      parts.forEach((p, i) => {
+        if (i > 0) {
+          const sep = seps ? (seps[Math.min(i - 1, seps.length - 1)] as string) : '';
+          inner += sep === ',' || sep === ';' ? `${sep} ` : sep;
+        }
+        inner += p;
+      });
+      return [{ text: `${open}${inner}${close}`, kind: 'atom' }];
+    }
+    case 'mtable':
+      return [
+        {
+          text: elements(node)
+            .map((row) =>
+              // an mlabeledtr's first cell is the equation's label
+              (row.name === 'mlabeledtr' ? elements(row).slice(1) : elements(row))
+                .map((cell) => joinItems(itemsOf(cell)).trim())
+                .filter(Boolean)
+                .join(', '),
+            )
+            .filter(Boolean)
+            .join('; '),
+          kind: 'atom',
+        },
+      ];
+    case 'mmultiscripts': {
+      const [base, ...scripts] = elements(node);
+      const pre = scripts.findIndex((s) => s.name === 'mprescripts');
+      const post = pre >= 0 ? scripts.slice(0, pre) : scripts;
+      const before = pre >= 0 ? scripts.slice(pre + 1) : [];
+      const attach = (list: MathNode[]): string => {
+        let out = '';
+        for (let i = 0; i + 1 < list.length + 1; i += 2) {
+          const sub = list[i];
+          const sup = list[i + 1];
+          if (sub && sub.name !== 'none') out += `_${operand(itemsOf(sub))}`;
+          if (sup && sup.name !== 'none') out += `^${operand(itemsOf(sup))}`;
+        }
+        return out;
+      };
+      const prefix = attach(before);
+      return [{ text: `${prefix ? `{}${prefix}` : ''}${operand(textOf(base))}${attach(post)}`, kind: 'script' }];
+    }
+    default:
+      // mrow, mstyle, mpadded, menclose, merror, maction, math: their children in a row
+      return node.children.flatMap((c) => (typeof c === 'string' ? [] : itemsOf(c)));
+  }
+}
+
+/** Is an operator in this position a sign (−0.5, +x) rather than a binary operator? */
+const isUnaryAfter = (prev: Item | null): boolean =>
+  prev === null || prev.kind === 'op' || prev.kind === 'open' || prev.kind === 'sep';
+
+/** An operator with no operand after it is a postfix sign (a charge: 3−, Fe^(2+)); it stands unspaced. */
+const endsOperand = (next: Item | undefined): boolean =>
+  next === undefined || next.kind === 'sep' || next.kind === 'close' || next.text === '/';
+
+function joinItems(items: Item[]): string {
+  let out = '';
+  let prev: Item | null = null;
+  let prevUnary = false;
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i] as Item;
+    const unary = item.kind === 'op' && (isUnaryAfter(prev) || endsOperand(items[i + 1]));
+    if (prev !== null && item.kind !== 'text' && prev.kind !== 'text' && spaced(prev, prevUnary, item, unary))
+      out += ' ';
+    out += item.text;
+    prev = item;
+    prevUnary = unary;
+  }
+  return out;
+}
+
+function spaced(prev: Item, prevUnary: boolean, cur: Item, curUnary: boolean): boolean {
+  if (cur.kind === 'op') return !curUnary || (prev.kind === 'op' && !prevUnary) || prev.kind === 'sep';
+  if (prev.kind === 'op') return !prevUnary;
+  if (prev.kind === 'sep') return true;
+  if (cur.kind === 'sep' || cur.kind === 'close' || prev.kind === 'open') return false;
+  if (prev.kind === 'word') return cur.kind === 'atom' || cur.kind === 'word' || cur.kind === 'script';
+  if (cur.kind === 'word') return prev.kind === 'atom' || prev.kind === 'close' || prev.kind === 'script';
+  // after x^2 a following letter or number starts a new factor: x^2 y
+  return prev.kind === 'script' && (cur.kind === 'atom' || cur.kind === 'script') && /^[\p{L}\p{N}]/u.test(cur.text);
+}
+
+/** The linear text of a <math> element (or any MathML subtree). */
+export function linearMath(node: MathNode): string {
+  return joinItems(itemsOf(node)).replace(/ {2,}/g, ' ').trim();
+}
+
+const escapeText = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const escapeAttr = (s: string): string => escapeText(s).replace(/"/g, '&quot;');
+
+/** The markup of a MathML subtree, with element names and attributes as written (entities resolved). */
+export function mathMarkup(node: MathNode): string {
+  let out = `<${node.qname}`;
+  for (const [name, value] of Object.entries(node.attrs)) out += ` ${name}="${escapeAttr(value)}"`;
+  if (node.children.length === 0) return `${out}/>`;
+  out += '>';
+  for (const c of node.children) out += typeof c === 'string' ? escapeText(c) : mathMarkup(c);
+  return `${out}</${node.qname}>`;
+}
+
+/** Builds a MathML subtree from the parser's events; the reader hands over every event inside a <math>. */
+export class MathBuilder {
+  readonly root: MathNode;
+  private readonly stack: MathNode[];
+
+  constructor(qname: string, attrs: Record<string, string>) {
+    this.root = { name: 'math', qname, attrs, children: [] };
+    this.stack = [this.root];
+  }
+
+  get depth(): number {
+    return this.stack.length;
+  }
+
+  open(name: string, qname: string, attrs: Record<string, string>): void {
+    const node: MathNode = { name, qname, attrs, children: [] };
+    this.stack[this.stack.length - 1]!.children.push(node);
+    this.stack.push(node);
+  }
+
+  /** Closes the innermost element; true when that was the <math> itself. */
+  close(): boolean {
+    this.stack.pop();
+    return this.stack.length === 0;
+  }
+
+  text(t: string): void {
+    this.stack[this.stack.length - 1]!.children.push(t);
+  }
+}
