@@ -125,8 +125,12 @@ describe('parsePubmedArticleSet on recorded efetch responses', () => {
       'A "Blood Relationship" Between the Overlooked Minimum Lactate Equivalent and Maximal Lactate Steady State in Trained Runners. Back to the Old Days?',
     );
     assert.ok(
-      r.abstract!.includes('[VMLSS 15.0 ± 1.1 km·h-1; maximal oxygen uptake ( V.O2max ) 67.6 ± 4.1 ml·kg-1·min-1]'),
+      r.abstract!.includes(
+        '[VMLSS 15.0 ± 1.1 km·h-1; maximal oxygen uptake ( V\u0307O_2max ) 67.6 ± 4.1 ml·kg-1·min-1]',
+      ),
     );
+    // MathML read as linear text (the dot over V an accent, 2max a subscript), as in the article parser
+    assert.ok(r.abstract!.includes('running test for V\u0307O_2max determination'));
     assert.ok(r.abstract!.includes('(coefficient of variation: ≈7%)'));
     assert.ok(r.abstract!.includes('(P < 0.001; ES: 3.54)'));
     assert.ok(!/\s{2}/.test(r.abstract!));
@@ -164,6 +168,16 @@ describe('parsePubmedArticleSet on recorded efetch responses', () => {
       parsePubmedArticleSet('<?xml version="1.0" ?>\n<PubmedArticleSet>\n</PubmedArticleSet>\n').records.size,
       0,
     );
+  });
+
+  it('a thin space inside mml:mtext is a space, not dropped by trimming ("Xe129 MRI"; hand-built)', () => {
+    const xml = `<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID Version="1">7</PMID><Article><ArticleTitle>T</ArticleTitle>
+<Abstract><AbstractText>Using <mml:math xmlns:mml="http://www.w3.org/1998/Math/MathML">
+  <mml:msup><mml:mi>Xe</mml:mi><mml:mn>129</mml:mn></mml:msup>
+  <mml:mtext>\u2009MRI</mml:mtext>
+</mml:math> we measured <mml:math><mml:mi>S</mml:mi><mml:mo>=</mml:mo><mml:mfrac><mml:mi>C</mml:mi><mml:mi>M</mml:mi></mml:mfrac></mml:math>.</AbstractText></Abstract>
+</Article></MedlineCitation></PubmedArticle></PubmedArticleSet>`;
+    assert.equal(parsePubmedArticleSet(xml).records.get('7')?.abstract, 'Using Xe^129 MRI we measured S = C/M.');
   });
 
   it('ReferenceList, notices and PubmedBookArticle (hand-built: no recorded fixture has them)', () => {

@@ -7,6 +7,7 @@
  * Pure code: no I/O, no Temporal imports.
  */
 import { SaxesParser } from 'saxes';
+import { linearMath, type MathNode } from '../parse/mathml';
 import { z } from 'zod';
 import { normaliseOrcid } from '../parse/contributors';
 
@@ -175,21 +176,31 @@ function all(el: XmlElement | undefined, path: string): XmlElement[] {
 
 /**
  * Text content in reading order with inline markup (<i>, <sub>, <sup>, <b>, <u>) dropped and
- * whitespace collapsed. Inside MathML the pretty-printing whitespace between tokens is not content,
- * so it is skipped there: "<mi>V</mi> <mo>.</mo> <mi>O</mi>" reads "V.O", not "V . O".
+ * whitespace collapsed. MathML is read as the article parser reads it (activities/parse/mathml.ts): linear
+ * text, its pretty-printing whitespace skipped, but a thin or no-break space inside <mtext> kept as a space
+ * ("Xe^129 MRI", where trimming with String.trim, which strips U+2009, gave "Xe129MRI").
  */
 function flatText(el: XmlElement | undefined): string {
   if (!el) return '';
   const parts: string[] = [];
-  const walk = (node: XmlElement, inMath: boolean): void => {
-    const math = inMath || node.name === 'math' || node.name.endsWith(':math');
+  const walk = (node: XmlElement): void => {
     for (const c of node.children) {
-      if (typeof c !== 'string') walk(c, math);
-      else if (!math || c.trim() !== '') parts.push(math ? c.trim() : c);
+      if (typeof c === 'string') parts.push(c);
+      else if (c.name === 'math' || c.name.endsWith(':math')) parts.push(linearMath(mathNodeOf(c)));
+      else walk(c);
     }
   };
-  walk(el, false);
+  walk(el);
   return parts.join('').replace(/\s+/g, ' ').trim();
+}
+
+function mathNodeOf(el: XmlElement): MathNode {
+  return {
+    name: el.name.slice(el.name.indexOf(':') + 1),
+    qname: el.name,
+    attrs: el.attrs,
+    children: el.children.map((c) => (typeof c === 'string' ? c : mathNodeOf(c))),
+  };
 }
 
 function textOrNull(el: XmlElement | undefined): string | null {
