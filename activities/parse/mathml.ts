@@ -102,22 +102,25 @@ function operand(items: Item[], scripts = false): string {
 
 const textOf = (node: MathNode | undefined): Item[] => (node ? itemsOf(node) : []);
 
-function scripted(base: MathNode | undefined, sub: MathNode | undefined, sup: MathNode | undefined): Item {
-  let text = operand(textOf(base));
+function scripted(base: Item[], sub: MathNode | undefined, sup: MathNode | undefined): Item {
+  let text = operand(base);
   if (sub) text += `_${operand(textOf(sub))}`;
   if (sup) text += `^${operand(textOf(sup))}`;
   return { text, kind: 'script' };
 }
 
+// Each subtree is read once: reading the base again for the fallback would double the work at every level.
 function overUnder(node: MathNode): Item {
   const [base, a, b] = elements(node);
   const over = node.name === 'mover' ? a : node.name === 'munderover' ? b : undefined;
   const under = node.name === 'munder' || node.name === 'munderover' ? a : undefined;
-  const baseText = joinItems(textOf(base)).trim();
-  const overText = over ? joinItems(textOf(over)).trim() : '';
-  const mark = ACCENTS[overText];
-  if (over && !under && mark && [...baseText].length === 1) return { text: baseText + mark, kind: 'atom' };
-  return scripted(base, under, over);
+  const baseItems = textOf(base);
+  if (over && !under && baseItems.length === 1) {
+    const baseText = (baseItems[0] as Item).text.trim();
+    const mark = ACCENTS[joinItems(textOf(over)).trim()];
+    if (mark && [...baseText].length === 1) return { text: baseText + mark, kind: 'atom' };
+  }
+  return scripted(baseItems, under, over);
 }
 
 function itemsOf(node: MathNode): Item[] {
@@ -150,7 +153,7 @@ function itemsOf(node: MathNode): Item[] {
       const [base, a, b] = elements(node);
       return [
         scripted(
-          base,
+          textOf(base),
           node.name === 'msup' ? undefined : a,
           node.name === 'msub' ? undefined : node.name === 'msup' ? a : b,
         ),
@@ -263,17 +266,31 @@ export function linearMath(node: MathNode): string {
   return joinItems(itemsOf(node)).replace(/ {2,}/g, ' ').trim();
 }
 
-const escapeText = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-const escapeAttr = (s: string): string => escapeText(s).replace(/"/g, '&quot;');
+const NEEDS_ESCAPE = /[&<>"]/;
+const escapeText = (s: string): string =>
+  NEEDS_ESCAPE.test(s) ? s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;') : s;
+const escapeAttr = (s: string): string => (NEEDS_ESCAPE.test(s) ? escapeText(s).replace(/"/g, '&quot;') : s);
 
 /** The markup of a MathML subtree, with element names and attributes as written (entities resolved). */
 export function mathMarkup(node: MathNode): string {
-  let out = `<${node.qname}`;
-  for (const [name, value] of Object.entries(node.attrs)) out += ` ${name}="${escapeAttr(value)}"`;
-  if (node.children.length === 0) return `${out}/>`;
-  out += '>';
-  for (const c of node.children) out += typeof c === 'string' ? escapeText(c) : mathMarkup(c);
-  return `${out}</${node.qname}>`;
+  const out: string[] = [];
+  writeMarkup(node, out);
+  return out.join('');
+}
+
+function writeMarkup(node: MathNode, out: string[]): void {
+  out.push('<', node.qname);
+  for (const name in node.attrs) out.push(' ', name, '="', escapeAttr(node.attrs[name] as string), '"');
+  if (node.children.length === 0) {
+    out.push('/>');
+    return;
+  }
+  out.push('>');
+  for (const c of node.children) {
+    if (typeof c === 'string') out.push(escapeText(c));
+    else writeMarkup(c, out);
+  }
+  out.push('</', node.qname, '>');
 }
 
 /** Builds a MathML subtree from the parser's events; the reader hands over every event inside a <math>. */
