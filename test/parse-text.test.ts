@@ -111,6 +111,22 @@ describe('MathML as linear text', () => {
   });
 });
 
+describe("MathML markup across the reader's 1 MiB pieces", () => {
+  it('a formula that straddles two pieces of a large article keeps its markup (rebuilt from the tree)', () => {
+    const head = jats('<sec><p>', '').split('<sec><p>')[0] + '<sec><p>';
+    const formula =
+      '<mml:math><mml:mi>y</mml:mi><mml:mo>=</mml:mo><mml:msup><mml:mi>x</mml:mi><mml:mn>2</mml:mn></mml:msup></mml:math>';
+    for (const cut of [3, 15, 60]) {
+      // the reader decodes 1 MiB (1 << 20 bytes) at a time: the boundary falls `cut` characters into the formula
+      const padding = 'a'.repeat((1 << 20) - Buffer.byteLength(head) - cut);
+      const xml = `${head}${padding}${formula}.</p></sec></body></article>`;
+      const r = parseJats(Buffer.from(xml));
+      assert.deepEqual(r.mathml, [formula]);
+      assert.ok(r.fullText.endsWith('ay = x^2.'));
+    }
+  });
+});
+
 describe('mentions from section titles, figure ranges and (opt-in) table cells', () => {
   it('a figure cited only in a section title gets the title as its mention', () => {
     const r = parseJats(

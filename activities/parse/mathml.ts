@@ -83,17 +83,37 @@ function tokenItem(node: MathNode): Item | null {
     if (SEPARATORS.has(op)) return { text: op, kind: 'sep' };
     if (OPEN.has(op)) return { text: op, kind: 'open' };
     if (CLOSE.has(op)) return { text: op, kind: 'close' };
-    return { text: op, kind: [...op].length > 1 && /^\p{L}+$/u.test(op) ? 'word' : 'atom' };
+    return { text: op, kind: moreThanOneChar(op) && /^\p{L}+$/u.test(op) ? 'word' : 'atom' };
   }
   if (!text) return null;
   // A name of several letters ("log", "CV") reads as a word; a number or a single letter does not.
-  return { text, kind: node.name === 'mi' && [...text].length > 1 ? 'word' : 'atom' };
+  return { text, kind: node.name === 'mi' && moreThanOneChar(text) ? 'word' : 'atom' };
+}
+
+/** More than one character (a surrogate pair is one). */
+function moreThanOneChar(s: string): boolean {
+  if (s.length <= 1) return false;
+  return s.length > 2 || (s.charCodeAt(0) & 0xfc00) !== 0xd800;
+}
+
+const SIMPLE = /^[\p{L}\p{N}\p{M}.′″'∞∂∇∑∏∫∮]+$/u;
+
+/** Letters, digits, marks, a decimal point, primes from `from` on: ASCII checked by hand, the rest by SIMPLE. */
+function isSimple(s: string, from: number): boolean {
+  if (s.length <= from) return false;
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return SIMPLE.test(from ? s.slice(from) : s);
+    if (!((c >= 0x30 && c <= 0x39) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a) || c === 0x2e || c === 0x27))
+      return false;
+  }
+  return true;
 }
 
 /** One operand standing alone: no parentheses for one token (letters, digits, a decimal point, primes). */
 function operand(items: Item[], scripts = false): string {
   const text = joinItems(items).trim();
-  if (/^[−-]?[\p{L}\p{N}\p{M}.′″'∞∂∇∑∏∫∮]+$/u.test(text)) return text; // x, 2max, −1
+  if (isSimple(text, text.charCodeAt(0) === 0x2212 || text.charCodeAt(0) === 0x2d ? 1 : 0)) return text; // x, 2max, −1
   // a fraction's numerator or denominator may be one scripted name: CM_t/N
   if (scripts && /^[\p{L}\p{N}\p{M}.′″'∞∂∇∑∏∫∮]+(?:[_^][\p{L}\p{N}\p{M}.′″'∞∂∇∑∏∫∮]+){1,2}$/u.test(text)) return text;
   if (items.length === 1 && items[0]!.kind === 'atom' && /^\(.*\)$/.test(text)) return text;
@@ -118,7 +138,7 @@ function overUnder(node: MathNode): Item {
   if (over && !under && baseItems.length === 1) {
     const baseText = (baseItems[0] as Item).text.trim();
     const mark = ACCENTS[joinItems(textOf(over)).trim()];
-    if (mark && [...baseText].length === 1) return { text: baseText + mark, kind: 'atom' };
+    if (mark && baseText.length > 0 && !moreThanOneChar(baseText)) return { text: baseText + mark, kind: 'atom' };
   }
   return scripted(baseItems, under, over);
 }
@@ -258,7 +278,13 @@ function spaced(prev: Item, prevUnary: boolean, cur: Item, curUnary: boolean): b
   if (prev.kind === 'word') return cur.kind === 'atom' || cur.kind === 'word' || cur.kind === 'script';
   if (cur.kind === 'word') return prev.kind === 'atom' || prev.kind === 'close' || prev.kind === 'script';
   // after x^2 a following letter or number starts a new factor: x^2 y
-  return prev.kind === 'script' && (cur.kind === 'atom' || cur.kind === 'script') && /^[\p{L}\p{N}]/u.test(cur.text);
+  return prev.kind === 'script' && (cur.kind === 'atom' || cur.kind === 'script') && startsAlnum(cur.text);
+}
+
+function startsAlnum(s: string): boolean {
+  const c = s.charCodeAt(0);
+  if (c < 0x80) return (c >= 0x30 && c <= 0x39) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a);
+  return /^[\p{L}\p{N}]/u.test(s);
 }
 
 /** The linear text of a <math> element (or any MathML subtree). */

@@ -187,6 +187,12 @@ class FrontElementOf implements FrontElement {
   }
 }
 
+/** saxes's read position: the chunk it is reading and the index just past the tag it has reported. */
+interface ParserCursor {
+  chunk: string;
+  i: number;
+}
+
 /** The streaming state machine: routes each text node to the one place it belongs. */
 export class JatsReader {
   readonly collected: Collected = emptyCollected();
@@ -595,12 +601,19 @@ export class JatsReader {
     this.math = builder;
     const figure = this.currentFigure();
     const inCaption = figure && (sink === figure.caption || sink === figure.captionTitle);
+    const opened = this.parser as unknown as ParserCursor;
+    const chunk = opened.chunk;
+    const start = chunk.lastIndexOf('<', opened.i - 1);
     this.onClosing(frame, () => {
       this.math = null;
       const text = linearMath(builder.root);
       if (text) sink.add(text);
-      if (inCaption) figure.mathml.push(mathMarkup(builder.root));
-      else if (this.inMainArticle) this.collected.mathml.push(mathMarkup(builder.root));
+      if (!inCaption && !this.inMainArticle) return;
+      // The markup as written, sliced from the text saxes reads; rebuilt from the tree when it spans two chunks.
+      const closed = this.parser as unknown as ParserCursor;
+      const markup = closed.chunk === chunk && start >= 0 ? chunk.slice(start, closed.i) : mathMarkup(builder.root);
+      if (inCaption) figure.mathml.push(markup);
+      else this.collected.mathml.push(markup);
     });
   }
 
