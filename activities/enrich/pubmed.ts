@@ -7,7 +7,7 @@
  * Pure code: no I/O, no Temporal imports.
  */
 import { SaxesParser } from 'saxes';
-import { linearMath, type MathNode } from '../parse/mathml';
+import { linearMath, mathName, type MathNode } from '../parse/mathml';
 import { z } from 'zod';
 import { normaliseOrcid } from '../parse/contributors';
 
@@ -196,7 +196,7 @@ function flatText(el: XmlElement | undefined): string {
 
 function mathNodeOf(el: XmlElement): MathNode {
   return {
-    name: el.name.slice(el.name.indexOf(':') + 1),
+    name: mathName(el.name),
     qname: el.name,
     attrs: el.attrs,
     children: el.children.map((c) => (typeof c === 'string' ? c : mathNodeOf(c))),

@@ -37,6 +37,7 @@ const CLOSE = new Set([')', ']', '}', '⟩', '〉', '⌋', '⌉']);
 const SEPARATORS = new Set([',', ';']);
 // Invisible times, separator and plus say nothing in text; function application is a space.
 const INVISIBLE = /[\u2061-\u2064]/g;
+const HAS_INVISIBLE = /[\u2061-\u2064]/;
 
 /** Combining marks for accents written over a single letter. */
 const ACCENTS: Record<string, string> = {
@@ -60,8 +61,16 @@ const ACCENTS: Record<string, string> = {
   ˇ: '\u030c',
 };
 
-// Markup whitespace only: a thin or no-break space inside a token is content.
-const XML_SPACE = /^[ \t\r\n]+|[ \t\r\n]+$/g;
+const isXmlSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
+
+/** Trims markup whitespace only: a thin or no-break space inside a token is content. */
+function trimMarkupSpace(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && isXmlSpace(s.charCodeAt(a))) a++;
+  while (b > a && isXmlSpace(s.charCodeAt(b - 1))) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
 
 function tokenText(node: MathNode): string {
   let s = '';
@@ -74,10 +83,10 @@ const elements = (node: MathNode): MathNode[] => node.children.filter((c): c is 
 function tokenItem(node: MathNode): Item | null {
   const raw = tokenText(node);
   if (node.name === 'mtext' || node.name === 'ms') return raw ? { text: raw, kind: 'text' } : null;
-  const text = raw.replace(XML_SPACE, '');
+  const text = trimMarkupSpace(raw);
   if (node.name === 'mo') {
     if (text === '\u2061') return { text: ' ', kind: 'text' };
-    const op = text.replace(INVISIBLE, '');
+    const op = HAS_INVISIBLE.test(text) ? text.replace(INVISIBLE, '') : text;
     if (!op) return null;
     if (BINARY.has(op)) return { text: op, kind: 'op' };
     if (SEPARATORS.has(op)) return { text: op, kind: 'sep' };
@@ -144,6 +153,13 @@ function overUnder(node: MathNode): Item {
 }
 
 function itemsOf(node: MathNode): Item[] {
+  const out: Item[] = [];
+  addItems(node, out);
+  return out;
+}
+
+/** Appends a node's items to `out`: one array per row, not one per token. */
+function addItems(node: MathNode, out: Item[]): void {
   switch (node.name) {
     case 'mi':
     case 'mn':
@@ -151,45 +167,53 @@ function itemsOf(node: MathNode): Item[] {
     case 'mtext':
     case 'ms': {
       const item = tokenItem(node);
-      return item ? [item] : [];
+      if (item) out.push(item);
+      return;
     }
     case 'mspace':
-      return [{ text: ' ', kind: 'text' }];
+      out.push({ text: ' ', kind: 'text' });
+      return;
     case 'annotation':
     case 'annotation-xml':
     case 'mphantom':
     case 'none':
     case 'mprescripts':
-      return [];
-    case 'semantics':
-      return textOf(elements(node)[0]);
+      return;
+    case 'semantics': {
+      const first = elements(node)[0];
+      if (first) addItems(first, out);
+      return;
+    }
     case 'mfrac': {
       const [num, den] = elements(node);
-      return [{ text: `${operand(textOf(num), true)}/${operand(textOf(den), true)}`, kind: 'atom' }];
+      out.push({ text: `${operand(textOf(num), true)}/${operand(textOf(den), true)}`, kind: 'atom' });
+      return;
     }
     case 'msub':
     case 'msup':
     case 'msubsup': {
       const [base, a, b] = elements(node);
-      return [
+      out.push(
         scripted(
           textOf(base),
           node.name === 'msup' ? undefined : a,
           node.name === 'msub' ? undefined : node.name === 'msup' ? a : b,
         ),
-      ];
+      );
+      return;
     }
     case 'munder':
     case 'mover':
     case 'munderover':
-      return [overUnder(node)];
+      out.push(overUnder(node));
+      return;
     case 'msqrt':
-      return [
-        { text: `√${operand(node.children.flatMap((c) => (typeof c === 'string' ? [] : itemsOf(c))))}`, kind: 'atom' },
-      ];
+      out.push({ text: `√${operand(childItems(node))}`, kind: 'atom' });
+      return;
     case 'mroot': {
       const [base, index] = elements(node);
-      return [{ text: `${operand(textOf(base))}^(1/${joinItems(textOf(index)).trim()})`, kind: 'script' }];
+      out.push({ text: `${operand(textOf(base))}^(1/${joinItems(textOf(index)).trim()})`, kind: 'script' });
+      return;
     }
     case 'mfenced': {
       const open = node.attrs['open'] ?? '(';
@@ -204,46 +228,53 @@ function itemsOf(node: MathNode): Item[] {
         }
         inner += p;
       });
-      return [{ text: `${open}${inner}${close}`, kind: 'atom' }];
+      out.push({ text: `${open}${inner}${close}`, kind: 'atom' });
+      return;
     }
     case 'mtable':
-      return [
-        {
-          text: elements(node)
-            .map((row) =>
-              // an mlabeledtr's first cell is the equation's label
-              (row.name === 'mlabeledtr' ? elements(row).slice(1) : elements(row))
-                .map((cell) => joinItems(itemsOf(cell)).trim())
-                .filter(Boolean)
-                .join(', '),
-            )
-            .filter(Boolean)
-            .join('; '),
-          kind: 'atom',
-        },
-      ];
+      out.push({
+        text: elements(node)
+          .map((row) =>
+            // an mlabeledtr's first cell is the equation's label
+            (row.name === 'mlabeledtr' ? elements(row).slice(1) : elements(row))
+              .map((cell) => joinItems(itemsOf(cell)).trim())
+              .filter(Boolean)
+              .join(', '),
+          )
+          .filter(Boolean)
+          .join('; '),
+        kind: 'atom',
+      });
+      return;
     case 'mmultiscripts': {
       const [base, ...scripts] = elements(node);
       const pre = scripts.findIndex((s) => s.name === 'mprescripts');
       const post = pre >= 0 ? scripts.slice(0, pre) : scripts;
       const before = pre >= 0 ? scripts.slice(pre + 1) : [];
       const attach = (list: MathNode[]): string => {
-        let out = '';
+        let text = '';
         for (let i = 0; i + 1 < list.length + 1; i += 2) {
           const sub = list[i];
           const sup = list[i + 1];
-          if (sub && sub.name !== 'none') out += `_${operand(itemsOf(sub))}`;
-          if (sup && sup.name !== 'none') out += `^${operand(itemsOf(sup))}`;
+          if (sub && sub.name !== 'none') text += `_${operand(itemsOf(sub))}`;
+          if (sup && sup.name !== 'none') text += `^${operand(itemsOf(sup))}`;
         }
-        return out;
+        return text;
       };
       const prefix = attach(before);
-      return [{ text: `${prefix ? `{}${prefix}` : ''}${operand(textOf(base))}${attach(post)}`, kind: 'script' }];
+      out.push({ text: `${prefix ? `{}${prefix}` : ''}${operand(textOf(base))}${attach(post)}`, kind: 'script' });
+      return;
     }
     default:
       // mrow, mstyle, mpadded, menclose, merror, maction, math: their children in a row
-      return node.children.flatMap((c) => (typeof c === 'string' ? [] : itemsOf(c)));
+      for (const c of node.children) if (typeof c !== 'string') addItems(c, out);
   }
+}
+
+function childItems(node: MathNode): Item[] {
+  const out: Item[] = [];
+  for (const c of node.children) if (typeof c !== 'string') addItems(c, out);
+  return out;
 }
 
 /** Is an operator in this position a sign (−0.5, +x) rather than a binary operator? */
@@ -319,6 +350,49 @@ function writeMarkup(node: MathNode, out: string[]): void {
   out.push('</', node.qname, '>');
 }
 
+// The element names this file compares against, as the literals themselves: a name sliced from a tag is a new
+// string, and comparing it with every case of a switch costs a character-by-character compare each time.
+const KNOWN_NAMES: ReadonlyMap<string, string> = new Map(
+  [
+    'math',
+    'mi',
+    'mn',
+    'mo',
+    'mtext',
+    'ms',
+    'mspace',
+    'annotation',
+    'annotation-xml',
+    'mphantom',
+    'none',
+    'mprescripts',
+    'semantics',
+    'mfrac',
+    'msub',
+    'msup',
+    'msubsup',
+    'munder',
+    'mover',
+    'munderover',
+    'msqrt',
+    'mroot',
+    'mfenced',
+    'mtable',
+    'mtr',
+    'mtd',
+    'mlabeledtr',
+    'mmultiscripts',
+    'mrow',
+    'mstyle',
+  ].map((n) => [n, n]),
+);
+
+/** A MathML element's name without its prefix, shared with the literals above where it is one of them. */
+export function mathName(qname: string): string {
+  const local = qname.slice(qname.indexOf(':') + 1);
+  return KNOWN_NAMES.get(local) ?? local;
+}
+
 /** Builds a MathML subtree from the parser's events; the reader hands over every event inside a <math>. */
 export class MathBuilder {
   readonly root: MathNode;
@@ -333,8 +407,8 @@ export class MathBuilder {
     return this.stack.length;
   }
 
-  open(name: string, qname: string, attrs: Record<string, string>): void {
-    const node: MathNode = { name, qname, attrs, children: [] };
+  open(qname: string, attrs: Record<string, string>): void {
+    const node: MathNode = { name: mathName(qname), qname, attrs, children: [] };
     this.stack[this.stack.length - 1]!.children.push(node);
     this.stack.push(node);
   }

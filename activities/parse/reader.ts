@@ -301,12 +301,12 @@ export class JatsReader {
 
   private onOpen(tag: SaxesTagPlain): void {
     this.rootName ??= tag.name;
-    const name = localName(tag.name);
     if (this.math) {
-      this.math.open(name, tag.name, tag.attributes);
+      this.math.open(tag.name, tag.attributes);
       if (this.stack.length + this.math.depth > this.limits.maxElementDepth) this.tooDeep(tag.name);
       return;
     }
+    const name = localName(tag.name);
     const attrs = tag.attributes;
     const parent = this.top;
     const { block, tracked, detached } = ELEMENT_KINDS.get(name) ?? PLAIN_ELEMENT;
