@@ -129,6 +129,8 @@ function sampleJson(i: number, width: number, height: number, sha: string): Samp
     article_chemicals: [{ registry_number: 'EC 2.7.7.49', name: 'Telomerase', ui: 'D019098' }],
     article_pubmed_article_date: '2020-01-01',
     article_pubmed_history: [{ status: 'received', date: '2019-10-01' }],
+    caption_mathml: [],
+    article_mathml: [],
   };
 }
 

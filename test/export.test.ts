@@ -86,6 +86,8 @@ function row(over: Partial<SampleRow>): SampleRow {
     article_chemicals: [],
     article_pubmed_article_date: null,
     article_pubmed_history: [],
+    caption_mathml: [],
+    article_mathml: [],
     ...over,
   };
 }

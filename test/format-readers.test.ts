@@ -104,6 +104,8 @@ const EXPECTED_ARROW: Record<string, string> = {
   article_pubmed_article_date: 'string',
   article_pubmed_history:
     'list<article_pubmed_history: struct<status: string not null, date: string not null> not null>',
+  caption_mathml: 'list<caption_mathml: string not null>',
+  article_mathml: 'list<article_mathml: string not null>',
 };
 
 describe('published format read by webdataset, pyarrow and datasets (real sample release)', function () {

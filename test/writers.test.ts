@@ -724,6 +724,9 @@ describe('writeSamplesParquet', () => {
       article_chemicals: i % 2 ? [{ registry_number: null, name: 'Cytochrome c Group', ui: 'D003574' }] : [],
       article_pubmed_article_date: i === 4 ? '2016-10-21' : null,
       article_pubmed_history: i === 1 ? [] : [{ status: 'received', date: '2016-06-27' }],
+      caption_mathml:
+        i === 1 ? ['<mml:math><mml:mfrac><mml:mi>C</mml:mi><mml:mi>M</mml:mi></mml:mfrac></mml:math>'] : [],
+      article_mathml: [],
     };
   }
   const rows = Array.from({ length: 5 }, (_, i) => row(i, Buffer.alloc(100 + i, i + 1)));
@@ -803,6 +806,9 @@ describe('writeSamplesParquet', () => {
         'article_chemicals',
         'article_pubmed_article_date',
         'article_pubmed_history',
+        // the raw MathML of the caption and the article (issue 15, text)
+        'caption_mathml',
+        'article_mathml',
       ]);
       assert.deepEqual(
         [f.article_authors.repetitionType, Object.keys(f.article_authors.fields!)],
@@ -903,6 +909,31 @@ describe('writeSamplesParquet', () => {
     assert.match(types.image_primary_label, /^list</);
     assert.equal(types.article_reference_count, 'int64');
     assert.equal(types.image, 'binary');
+  });
+
+  it('keeps the raw MathML of the caption and the article as list<string> columns beside the 25 json keys', async () => {
+    const { path: a } = await writeSamplesParquet(path.join(tmp, 'pq', 'mathml.parquet'), rows, {
+      includeImageBytes: false,
+    });
+    const out = python(
+      'import pyarrow.parquet as pq,sys,json; t=pq.read_table(sys.argv[1], columns=["caption_mathml","article_mathml"]); print(json.dumps({"types": [str(f.type) for f in t.schema], "rows": t.to_pylist()}))',
+      [a],
+    );
+    const { types, rows: read } = JSON.parse(out) as { types: string[]; rows: { caption_mathml: string[] }[] };
+    assert.deepEqual(
+      types,
+      ['list<element: string not null>', 'list<element: string not null>'].map((t, i) =>
+        t.replace('element', i ? 'article_mathml' : 'caption_mathml'),
+      ),
+    );
+    assert.deepEqual(
+      read.map((r) => r.caption_mathml),
+      rows.map((r) => r.caption_mathml),
+    );
+    assert.equal(
+      read[1]?.caption_mathml[0],
+      '<mml:math><mml:mfrac><mml:mi>C</mml:mi><mml:mi>M</mml:mi></mml:mfrac></mml:math>',
+    );
   });
 
   it('sizes row groups by rows and by bytes (images included)', async () => {

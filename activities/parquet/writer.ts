@@ -2,7 +2,8 @@
  * Parquet export of the published samples (one row per figure), written with @dsnp/parquetjs.
  *
  * Every one of the 25 json keys is a column of the same name with the same value (docs/dataset-format.md),
- * plus key, shard, subset, caption, width, height, byte size, sha256, pmid, doi and optionally the jpg bytes.
+ * plus key, shard, subset, caption, width, height, byte size, sha256, pmid, doi, the raw MathML of the caption and of
+ * the article (caption_mathml, article_mathml) and optionally the jpg bytes.
  * Layout choices, fixed so files are reproducible and readable by pyarrow / HF datasets:
  * - strings UTF8, integers INT64, lists as repeated fields (pyarrow reads list<string> / list<int64>),
  *   nullable pmid/doi as optional UTF8, the image as an optional BYTE_ARRAY column that exists
@@ -88,6 +89,10 @@ export interface SampleRowFields extends PubmedColumns {
   image?: Buffer;
   article_pmid: string | null;
   article_doi: string | null;
+  /** the MathML markup of each formula in the caption, as written (the caption holds their linear text) */
+  caption_mathml?: string[];
+  /** the MathML markup of each formula in the article's title, abstracts and body, as written, in order */
+  article_mathml?: string[];
   caption_json?: never;
 }
 
@@ -95,8 +100,11 @@ export interface SampleRowFields extends PubmedColumns {
  * One row: the 25 keys of the published json (declared once, in PublishedSampleJson) with the same values, but
  * image_context kept as a list of (image_id, paragraphs) entries, and the row's own fields.
  */
-export interface SampleRow extends Omit<PublishedSampleJson, 'image_context'>, SampleRowFields {
+export interface SampleRow
+  extends Omit<PublishedSampleJson, 'image_context'>, Omit<SampleRowFields, 'caption_mathml' | 'article_mathml'> {
   image_context: ImageContextEntry[];
+  caption_mathml: string[];
+  article_mathml: string[];
 }
 
 const count = z.number().int().nonnegative();
@@ -165,6 +173,8 @@ export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
   ),
   article_pubmed_article_date: z.string().nullable(),
   article_pubmed_history: z.array(z.strictObject({ status: z.string(), date: z.string() })),
+  caption_mathml: strList,
+  article_mathml: strList,
   caption_json: z.never().optional(),
 } satisfies { [K in keyof SampleRow]-?: z.ZodType<SampleRow[K]> }); // every key of SampleRow, and no other
 
@@ -238,6 +248,8 @@ const COLUMN_KINDS: { readonly [K in Column]-?: Kind } = {
   article_chemicals: { struct: CHEMICAL_FIELDS },
   article_pubmed_article_date: 'nullable',
   article_pubmed_history: { struct: HISTORY_FIELDS },
+  caption_mathml: 'list',
+  article_mathml: 'list',
 };
 
 /** Column order of the file; `image` is dropped when image bytes are not included. */
@@ -256,6 +268,8 @@ const NO_STATS = new Set<string>([
   'article_reference_ids',
   'article_reference_list',
   'article_text',
+  'caption_mathml',
+  'article_mathml',
 ]);
 
 export const PARQUET_COMPRESSION = 'SNAPPY' as const;
@@ -625,6 +639,7 @@ export function sampleRowOf(json: PublishedSampleJson, fields: SampleRowFields):
       row[name] = Object.entries(json.image_context).map(([image_id, paragraphs]) => ({ image_id, paragraphs }));
     else if (PUBLISHED.has(name)) row[name] = json[name as keyof PublishedSampleJson];
     else if (fields[name as keyof SampleRowFields] !== undefined) row[name] = fields[name as keyof SampleRowFields];
+    else if (name === 'caption_mathml' || name === 'article_mathml') row[name] = [];
   }
   return row as unknown as SampleRow;
 }

@@ -210,6 +210,9 @@ export async function writeShard(
               article_pmid: pmid ?? null,
               article_doi: line.planned.doi ?? line.record.doi ?? null,
               ...articleColumns,
+              // records written before MathML markup was kept have none
+              caption_mathml: line.record.figures[p.figure.index]?.mathml ?? [],
+              article_mathml: line.record.mathml ?? [],
             }),
           );
           heartbeat({ samples: ++rowCount });

@@ -127,6 +127,8 @@ export async function writeSyntheticRelease(
           article_chemicals: [],
           article_pubmed_article_date: null,
           article_pubmed_history: [],
+          caption_mathml: [],
+          article_mathml: [],
         };
         samples.push({ row, jpg });
       }
