@@ -26,10 +26,11 @@ export async function ensureSampleMirror(
   const files = (await fs.readdir(nxmlDir)).sort();
   const sizes = await Promise.all(files.map(async (f) => `${f}:${(await fs.stat(path.join(nxmlDir, f))).size}`));
   const stampFile = path.join(outDir, '.built-from.json');
-  const inputs = sha256Hex(JSON.stringify({ builder: 1, nxmlDir, imagesDir, sizes, faults: opts.faults ?? null }));
+  // builder 2: the project's own articles (sample/synthetic-articles.ts) are part of the sample
+  const inputs = sha256Hex(JSON.stringify({ builder: 2, nxmlDir, imagesDir, sizes, faults: opts.faults ?? null }));
   const stamp = await readJsonIfExists<{ inputs: string; built: BuiltMirror }>(stampFile);
   if (stamp?.inputs === inputs) return stamp.built;
-  const built = await buildSampleMirror({ nxmlDir, imagesDir, outDir, faults: opts.faults });
+  const built = await buildSampleMirror({ nxmlDir, imagesDir, outDir, faults: opts.faults, synthetic: true });
   await writeJsonAtomic(stampFile, { inputs, built });
   return built;
 }

@@ -149,7 +149,7 @@ export const ReleaseInputSchema = z
     /** What the parse stage reads beyond the default record (docs/dataset-format.md). */
     figures: z
       .object({
-        /** Figure citations inside table cells count as mentions (the cell's text is the mention). */
+        /** Figure citations inside table cells count as mentions (the row's text is the mention). */
         tableCellMentions: z.boolean().default(false),
         /** Graphical abstracts' images are published as samples; otherwise quarantined as "graphical-abstract". */
         graphicalAbstracts: z.boolean().default(false),

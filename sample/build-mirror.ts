@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import { parseJats } from '../activities/parse/jats';
+import { syntheticArticles } from './synthetic-articles';
 
 /**
  * Builds a sample mirror laid out exactly like PMC's cloud bucket (docs/sources.md)
@@ -20,6 +21,8 @@ export interface BuildMirrorOptions {
   snapshot?: string;
   /** Deliberate publisher-side faults for tests: corrupt image bytes, media listed but absent. */
   faults?: { corruptImages?: number; missingImages?: number };
+  /** Add the project's own articles (sample/synthetic-articles.ts) after the folder's: the demo sample does. */
+  synthetic?: boolean;
 }
 
 export interface BuiltMirror {
@@ -154,6 +157,13 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
   const snapshot = opts.snapshot ?? '2026-11-01';
   const lastModified = `${snapshot}T00:00:00.000Z`;
   const files = (await fs.readdir(opts.nxmlDir)).filter((f) => /\.(n?xml)$/i.test(f)).sort();
+  const sources: { file: string; read: () => Promise<Buffer> }[] = files.map((file) => ({
+    file,
+    read: () => fs.readFile(path.join(opts.nxmlDir, file)),
+  }));
+  if (opts.synthetic) {
+    for (const a of syntheticArticles()) sources.push({ file: a.file, read: async () => Buffer.from(a.xml) });
+  }
   const inventoryRows: string[] = [];
   const result: BuiltMirror = {
     outDir: opts.outDir,
@@ -167,10 +177,10 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
   let corruptLeft = opts.faults?.corruptImages ?? 0;
   let missingLeft = opts.faults?.missingImages ?? 0;
 
-  for (const file of files) {
+  for (const { file, read } of sources) {
     const pmcidFromName = /^(PMC\d+)/.exec(file)?.[1];
     if (!pmcidFromName) continue;
-    const xmlBytes = await fs.readFile(path.join(opts.nxmlDir, file));
+    const xmlBytes = await read();
     const xml = xmlBytes.toString('utf8');
     const article = parseJats(xmlBytes, { pmcidHint: pmcidFromName });
     const pmcid = article.pmcid ?? pmcidFromName;
@@ -257,7 +267,7 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
   result.inventoryManifestKey = await writeInventory(opts.outDir, inventoryRows, snapshot);
   await writeIfChanged(
     path.join(opts.outDir, 'README.txt'),
-    'Sample mirror of the PMC Article Datasets bucket layout, built by biomedica-release from real PMC OA article XML.\nGenerated images stand in for figures whose files were not available locally.\n',
+    `Sample mirror of the PMC Article Datasets bucket layout, built by biomedica-release from real PMC OA article XML${opts.synthetic ? ' and articles of its own (PMC9000000N)' : ''}.\nGenerated images stand in for figures whose files were not available locally.\n`,
   );
   return result;
 }

@@ -421,6 +421,12 @@ describe("the demo's E-utilities stand-in answers for every sample PMID", functi
         await efetchPubmed({ baseUrl: s.baseUrl, pmids: articles.map((a) => a.pmid), ...identity }),
       );
       assert.deepEqual([...records.keys()].sort(), articles.map((a) => a.pmid).sort(), 'every PMID answered');
+      // the project's own articles (sample/synthetic-articles.ts) are part of the demo sample and answered too
+      for (const pmid of ['99000001', '99000002']) assert.ok(records.has(pmid) && !before.has(pmid), pmid);
+      assert.equal(
+        records.get('99000001')?.title,
+        'Synthetic growth curves with fractions, ranges and a graphical abstract',
+      );
       for (const a of articles) {
         const r = records.get(a.pmid)!;
         if (before.has(a.pmid)) {

@@ -10,6 +10,7 @@ import { DirPmcSource, parseObjectUrl } from '../activities/fetch/source';
 import { licenseGroup } from '../activities/plan/license';
 import { latestInventoryManifest, parseCsvLine, readInventory, type InventoryRow } from '../activities/plan/plan';
 import { buildSampleMirror, graphicHrefs, type BuiltMirror } from '../sample/build-mirror';
+import { parseJats } from '../activities/parse/jats';
 
 const md5 = (b: Buffer | string): string => createHash('md5').update(b).digest('hex');
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -395,5 +396,76 @@ describe('buildSampleMirror with publisher faults', () => {
     });
     assert.deepEqual(again, faulty);
     assert.deepEqual(snapshot(faultsOut), first);
+  });
+});
+
+describe("buildSampleMirror with the project's own articles (issue 15 cases no real fixture has)", function () {
+  this.timeout(120_000);
+  let dir: string;
+  let mirror: BuiltMirror;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sample-mirror-synthetic-'));
+    fs.mkdirSync(path.join(dir, 'none'));
+    mirror = await buildSampleMirror({
+      nxmlDir: path.join(dir, 'none'),
+      outDir: path.join(dir, 'mirror'),
+      synthetic: true,
+    });
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const record = (n: number, opts: { tableCellMentions?: boolean } = {}) =>
+    parseJats(fs.readFileSync(path.join(dir, 'mirror', `PMC9000000${n}.1`, `PMC9000000${n}.1.xml`)), opts);
+
+  it('lays them out like any article: XML, metadata with PMID and licence, generated images for every graphic', async () => {
+    assert.equal(mirror.articles, 2);
+    assert.equal(mirror.generatedImages, 8);
+    for (const [n, license] of [
+      [1, 'CC BY'],
+      [2, 'CC BY-NC'],
+    ] as const) {
+      const meta = JSON.parse(
+        fs.readFileSync(path.join(dir, 'mirror', 'metadata', `PMC9000000${n}.1.json`), 'utf8'),
+      ) as Meta & { pmid: number; license_code: string };
+      assert.equal(meta.pmid, 99000000 + n);
+      assert.equal(meta.license_code, license);
+      const names = meta.media_urls
+        .map((u) => path.posix.basename(parseObjectUrl(u).key))
+        .map((f) => f.replace(/\..*$/, ''));
+      assert.deepEqual(names.sort(), [`ga${n}`, 'f1', 'f2', 'f3'].sort());
+      for (const u of meta.media_urls) {
+        const file = path.join(dir, 'mirror', parseObjectUrl(u).key);
+        const { width } = await sharp(fs.readFileSync(file)).metadata();
+        assert.ok((width ?? 0) > 0, `${file} decodes`);
+      }
+    }
+  });
+
+  it('their XML exercises every case: MathML in a caption and in the text, a formula outside <p>, title, range, table row, graphical abstract, contributors', () => {
+    const r = record(1);
+    const fig = (id: string) => r.figures.find((f) => f.id === id)!;
+    assert.match(fig('f1').caption, /the fitted curve is S = C\/M \+ A\/N with k0 from k_obs = k_0 e\^\(−E_a\/RT\)\.$/);
+    assert.equal(fig('f1').mathml.length, 2);
+    assert.ok(r.fullText.split('\n\n').includes('(1) log CV = −0.5 log Frequency + 2'));
+    assert.equal(
+      r.abstract,
+      'Growth follows S = C/M + A/N in every condition, with rate constants k_obs = k_0 e^(−E_a/RT) fitted per well.',
+    );
+    assert.deepEqual(fig('f2').mentions, [
+      'Growth curves in [[Figure 2]]',
+      'We measured growth in 12 cultures. The whole time course is shown in [[Figs 1–3]], and the fitted model is S = C/M + A/N.',
+    ]);
+    assert.equal(fig('ga1').role, 'graphical-abstract');
+    assert.equal(
+      fig('ga1').caption,
+      'Cells grow along the fitted curve; the rate constants are summarised in one panel.',
+    );
+    assert.ok(!fig('f3').mentions.includes('Rate constants [[Fig. 3]]'));
+    const opted = record(1, { tableCellMentions: true }).figures.find((f) => f.id === 'f3')!;
+    assert.ok(opted.mentions.includes('Rate constants [[Fig. 3]]'));
+    const xml = fs.readFileSync(path.join(dir, 'mirror', 'PMC90000001.1', 'PMC90000001.1.xml'), 'utf8');
+    assert.match(xml, /<contrib contrib-type="author" corresp="yes"><contrib-id contrib-id-type="orcid">/);
+    assert.equal((xml.match(/<aff id=/g) ?? []).length, 2);
+    assert.equal(record(2).license.code, 'CC BY-NC');
   });
 });

@@ -38,7 +38,7 @@ export interface ReaderLimits {
 
 /** What the reader collects beyond the default record. */
 export interface ReaderOptions {
-  /** figure citations inside table cells count as mentions (the cell's text is the mention) */
+  /** figure citations inside table cells count as mentions (the row's text is the mention) */
   tableCellMentions?: boolean;
 }
 
@@ -401,8 +401,7 @@ export class JatsReader {
           return;
         }
         return this.openAbstractChild(name, frame, parent);
-      case 'td':
-      case 'th':
+      case 'tr': // the whole row, so the mention says what the cited figure shows ("Rate constants Fig. 3")
         if (this.options.tableCellMentions && this.inside('body') && !this.paragraph)
           return this.openParagraph(frame, true);
         return;
