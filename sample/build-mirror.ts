@@ -211,7 +211,10 @@ export async function buildSampleMirror(opts: BuildMirrorOptions): Promise<Built
     }
     // Faults go only into figure graphics (not table or formula images), where they change the release's output.
     const figureStems = new Set(
-      article.figures.filter((f) => f.caption.trim()).map((f) => f.graphicHref.replace(IMAGE_EXT, '')),
+      // a graphical abstract is not published by default, so a fault there would change nothing
+      article.figures
+        .filter((f) => f.caption.trim() && f.role === 'figure')
+        .map((f) => f.graphicHref.replace(IMAGE_EXT, '')),
     );
     const mediaUrls: string[] = [];
     for (const [name, body0] of [...media.entries()].sort(([a], [b]) => a.localeCompare(b))) {

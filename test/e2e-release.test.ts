@@ -8,7 +8,7 @@ import { readNdjson, sha256File } from '../activities/common/files';
 import { temporalCliPath } from '../config/dev-server';
 import { testPython } from '../config/paths';
 import type { QuarantineRecord } from '../activities/common/quarantine';
-import { readSamplesParquet } from '../activities/parquet/writer';
+import { readSamplesParquet, type SampleRow } from '../activities/parquet/writer';
 import { PUBLISHED_KEYS } from '../activities/shard/sample-json';
 import { startRelease, releaseStatus } from '../cli/release';
 import { sampleReleaseInput } from '../cli/sample';
@@ -161,10 +161,46 @@ describe('the sample release end to end on a real Temporal dev server', function
       records.some((r) => r.stage === 'media' && r.reason === 'image-not-found'),
       'the image missing from the bucket is quarantined',
     );
+    // The sample's one figure without a caption of its own was PMC12491691's graphical abstract: it is now read as
+    // one (captioned by the abstract's text) and kept out of the published figures with that reason.
     assert.ok(
-      records.some((r) => r.stage === 'parse' && r.reason === 'no-caption'),
-      'a figure without a caption is quarantined',
+      records.some((r) => r.stage === 'parse' && r.reason === 'graphical-abstract' && r.article === 'PMC12491691.1'),
+      'a graphical abstract is quarantined with its role',
     );
+  });
+
+  it("publishes the project's own sample articles with linear MathML captions, their markup, and range and title mentions", async () => {
+    const root = path.join(t.dataDir, 'releases', releaseId);
+    const rows: SampleRow[] = [];
+    for (const subset of ['commercial', 'noncommercial'] as const) {
+      for (const f of fs
+        .readdirSync(path.join(root, 'parquet', subset))
+        .filter((n) => n.endsWith('.parquet'))
+        .sort())
+        rows.push(...(await readSamplesParquet(path.join(root, 'parquet', subset, f))));
+    }
+    for (const [pmcid, subset, cultures] of [
+      ['PMC90000001', 'commercial', 12],
+      ['PMC90000002', 'noncommercial', 24],
+    ] as const) {
+      const own = rows.filter((r) => r.key.startsWith(`${pmcid}_1_`));
+      // three figures published; the graphical abstract is quarantined with its role (figures.graphicalAbstracts off)
+      assert.equal(own.length, 3, `${pmcid} samples`);
+      assert.ok(own.every((r) => r.subset === subset));
+      const f1 = own.find((r) => r.caption.startsWith('Growth of the first cohort'))!;
+      assert.match(f1.caption, /S = C\/M \+ A\/N/);
+      assert.equal(f1.caption_mathml.length, 2);
+      assert.match(f1.caption_mathml[0]!, /^<mml:math><mml:mi>S<\/mml:mi>/);
+      assert.ok(f1.article_text.includes('(1) log CV = −0.5 log Frequency + 2'));
+      assert.equal(f1.article_mathml.length, 5);
+      const f2 = own.find((r) => r.caption.startsWith('Growth of the second cohort'))!;
+      assert.deepEqual(f2.image_context.find((c) => c.image_id === 'f2')?.paragraphs, [
+        'Growth curves in [[Figure 2]]',
+        `We measured growth in ${cultures} cultures. The whole time course is shown in [[Figs 1–3]], and the fitted model is S = C/M + A/N.`,
+      ]);
+    }
+    const records = await readNdjson<QuarantineRecord>(path.join(root, 'report', 'quarantine.ndjson'));
+    assert.ok(records.some((r) => r.article === 'PMC90000001.1' && r.reason === 'graphical-abstract'));
   });
 
   it('enriches articles from the E-utilities stand-in within its rate limit', () => {

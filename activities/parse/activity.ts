@@ -5,6 +5,7 @@ import { quarantine } from '../common/quarantine';
 import { cancellationSignal, heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
 import { articleXmlPath } from '../fetch/activity';
 import type { PlannedArticle } from '../plan/plan';
+import type { ReleaseInput } from '../../config/release';
 import { DEFAULT_JATS_LIMITS, JatsParseError, parseJats } from './jats';
 import { resolveMediaFile } from './media';
 import type { ArticleRecord } from './records';
@@ -74,6 +75,12 @@ export function pmidBatchesOf(lines: readonly ParsedArticleLine[], batchSize: nu
 }
 
 export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>> {
+  // A release started before these options existed carries none in its workflow input: the defaults apply.
+  const figureOptions = {
+    tableCellMentions: false,
+    graphicalAbstracts: false,
+    ...(task.release as { figures?: Partial<ReleaseInput['figures']> }).figures,
+  };
   return runUnitStage(task, 'parse', async ({ layout, unit, quarantine: q }) => {
     const unitDir = layout.unitDir(unit.unitId);
     const lines: ParsedArticleLine[] = [];
@@ -111,7 +118,7 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
         }
         record = parseJats(await fs.readFile(file), {
           pmcidHint: planned.pmcid,
-          tableCellMentions: task.release.figures.tableCellMentions,
+          tableCellMentions: figureOptions.tableCellMentions,
         });
       } catch (err) {
         result.failed++;
@@ -138,7 +145,7 @@ export async function parseArticles(task: UnitTask): Promise<Staged<ParseResult>
         let rejected: string | null = null;
         let stage: 'parse' | 'plan' = 'parse';
         let detail = '';
-        if (f.role === 'graphical-abstract' && !task.release.figures.graphicalAbstracts) {
+        if (f.role === 'graphical-abstract' && !figureOptions.graphicalAbstracts) {
           // Kept in the record with its role, but published only when the release asks for it.
           rejected = 'graphical-abstract';
           detail = `figure ${f.label ?? f.id ?? index} is a graphical abstract's image (release option figures.graphicalAbstracts)`;
