@@ -78,7 +78,19 @@ function tokenText(node: MathNode): string {
   return s;
 }
 
-const elements = (node: MathNode): MathNode[] => node.children.filter((c): c is MathNode => typeof c !== 'string');
+// Loops rather than callbacks here and below: under tsx every closure made is also named at run time, per call.
+function elements(node: MathNode): MathNode[] {
+  const out: MathNode[] = [];
+  for (const c of node.children) if (typeof c !== 'string') out.push(c);
+  return out;
+}
+
+/** Each child's own linear text, trimmed. */
+function childTexts(node: MathNode): string[] {
+  const out: string[] = [];
+  for (const c of node.children) if (typeof c !== 'string') out.push(joinItems(itemsOf(c)).trim());
+  return out;
+}
 
 function tokenItem(node: MathNode): Item | null {
   const raw = tokenText(node);
@@ -219,33 +231,30 @@ function addItems(node: MathNode, out: Item[]): void {
       const open = node.attrs['open'] ?? '(';
       const close = node.attrs['close'] ?? ')';
       const seps = (node.attrs['separators'] ?? ',').replace(/\s/g, '');
-      const parts = elements(node).map((c) => joinItems(itemsOf(c)).trim());
+      const parts = childTexts(node);
       let inner = '';
-      parts.forEach((p, i) => {
+      for (let i = 0; i < parts.length; i++) {
         if (i > 0) {
           const sep = seps ? (seps[Math.min(i - 1, seps.length - 1)] as string) : '';
           inner += sep === ',' || sep === ';' ? `${sep} ` : sep;
         }
-        inner += p;
-      });
+        inner += parts[i] as string;
+      }
       out.push({ text: `${open}${inner}${close}`, kind: 'atom' });
       return;
     }
-    case 'mtable':
-      out.push({
-        text: elements(node)
-          .map((row) =>
-            // an mlabeledtr's first cell is the equation's label
-            (row.name === 'mlabeledtr' ? elements(row).slice(1) : elements(row))
-              .map((cell) => joinItems(itemsOf(cell)).trim())
-              .filter(Boolean)
-              .join(', '),
-          )
-          .filter(Boolean)
-          .join('; '),
-        kind: 'atom',
-      });
+    case 'mtable': {
+      const rows: string[] = [];
+      for (const row of elements(node)) {
+        const cells = childTexts(row);
+        // an mlabeledtr's first cell is the equation's label
+        if (row.name === 'mlabeledtr') cells.shift();
+        const text = cells.filter(Boolean).join(', ');
+        if (text) rows.push(text);
+      }
+      out.push({ text: rows.join('; '), kind: 'atom' });
       return;
+    }
     case 'mmultiscripts': {
       const [base, ...scripts] = elements(node);
       const pre = scripts.findIndex((s) => s.name === 'mprescripts');
