@@ -74,21 +74,34 @@ function trimMarkupSpace(s: string): string {
 
 function tokenText(node: MathNode): string {
   let s = '';
-  for (const c of node.children) s += typeof c === 'string' ? c : tokenText(c);
+  const children = node.children;
+  for (let i = 0; i < children.length; i++) {
+    const c = children[i] as MathNode | string;
+    s += typeof c === 'string' ? c : tokenText(c);
+  }
   return s;
 }
 
-// Loops rather than callbacks here and below: under tsx every closure made is also named at run time, per call.
+// Indexed loops rather than callbacks or for-of: a formula's code runs rarely, often before V8 optimises it, and the
+// iterator protocol is slow until then.
 function elements(node: MathNode): MathNode[] {
   const out: MathNode[] = [];
-  for (const c of node.children) if (typeof c !== 'string') out.push(c);
+  const children = node.children;
+  for (let i = 0; i < children.length; i++) {
+    const c = children[i] as MathNode | string;
+    if (typeof c !== 'string') out.push(c);
+  }
   return out;
 }
 
 /** Each child's own linear text, trimmed. */
 function childTexts(node: MathNode): string[] {
   const out: string[] = [];
-  for (const c of node.children) if (typeof c !== 'string') out.push(joinItems(itemsOf(c)).trim());
+  const children = node.children;
+  for (let i = 0; i < children.length; i++) {
+    const c = children[i] as MathNode | string;
+    if (typeof c !== 'string') out.push(joinItems(itemsOf(c)).trim());
+  }
   return out;
 }
 
@@ -276,14 +289,22 @@ function addItems(node: MathNode, out: Item[]): void {
     }
     default:
       // mrow, mstyle, mpadded, menclose, merror, maction, math: their children in a row
-      for (const c of node.children) if (typeof c !== 'string') addItems(c, out);
+      addChildren(node, out);
   }
 }
 
 function childItems(node: MathNode): Item[] {
   const out: Item[] = [];
-  for (const c of node.children) if (typeof c !== 'string') addItems(c, out);
+  addChildren(node, out);
   return out;
+}
+
+function addChildren(node: MathNode, out: Item[]): void {
+  const children = node.children;
+  for (let i = 0; i < children.length; i++) {
+    const c = children[i] as MathNode | string;
+    if (typeof c !== 'string') addItems(c, out);
+  }
 }
 
 /** Is an operator in this position a sign (−0.5, +x) rather than a binary operator? */
