@@ -37,6 +37,9 @@ export const CPU_TASKS = {
 };
 export type CpuTaskName = keyof typeof CPU_TASKS;
 
+/** Least time between two heartbeats a thread posts to the main thread. */
+const BEAT_MS = 50;
+
 /** One task on this thread (piscina calls it): its heartbeats and logs go to the main thread through `port`. */
 export async function runCpuTask(task: {
   name: CpuTaskName;
@@ -48,8 +51,25 @@ export async function runCpuTask(task: {
   task.port.on('message', (m: ThreadControl) => {
     if (m.kind === 'cancel') cancel.abort(new Error(`${task.name} cancelled`));
   });
+  // Heartbeats are coalesced to one per BEAT_MS, the latest details winning (the images stage beats per figure,
+  // hundreds a second: one message each cost about 4% of a thread's CPU; Temporal throttles them anyway).
+  let lastBeat = 0;
+  let pending: { details: unknown } | null = null;
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (pending) post({ kind: 'heartbeat', details: pending.details });
+    pending = null;
+    lastBeat = Date.now();
+  };
   const sink = {
-    heartbeat: (details: unknown) => post({ kind: 'heartbeat', details }),
+    heartbeat: (details: unknown) => {
+      pending = { details };
+      const wait = lastBeat + BEAT_MS - Date.now();
+      if (wait <= 0) flush();
+      else timer ??= setTimeout(flush, wait);
+    },
     log: (level: 'info' | 'warn', message: string, attrs: Record<string, unknown>) =>
       post({ kind: 'log', level, message, attrs }),
     signal: cancel.signal,
@@ -60,6 +80,7 @@ export async function runCpuTask(task: {
   } catch (err) {
     return { error: failureOf(err) };
   } finally {
+    flush();
     task.port.close();
   }
 }

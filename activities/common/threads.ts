@@ -7,7 +7,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { Piscina } from 'piscina';
 // sharp's native libraries stay loaded for the process when the main thread holds them (glibc unloads them with
 // the last thread that used them otherwise: lovell/sharp#2263).
-import 'sharp';
+import sharp from 'sharp';
 import { loadEnv } from '../../config/env';
 import { projectRoot } from '../../config/paths';
 
@@ -100,6 +100,9 @@ export async function setCpuThreads(n: number | null): Promise<void> {
 function threadPool(): Piscina {
   if (!pool) {
     const n = cpuThreadCount();
+    // Parallelism comes from the threads, one per core: libvips' own threads per image would only oversubscribe
+    // them. sharp defaults to one where glibc runs without jemalloc (this host), to the core count elsewhere.
+    sharp.concurrency(1);
     pool = new Piscina({
       filename: path.join(projectRoot, 'workers', 'cpu-thread.js'),
       minThreads: 1,
