@@ -1,7 +1,8 @@
 /**
  * Annotation throughput: preprocessing (sharp decode + resize + CHW), inference per execution provider, fp32 vs
  * fp16, at a few batch sizes, and the pipelined embedder end to end (decode of batch n+1 overlapping inference of
- * batch n).
+ * batch n), and what the gpu host saves when the images stage has made the model's input (activities/images/
+ * model-inputs.ts: inflating a record instead of decoding the JPEG).
  *
  *   npm run bench:annotate                                   # the generated tiny ViT, fp32 and fp16
  *   npm run bench:annotate -- --batches 1,8,32 --images 96 --seconds 2
@@ -18,7 +19,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
+import { promisify } from 'node:util';
+import * as zlib from 'node:zlib';
 import { createEmbedder, decodeRgb, parsePreprocessConfig } from '../activities/annotate/embedder';
+import { DecodedRgb } from '../activities/annotate/preprocess';
 import { float32ToHalfArray } from '../activities/annotate/half';
 import { buildTinyVitModel } from '../activities/annotate/tiny-vit';
 import { fixturePaths } from '../config/paths';
@@ -107,6 +111,32 @@ async function main(): Promise<void> {
     const parallel = await rate(images.length, () => Promise.all(images.map((img) => decodeRgb(img, cfg))));
     console.log(`  one image at a time:            ${fmt(serial)} images/s`);
     console.log(`  all in flight (libuv threads):  ${fmt(parallel)} images/s`);
+    // One decode per figure: the images stage stores decodeRgb's output deflated; annotate inflates it instead.
+    const inflate = promisify(zlib.inflateRaw);
+    const decoded = await Promise.all(images.map((img) => decodeRgb(img, cfg)));
+    const records = decoded.map((rgb) => zlib.deflateRawSync(rgb, { level: 1 }));
+    const cpuMs = async (fn: () => Promise<unknown>) => {
+      const c0 = process.cpuUsage();
+      await fn();
+      const c = process.cpuUsage(c0);
+      return (c.user + c.system) / 1e3 / images.length;
+    };
+    const decodeMs = await cpuMs(async () => {
+      for (const img of images) await decodeRgb(img, cfg);
+    });
+    const deflateMs = await cpuMs(async () => {
+      for (const rgb of decoded) zlib.deflateRawSync(rgb, { level: 1 });
+    });
+    const inflateMs = await cpuMs(async () => {
+      for (const r of records) await inflate(r);
+    });
+    const kb = (n: number) => (n / images.length / 1e3).toFixed(0);
+    console.log(
+      `  CPU per image: decode ${decodeMs.toFixed(2)} ms; from the images stage's input: inflate ${inflateMs.toFixed(2)} ms (deflate, on the cpu pool: ${deflateMs.toFixed(2)} ms)`,
+    );
+    console.log(
+      `  bytes per image the gpu host reads: JPEG ${kb(mb * 1e6)} KB, input record ${kb(records.reduce((a, r) => a + r.length, 0))} KB (raw ${kb(decoded.length * decoded[0]!.length)} KB)`,
+    );
 
     // --- models
     const models: Array<{ label: string; file: string }> = [];
@@ -197,7 +227,9 @@ async function main(): Promise<void> {
       console.log(
         `\nend to end (embedBatches: decode of the next batches overlapping inference), provider ${provider}, ${threads}:`,
       );
-      console.log('  precision  batch  images/s   back to back (1/decode + 1/inference)');
+      console.log(
+        "  precision  batch  images/s   back to back (1/decode + 1/inference)   from the images stage's inputs",
+      );
       for (const m of models) {
         for (const b of BATCHES) {
           const e = await createEmbedder({
@@ -211,11 +243,16 @@ async function main(): Promise<void> {
           const r = await rate(images.length, async () => {
             for await (const out of e.embedBatches(slices, async (i) => images.slice(i, i + b))) void out;
           });
+          const fromInputs = await rate(images.length, async () => {
+            const load = async (i: number) =>
+              Promise.all(records.slice(i, i + b).map(async (rec) => new DecodedRgb(await inflate(rec))));
+            for await (const out of e.embedBatches(slices, load)) void out;
+          });
           await e.release();
           // Without overlap each image would cost its decode plus its inference.
           const serialRate = 1 / (1 / parallel + 1 / inferRate.get(`${m.label}/${b}`)!);
           console.log(
-            `  ${m.label.padEnd(9)}  ${String(b).padStart(5)}  ${fmt(r).padStart(8)}   ${fmt(serialRate).padStart(8)}`,
+            `  ${m.label.padEnd(9)}  ${String(b).padStart(5)}  ${fmt(r).padStart(8)}   ${fmt(serialRate).padStart(8)}                                ${fmt(fromInputs).padStart(8)}`,
           );
         }
       }

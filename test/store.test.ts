@@ -218,6 +218,26 @@ describe('the release store', function () {
       return { result: {}, outputs: [] };
     });
     assert.equal(fs.existsSync(mediaFile), false);
+    // Annotate pulls the images stage's index and model inputs, not its JPEGs (it pulls one only to decode it).
+    const unitDir = layout.unitDir(unitId);
+    const imagesOut = ['images.ndjson', 'inputs.bin', 'inputs.json', 'images/f1.jpg'].map((f) => path.join(unitDir, f));
+    await store.delete(`releases/r1/units/${unitId}/manifests/images.json`);
+    await runUnitStage({ release, unitId }, 'images', async () => {
+      for (const f of imagesOut) {
+        fs.mkdirSync(path.dirname(f), { recursive: true });
+        fs.writeFileSync(f, path.basename(f));
+      }
+      return { result: {}, outputs: imagesOut };
+    });
+    await runUnitStage({ release, unitId }, 'annotate', async () => {
+      assert.deepEqual(
+        imagesOut.map((f) => fs.existsSync(f)),
+        [true, true, true, false],
+      );
+      assert.equal(await files.pull(imagesOut[3]!), true);
+      assert.equal(fs.readFileSync(imagesOut[3]!, 'utf8'), 'f1.jpg');
+      return { result: {}, outputs: [] };
+    });
     // An attempt that died after its outputs but before its manifest left no commit: the stage runs again.
     await store.delete(`releases/r1/units/${unitId}/manifests/parse.json`);
     assert.deepEqual(await stage(), { parsed: 1, quarantined: 0 });

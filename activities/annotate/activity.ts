@@ -5,10 +5,20 @@ import { fixturePaths } from '../../config/paths';
 import { readWorkerEnv, type ReleaseInput } from '../../config/release';
 import { exists, ndjson, readJson, readNdjson, sha256Hex, writeFileAtomic, writeJsonAtomic } from '../common/files';
 import { quarantine } from '../common/quarantine';
-import { pullDataFile, pushDataFile, releaseDataFile } from '../common/sync';
-import { cancellationSignal, heartbeat, layoutOf, runUnitStage, type Staged, type UnitTask } from '../common/stage';
+import { pullDataFile, pushDataFile, releaseDataFile, releaseTree } from '../common/sync';
+import {
+  activityLog,
+  cancellationSignal,
+  heartbeat,
+  layoutOf,
+  runUnitStage,
+  type Staged,
+  type UnitTask,
+} from '../common/stage';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
+import { openModelInputs } from '../images/model-inputs';
 import { createEmbedder, sha256OfFile, type Embedder } from './embedder';
+import { DecodedRgb } from './preprocess';
 import {
   assignCluster,
   buildBootstrapTaxonomy,
@@ -203,6 +213,7 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
     let failures: EmbeddingFailure[] = [];
     let resumedFrom: number;
     let embeddedNow = 0;
+    let predecoded = 0;
     const stored = await readUnitEmbeddingsMeta(unitDir);
     const storedSize = (await fs.stat(files.file).catch(() => null))?.size;
     if (stored && sameIdentity(stored, identity) && storedSize === prepared.length * rowBytes) {
@@ -218,6 +229,9 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
       }
       await fs.mkdir(unitDir, { recursive: true });
       await writeFileAtomic(files.failedPartial, ndjson(failures));
+      // The images stage's decode of each figure, when it made it with this model's preprocessing (the same
+      // bytes decodeRgb makes of the JPEG); else the JPEG, pulled from the store if this host has no copy.
+      const inputs = await openModelInputs(unitDir, embedder.preprocess);
       const fh = await fs.open(files.partial, start > 0 ? 'r+' : 'w');
       try {
         await fh.truncate(start * rowBytes); // rows written after the last recorded heartbeat are redone
@@ -225,16 +239,28 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
         const batch = task.release.annotate.batchSize;
         const starts: number[] = [];
         for (let i = start; i < prepared.length; i += batch) starts.push(i);
-        const load = (i: number) =>
-          Promise.all(
-            prepared
-              .slice(i, i + batch)
-              .map((p) =>
-                fs
-                  .readFile(stagedImagePath(unitDir, p.key))
-                  .catch((err: Error) => new Error(`staged image unreadable: ${err.message}`)),
-              ),
-          );
+        const tree = releaseTree(task.release);
+        const loadOne = async (key: string): Promise<Buffer | DecodedRgb | Error> => {
+          // A record that does not inflate is decoded from the JPEG instead.
+          const rgb = await inputs?.get(key).catch(() => null);
+          if (rgb) {
+            predecoded++;
+            return new DecodedRgb(rgb);
+          }
+          const file = stagedImagePath(unitDir, key);
+          const pulled = tree.remote && !(await exists(file));
+          // A JPEG the store lacks is the store's fault, not the figure's: the activity fails and is retried.
+          if (pulled && !(await tree.pull(file)))
+            throw ApplicationFailure.retryable(`${tree.keyOf(file)} is not in the store`, 'StoreObjectMissing');
+          try {
+            return await fs.readFile(file);
+          } catch (err) {
+            return new Error(`staged image unreadable: ${(err as Error).message}`);
+          } finally {
+            if (pulled) await fs.rm(file, { force: true });
+          }
+        };
+        const load = (i: number) => Promise.all(prepared.slice(i, i + batch).map((p) => loadOne(p.key)));
         for await (const b of embedder.embedBatches(starts, load)) {
           const i = b.item;
           const rows = new Float32Array(b.embeddings.length * dim).fill(NaN);
@@ -267,8 +293,14 @@ export async function annotateUnit(task: UnitTask): Promise<Staged<AnnotateResul
             throw signal.reason instanceof Error ? signal.reason : new CancelledFailure('annotateUnit cancelled');
         }
         await fh.sync();
+        activityLog('info', `annotate: ${predecoded} of ${embeddedNow} figures from the images stage's decode`, {
+          unitId: unit.unitId,
+          predecoded,
+          embeddedNow,
+        });
       } finally {
         await fh.close();
+        await inputs?.close();
       }
       const meta: UnitEmbeddingsMeta = {
         format: 'f32le-rows',

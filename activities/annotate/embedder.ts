@@ -19,88 +19,27 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import * as fs from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
-import sharp from 'sharp';
-import { z } from 'zod';
 import { float32ToHalfBits, halfToFloat32Array } from './half';
+import {
+  DecodedRgb,
+  decodeRgb,
+  loadPreprocessSidecar,
+  parsePreprocessConfig,
+  type PreprocessConfig,
+  type PreprocessConfigInput,
+} from './preprocess';
 
-export const DEFAULT_IMAGE_SIZE = 224;
-
-const rgb = z.tuple([z.number(), z.number(), z.number()]);
-
-/**
- * How an image becomes the model's input. Defaults are the original labeller's (torchvision
- * `Resize((224,224))` + `ToTensor()`, no normalisation).
- */
-export const PreprocessConfigSchema = z.object({
-  /** Square output side in pixels; must match a model with a static input size. */
-  size: z.number().int().positive().default(DEFAULT_IMAGE_SIZE),
-  /** 'squash': resize both sides to `size` (the original). 'center-crop': scale the shorter side to `size`, crop the centre. */
-  resize: z.enum(['squash', 'center-crop']).default('squash'),
-  /** libvips kernel; 'linear' (with libvips' antialiasing shrink) is the closest to PIL/torchvision bilinear+antialias. */
-  kernel: z.enum(['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3']).default('linear'),
-  /** Per-channel (x - mean) / std after scaling to [0,1]; null = none (the original). */
-  mean: rgb.nullable().default(null),
-  std: rgb
-    .refine((s) => s.every((v) => v > 0), 'std must be positive')
-    .nullable()
-    .default(null),
-  /** Transparency is flattened onto this colour (0-255 RGB). */
-  background: z
-    .tuple([z.number().int().min(0).max(255), z.number().int().min(0).max(255), z.number().int().min(0).max(255)])
-    .default([255, 255, 255]),
-});
-export type PreprocessConfig = z.infer<typeof PreprocessConfigSchema>;
-export type PreprocessConfigInput = z.input<typeof PreprocessConfigSchema>;
-
-export function parsePreprocessConfig(value: unknown, where = 'preprocess config'): PreprocessConfig {
-  const parsed = PreprocessConfigSchema.strict().safeParse(value ?? {});
-  if (!parsed.success) throw new Error(`invalid ${where}: ${z.prettifyError(parsed.error)}`);
-  return parsed.data;
-}
-
-/** The sidecar that configures preprocessing for one model file: `x.onnx` -> `x.preprocess.json`. */
-export function preprocessSidecarPath(modelPath: string): string {
-  return modelPath.replace(/\.onnx$/i, '') + '.preprocess.json';
-}
-
-export async function loadPreprocessSidecar(modelPath: string): Promise<PreprocessConfig | null> {
-  const file = preprocessSidecarPath(modelPath);
-  const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return null;
-    throw err;
-  });
-  return text === null ? null : parsePreprocessConfig(JSON.parse(text), file);
-}
-
-/** Decode + resize on a libuv thread (sharp): HWC uint8 RGB of size x size. The returned promise settles on the JS thread. */
-export async function decodeRgb(bytes: Buffer, cfg: PreprocessConfig): Promise<Buffer> {
-  if (bytes.length === 0) throw new Error('empty image file');
-  const [r, g, b] = cfg.background;
-  const { data, info } = await sharp(bytes, { failOn: 'error', animated: false })
-    .flatten({ background: { r, g, b } })
-    .toColourspace('srgb')
-    .resize(
-      cfg.size,
-      cfg.size,
-      cfg.resize === 'squash'
-        ? { fit: 'fill', kernel: cfg.kernel }
-        : { fit: 'cover', position: 'centre', kernel: cfg.kernel },
-    )
-    .removeAlpha()
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true });
-  if (info.width !== cfg.size || info.height !== cfg.size) {
-    throw new Error(`preprocess: expected ${cfg.size}x${cfg.size}, sharp produced ${info.width}x${info.height}`);
-  }
-  if (info.channels === 3) return data;
-  if (info.channels !== 1) throw new Error(`preprocess: unexpected ${info.channels} channels`);
-  // A single band (grey) is replicated into R, G and B.
-  const out = Buffer.alloc(data.length * 3);
-  for (let p = 0; p < data.length; p++) out[3 * p] = out[3 * p + 1] = out[3 * p + 2] = data[p]!;
-  return out;
-}
+export {
+  DEFAULT_IMAGE_SIZE,
+  PreprocessConfigSchema,
+  decodeRgb,
+  loadPreprocessSidecar,
+  parsePreprocessConfig,
+  preprocessSidecarPath,
+  type PreprocessConfig,
+  type PreprocessConfigInput,
+} from './preprocess';
 
 type Body = Float32Array | Uint16Array;
 
@@ -203,12 +142,12 @@ export interface Embedder {
   embed(images: Buffer[], onBatch?: (done: number) => void): Promise<Float32Array[]>;
   /**
    * The pipelined stream: each source item is one batch whose images `load` reads (an Error entry marks an
-   * image that could not be read). Yields per-image embeddings or errors, batch by batch, in order; a bad image
+   * image that could not be read; a DecodedRgb one is already the model's input, decoded by the images stage). Yields per-image embeddings or errors, batch by batch, in order; a bad image
    * never takes its batch with it. Decodes run `prefetchBatches` batches ahead of inference, loads one further.
    */
   embedBatches<T>(
     source: Iterable<T> | AsyncIterable<T>,
-    load: (item: T) => Promise<Array<Buffer | Error>>,
+    load: (item: T) => Promise<Array<Buffer | DecodedRgb | Error>>,
     opts?: { trace?: (e: TraceEvent) => void; prefetchBatches?: number },
   ): AsyncGenerator<EmbeddedBatch<T>>;
   release(): Promise<void>;
@@ -358,8 +297,16 @@ function makeEmbedder(p: {
   const tables = channelTables(cfg, p.inputType);
 
   // Issue every decode of a batch now (sharp queues them on libuv's pool synchronously); settles later.
-  const prepare = (images: Array<Buffer | Error>): Promise<PreparedBatch> => {
-    const decodes = images.map((img) => (img instanceof Error ? Promise.reject(img) : decodeRgb(img, cfg)));
+  const prepare = (images: Array<Buffer | DecodedRgb | Error>): Promise<PreparedBatch> => {
+    const decodes = images.map((img) =>
+      img instanceof Error
+        ? Promise.reject(img)
+        : img instanceof DecodedRgb
+          ? img.rgb.length === 3 * plane
+            ? Promise.resolve(img.rgb)
+            : Promise.reject(new Error(`decoded input of ${img.rgb.length} bytes, not ${size}x${size}x3`))
+          : decodeRgb(img, cfg),
+    );
     return Promise.allSettled(decodes).then((settled) => {
       const ok = settled.filter((s) => s.status === 'fulfilled').length;
       const body: Body = p.inputType === 'float16' ? new Uint16Array(ok * 3 * plane) : new Float32Array(ok * 3 * plane);
@@ -435,7 +382,7 @@ function makeEmbedder(p: {
 
   async function* embedBatches<T>(
     source: Iterable<T> | AsyncIterable<T>,
-    load: (item: T) => Promise<Array<Buffer | Error>>,
+    load: (item: T) => Promise<Array<Buffer | DecodedRgb | Error>>,
     opts: { trace?: (e: TraceEvent) => void; prefetchBatches?: number } = {},
   ): AsyncGenerator<EmbeddedBatch<T>> {
     const trace = (event: TraceEvent['event'], batch: number) => opts.trace?.({ event, batch, t: performance.now() });
@@ -444,7 +391,7 @@ function makeEmbedder(p: {
         ? (source as AsyncIterable<T>)[Symbol.asyncIterator]()
         : (source as Iterable<T>)[Symbol.iterator]();
     let nextIndex = 0;
-    type Loaded = { batch: number; item: T; images: Array<Buffer | Error> };
+    type Loaded = { batch: number; item: T; images: Array<Buffer | DecodedRgb | Error> };
     const startLoad = async (): Promise<Loaded | null> => {
       const r = await iterator.next();
       if (r.done) return null;

@@ -55,6 +55,14 @@ export const STAGE_INPUTS: Record<string, readonly string[]> = {
 };
 
 /**
+ * Outputs of its inputs that a stage does not pull with them, by stage: annotate embeds the model inputs the images
+ * stage made (activities/images/model-inputs.ts), and pulls a figure's JPEG itself only when it has to decode it.
+ */
+export const NOT_PULLED: Record<string, (stage: string, relPath: string) => boolean> = {
+  annotate: (stage, relPath) => stage === 'images' && /(^|\/)images\/[^/]+\.jpg$/.test(relPath),
+};
+
+/**
  * Stages whose outputs a worker keeps once it has them: parse's are small, and media, images and enrich read them
  * at the same time (all pools in one process share one folder), so none of them may take them away. Every other
  * output, pulled or written, leaves the worker's folder once its stage has committed: a host's disk holds the units
@@ -71,6 +79,7 @@ export async function pullStageInputs(
   layout: ReleaseLayout,
   unitId: string,
   inputs: readonly string[],
+  notPulled: (stage: string, relPath: string) => boolean = () => false,
 ): Promise<string[]> {
   if (!files.remote || inputs.length === 0) return [];
   const manifestsDir = path.dirname(layout.stageManifest(unitId, 'x'));
@@ -91,6 +100,7 @@ export async function pullStageInputs(
   for (const m of wanted) {
     const manifest = await readJson<StageManifest<unknown>>(m.file);
     for (const o of manifest.outputs) {
+      if (notPulled(manifest.stage, o.path)) continue;
       const file = path.join(layout.root, o.path);
       outputs.push({ file, bytes: o.bytes });
       if (evictableOutput(layout, unitId, manifest.stage, file)) evictable.push(file);
@@ -192,7 +202,7 @@ export async function runUnitStage<R extends object>(
     if (done) return { ...done.result, quarantined: done.quarantined };
     if (!(await files.pull(layout.unitFile(task.unitId))))
       throw ApplicationFailure.retryable(`unit ${task.unitId}: its plan is not in the store`, 'StoreObjectMissing');
-    pulled = await pullStageInputs(files, layout, task.unitId, STAGE_INPUTS[stage] ?? []);
+    pulled = await pullStageInputs(files, layout, task.unitId, STAGE_INPUTS[stage] ?? [], NOT_PULLED[stage]);
   } else {
     const done = await readJsonIfExists<StageManifest<R>>(manifestFile);
     if (done && (await outputsIntact(layout, done.outputs))) return { ...done.result, quarantined: done.quarantined };

@@ -14,6 +14,7 @@ import {
 } from '../common/stage';
 import { mediaPath } from '../fetch/activity';
 import type { ParsedArticleLine } from '../parse/activity';
+import { ModelInputsWriter, releaseDecodeConfig } from './model-inputs';
 import { normalizeFigureImage } from './normalize';
 
 /** A figure image ready to publish: a standard JPEG staged under the unit, with its measured facts. */
@@ -55,6 +56,9 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
     const refusedAtMedia = new Set(
       (await readNdjson<QuarantineRecord>(layout.quarantineFile(unit.unitId, 'media'))).map((r) => r.figure),
     );
+    // Annotate's input for each figure, made during its decode here (model-inputs.ts).
+    const preprocess = await releaseDecodeConfig(task.release);
+    const inputs = new ModelInputsWriter(unitDir, preprocess);
     const signal = cancellationSignal();
     for (const line of lines) {
       for (const fig of line.figures) {
@@ -86,6 +90,7 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
           minSide: task.release.images.minSide,
           maxPixels: task.release.images.maxPixels,
           jpegQuality: task.release.images.jpegQuality,
+          preprocess,
         });
         if (!img.ok) {
           result.rejected++;
@@ -103,6 +108,7 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
         const out = stagedImagePath(unitDir, fig.key);
         await writeFileAtomic(out, img.jpeg);
         outputs.push(out);
+        if (img.input) await inputs.add(fig.key, img.input);
         prepared.push({
           key: fig.key,
           article: line.article,
@@ -121,7 +127,7 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
     }
     const index = path.join(unitDir, 'images.ndjson');
     await writeFileAtomic(index, ndjson(prepared));
-    outputs.push(index);
+    outputs.push(index, ...(await inputs.finish()));
     return { result, outputs };
   });
 }

@@ -16,6 +16,7 @@
  */
 import sharp from 'sharp';
 import type { Metadata, SharpOptions } from 'sharp';
+import { decodeRgb, type DecodeConfig } from '../annotate/preprocess';
 
 export interface NormalizeOptions {
   /**
@@ -28,12 +29,26 @@ export interface NormalizeOptions {
   minSide?: number;
   /** Quality for converted images; default 90 (one lossy step, so keep it high). */
   jpegQuality?: number;
+  /**
+   * The embedding model's preprocessing: when given, the result carries `input`, what annotate's decodeRgb makes
+   * of the published bytes with it, so annotate does not decode the JPEG again.
+   */
+  preprocess?: DecodeConfig;
 }
 
 export type NormalizeFailure = 'corrupt' | 'too-small' | 'too-large' | 'too-many-pixels' | 'unsupported-format';
 
 export type NormalizedImage =
-  | { ok: true; jpeg: Buffer; width: number; height: number; sourceFormat: string; passthrough: boolean }
+  | {
+      ok: true;
+      jpeg: Buffer;
+      width: number;
+      height: number;
+      sourceFormat: string;
+      passthrough: boolean;
+      /** decodeRgb(jpeg, preprocess), when asked for and decodable (annotate decodes, and fails, as before if not). */
+      input?: Buffer;
+    }
   | { ok: false; reason: NormalizeFailure; detail: string; width?: number; height?: number };
 
 export const DEFAULT_MAX_PIXELS = 178_956_970;
@@ -169,11 +184,19 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
   }
 
   try {
+    const pre = opts.preprocess;
     if (canPassThrough(meta)) {
-      // Metadata only reads the header: decode the whole file to prove the bytes are whole. libjpeg's DCT
-      // scaling (shrink-on-load by 8) still reads and entropy-decodes every scan of every MCU, so truncation
-      // and decode errors surface exactly as in a full decode, at a fraction of the time and 1/64 of the
-      // memory (sharp's stats() cost 5-8x a decode; a full-size raw buffer of a large figure costs hundreds of MB).
+      // Metadata only reads the header: decode the whole file to prove the bytes are whole. A squash resize to the
+      // model's input needs every row, so libjpeg reads and entropy-decodes every scan of every MCU (its DCT
+      // scaling only shortens the IDCT): that decode is the proof, and annotate's input, in one. A centre crop may
+      // leave the last rows unread, and a file it cannot decode (sharp's own pixel limit) may still be whole: then
+      // the proof below decides, as it does when no input is asked for.
+      const decoded = pre ? await decodeRgb(bytes, pre).catch(() => undefined) : undefined;
+      if (decoded && pre?.resize === 'squash')
+        return { ok: true, jpeg: bytes, width, height, sourceFormat: format, passthrough: true, input: decoded };
+      // The proof alone: shrink-on-load by 8 still entropy-decodes every scan, so truncation and decode errors
+      // surface exactly as in a full decode, at a fraction of the time and 1/64 of the memory (sharp's stats()
+      // cost 5-8x a decode; a full-size raw buffer of a large figure costs hundreds of MB).
       await sharp(bytes, input)
         .resize({
           width: Math.ceil(width / 8),
@@ -184,7 +207,7 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
         })
         .raw()
         .toBuffer();
-      return { ok: true, jpeg: bytes, width, height, sourceFormat: format, passthrough: true };
+      return { ok: true, jpeg: bytes, width, height, sourceFormat: format, passthrough: true, input: decoded };
     }
     const { data, info } = await sharp(bytes, input)
       .flatten({ background: '#ffffff' })
@@ -210,7 +233,17 @@ export async function normalizeFigureImage(bytes: Buffer, opts: NormalizeOptions
         height,
       };
     }
-    return { ok: true, jpeg: data, width: info.width, height: info.height, sourceFormat: format, passthrough: false };
+    // Annotate's input comes from the published bytes, not the source's pixels, so it is exactly what annotate
+    // would decode: a second decode here (of the converted JPEG), in place of annotate's.
+    return {
+      ok: true,
+      jpeg: data,
+      width: info.width,
+      height: info.height,
+      sourceFormat: format,
+      passthrough: false,
+      input: pre ? await decodeRgb(data, pre).catch(() => undefined) : undefined,
+    };
   } catch (err) {
     return { ok: false, reason: classify(err), detail: shortenVipsMessage(err), width, height };
   }
