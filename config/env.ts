@@ -299,7 +299,7 @@ const VARS = {
     {
       for: 'workers',
       default: '4',
-      text: 'Read by Node itself: libuv threads, which decode JPEGs for sharp; set it to the cores on GPU hosts.',
+      text: 'Read by Node itself: libuv threads, which decode JPEGs for sharp; set it to the cores on GPU hosts and on cpu hosts of more than 4 cores (every cpu thread decodes through it).',
     },
   ],
   LOG_LEVEL: [
