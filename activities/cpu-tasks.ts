@@ -38,7 +38,7 @@ export const CPU_TASKS = {
 export type CpuTaskName = keyof typeof CPU_TASKS;
 
 /** Least time between two heartbeats a thread posts to the main thread. */
-const BEAT_MS = 50;
+const BEAT_MS = 250;
 
 /** One task on this thread (piscina calls it): its heartbeats and logs go to the main thread through `port`. */
 export async function runCpuTask(task: {

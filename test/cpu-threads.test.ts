@@ -31,7 +31,11 @@ describe('cpu pool threads', function () {
   it('relays heartbeats on time while a thread holds its core, and the main thread stays responsive', async () => {
     const env = new MockActivityEnvironment();
     const beats: number[] = [];
-    env.on('heartbeat', () => beats.push(Date.now()));
+    let lastDetails: unknown;
+    env.on('heartbeat', (d: unknown) => {
+      beats.push(Date.now());
+      lastDetails = d;
+    });
     let lag = 0;
     let last = Date.now();
     const timer = setInterval(() => {
@@ -42,7 +46,9 @@ describe('cpu pool threads', function () {
     const r = (await env.run(() => inCpuThread('cpuProbe', [1500, 100]))) as { beats: number };
     clearInterval(timer);
     assert.ok(r.beats >= 10, `beats sent: ${r.beats}`);
-    assert.equal(beats.length, r.beats, 'every heartbeat reached the activity');
+    // Coalesced to one per 250 ms (activities/cpu-tasks.ts), the latest details winning; the last always arrives.
+    assert.ok(beats.length >= r.beats / 3 && beats.length <= r.beats, `beats relayed: ${beats.length} of ${r.beats}`);
+    assert.deepEqual(lastDetails, { probe: r.beats }, 'the last heartbeat reached the activity');
     const gaps = beats.map((t, i) => t - (i ? beats[i - 1]! : started));
     assert.ok(Math.max(...gaps.slice(1)) < 600, `gaps between heartbeats: ${gaps.join(',')}`);
     assert.ok(lag < 400, `main thread event-loop lag ${lag} ms while the thread spun`);
