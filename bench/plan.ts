@@ -17,6 +17,7 @@
  *    JSON.parse, schema check, facts), timed, as GETs per second at the planner's concurrency.
  *
  * npm run bench:plan -- [--rows 8200000] [--get-count 5000] [--incremental] [--semi-space-mib 64 (0: V8 default)] [--keep]
+ *   [--digest: after the measured plan, one sha256 over every plan file, to check that a change keeps the outputs]
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -68,18 +69,20 @@ function* lexicographicIds(max: number): Generator<number> {
   }
 }
 
-async function generateInventory(
+/** The synthetic inventory of about `rows` rows over PMCIDs 1..maxId (test/plan-pinned.test.ts uses a small one). */
+export async function generateInventory(
   root: string,
   rows: number,
+  maxId = MAX_ID,
 ): Promise<{ rows: number; bytes: number; seconds: number }> {
   const t0 = Date.now();
-  const p = rows / (MAX_ID * 1.045);
+  const p = rows / (maxId * 1.045);
   const files = 5;
   const perFile = Math.ceil(rows / files);
   let count = 0;
   let bytes = 0;
   const manifestFiles: { key: string; size: number; MD5checksum: string }[] = [];
-  const ids = lexicographicIds(MAX_ID);
+  const ids = lexicographicIds(maxId);
   let pending: string[] = [];
   for (let f = 0; f < files; f++) {
     const key = `${INV}/data/bench-${f}.csv.gz`;
@@ -200,6 +203,18 @@ export function syntheticFacts(row: Pick<PlanRow, 'pmcid' | 'version' | 'key' | 
   return { key: row.key, pmcid: row.pmcid, version: row.version, etag: row.etag, oa, retracted, article };
 }
 
+/** One sha256 over every file of the plan folder (relative path and bytes, in path order): outputs compared across code changes. */
+export function planDigest(dir: string): string {
+  const h = createHash('sha256');
+  const files = fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => d.isFile())
+    .map((d) => path.relative(dir, path.join(d.parentPath, d.name)))
+    .sort();
+  for (const f of files) h.update(`${f}\n`).update(fs.readFileSync(path.join(dir, f)));
+  return h.digest('hex');
+}
+
 function duSync(dir: string): number {
   let n = 0;
   for (const d of fs.readdirSync(dir, { recursive: true, withFileTypes: true }))
@@ -222,22 +237,30 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
   let heapMax = 0;
   const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 250);
   let pass1End = 0;
+  let pass1Cpu = 0;
   const elapsed = stopwatch();
   const { result } = await runPlan(release, layout, previous, undefined, {
     source: new DirPmcSource(root),
     resolveSync: syntheticFacts,
     heartbeat: (d) => {
-      if (d.phase === 'buckets' && pass1End === 0) pass1End = elapsed().ms / 1000;
+      if (d.phase === 'buckets' && pass1End === 0) {
+        const e = elapsed();
+        pass1End = e.ms / 1000;
+        pass1Cpu = e.cpuMs / 1000;
+      }
     },
   });
-  const seconds = elapsed().ms / 1000;
+  const { ms, cpuMs } = elapsed();
+  const seconds = ms / 1000;
   clearInterval(sampler);
   const out = {
     releaseId,
     previousRelease,
     seconds: +seconds.toFixed(1),
+    cpuSeconds: +(cpuMs / 1000).toFixed(1),
     rowsPerSecond: Math.round(result.rows / seconds),
     pass1Seconds: +pass1End.toFixed(1),
+    pass1CpuSeconds: +pass1Cpu.toFixed(1),
     pass2Parts: result.seconds,
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
     peakHeapMiB: Math.round(heapMax / 2 ** 20),
@@ -249,6 +272,7 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
     changes: result.changes,
     unitFilesMiB: Math.round(duSync(path.join(layout.planDir, 'units')) / 2 ** 20),
     factsMiB: Math.round(duSync(path.join(layout.planDir, 'facts')) / 2 ** 20),
+    planFilesSha256: process.argv.includes('--digest') ? planDigest(layout.planDir) : undefined,
   };
   process.stdout.write(JSON.stringify(out) + '\n');
 }
@@ -266,7 +290,17 @@ function runChild(
     const flags = semi === '0' ? [] : [`--max-semi-space-size=${semi}`];
     const p = spawn(
       process.execPath,
-      [...flags, ...process.execArgv, __filename, '--child', root, dataDir, releaseId, previous ?? '-'],
+      [
+        ...flags,
+        ...process.execArgv,
+        __filename,
+        '--child',
+        root,
+        dataDir,
+        releaseId,
+        previous ?? '-',
+        ...(process.argv.includes('--digest') ? ['--digest'] : []),
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     let out = '';

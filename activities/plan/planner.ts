@@ -214,21 +214,46 @@ export class UnitArticleStore {
   }
 }
 
+/** Articles serialised per JSON.stringify call: each string stays small enough to die young in the GC's new space. */
+const JSON_RUN = 64;
+
 /**
  * The unit cutter of the streaming planner (the rule is UnitCutterBase's, plan.ts), fed one bucket's selected
- * articles of a subset at a time. Each run of articles that lands in one unit is serialised by a single
- * JSON.stringify while the articles are fresh, and a unit is written as the concatenation of its runs: the same
- * JSON as JSON.stringify(unit), without holding the unit's articles as objects.
+ * articles of a subset at a time. The open unit is kept as UTF-8 bytes: its articles are serialised while fresh,
+ * a few at a time, straight into one reused buffer, so no unit-sized string (nor any article object) is held, and
+ * the unit written is byte for byte JSON.stringify(unit).
  */
-class JsonUnitCutter extends UnitCutterBase<{ unitId: string; json: string }> {
-  private parts: string[] = [];
+class JsonUnitCutter extends UnitCutterBase<{ unitId: string; bytes: Buffer }> {
+  /** `[a,b,c` so far (the articles array without its closing bracket); empty while no article is kept. */
+  private body = Buffer.allocUnsafe(1 << 20);
+  private used = 0;
   protected keep(list: readonly PlannedArticle[], from: number, to: number): void {
-    this.parts.push(JSON.stringify(from === 0 && to === list.length ? list : list.slice(from, to)).slice(1, -1));
+    for (let i = from; i < to; i += JSON_RUN) {
+      const end = Math.min(to, i + JSON_RUN);
+      const json = JSON.stringify(i === 0 && end === list.length ? list : list.slice(i, end));
+      // A UTF-16 code unit is at most 3 UTF-8 bytes.
+      if (this.used + json.length * 3 > this.body.length) {
+        const grown = Buffer.allocUnsafe(Math.max(this.body.length * 2, this.used + json.length * 3));
+        this.body.copy(grown, 0, 0, this.used);
+        this.body = grown;
+      }
+      const at = this.used;
+      const n = this.body.write(json, at, 'utf8');
+      if (at > 0) this.body[at] = 44; // `,` in place of the run's `[`
+      this.used = at + n - 1; // without the run's `]`
+    }
   }
-  protected build(unitId: string, index: number): { unitId: string; json: string } {
-    const json = `{"unitId":${JSON.stringify(unitId)},"subset":${JSON.stringify(this.subset)},"index":${index},"articles":[${this.parts.join(',')}]}`;
-    this.parts = [];
-    return { unitId, json };
+  /** The unit's JSON and a newline. */
+  protected build(unitId: string, index: number): { unitId: string; bytes: Buffer } {
+    const head = Buffer.from(
+      `{"unitId":${JSON.stringify(unitId)},"subset":${JSON.stringify(this.subset)},"index":${index},"articles":`,
+    );
+    const bytes = Buffer.allocUnsafe(head.length + this.used + 3);
+    head.copy(bytes, 0);
+    this.body.copy(bytes, head.length, 0, this.used);
+    bytes.write(']}\n', head.length + this.used, 'latin1');
+    this.used = 0;
+    return { unitId, bytes };
   }
 }
 
@@ -416,17 +441,12 @@ export class StreamingPlanner {
         seconds.ioWait += Number(process.hrtime.bigint() - t0) / 1e9;
       }
     };
-    const writeUnit = async (subset: Subset, unit: { unitId: string; json: string } | null) => {
+    const writeUnit = async (subset: Subset, unit: { unitId: string; bytes: Buffer } | null) => {
       if (!unit) return;
       const t0 = process.hrtime.bigint();
-      // Encoded once, for the hash and the file.
-      const n = Buffer.byteLength(unit.json);
-      const bytes = Buffer.allocUnsafe(n + 1);
-      bytes.write(unit.json, 0, n, 'utf8');
-      bytes[n] = 10;
-      hashes[subset].update(bytes.subarray(0, n));
+      hashes[subset].update(unit.bytes.subarray(0, unit.bytes.length - 1)); // the JSON, without the newline
       seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
-      await write(cfg.unitFile(unit.unitId), bytes);
+      await write(cfg.unitFile(unit.unitId), unit.bytes);
     };
 
     const ids = new Set(bucketIds(this.workDir, /^rows-(\d+)\.tsv$/));
