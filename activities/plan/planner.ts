@@ -99,6 +99,8 @@ export interface PlannerConfig {
 }
 
 const MAX_LICENSE_CODES = 50;
+/** Rows of a bucket taken through pass 2 together (rounded up to whole PMCIDs). */
+const SLICE_ROWS = 2048;
 
 function bucketName(b: number): string {
   return String(b).padStart(6, '0');
@@ -479,96 +481,115 @@ export class StreamingPlanner {
         const checkpoint = readFacts(factsFile);
         const known = new Map<string, PlannedArticle>();
         for (const store of stores) for (const [k, a] of store.take((b + 1) * BUCKET_SPAN)) known.set(k, a);
-        const facts: (VersionFacts | null)[] = new Array(rows.length).fill(null);
-        const needs: number[] = [];
         /** Reused facts (flags only) with the article selected earlier for the same ETag, when there is one. */
         const reuse = (row: PlanRow, f: VersionFacts): VersionFacts => {
           const a = f.oa && !f.retracted ? known.get(`PMC${row.pmcid}.${row.version}`) : undefined;
           return { ...f, key: row.key, article: a && a.etag === row.etag ? a : null };
         };
-        for (let i = 0; i < rows.length; i++) {
-          const row = rows[i]!;
-          const p = prev.get(row.key);
-          if (!p) changes.new++;
-          else if (p.etag === row.etag) changes.unchanged++;
-          else changes.changed++;
-          if (row.inline) facts[i] = row.inline;
-          else if (p && p.etag === row.etag) facts[i] = reuse(row, p);
-          else {
-            const c = checkpoint.get(row.key);
-            if (c && c.etag === row.etag) facts[i] = reuse(row, c);
-            else needs.push(i);
+        const factLines: string[] = [];
+        // A bucket is taken a slice of whole PMCIDs at a time, from facts to units: a slice's facts and articles
+        // are garbage before the next one is read, so they die young (cheap for the GC) and memory stays small.
+        for (let s = 0; s < rows.length;) {
+          let e = Math.min(rows.length, s + SLICE_ROWS);
+          while (e < rows.length && rows[e]!.pmcid === rows[e - 1]!.pmcid) e++;
+          const facts: (VersionFacts | null)[] = new Array<VersionFacts | null>(e - s).fill(null);
+          const needs: number[] = [];
+          for (let i = s; i < e; i++) {
+            const row = rows[i]!;
+            const p = prev.get(row.key);
+            if (!p) changes.new++;
+            else if (p.etag === row.etag) changes.unchanged++;
+            else changes.changed++;
+            if (row.inline) facts[i - s] = row.inline;
+            else if (p && p.etag === row.etag) facts[i - s] = reuse(row, p);
+            else {
+              const c = checkpoint.get(row.key);
+              if (c && c.etag === row.etag) facts[i - s] = reuse(row, c);
+              else needs.push(i);
+            }
           }
+          const resolve = async (i: number) => {
+            facts[i - s] = await cfg.resolve(rows[i]!);
+            if (++resolved % 500 === 0)
+              cfg.heartbeat?.({ phase: 'metadata', resolved, bucket: done, of: order.length });
+          };
+          if (cfg.resolveSync) {
+            for (const i of needs) facts[i - s] = cfg.resolveSync(rows[i]!);
+            resolved += needs.length;
+          } else await mapLimit(needs, cfg.concurrency, resolve);
+          // A reused version that is selected now but whose article was not kept (it was superseded then): read it.
+          for (;;) {
+            const missing: number[] = [];
+            for (let i = s; i < e;) {
+              let j = i;
+              let newest = -1;
+              while (j < e && rows[j]!.pmcid === rows[i]!.pmcid) {
+                const f = facts[j - s]!;
+                if (!f.error && (newest < 0 || f.version > facts[newest - s]!.version)) newest = j;
+                j++;
+              }
+              const f = newest >= 0 ? facts[newest - s]! : null;
+              if (f && f.oa && !f.retracted && !f.article) missing.push(newest);
+              i = j;
+            }
+            if (missing.length === 0) break;
+            await mapLimit(missing, cfg.concurrency, resolve);
+          }
+          if (prev.size > 0)
+            for (let i = s; i < e; i++) {
+              const p = prev.get(rows[i]!.key);
+              const f = facts[i - s]!;
+              if (p && !p.retracted && f.retracted && !f.error) changes.newlyRetracted++;
+            }
+          lap('facts');
+          // The bucket's facts: this plan's checkpoint and the next release's previous facts (unreadable ones are not kept).
+          for (const f of facts) if (!f!.error) factLines.push(encodeFacts(f!));
+          lap('writeFacts');
+
+          const chosen: Record<Subset, PlannedArticle[]> = { commercial: [], noncommercial: [], other: [] };
+          for (let i = s; i < e;) {
+            let j = i + 1;
+            while (j < e && rows[j]!.pmcid === rows[i]!.pmcid) j++;
+            const only = j === i + 1 ? facts[i - s]! : null;
+            // One readable, selectable version (most PMCIDs): selectVersions' own first case, without its result object.
+            let pick: PlannedArticle | null;
+            if (only && !only.error && only.oa && !only.retracted && only.article) pick = only.article;
+            else {
+              const r = selectVersions(`PMC${rows[i]!.pmcid}`, facts.slice(i - s, j - s) as VersionFacts[]);
+              for (const x of r.excluded) this.exclude(x);
+              pick = r.selected;
+            }
+            if (pick) {
+              selected++;
+              const subset = licenseGroup(pick.licenseCode);
+              if (subset === 'other') {
+                const code = pick.licenseCode ?? '(none)';
+                if (otherLicenses[code] !== undefined) otherLicenses[code]++;
+                else if (otherCodes < MAX_LICENSE_CODES) {
+                  otherLicenses[code] = 1;
+                  otherCodes++;
+                } else otherLicenses['(more codes)'] = (otherLicenses['(more codes)'] ?? 0) + 1;
+              }
+              chosen[subset].push(pick);
+            }
+            i = j;
+          }
+          for (const subset of SUBSETS) {
+            const t0 = process.hrtime.bigint();
+            const closed = cutters[subset].pushAll(chosen[subset]);
+            seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
+            for (const u of closed) await writeUnit(subset, u);
+          }
+          lap('selectAndCut');
+          s = e;
         }
         if (prev.size > 0) {
           const present = new Set(rows.map((r) => r.key));
           for (const k of prev.keys()) if (!present.has(k)) changes.removed++;
         }
-        const resolve = async (i: number) => {
-          facts[i] = await cfg.resolve(rows[i]!);
-          if (++resolved % 500 === 0) cfg.heartbeat?.({ phase: 'metadata', resolved, bucket: done, of: order.length });
-        };
-        if (cfg.resolveSync) {
-          for (const i of needs) facts[i] = cfg.resolveSync(rows[i]!);
-          resolved += needs.length;
-        } else await mapLimit(needs, cfg.concurrency, resolve);
-        // A reused version that is selected now but whose article was not kept (it was superseded then): read it.
-        for (;;) {
-          const missing: number[] = [];
-          for (let i = 0; i < rows.length;) {
-            let j = i;
-            let newest = -1;
-            while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) {
-              const f = facts[j]!;
-              if (!f.error && (newest < 0 || f.version > facts[newest]!.version)) newest = j;
-              j++;
-            }
-            const f = newest >= 0 ? facts[newest]! : null;
-            if (f && f.oa && !f.retracted && !f.article) missing.push(newest);
-            i = j;
-          }
-          if (missing.length === 0) break;
-          await mapLimit(missing, cfg.concurrency, resolve);
-        }
-        for (let i = 0; i < rows.length; i++) {
-          const p = prev.get(rows[i]!.key);
-          if (p && !p.retracted && facts[i]!.retracted && !facts[i]!.error) changes.newlyRetracted++;
-        }
-        lap('facts');
-        // The bucket's facts: this plan's checkpoint and the next release's previous facts (unreadable ones are not kept).
-        const keep = facts.filter((f): f is VersionFacts => f !== null && !f.error);
-        if (keep.length > 0) await write(factsFile, Buffer.from(keep.map(encodeFacts).join('\n') + '\n'));
+        if (factLines.length > 0) await write(factsFile, Buffer.from(factLines.join('\n') + '\n'));
         else await fsp.rm(factsFile, { force: true });
         lap('writeFacts');
-
-        const chosen: Record<Subset, PlannedArticle[]> = { commercial: [], noncommercial: [], other: [] };
-        for (let i = 0; i < rows.length;) {
-          let j = i;
-          while (j < rows.length && rows[j]!.pmcid === rows[i]!.pmcid) j++;
-          const r = selectVersions(`PMC${rows[i]!.pmcid}`, facts.slice(i, j) as VersionFacts[]);
-          for (const e of r.excluded) this.exclude(e);
-          if (r.selected) {
-            selected++;
-            const subset = licenseGroup(r.selected.licenseCode);
-            if (subset === 'other') {
-              const code = r.selected.licenseCode ?? '(none)';
-              if (otherLicenses[code] !== undefined) otherLicenses[code]++;
-              else if (otherCodes < MAX_LICENSE_CODES) {
-                otherLicenses[code] = 1;
-                otherCodes++;
-              } else otherLicenses['(more codes)'] = (otherLicenses['(more codes)'] ?? 0) + 1;
-            }
-            chosen[subset].push(r.selected);
-          }
-          i = j;
-        }
-        for (const subset of SUBSETS) {
-          const t0 = process.hrtime.bigint();
-          const closed = cutters[subset].pushAll(chosen[subset]);
-          seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
-          for (const u of closed) await writeUnit(subset, u);
-        }
-        lap('selectAndCut');
         done++;
         cfg.heartbeat?.({ phase: 'buckets', bucket: done, of: order.length, selected });
       }
