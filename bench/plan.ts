@@ -235,6 +235,7 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
     ? { releaseId: previousRelease, factsDir: path.join(new ReleaseLayout(dataDir, previousRelease).planDir, 'facts') }
     : null;
   let heapMax = 0;
+  let pass1HeapMax = 0;
   const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 250);
   let pass1End = 0;
   let pass1Cpu = 0;
@@ -247,6 +248,7 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
         const e = elapsed();
         pass1End = e.ms / 1000;
         pass1Cpu = e.cpuMs / 1000;
+        pass1HeapMax = heapMax;
       }
     },
   });
@@ -262,8 +264,10 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
     pass1Seconds: +pass1End.toFixed(1),
     pass1CpuSeconds: +pass1Cpu.toFixed(1),
     pass2Parts: result.seconds,
+    pass2CpuParts: result.cpuSeconds,
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
     peakHeapMiB: Math.round(heapMax / 2 ** 20),
+    pass1PeakHeapMiB: Math.round(pass1HeapMax / 2 ** 20),
     rows: result.rows,
     resolved: result.resolved,
     selected: result.selected,

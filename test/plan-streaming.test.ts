@@ -364,5 +364,29 @@ describe('plan facts encoding', () => {
       encodeFacts({ ...cases[0]!, key: 'metadata/PMC7.2.json.bak' }),
       '7\t2\t1\t0123456789abcdef0123456789abcdef\tmetadata/PMC7.2.json.bak',
     );
+    // Keys that only look canonical are kept whole (the check compares digits in place, without building the key).
+    const near = [
+      'metadata/PMC07.2.json',
+      'metadata/PMC7.02.json',
+      'metadata/PMC70.2.json',
+      'metadata/PMC7.2',
+      'metadata/PMC7.2.jsonx',
+      'metadata/PMC7..json',
+      'metadata/PMC.2.json',
+      'metadata/PMC7.23.json',
+      'xmetadata/PMC7.2.json',
+    ];
+    for (const key of near) {
+      assert.equal(encodeFacts({ ...cases[0]!, key }), `7\t2\t1\t0123456789abcdef0123456789abcdef\t${key}`, key);
+      assert.deepEqual(decodeFacts(encodeFacts({ ...cases[0]!, key })), { ...cases[0]!, key });
+    }
+    const big = {
+      ...cases[0]!,
+      pmcid: 9_007_199_254_740_991,
+      version: 1000,
+      key: 'metadata/PMC9007199254740991.1000.json',
+    };
+    assert.equal(encodeFacts(big), '9007199254740991\t1000\t1\t0123456789abcdef0123456789abcdef\t');
+    assert.equal(encodeFacts({ ...big, key: 'metadata/PMC9007199254740992.1000.json' }).endsWith('.json'), true);
   });
 });

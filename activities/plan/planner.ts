@@ -80,6 +80,8 @@ export interface PlannerResult {
     unitJson: number;
     ioWait: number;
   };
+  /** The same parts in CPU seconds of this process (all threads): comparable on a busy machine, where wall time is not. */
+  cpuSeconds: PlannerResult['seconds'];
   changes: PlanChanges;
   /** Selected articles in `other` by their exact license code ('(none)' for null): the code is always recorded. */
   otherLicenses: Record<string, number>;
@@ -101,6 +103,10 @@ export interface PlannerConfig {
 const MAX_LICENSE_CODES = 50;
 /** Rows of a bucket taken through pass 2 together (rounded up to whole PMCIDs). */
 const SLICE_ROWS = 2048;
+
+function rounded(seconds: PlannerResult['seconds']): PlannerResult['seconds'] {
+  return Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, +v.toFixed(2)])) as PlannerResult['seconds'];
+}
 
 function bucketName(b: number): string {
   return String(b).padStart(6, '0');
@@ -127,12 +133,34 @@ function bucketIds(dir: string, re: RegExp): number[] {
  */
 export function encodeFacts(f: Pick<VersionFacts, 'pmcid' | 'version' | 'oa' | 'retracted' | 'etag' | 'key'>): string {
   // The cloud key `metadata/PMC<id>.<v>.json` follows from the identity: stored empty.
-  const key = f.key === canonicalKey(f.pmcid, f.version) ? '' : f.key;
+  const key = isCanonicalKey(f.key, f.pmcid, f.version) ? '' : f.key;
   return `${f.pmcid}\t${f.version}\t${(f.oa ? 1 : 0) | (f.retracted ? 2 : 0)}\t${f.etag}\t${key}`;
 }
 
 function canonicalKey(pmcid: number, version: number): string {
   return `metadata/PMC${pmcid}.${version}.json`;
+}
+
+/** `key === canonicalKey(pmcid, version)`, without building that string (once per row of a plan). */
+function isCanonicalKey(key: string, pmcid: number, version: number): boolean {
+  if (!Number.isSafeInteger(pmcid) || !Number.isSafeInteger(version) || pmcid < 0 || version < 0)
+    return key === canonicalKey(pmcid, version);
+  if (!key.startsWith('metadata/PMC') || !key.endsWith('.json')) return false;
+  const i = decimalAt(key, 12, pmcid);
+  return i > 0 && key.charCodeAt(i) === 46 && decimalAt(key, i + 1, version) === key.length - 5;
+}
+
+/** The index after `n` written in decimal at `s[i..]`, or -1 when it is not there. */
+function decimalAt(s: string, i: number, n: number): number {
+  let digits = 1;
+  for (let p = 10; p <= n; p *= 10) digits++;
+  let v = 0;
+  for (let k = i; k < i + digits; k++) {
+    const c = s.charCodeAt(k) - 48; // NaN past the end
+    if (!(c >= 0 && c <= 9)) return -1;
+    v = v * 10 + c;
+  }
+  return v === n ? i + digits : -1;
 }
 
 export function decodeFacts(line: string): VersionFacts {
@@ -263,7 +291,8 @@ export class StreamingPlanner {
   private readonly workDir: string;
   private readonly factsDir: string;
   private readonly excludedTmp: string;
-  private readonly buffers = new Map<number, { parts: string[]; size: number }>();
+  /** Each bucket's spill lines not yet appended to its file, as bytes: no row's strings outlive the row. */
+  private readonly buffers = new Map<number, { bytes: Buffer; used: number }>();
   private excludedBuf: string[] = [];
   private excludedSize = 0;
   private readonly excludedCounts: Record<string, number> = {};
@@ -305,10 +334,16 @@ export class StreamingPlanner {
     const b = Math.floor(row.pmcid / BUCKET_SPAN);
     const line = `${row.pmcid}\t${row.version}\t${row.etag}\t${row.key}\t${row.inline ? JSON.stringify(row.inline) : ''}\n`;
     let buf = this.buffers.get(b);
-    if (!buf) this.buffers.set(b, (buf = { parts: [], size: 0 }));
-    buf.parts.push(line);
-    buf.size += line.length;
-    if (buf.size >= FLUSH_BYTES) this.flushBucket(b, buf);
+    if (!buf) this.buffers.set(b, (buf = { bytes: Buffer.allocUnsafe(FLUSH_BYTES), used: 0 }));
+    // A UTF-16 code unit is at most 3 UTF-8 bytes; a line longer than the buffer (inline facts) is appended alone.
+    if (buf.used + line.length * 3 > FLUSH_BYTES) {
+      this.flushBucket(b, buf);
+      if (line.length * 3 > FLUSH_BYTES) {
+        fs.appendFileSync(this.spillFile(b), line);
+        return;
+      }
+    }
+    buf.used += buf.bytes.write(line, buf.used, 'utf8');
   }
 
   /** An exclusion known before pass 2 (e.g. an unreadable list row). */
@@ -320,11 +355,14 @@ export class StreamingPlanner {
     if (this.excludedSize >= FLUSH_BYTES) this.flushExcluded();
   }
 
-  private flushBucket(b: number, buf: { parts: string[]; size: number }): void {
-    if (buf.size === 0) return;
-    fs.appendFileSync(path.join(this.workDir, `rows-${bucketName(b)}.tsv`), buf.parts.join(''));
-    buf.parts = [];
-    buf.size = 0;
+  private spillFile(b: number): string {
+    return path.join(this.workDir, `rows-${bucketName(b)}.tsv`);
+  }
+
+  private flushBucket(b: number, buf: { bytes: Buffer; used: number }): void {
+    if (buf.used === 0) return;
+    fs.appendFileSync(this.spillFile(b), buf.bytes.subarray(0, buf.used));
+    buf.used = 0;
   }
 
   private flushExcluded(): void {
@@ -337,7 +375,7 @@ export class StreamingPlanner {
   private readRows(b: number): PlanRow[] {
     let text: string;
     try {
-      text = fs.readFileSync(path.join(this.workDir, `rows-${bucketName(b)}.tsv`), 'utf8');
+      text = fs.readFileSync(this.spillFile(b), 'utf8');
     } catch {
       return [];
     }
@@ -429,6 +467,12 @@ export class StreamingPlanner {
       unitJson: 0,
       ioWait: 0,
     };
+    const cpuSeconds: PlannerResult['seconds'] = { ...seconds };
+    /** CPU seconds of the process so far. */
+    const cpuNow = () => {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1e6;
+    };
 
     // File writes overlap the CPU work: a few are in flight at once, and the plan waits only when more are queued
     // (every one is awaited before the plan completes; a failed write fails the plan).
@@ -446,8 +490,10 @@ export class StreamingPlanner {
     const writeUnit = async (subset: Subset, unit: { unitId: string; bytes: Buffer } | null) => {
       if (!unit) return;
       const t0 = process.hrtime.bigint();
+      const c0 = cpuNow();
       hashes[subset].update(unit.bytes.subarray(0, unit.bytes.length - 1)); // the JSON, without the newline
       seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
+      cpuSeconds.unitJson += cpuNow() - c0;
       await write(cfg.unitFile(unit.unitId), unit.bytes);
     };
 
@@ -467,10 +513,14 @@ export class StreamingPlanner {
       for (const b of order) {
         stale.delete(b);
         let t = process.hrtime.bigint();
+        let c = cpuNow();
         const lap = (k: keyof PlannerResult['seconds']) => {
           const now = process.hrtime.bigint();
+          const cNow = cpuNow();
           seconds[k] += Number(now - t) / 1e9;
+          cpuSeconds[k] += cNow - c;
           t = now;
+          c = cNow;
         };
         const rows = this.readRows(b);
         lap('readRows');
@@ -576,8 +626,10 @@ export class StreamingPlanner {
           }
           for (const subset of SUBSETS) {
             const t0 = process.hrtime.bigint();
+            const c0 = cpuNow();
             const closed = cutters[subset].pushAll(chosen[subset]);
             seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
+            cpuSeconds.unitJson += cpuNow() - c0;
             for (const u of closed) await writeUnit(subset, u);
           }
           lap('selectAndCut');
@@ -622,9 +674,8 @@ export class StreamingPlanner {
       ) as PlannerResult['subsets'],
       planHash: createHash('sha256').update(JSON.stringify(subsetDigests)).digest('hex'),
       resolved,
-      seconds: Object.fromEntries(
-        Object.entries(seconds).map(([k, v]) => [k, +v.toFixed(2)]),
-      ) as PlannerResult['seconds'],
+      seconds: rounded(seconds),
+      cpuSeconds: rounded(cpuSeconds),
       changes,
       otherLicenses: { ...otherLicenses },
     };
