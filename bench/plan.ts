@@ -27,6 +27,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { ReleaseInputSchema } from '../config/release';
 import { ReleaseLayout } from '../activities/common/layout';
 import { fetchTuning } from '../activities/fetch/retry';
@@ -234,6 +235,11 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
   const previous = previousRelease
     ? { releaseId: previousRelease, factsDir: path.join(new ReleaseLayout(dataDir, previousRelease).planDir, 'facts') }
     : null;
+  let gcMs = 0;
+  const gcs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+  });
+  gcs.observe({ entryTypes: ['gc'] });
   let heapMax = 0;
   let pass1HeapMax = 0;
   const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 250);
@@ -253,6 +259,7 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
     },
   });
   const { ms, cpuMs } = elapsed();
+  gcs.disconnect();
   const seconds = ms / 1000;
   clearInterval(sampler);
   const out = {
@@ -266,6 +273,7 @@ async function child(root: string, dataDir: string, releaseId: string, previousR
     pass2Parts: result.seconds,
     pass2CpuParts: result.cpuSeconds,
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    gcPauseSeconds: +(gcMs / 1000).toFixed(1),
     peakHeapMiB: Math.round(heapMax / 2 ** 20),
     pass1PeakHeapMiB: Math.round(pass1HeapMax / 2 ** 20),
     rows: result.rows,
