@@ -244,6 +244,41 @@ export class UnitArticleStore {
   }
 }
 
+/** Strings appended as UTF-8 to one growing buffer that is reused: what a plan writes, without holding the strings. */
+class ByteSink {
+  private bytes = Buffer.allocUnsafe(1 << 20);
+  used = 0;
+  /** Appends `s`; returns the offset it starts at. */
+  append(s: string): number {
+    const at = this.used;
+    // A UTF-16 code unit is at most 3 UTF-8 bytes.
+    if (at + s.length * 3 + 1 > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, at + s.length * 3 + 1));
+      this.bytes.copy(grown, 0, 0, at);
+      this.bytes = grown;
+    }
+    this.used = at + this.bytes.write(s, at, 'utf8');
+    return at;
+  }
+  /** Appends a line feed. */
+  newline(): void {
+    this.bytes[this.used++] = 10; // append leaves room for one more byte
+  }
+  set(at: number, byte: number): void {
+    this.bytes[at] = byte;
+  }
+  /** A copy of `prefix` and the bytes so far, then `suffix`; the sink is emptied. */
+  take(prefix = '', suffix = ''): Buffer {
+    const head = Buffer.from(prefix);
+    const out = Buffer.allocUnsafe(head.length + this.used + Buffer.byteLength(suffix));
+    head.copy(out, 0);
+    this.bytes.copy(out, head.length, 0, this.used);
+    out.write(suffix, head.length + this.used, 'utf8');
+    this.used = 0;
+    return out;
+  }
+}
+
 /** Articles serialised per JSON.stringify call: each string stays small enough to die young in the GC's new space. */
 const JSON_RUN = 64;
 
@@ -255,35 +290,56 @@ const JSON_RUN = 64;
  */
 class JsonUnitCutter extends UnitCutterBase<{ unitId: string; bytes: Buffer }> {
   /** `[a,b,c` so far (the articles array without its closing bracket); empty while no article is kept. */
-  private body = Buffer.allocUnsafe(1 << 20);
-  private used = 0;
+  private readonly body = new ByteSink();
   protected keep(list: readonly PlannedArticle[], from: number, to: number): void {
     for (let i = from; i < to; i += JSON_RUN) {
       const end = Math.min(to, i + JSON_RUN);
-      const json = JSON.stringify(i === 0 && end === list.length ? list : list.slice(i, end));
-      // A UTF-16 code unit is at most 3 UTF-8 bytes.
-      if (this.used + json.length * 3 > this.body.length) {
-        const grown = Buffer.allocUnsafe(Math.max(this.body.length * 2, this.used + json.length * 3));
-        this.body.copy(grown, 0, 0, this.used);
-        this.body = grown;
-      }
-      const at = this.used;
-      const n = this.body.write(json, at, 'utf8');
-      if (at > 0) this.body[at] = 44; // `,` in place of the run's `[`
-      this.used = at + n - 1; // without the run's `]`
+      const at = this.body.append(JSON.stringify(i === 0 && end === list.length ? list : list.slice(i, end)));
+      if (at > 0) this.body.set(at, 44); // `,` in place of the run's `[`
+      this.body.used--; // without the run's `]`
     }
   }
   /** The unit's JSON and a newline. */
   protected build(unitId: string, index: number): { unitId: string; bytes: Buffer } {
-    const head = Buffer.from(
-      `{"unitId":${JSON.stringify(unitId)},"subset":${JSON.stringify(this.subset)},"index":${index},"articles":`,
-    );
-    const bytes = Buffer.allocUnsafe(head.length + this.used + 3);
-    head.copy(bytes, 0);
-    this.body.copy(bytes, head.length, 0, this.used);
-    bytes.write(']}\n', head.length + this.used, 'latin1');
-    this.used = 0;
-    return { unitId, bytes };
+    const head = `{"unitId":${JSON.stringify(unitId)},"subset":${JSON.stringify(this.subset)},"index":${index},"articles":`;
+    return { unitId, bytes: this.body.take(head, ']}\n') };
+  }
+}
+
+/** The rows of one bucket's spill file, in order, as line offsets; `row(i)` makes the object when it is needed. */
+class SpillRows {
+  private readonly starts: Float64Array;
+  readonly pmcid: Float64Array;
+  length = 0;
+  constructor(
+    private readonly text: string,
+    capacity: number,
+  ) {
+    this.starts = new Float64Array(capacity);
+    this.pmcid = new Float64Array(capacity);
+  }
+  add(start: number, pmcid: number): void {
+    this.starts[this.length] = start;
+    this.pmcid[this.length++] = pmcid;
+  }
+  row(i: number): PlanRow {
+    return SpillRows.parse(this.text, this.starts[i]!);
+  }
+  /** The spill line at `start`: `pmcid, version, etag, key, inline facts (JSON) or nothing`. */
+  static parse(text: string, start: number): PlanRow {
+    let nl = text.indexOf('\n', start);
+    if (nl < 0) nl = text.length;
+    const t1 = text.indexOf('\t', start);
+    const t2 = text.indexOf('\t', t1 + 1);
+    const t3 = text.indexOf('\t', t2 + 1);
+    const t4 = text.indexOf('\t', t3 + 1);
+    return {
+      pmcid: Number(text.slice(start, t1)),
+      version: Number(text.slice(t1 + 1, t2)),
+      etag: text.slice(t2 + 1, t3),
+      key: text.slice(t3 + 1, t4),
+      inline: nl > t4 + 1 ? (JSON.parse(text.slice(t4 + 1, nl)) as VersionFacts) : null,
+    };
   }
 }
 
@@ -372,69 +428,71 @@ export class StreamingPlanner {
     this.excludedSize = 0;
   }
 
-  private readRows(b: number): PlanRow[] {
+  /** A bucket's rows, in pass-2 order: PMCID, version, then input order; of a key listed twice, the later row. */
+  private readRows(b: number): SpillRows {
     let text: string;
     try {
       text = fs.readFileSync(this.spillFile(b), 'utf8');
     } catch {
-      return [];
+      text = '';
     }
-    const rows: PlanRow[] = [];
-    let start = 0;
-    while (start < text.length) {
+    // Rows are kept as offsets into the spill text, never as objects: a bucket lives through all of pass 2's
+    // slices, and objects held that long are copied and promoted by the GC.
+    let lines = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', nl + 1)) lines++;
+    const starts = new Float64Array(lines + 1);
+    const pmcids = new Float64Array(lines + 1);
+    const versions = new Float64Array(lines + 1);
+    let n = 0;
+    for (let start = 0; start < text.length;) {
       let nl = text.indexOf('\n', start);
       if (nl < 0) nl = text.length;
-      const line = text.slice(start, nl);
+      if (nl > start) {
+        const t1 = text.indexOf('\t', start);
+        const t2 = text.indexOf('\t', t1 + 1);
+        starts[n] = start;
+        pmcids[n] = Number(text.slice(start, t1));
+        versions[n] = Number(text.slice(t1 + 1, t2));
+        n++;
+      }
       start = nl + 1;
-      if (!line) continue;
-      const t1 = line.indexOf('\t');
-      const t2 = line.indexOf('\t', t1 + 1);
-      const t3 = line.indexOf('\t', t2 + 1);
-      const t4 = line.indexOf('\t', t3 + 1);
-      const inline = line.slice(t4 + 1);
-      rows.push({
-        pmcid: Number(line.slice(0, t1)),
-        version: Number(line.slice(t1 + 1, t2)),
-        etag: line.slice(t2 + 1, t3),
-        key: line.slice(t3 + 1, t4),
-        inline: inline ? (JSON.parse(inline) as VersionFacts) : null,
-      });
     }
-    // Order: PMCID, version, then input order. Packed into one number per row, the sort is a native numeric one.
+    // Packed into one number per row, the sort is a native numeric one.
     const base = b * BUCKET_SPAN;
-    let sorted: PlanRow[];
-    if (
-      rows.length < 65536 &&
-      rows.every((r) => r.version < 65536 && r.pmcid - base >= 0 && r.pmcid - base < BUCKET_SPAN)
-    ) {
-      const keys = new Float64Array(rows.length);
-      for (let i = 0; i < rows.length; i++) keys[i] = ((rows[i]!.pmcid - base) * 65536 + rows[i]!.version) * 65536 + i;
+    let sorted: ArrayLike<number>;
+    let packed = n < 65536;
+    for (let i = 0; i < n && packed; i++)
+      packed = versions[i]! < 65536 && pmcids[i]! - base >= 0 && pmcids[i]! - base < BUCKET_SPAN;
+    if (packed) {
+      const keys = new Float64Array(n);
+      for (let i = 0; i < n; i++) keys[i] = ((pmcids[i]! - base) * 65536 + versions[i]!) * 65536 + i;
       keys.sort();
-      sorted = new Array<PlanRow>(rows.length);
-      for (let i = 0; i < keys.length; i++) sorted[i] = rows[keys[i]! % 65536]!;
+      for (let i = 0; i < n; i++) keys[i] = keys[i]! % 65536;
+      sorted = keys;
     } else {
-      const order = rows.map((r, i) => ({ r, i }));
-      order.sort((x, y) => x.r.pmcid - y.r.pmcid || x.r.version - y.r.version || x.i - y.i);
-      sorted = order.map((x) => x.r);
+      const order = Array.from({ length: n }, (_, i) => i);
+      order.sort((x, y) => pmcids[x]! - pmcids[y]! || versions[x]! - versions[y]! || x - y);
+      sorted = order;
     }
+    const rows = new SpillRows(text, n);
     // A key listed twice (same PMCID and version, so adjacent): the later row wins.
-    const out: PlanRow[] = [];
-    for (let i = 0; i < sorted.length;) {
+    for (let i = 0; i < n;) {
+      const u = sorted[i]!;
       let j = i + 1;
-      while (j < sorted.length && sorted[j]!.pmcid === sorted[i]!.pmcid && sorted[j]!.version === sorted[i]!.version)
-        j++;
-      if (j === i + 1) out.push(sorted[i]!);
+      while (j < n && pmcids[sorted[j]!] === pmcids[u] && versions[sorted[j]!] === versions[u]) j++;
+      if (j === i + 1) rows.add(starts[u]!, pmcids[u]!);
       else {
-        const last = new Map<string, PlanRow>();
+        const last = new Map<string, number>();
         for (let k = i; k < j; k++) {
-          last.delete(sorted[k]!.key);
-          last.set(sorted[k]!.key, sorted[k]!);
+          const key = SpillRows.parse(text, starts[sorted[k]!]!).key;
+          last.delete(key);
+          last.set(key, sorted[k]!);
         }
-        out.push(...last.values());
+        for (const v of last.values()) rows.add(starts[v]!, pmcids[v]!);
       }
       i = j;
     }
-    return out;
+    return rows;
   }
 
   /** Pass 2 and the plan's outputs. */
@@ -507,6 +565,8 @@ export class StreamingPlanner {
       ...(cfg.previous ? [new UnitArticleStore(path.join(path.dirname(cfg.previous.factsDir), 'units'))] : []),
       new UnitArticleStore(`${unitsDir}.resume`),
     ];
+    /** The bucket's facts lines. */
+    const factBytes = new ByteSink();
     let done = 0;
     // On a failure, the writes still in flight settle before the error leaves: a retry must not meet them.
     try {
@@ -536,16 +596,18 @@ export class StreamingPlanner {
           const a = f.oa && !f.retracted ? known.get(`PMC${row.pmcid}.${row.version}`) : undefined;
           return { ...f, key: row.key, article: a && a.etag === row.etag ? a : null };
         };
-        const factLines: string[] = [];
+
         // A bucket is taken a slice of whole PMCIDs at a time, from facts to units: a slice's facts and articles
         // are garbage before the next one is read, so they die young (cheap for the GC) and memory stays small.
         for (let s = 0; s < rows.length;) {
           let e = Math.min(rows.length, s + SLICE_ROWS);
-          while (e < rows.length && rows[e]!.pmcid === rows[e - 1]!.pmcid) e++;
+          while (e < rows.length && rows.pmcid[e] === rows.pmcid[e - 1]) e++;
+          const part: PlanRow[] = [];
+          for (let i = s; i < e; i++) part.push(rows.row(i));
           const facts: (VersionFacts | null)[] = new Array<VersionFacts | null>(e - s).fill(null);
           const needs: number[] = [];
           for (let i = s; i < e; i++) {
-            const row = rows[i]!;
+            const row = part[i - s]!;
             const p = prev.get(row.key);
             if (!p) changes.new++;
             else if (p.etag === row.etag) changes.unchanged++;
@@ -559,12 +621,12 @@ export class StreamingPlanner {
             }
           }
           const resolve = async (i: number) => {
-            facts[i - s] = await cfg.resolve(rows[i]!);
+            facts[i - s] = await cfg.resolve(part[i - s]!);
             if (++resolved % 500 === 0)
               cfg.heartbeat?.({ phase: 'metadata', resolved, bucket: done, of: order.length });
           };
           if (cfg.resolveSync) {
-            for (const i of needs) facts[i - s] = cfg.resolveSync(rows[i]!);
+            for (const i of needs) facts[i - s] = cfg.resolveSync(part[i - s]!);
             resolved += needs.length;
           } else await mapLimit(needs, cfg.concurrency, resolve);
           // A reused version that is selected now but whose article was not kept (it was superseded then): read it.
@@ -573,7 +635,7 @@ export class StreamingPlanner {
             for (let i = s; i < e;) {
               let j = i;
               let newest = -1;
-              while (j < e && rows[j]!.pmcid === rows[i]!.pmcid) {
+              while (j < e && part[j - s]!.pmcid === part[i - s]!.pmcid) {
                 const f = facts[j - s]!;
                 if (!f.error && (newest < 0 || f.version > facts[newest - s]!.version)) newest = j;
                 j++;
@@ -587,25 +649,29 @@ export class StreamingPlanner {
           }
           if (prev.size > 0)
             for (let i = s; i < e; i++) {
-              const p = prev.get(rows[i]!.key);
+              const p = prev.get(part[i - s]!.key);
               const f = facts[i - s]!;
               if (p && !p.retracted && f.retracted && !f.error) changes.newlyRetracted++;
             }
           lap('facts');
           // The bucket's facts: this plan's checkpoint and the next release's previous facts (unreadable ones are not kept).
-          for (const f of facts) if (!f!.error) factLines.push(encodeFacts(f!));
+          for (const f of facts)
+            if (!f!.error) {
+              factBytes.append(encodeFacts(f!));
+              factBytes.newline();
+            }
           lap('writeFacts');
 
           const chosen: Record<Subset, PlannedArticle[]> = { commercial: [], noncommercial: [], other: [] };
           for (let i = s; i < e;) {
             let j = i + 1;
-            while (j < e && rows[j]!.pmcid === rows[i]!.pmcid) j++;
+            while (j < e && part[j - s]!.pmcid === part[i - s]!.pmcid) j++;
             const only = j === i + 1 ? facts[i - s]! : null;
             // One readable, selectable version (most PMCIDs): selectVersions' own first case, without its result object.
             let pick: PlannedArticle | null;
             if (only && !only.error && only.oa && !only.retracted && only.article) pick = only.article;
             else {
-              const r = selectVersions(`PMC${rows[i]!.pmcid}`, facts.slice(i - s, j - s) as VersionFacts[]);
+              const r = selectVersions(`PMC${part[i - s]!.pmcid}`, facts.slice(i - s, j - s) as VersionFacts[]);
               for (const x of r.excluded) this.exclude(x);
               pick = r.selected;
             }
@@ -636,10 +702,11 @@ export class StreamingPlanner {
           s = e;
         }
         if (prev.size > 0) {
-          const present = new Set(rows.map((r) => r.key));
+          const present = new Set<string>();
+          for (let i = 0; i < rows.length; i++) present.add(rows.row(i).key);
           for (const k of prev.keys()) if (!present.has(k)) changes.removed++;
         }
-        if (factLines.length > 0) await write(factsFile, Buffer.from(factLines.join('\n') + '\n'));
+        if (factBytes.used > 0) await write(factsFile, factBytes.take());
         else await fsp.rm(factsFile, { force: true });
         lap('writeFacts');
         done++;
