@@ -2,6 +2,8 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { ReleaseInputSchema } from '../config/release';
 import { ReleaseLayout } from '../activities/common/layout';
 import { DirPmcSource } from '../activities/fetch/source';
@@ -69,5 +71,47 @@ describe('plan outputs pinned by digest', function () {
     assert.equal(result.changes.unchanged, result.rows);
     assert.equal(result.planHash, PLAN_HASH);
     assert.equal(digest, PLAN_FILES);
+  });
+
+  it('of a key listed twice the later row wins, and two keys of one version are both kept, in order', async () => {
+    // The inventory repeats a key (a second ETag later), and names PMC7.1 by two keys ("PMC007" and "PMC7").
+    const inv = 'inventory-reports/pmc-oa-opendata/metadata';
+    const rows = [
+      ['metadata/PMC5.1.json', 'e5-old'],
+      ['metadata/PMC7.1.json', 'e7-a'],
+      ['metadata/PMC6.1.json', 'e6'],
+      ['metadata/PMC007.1.json', 'e7-b'],
+      ['metadata/PMC5.1.json', 'e5-new'],
+    ];
+    const gz = gzipSync(rows.map(([k, e]) => `"pmc-oa-opendata","${k}","2026-11-01T00:00:00.000Z","${e}"\n`).join(''));
+    root = path.join(tmp, 'dup-bucket');
+    fs.mkdirSync(path.join(root, inv, 'data'), { recursive: true });
+    fs.mkdirSync(path.join(root, inv, '2026-11-01T01-00Z'), { recursive: true });
+    fs.writeFileSync(path.join(root, inv, 'data/d.csv.gz'), gz);
+    const md5 = createHash('md5').update(gz).digest('hex');
+    fs.writeFileSync(
+      path.join(root, inv, '2026-11-01T01-00Z/manifest.json'),
+      JSON.stringify({
+        fileSchema: 'Bucket, Key, LastModifiedDate, ETag',
+        files: [{ key: `${inv}/data/d.csv.gz`, MD5checksum: md5 }],
+      }),
+    );
+    const { result } = await plan('dup', null);
+    assert.equal(result.rows, 5);
+    const facts = fs
+      .readFileSync(path.join(new ReleaseLayout(path.join(tmp, 'data'), 'dup').planDir, 'facts', '000000.tsv'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t'));
+    assert.deepEqual(
+      facts.map((f) => [f[0], f[3], f[4]]),
+      [
+        ['5', 'e5-new', ''],
+        ['6', 'e6', ''],
+        ['7', 'e7-a', ''],
+        ['7', 'e7-b', 'metadata/PMC007.1.json'],
+      ],
+    );
+    assert.equal(result.excluded['superseded-version'], 1);
   });
 });
