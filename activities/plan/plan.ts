@@ -419,8 +419,12 @@ export abstract class UnitCutterBase<U> {
   protected abstract keep(list: readonly PlannedArticle[], from: number, to: number): void;
   /** The open unit, of every article kept since the last unit; forgets them. */
   protected abstract build(unitId: string, index: number): U;
+  /** The id of the open unit (the next to close). */
+  protected openUnitId(): string {
+    return `${this.subset}-${String(this.units).padStart(6, '0')}`;
+  }
   private close(): U {
-    const unit = this.build(`${this.subset}-${String(this.units).padStart(6, '0')}`, this.units);
+    const unit = this.build(this.openUnitId(), this.units);
     this.units++;
     this.articles += this.count;
     this.figureImages += this.openFigureImages;

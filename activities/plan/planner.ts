@@ -75,9 +75,12 @@ export interface PlannerResult {
   seconds: {
     readRows: number;
     facts: number;
+    /** Selection, unit cutting, and hashing and handing over the unit files (includes unitJson and ioWait). */
     selectAndCut: number;
     writeFacts: number;
+    /** Serialising the selected articles as unit JSON. */
     unitJson: number;
+    /** Waiting for the disk (more writes queued than may be in flight). */
     ioWait: number;
   };
   /** The same parts in CPU seconds of this process (all threads): comparable on a busy machine, where wall time is not. */
@@ -267,13 +270,10 @@ class ByteSink {
   set(at: number, byte: number): void {
     this.bytes[at] = byte;
   }
-  /** A copy of `prefix` and the bytes so far, then `suffix`; the sink is emptied. */
-  take(prefix = '', suffix = ''): Buffer {
-    const head = Buffer.from(prefix);
-    const out = Buffer.allocUnsafe(head.length + this.used + Buffer.byteLength(suffix));
-    head.copy(out, 0);
-    this.bytes.copy(out, head.length, 0, this.used);
-    out.write(suffix, head.length + this.used, 'utf8');
+  /** The bytes so far; the sink goes on in a new buffer of the same size (no copy: the bytes are written as they are). */
+  take(): Buffer {
+    const out = this.bytes.subarray(0, this.used);
+    this.bytes = Buffer.allocUnsafe(this.bytes.length);
     this.used = 0;
     return out;
   }
@@ -289,20 +289,25 @@ const JSON_RUN = 64;
  * the unit written is byte for byte JSON.stringify(unit).
  */
 class JsonUnitCutter extends UnitCutterBase<{ unitId: string; bytes: Buffer }> {
-  /** `[a,b,c` so far (the articles array without its closing bracket); empty while no article is kept. */
+  /** The open unit's JSON so far: `{"unitId":...,"articles":[a,b,c` (no closing bracket); empty while it has no article. */
   private readonly body = new ByteSink();
   protected keep(list: readonly PlannedArticle[], from: number, to: number): void {
     for (let i = from; i < to; i += JSON_RUN) {
+      const opening = this.body.used === 0;
+      if (opening)
+        this.body.append(
+          `{"unitId":${JSON.stringify(this.openUnitId())},"subset":${JSON.stringify(this.subset)},"index":${this.units},"articles":`,
+        );
       const end = Math.min(to, i + JSON_RUN);
       const at = this.body.append(JSON.stringify(i === 0 && end === list.length ? list : list.slice(i, end)));
-      if (at > 0) this.body.set(at, 44); // `,` in place of the run's `[`
+      if (!opening) this.body.set(at, 44); // `,` in place of the run's `[`
       this.body.used--; // without the run's `]`
     }
   }
   /** The unit's JSON and a newline. */
-  protected build(unitId: string, index: number): { unitId: string; bytes: Buffer } {
-    const head = `{"unitId":${JSON.stringify(unitId)},"subset":${JSON.stringify(this.subset)},"index":${index},"articles":`;
-    return { unitId, bytes: this.body.take(head, ']}\n') };
+  protected build(unitId: string): { unitId: string; bytes: Buffer } {
+    this.body.append(']}\n');
+    return { unitId, bytes: this.body.take() };
   }
 }
 
@@ -547,11 +552,7 @@ export class StreamingPlanner {
     };
     const writeUnit = async (subset: Subset, unit: { unitId: string; bytes: Buffer } | null) => {
       if (!unit) return;
-      const t0 = process.hrtime.bigint();
-      const c0 = cpuNow();
       hashes[subset].update(unit.bytes.subarray(0, unit.bytes.length - 1)); // the JSON, without the newline
-      seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
-      cpuSeconds.unitJson += cpuNow() - c0;
       await write(cfg.unitFile(unit.unitId), unit.bytes);
     };
 
@@ -690,14 +691,12 @@ export class StreamingPlanner {
             }
             i = j;
           }
-          for (const subset of SUBSETS) {
-            const t0 = process.hrtime.bigint();
-            const c0 = cpuNow();
-            const closed = cutters[subset].pushAll(chosen[subset]);
-            seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
-            cpuSeconds.unitJson += cpuNow() - c0;
-            for (const u of closed) await writeUnit(subset, u);
-          }
+          const t0 = process.hrtime.bigint();
+          const c0 = cpuNow();
+          const closed = SUBSETS.map((subset) => cutters[subset].pushAll(chosen[subset]));
+          seconds.unitJson += Number(process.hrtime.bigint() - t0) / 1e9;
+          cpuSeconds.unitJson += cpuNow() - c0;
+          for (let k = 0; k < SUBSETS.length; k++) for (const u of closed[k]!) await writeUnit(SUBSETS[k]!, u);
           lap('selectAndCut');
           s = e;
         }
