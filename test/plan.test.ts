@@ -81,6 +81,37 @@ describe('inventoryItemOf', () => {
       assert.match(item.exclusion.detail, /tab, CR or newline/);
     }
   });
+
+  it('reads a key exactly as /^metadata\\/PMC(\\d+)\\.(\\d+)\\.json$/ and Number would', () => {
+    const re = /^metadata\/PMC(\d+)\.(\d+)\.json$/;
+    const keys = [
+      'metadata/PMC7.2.json',
+      'metadata/PMC007.02.json',
+      'metadata/PMC.1.json',
+      'metadata/PMC1..json',
+      'metadata/PMC1.json',
+      'metadata/PMC1.1.json.x',
+      'metadata/PMC1.1.jsonx',
+      'metadata/PMC1.1.JSON',
+      'metadata/PMC1.1.json\n',
+      'metadata/PMC1.1.1.json',
+      'metadata/PMC\u0661.1.json',
+      'metadata/PMC1/2.1.json',
+      'xmetadata/PMC1.1.json',
+      'metadata/PMC999999999999999.1.json',
+      'metadata/PMC12345678901234567890.1.json',
+      'metadata/PMC9007199254740993.1.json',
+    ];
+    for (const key of keys) {
+      const m = re.exec(key);
+      const item = inventoryItemOf({ key, etag: 'e' });
+      if (!m) assert.equal(item, null, key);
+      else
+        assert.deepEqual(item, { row: { pmcid: Number(m[1]), version: Number(m[2]), key, etag: 'e', inline: null } });
+      const bad = inventoryItemOf({ key, etag: 'e\t' });
+      assert.equal(bad && 'exclusion' in bad ? bad.exclusion.pmcid : null, m ? `PMC${m[1]}` : null, key);
+    }
+  });
 });
 
 function meta(pmcid: string, version: number, over: Partial<ArticleMetadata> = {}): ArticleMetadata {

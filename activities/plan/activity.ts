@@ -38,8 +38,6 @@ export interface PlanSummary {
   otherLicenses: Record<string, number>;
 }
 
-const METADATA_KEY = /^metadata\/PMC(\d+)\.(\d+)\.json$/;
-
 function inputsHashOf(release: ReleaseInput): string {
   const inputs: Record<string, unknown> = {
     source: release.source,
@@ -247,18 +245,47 @@ export async function runPlan(
  * can hold it; the row is recorded and the plan goes on), or null for any other object of the bucket.
  */
 export function inventoryItemOf(r: { key: string; etag: string }): { row: PlanRow } | { exclusion: Exclusion } | null {
-  const m = METADATA_KEY.exec(r.key);
-  if (!m) return null;
+  const ids = metadataKeyIds(r.key);
+  if (!ids) return null;
   if (/[\t\n\r]/.test(r.etag))
     return {
       exclusion: {
         key: r.key,
-        pmcid: `PMC${m[1]}`,
+        pmcid: r.key.slice(9, ids.pmcidEnd),
         reason: 'bad-metadata',
         detail: `inventory ETag with a tab, CR or newline: ${JSON.stringify(r.etag)}`,
       },
     };
-  return { row: { pmcid: Number(m[1]), version: Number(m[2]), key: r.key, etag: r.etag, inline: null } };
+  return { row: { pmcid: ids.pmcid, version: ids.version, key: r.key, etag: r.etag, inline: null } };
+}
+
+/**
+ * The match of /^metadata\/PMC(\d+)\.(\d+)\.json$/, read in place (no regex and no substrings per inventory row): the PMCID and version, and
+ * where the PMCID's digits end; null when the key is not `metadata/PMC<digits>.<digits>.json`.
+ */
+function metadataKeyIds(key: string): { pmcid: number; version: number; pmcidEnd: number } | null {
+  if (!key.startsWith('metadata/PMC')) return null;
+  const pmcidEnd = digitsEnd(key, 12);
+  if (pmcidEnd === 12 || key.charCodeAt(pmcidEnd) !== 46) return null;
+  const versionEnd = digitsEnd(key, pmcidEnd + 1);
+  if (versionEnd === pmcidEnd + 1 || versionEnd !== key.length - 5 || !key.endsWith('.json')) return null;
+  return { pmcid: decimal(key, 12, pmcidEnd), version: decimal(key, pmcidEnd + 1, versionEnd), pmcidEnd };
+}
+
+function digitsEnd(s: string, i: number): number {
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) break;
+  }
+  return i;
+}
+
+/** Number(s.slice(from, to)) for ASCII digits; computed in place when exact (15 digits or fewer). */
+function decimal(s: string, from: number, to: number): number {
+  if (to - from > 15) return Number(s.slice(from, to));
+  let v = 0;
+  for (let i = from; i < to; i++) v = v * 10 + (s.charCodeAt(i) - 48);
+  return v;
 }
 
 /** A source that can never answer (404/403 on the inventory or list) fails the plan without retries. */
