@@ -330,7 +330,7 @@ class SpillRows {
   row(i: number): PlanRow {
     return SpillRows.parse(this.text, this.starts[i]!);
   }
-  /** The spill line at `start`: `pmcid, version, etag, key, inline facts (JSON) or nothing`. */
+  /** The spill line at `start`: `pmcid, version, etag, key (empty when canonical), inline facts (JSON) or nothing`. */
   static parse(text: string, start: number): PlanRow {
     let nl = text.indexOf('\n', start);
     if (nl < 0) nl = text.length;
@@ -338,11 +338,13 @@ class SpillRows {
     const t2 = text.indexOf('\t', t1 + 1);
     const t3 = text.indexOf('\t', t2 + 1);
     const t4 = text.indexOf('\t', t3 + 1);
+    const pmcid = Number(text.slice(start, t1));
+    const version = Number(text.slice(t1 + 1, t2));
     return {
-      pmcid: Number(text.slice(start, t1)),
-      version: Number(text.slice(t1 + 1, t2)),
+      pmcid,
+      version,
       etag: text.slice(t2 + 1, t3),
-      key: text.slice(t3 + 1, t4),
+      key: t4 > t3 + 1 ? text.slice(t3 + 1, t4) : canonicalKey(pmcid, version),
       inline: nl > t4 + 1 ? (JSON.parse(text.slice(t4 + 1, nl)) as VersionFacts) : null,
     };
   }
@@ -388,12 +390,15 @@ export class StreamingPlanner {
   addRow(row: PlanRow): void {
     if (!Number.isSafeInteger(row.pmcid) || row.pmcid <= 0 || !Number.isSafeInteger(row.version) || row.version <= 0)
       throw new Error(`bad row identity for ${row.key}`);
-    if (CONTROL_IN_FIELD.test(row.key) || CONTROL_IN_FIELD.test(row.etag)) {
+    // The cloud key `metadata/PMC<id>.<v>.json` follows from the identity: spilled empty (a third of the line).
+    const canonical = isCanonicalKey(row.key, row.pmcid, row.version);
+    if ((!canonical && CONTROL_IN_FIELD.test(row.key)) || CONTROL_IN_FIELD.test(row.etag)) {
       throw new Error(`row with a tab, CR or newline in key or ETag: ${JSON.stringify(row.key)}`);
     }
     this.rows++;
     const b = Math.floor(row.pmcid / BUCKET_SPAN);
-    const line = `${row.pmcid}\t${row.version}\t${row.etag}\t${row.key}\t${row.inline ? JSON.stringify(row.inline) : ''}\n`;
+    const key = canonical ? '' : row.key;
+    const line = `${row.pmcid}\t${row.version}\t${row.etag}\t${key}\t${row.inline ? JSON.stringify(row.inline) : ''}\n`;
     let buf = this.buffers.get(b);
     if (!buf) this.buffers.set(b, (buf = { bytes: Buffer.allocUnsafe(FLUSH_BYTES), used: 0 }));
     // A UTF-16 code unit is at most 3 UTF-8 bytes; a line longer than the buffer (inline facts) is appended alone.
