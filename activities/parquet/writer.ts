@@ -544,7 +544,13 @@ export async function writeSamplesParquet(
     await fsp.rename(partialPath, finalPath);
     return { path: finalPath, rows: count, bytes, sha256 };
   } catch (err) {
-    if (!out.closed) await new Promise<void>((resolve) => out.destroy().once('close', () => resolve()));
+    // Ended, not destroyed: parquetjs does not await every write it starts (its header, for one), and a write still
+    // queued on a destroyed stream fails where nobody listens (an unhandled rejection that takes the worker down).
+    if (!out.closed)
+      await new Promise<void>((resolve) => {
+        out.once('close', () => resolve()).once('error', () => resolve());
+        out.end();
+      });
     await fsp.rm(partialPath, { force: true });
     throw err;
   }
