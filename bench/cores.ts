@@ -9,12 +9,21 @@
  * runnable threads waited for a core (schedstat): a wait much above zero means other processes held the cores,
  * and the wall-clock figures (and the speedup) understate what this machine can do; the per-CPU-second ones hold.
  *
+ * Then it measures what the machine itself allows, at 1 and N at once: a pure-JavaScript integer loop on worker
+ * threads (nothing shared, so its speedup is the cores' own ceiling on this host: two vCPUs of a VM can share one
+ * physical core's resources) and the images stage's one decode (the model input of the real fixture JPEGs). The
+ * CPU path's speedup is printed as a share of those ceilings.
+ *
  *   npm run bench:cores                     # N = the cores, 3 passes over the sample's units at each setting
  *   npm run bench:cores -- --threads 4 --passes 5 --articles 2
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
+import { decodeRgb, parsePreprocessConfig } from '../activities/annotate/preprocess';
+import { fixturePaths } from '../config/paths';
 import { closeCpuThreads, inCpuThread, setCpuThreads } from '../activities/common/threads';
 import { buildReleaseInProcess, rerunCpuPath } from '../test/support/in-process-release';
 import { nArg } from './common';
@@ -67,6 +76,76 @@ function split(before: Map<string, ThreadTimes>, after: Map<string, ThreadTimes>
   return { cpu, wait };
 }
 
+/** The same integer loop on `n` threads at once; seconds until the last one ends. Each thread does the same work. */
+async function aluSeconds(n: number, iterations: number): Promise<number> {
+  const code = `const { parentPort, workerData } = require('node:worker_threads');
+    let x = 1;
+    for (let i = 0; i < workerData; i++) x = (Math.imul(x, 1664525) + 1013904223 + (x >>> 13)) | 0;
+    parentPort.postMessage(x);`;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise((resolve, reject) => {
+          const w = new Worker(code, { eval: true, workerData: iterations });
+          w.once('message', resolve);
+          w.once('error', reject);
+        }),
+    ),
+  );
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+/** Decodes per second with `n` decodes in flight (sharp, one libvips thread each, on libuv's pool). */
+async function decodeRate(images: Buffer[], n: number, total: number): Promise<{ perSecond: number; perCpu: number }> {
+  const cfg = parsePreprocessConfig({});
+  let next = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < total) await decodeRgb(images[next++ % images.length]!, cfg);
+    }),
+  );
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const used = process.cpuUsage(cpu0);
+  return { perSecond: total / wall, perCpu: total / ((used.user + used.system) / 1e6) };
+}
+
+async function ceilings(n: number, pathSpeedup: number): Promise<void> {
+  await aluSeconds(1, 2e7); // warm-up
+  const iterations = 4e8;
+  const one = await aluSeconds(1, iterations);
+  const many = await aluSeconds(n, iterations);
+  const alu = (n * one) / many;
+  const dir = fixturePaths.images();
+  const images = fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => /\.jpe?g$/i.test(f))
+    .sort()
+    .map((f) => fs.readFileSync(path.join(dir, f)));
+  const lines = [
+    `machine ceiling, integer loop on worker threads: 1 thread ${one.toFixed(2)} s, ${n} threads ${many.toFixed(2)} s for ${n}x the work: ${alu.toFixed(2)}x`,
+  ];
+  let decode = 0;
+  if (images.length > 0) {
+    sharp.concurrency(1);
+    await decodeRate(images, n, 4 * n); // warm-up
+    const total = 60 * images.length;
+    const d1 = await decodeRate(images, 1, total);
+    const dn = await decodeRate(images, n, total);
+    decode = dn.perSecond / d1.perSecond;
+    lines.push(
+      `machine ceiling, the model-input decode of ${images.length} real figure JPEGs: 1 at once ${d1.perSecond.toFixed(1)}/s (${d1.perCpu.toFixed(1)} per CPU-second), ${n} at once ${dn.perSecond.toFixed(1)}/s (${dn.perCpu.toFixed(1)} per CPU-second): ${decode.toFixed(2)}x`,
+    );
+  }
+  lines.push(
+    `the CPU path's ${pathSpeedup.toFixed(2)}x is ${((100 * pathSpeedup) / alu).toFixed(0)}% of the integer loop's ceiling${decode ? `, ${((100 * pathSpeedup) / decode).toFixed(0)}% of the decode's` : ''}`,
+  );
+  for (const l of lines) console.log(l);
+}
+
 async function main(): Promise<void> {
   const n = nArg('threads', os.availableParallelism());
   const passes = nArg('passes', 3);
@@ -110,6 +189,8 @@ async function main(): Promise<void> {
         );
     }
     console.log(`speedup at ${n} threads: ${(rates[1]! / rates[0]!).toFixed(2)}x`);
+    await closeCpuThreads();
+    await ceilings(n, rates[1]! / rates[0]!);
     console.log(`load average after: ${load()}`);
   } finally {
     await closeCpuThreads();
