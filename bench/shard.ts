@@ -131,6 +131,7 @@ function sampleJson(i: number, width: number, height: number, sha: string): Samp
     article_pubmed_history: [{ status: 'received', date: '2019-10-01' }],
     caption_mathml: [],
     article_mathml: [],
+    figure_role: 'figure',
   };
 }
 

@@ -88,6 +88,7 @@ function row(over: Partial<SampleRow>): SampleRow {
     article_pubmed_history: [],
     caption_mathml: [],
     article_mathml: [],
+    figure_role: 'figure',
     ...over,
   };
 }

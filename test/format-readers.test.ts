@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readNdjson } from '../activities/common/files';
+import type { QuarantineRecord } from '../activities/common/quarantine';
 import type { PreparedImage } from '../activities/images/activity';
 import { stagedImagePath } from '../activities/images/activity';
 import { writeParquet } from '../activities/parquet/activity';
@@ -106,6 +107,7 @@ const EXPECTED_ARROW: Record<string, string> = {
     'list<article_pubmed_history: struct<status: string not null, date: string not null> not null>',
   caption_mathml: 'list<caption_mathml: string not null>',
   article_mathml: 'list<article_mathml: string not null>',
+  figure_role: 'string',
 };
 
 describe('published format read by webdataset, pyarrow and datasets (real sample release)', function () {
@@ -206,6 +208,17 @@ print(json.dumps(out))`,
       assert.deepEqual(Object.entries(g.schema), Object.entries(isImage ? expectedWithImage : EXPECTED_ARROW), `${i}`);
       assert.equal(g.rows, Object.values(sizes)[i % parquets.length]);
     });
+  });
+
+  it("by default PMC12491691's graphical abstract is quarantined, and every published row has figure_role 'figure'", async () => {
+    const records = await readNdjson<QuarantineRecord>(path.join(rel.root, 'report', 'quarantine.ndjson'));
+    assert.ok(records.some((r) => r.reason === 'graphical-abstract' && r.article === 'PMC12491691.1'));
+    const roles = python(
+      `import json, sys, pyarrow.parquet as pq
+print(json.dumps(sorted({r for f in sys.argv[1:] for r in pq.read_table(f, columns=["figure_role"]).column(0).to_pylist()})))`,
+      parquets,
+    );
+    assert.deepEqual(roles, ['figure']);
   });
 
   it('authors, chemicals and PubMed dates: pyarrow and datasets read the struct lists of the real release', () => {
@@ -605,5 +618,72 @@ print(json.dumps([[m.row_group(i).num_rows for i in range(m.num_row_groups)], f.
         'no stale part of an earlier attempt, no partial file',
       );
     }
+  });
+});
+
+describe('figure_role: a graphical abstract published on request is told apart from a figure (real fixture)', function () {
+  this.timeout(300_000);
+  const file = 'PMC12491691_epmc_10_1016_j_apsb_2025_07_017.xml';
+  let tmp: string;
+  let rel: InProcessRelease;
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'figure-role-'));
+    // The one real article with a graphical abstract, linked in place (with the sample's own articles).
+    const nxmlDir = path.join(tmp, 'nxml');
+    fs.mkdirSync(nxmlDir);
+    fs.symlinkSync(path.join(fixturePaths.nxml(), file), path.join(nxmlDir, file));
+    rel = await buildReleaseInProcess({
+      dataDir: path.join(tmp, 'data'),
+      nxmlDir,
+      figures: { graphicalAbstracts: true },
+    });
+  });
+  after(() => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("pyarrow reads figure_role 'graphical-abstract' on its published row, 'figure' on the others", () => {
+    const record = parseJats(fs.readFileSync(path.join(fixturePaths.nxml(), file)));
+    const roles = record.figures.map((f) => f.role);
+    assert.deepEqual(roles, ['graphical-abstract', ...Array<string>(6).fill('figure')]);
+    const parquets = SUBSETS.flatMap((s) => {
+      const dir = path.join(rel.root, 'parquet', s);
+      return fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => path.join(dir, f)) : [];
+    });
+    const rows = python(
+      `import json, sys, pyarrow.parquet as pq
+out = []
+for f in sys.argv[1:]:
+    t = pq.read_table(f, columns=["article_accession_id", "image_file_name", "caption", "figure_role"])
+    out += t.to_pylist()
+print(json.dumps(out))`,
+      parquets,
+    ) as { article_accession_id: string; caption: string; figure_role: string }[];
+    const ours = rows.filter((r) => r.article_accession_id.startsWith('PMC12491691'));
+    assert.deepEqual(
+      ours.map((r) => r.figure_role),
+      roles,
+      'every figure of the article published, in document order, each with its role',
+    );
+    // captioned by the abstract's text (the fig has no caption of its own)
+    assert.match(ours[0]!.caption, /^This review delineates how metal elements modulate/);
+    // elsewhere, only the project's own two articles (sample/synthetic-articles.ts) have one each
+    assert.deepEqual(
+      rows
+        .filter((r) => r.figure_role !== 'figure' && !r.article_accession_id.startsWith('PMC12491691'))
+        .map((r) => [r.article_accession_id, r.figure_role]),
+      [
+        ['PMC90000001', 'graphical-abstract'],
+        ['PMC90000002', 'graphical-abstract'],
+      ],
+    );
+    // not a json key: the published json keeps its 25
+    assert.ok(!(PUBLISHED_KEYS as readonly string[]).includes('figure_role'));
+  });
+
+  it('with the option it is not quarantined', async () => {
+    const records = await readNdjson<QuarantineRecord>(path.join(rel.root, 'report', 'quarantine.ndjson'));
+    assert.ok(!records.some((r) => r.reason === 'graphical-abstract'));
   });
 });

@@ -5,7 +5,12 @@ import * as path from 'node:path';
 import { PIPELINE_DATA } from '@huggingface/tasks';
 import { ReleaseInputSchema } from '../config/release';
 import { cardMetadata, datasetCard, HUB_SIZE_CATEGORIES, sizeCategory } from '../activities/publish/card';
-import { ARTICLE_METADATA_COLUMNS, articleMetadataColumnType, sampleParquetSchema } from '../activities/parquet/writer';
+import {
+  ARTICLE_METADATA_COLUMNS,
+  PARQUET_ONLY_COLUMNS,
+  articleMetadataColumnType,
+  sampleParquetSchema,
+} from '../activities/parquet/writer';
 import { PUBLISHED_KEYS } from '../activities/shard/sample-json';
 import {
   cardFrontMatter,
@@ -126,8 +131,9 @@ describe("the dataset card against the Hub's dataset-card metadata rules", () =>
   it('lists the Parquet-only article metadata columns with the types the writer gives them', () => {
     const card = datasetCard(summary(), { repoId: 'r/r', snapshot: 's' });
     assert.match(card, /the json keeps its 25 keys/);
-    for (const c of ARTICLE_METADATA_COLUMNS)
-      assert.ok(card.includes(`| \`${c}\` | ${articleMetadataColumnType(c)} |`), c);
+    for (const c of PARQUET_ONLY_COLUMNS) assert.ok(card.includes(`| \`${c}\` | ${articleMetadataColumnType(c)} |`), c);
+    assert.ok(card.includes('| `caption_mathml` | list<string> |'));
+    assert.ok(card.includes('| `figure_role` | string |'));
     assert.ok(
       card.includes(
         '| `article_authors` | list<struct<name: string, surname: string (nullable), given_names: string (nullable), group: bool, orcid: string (nullable), corresponding: bool, affiliations: list<string>, source: string>> |',
@@ -135,9 +141,10 @@ describe("the dataset card against the Hub's dataset-card metadata rules", () =>
     );
     // The same columns, in the same order, as the schema the parquet writer writes (after the PubMed ids).
     const fields = Object.keys(sampleParquetSchema(false).fields);
-    assert.deepEqual(fields.slice(fields.indexOf('article_doi') + 1), [...ARTICLE_METADATA_COLUMNS]);
+    assert.deepEqual(fields.slice(fields.indexOf('article_doi') + 1), [...PARQUET_ONLY_COLUMNS]);
+    assert.deepEqual(PARQUET_ONLY_COLUMNS.slice(0, ARTICLE_METADATA_COLUMNS.length), [...ARTICLE_METADATA_COLUMNS]);
     assert.ok(
-      !(PUBLISHED_KEYS as readonly string[]).some((k) => (ARTICLE_METADATA_COLUMNS as readonly string[]).includes(k)),
+      !(PUBLISHED_KEYS as readonly string[]).some((k) => (PARQUET_ONLY_COLUMNS as readonly string[]).includes(k)),
     );
   });
 

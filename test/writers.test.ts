@@ -727,6 +727,7 @@ describe('writeSamplesParquet', () => {
       caption_mathml:
         i === 1 ? ['<mml:math><mml:mfrac><mml:mi>C</mml:mi><mml:mi>M</mml:mi></mml:mfrac></mml:math>'] : [],
       article_mathml: [],
+      figure_role: 'figure',
     };
   }
   const rows = Array.from({ length: 5 }, (_, i) => row(i, Buffer.alloc(100 + i, i + 1)));
@@ -809,6 +810,8 @@ describe('writeSamplesParquet', () => {
         // the raw MathML of the caption and the article (issue 15, text)
         'caption_mathml',
         'article_mathml',
+        // 'figure' or 'graphical-abstract' (published only when the release asks for them)
+        'figure_role',
       ]);
       assert.deepEqual(
         [f.article_authors.repetitionType, Object.keys(f.article_authors.fields!)],

@@ -3,7 +3,7 @@
  *
  * Every one of the 25 json keys is a column of the same name with the same value (docs/dataset-format.md),
  * plus key, shard, subset, caption, width, height, byte size, sha256, pmid, doi, the raw MathML of the caption and of
- * the article (caption_mathml, article_mathml) and optionally the jpg bytes.
+ * the article (caption_mathml, article_mathml), the figure's role (figure_role) and optionally the jpg bytes.
  * Layout choices, fixed so files are reproducible and readable by pyarrow / HF datasets:
  * - strings UTF8, integers INT64, lists as repeated fields (pyarrow reads list<string> / list<int64>),
  *   nullable pmid/doi as optional UTF8, the image as an optional BYTE_ARRAY column that exists
@@ -28,6 +28,7 @@ import * as path from 'node:path';
 import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
 import { z } from 'zod';
 import { partialPathOf, removeStalePartials } from '../common/files';
+import { FIGURE_ROLES, type FigureRole } from '../parse/records';
 import { PUBLISHED_KEYS, type ImageSetEntry, type PublishedSampleJson } from '../shard/sample-json';
 
 export type { ImageSetEntry };
@@ -93,6 +94,8 @@ export interface SampleRowFields extends PubmedColumns {
   caption_mathml?: string[];
   /** the MathML markup of each formula in the article's title, abstracts and body, as written, in order */
   article_mathml?: string[];
+  /** 'graphical-abstract' for an abstract's image published on request (release figures.graphicalAbstracts) */
+  figure_role?: FigureRole;
   caption_json?: never;
 }
 
@@ -101,10 +104,13 @@ export interface SampleRowFields extends PubmedColumns {
  * image_context kept as a list of (image_id, paragraphs) entries, and the row's own fields.
  */
 export interface SampleRow
-  extends Omit<PublishedSampleJson, 'image_context'>, Omit<SampleRowFields, 'caption_mathml' | 'article_mathml'> {
+  extends
+    Omit<PublishedSampleJson, 'image_context'>,
+    Omit<SampleRowFields, 'caption_mathml' | 'article_mathml' | 'figure_role'> {
   image_context: ImageContextEntry[];
   caption_mathml: string[];
   article_mathml: string[];
+  figure_role: FigureRole;
 }
 
 const count = z.number().int().nonnegative();
@@ -175,6 +181,7 @@ export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
   article_pubmed_history: z.array(z.strictObject({ status: z.string(), date: z.string() })),
   caption_mathml: strList,
   article_mathml: strList,
+  figure_role: z.enum(FIGURE_ROLES),
   caption_json: z.never().optional(),
 } satisfies { [K in keyof SampleRow]-?: z.ZodType<SampleRow[K]> }); // every key of SampleRow, and no other
 
@@ -250,6 +257,7 @@ const COLUMN_KINDS: { readonly [K in Column]-?: Kind } = {
   article_pubmed_history: { struct: HISTORY_FIELDS },
   caption_mathml: 'list',
   article_mathml: 'list',
+  figure_role: 'str',
 };
 
 /** Column order of the file; `image` is dropped when image bytes are not included. */
@@ -646,6 +654,7 @@ export function sampleRowOf(json: PublishedSampleJson, fields: SampleRowFields):
     else if (PUBLISHED.has(name)) row[name] = json[name as keyof PublishedSampleJson];
     else if (fields[name as keyof SampleRowFields] !== undefined) row[name] = fields[name as keyof SampleRowFields];
     else if (name === 'caption_mathml' || name === 'article_mathml') row[name] = [];
+    else if (name === 'figure_role') row[name] = 'figure';
   }
   return row as unknown as SampleRow;
 }
@@ -668,9 +677,22 @@ export const ARTICLE_METADATA_COLUMNS = [
   'article_pubmed_history',
 ] as const satisfies readonly (keyof PubmedColumns)[];
 
+/**
+ * Every column that is not a json key and comes after the PubMed ids, in the file's order: the article metadata,
+ * the raw MathML and the figure's role ('figure' or 'graphical-abstract'). The dataset card lists them.
+ */
+export const PARQUET_ONLY_COLUMNS = [
+  ...ARTICLE_METADATA_COLUMNS,
+  'caption_mathml',
+  'article_mathml',
+  'figure_role',
+] as const satisfies readonly Column[];
+
 /** "list<struct<name: string, surname: string (nullable), ...>>": the card and docs spelling of a column's type. */
-export function articleMetadataColumnType(name: (typeof ARTICLE_METADATA_COLUMNS)[number]): string {
+export function articleMetadataColumnType(name: (typeof PARQUET_ONLY_COLUMNS)[number]): string {
   const kind = COLUMN_KINDS[name];
+  if (kind === 'str') return 'string';
+  if (kind === 'list') return 'list<string>';
   if (typeof kind !== 'object') return 'string (nullable)';
   const fields = Object.entries(kind.struct).map(
     ([field, type]) =>

@@ -2,7 +2,7 @@ import type { PipelineType } from '@huggingface/hub';
 import type { ApiDatasetMetadata } from '@huggingface/hub/dist/src/types/api/api-dataset';
 import { stringify as stringifyYaml } from 'yaml';
 import { SUBSETS, type Subset } from '../../config/release';
-import { ARTICLE_METADATA_COLUMNS, articleMetadataColumnType } from '../parquet/writer';
+import { PARQUET_ONLY_COLUMNS, articleMetadataColumnType } from '../parquet/writer';
 import { PUBLISHED_KEYS, type PublishedSampleJson } from '../shard/sample-json';
 import type { ReleaseSummary } from './finalize';
 
@@ -134,7 +134,7 @@ export function datasetCard(summary: ReleaseSummary, opts: { repoId: string; sna
       `| ${s} | ${summary.subsets[s].shards} | ${summary.subsets[s].articles} | ${summary.subsets[s].samples} | ${LICENSE_TEXT[s]} |`,
   );
   const licenseRows = present.map((s) => `| ${s} | ${licenseCounts(summary.subsets[s].licenses)} |`);
-  const metadataRows = ARTICLE_METADATA_COLUMNS.map((c) => `| \`${c}\` | ${articleMetadataColumnType(c)} |`);
+  const metadataRows = PARQUET_ONLY_COLUMNS.map((c) => `| \`${c}\` | ${articleMetadataColumnType(c)} |`);
   const rejected = Object.entries(summary.rejectedByReason)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, n]) => `| ${k} | ${n} |`);
@@ -153,8 +153,9 @@ Configs: one per subset, reading its WebDataset shards with declared features (\
 filtering: \`load_dataset("parquet", data_files="hf://datasets/${opts.repoId}/parquet/commercial/*.parquet")\`.
 
 Article metadata in the Parquet files only (the json keeps its ${PUBLISHED_KEYS.length} keys): authors from the article's
-XML completed from PubMed (ORCID, affiliations), PubMed's chemicals and dates (docs/dataset-format.md in the
-release engine gives the rules).
+XML completed from PubMed (ORCID, affiliations), PubMed's chemicals and dates, the raw MathML of the formulas whose
+linear text is in the caption and article text, and the figure's role (\`figure\`, or \`graphical-abstract\` for an
+abstract's image when the release publishes those); docs/dataset-format.md in the release engine gives the rules.
 
 | column | type |
 | --- | --- |

@@ -213,6 +213,8 @@ export async function writeShard(
               // records written before MathML markup was kept have none
               caption_mathml: line.record.figures[p.figure.index]?.mathml ?? [],
               article_mathml: line.record.mathml ?? [],
+              // records written before roles were kept had only figures
+              figure_role: line.record.figures[p.figure.index]?.role ?? 'figure',
             }),
           );
           heartbeat({ samples: ++rowCount });

@@ -31,10 +31,17 @@ export interface InProcessRelease {
  * in this process and without Temporal (a few seconds instead of a dev server): the same outputs a release writes.
  */
 export async function buildReleaseInProcess(
-  opts: { releaseId?: string; dataDir?: string; maxArticles?: number } = {},
+  opts: {
+    releaseId?: string;
+    dataDir?: string;
+    maxArticles?: number;
+    /** a folder of the real fixtures' XML (or links to some of them) in place of all of them */
+    nxmlDir?: string;
+    figures?: { graphicalAbstracts?: boolean };
+  } = {},
 ): Promise<InProcessRelease> {
   const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'biomedica-inproc-'));
-  const mirror = await ensureSampleMirror(dataDir);
+  const mirror = await ensureSampleMirror(dataDir, { nxmlDir: opts.nxmlDir });
   // As the demo runs it: recorded responses, and records generated from each sample article's XML for the others.
   const eutils = await startEutilsStandin({
     fixturesDir: fixturePaths.entrez(),
@@ -51,6 +58,7 @@ export async function buildReleaseInProcess(
       source: { kind: 'pmc-cloud-dir', root: mirror.outDir },
       units: { maxArticles: opts.maxArticles ?? 4, maxImages: 10000 },
       entrez: { enabled: true, batchSize: 200 },
+      ...(opts.figures ? { figures: opts.figures } : {}),
     });
     await ensureAnnotationModels(release);
     const plan = await planRelease(release);

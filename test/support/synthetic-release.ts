@@ -129,6 +129,7 @@ export async function writeSyntheticRelease(
           article_pubmed_history: [],
           caption_mathml: [],
           article_mathml: [],
+          figure_role: 'figure',
         };
         samples.push({ row, jpg });
       }
