@@ -16,9 +16,15 @@
  * A third row is saxes alone on the same input (decoding included, no work in its handlers): the ceiling for
  * any pass built on it, so the share of it that parseJats reaches shows how much our own work costs.
  * `--original no` leaves the slow original out, for quick rounds.
+ *
+ * `--against REV` compares this checkout's parseJats with the one of git revision REV instead, in the same process
+ * on the same input: REV's activities/ and config/ are extracted (`git archive`) into a temp dir with a node_modules
+ * link to this checkout's, its parseJats is required through tsx, and the two run alternately on slices of the
+ * corpus (`--rounds`, 10), so a change in the machine's load falls on both. Both must find the same figures.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { SaxesParser } from 'saxes';
 import { fixturePaths } from '../config/paths';
@@ -210,6 +216,98 @@ function measure(
   return m;
 }
 
+// ---- --against REV: this checkout's parseJats and another revision's, in one run ------------------------------
+type Parse = typeof parseJats;
+
+/** REV's parser, materialised from git into a temp dir and loaded in this process (tsx compiles it on require). */
+function parserOf(rev: string): { parse: Parse; dir: string; commit: string } {
+  const root = path.resolve(__dirname, '..');
+  const git = (args: string[]): string => {
+    const r = spawnSync('git', args, { cwd: root, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  const commit = git(['rev-parse', '--verify', `${rev}^{commit}`]);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bench-parse-${commit.slice(0, 7)}-`));
+  const r = spawnSync('sh', ['-c', `git archive ${commit} activities config | tar -x -C "$1"`, 'sh', dir], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`git archive ${commit} | tar -x: ${r.stderr}`);
+  fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require(path.join(dir, 'activities', 'parse', 'jats')) as { parseJats: Parse };
+  return { parse: mod.parseJats, dir, commit };
+}
+
+function against(rev: string, corpus: readonly Buffer[], fixtures: readonly Buffer[]): void {
+  const other = parserOf(rev);
+  try {
+    const theirs = (b: Buffer): { figures: number; captioned: number } => {
+      const r = other.parse(b);
+      return { figures: r.figures.length, captioned: r.figures.filter((f) => f.caption !== '').length };
+    };
+    // three warm-up passes each: V8 optimises both parsers before the clock starts
+    for (let i = 0; i < 3; i++) {
+      for (const f of fixtures) {
+        streamingPass(f);
+        theirs(f);
+      }
+    }
+    const rounds = Math.max(1, nArg('rounds', 10));
+    const per = Math.ceil(corpus.length / rounds);
+    const total = { ours: [] as Measured[], theirs: [] as Measured[] };
+    for (let i = 0; i < rounds; i++) {
+      const slice = corpus.slice(i * per, (i + 1) * per);
+      if (slice.length === 0) break;
+      // alternate which runs first, so warm-up and a change in load do not favour one side
+      const pair = [
+        () => total.ours.push(measure('this checkout', slice, streamingPass)),
+        () => total.theirs.push(measure(rev, slice, theirs)),
+      ];
+      if (i % 2) pair.reverse();
+      for (const run of pair) run();
+    }
+    const sum = (ms: Measured[]): { bytes: number; cpu: number; figures: number; captioned: number } =>
+      ms.reduce(
+        (a, m) => ({
+          bytes: a.bytes + m.bytes,
+          cpu: a.cpu + m.cpuSeconds,
+          figures: a.figures + m.figures,
+          captioned: a.captioned + m.captioned,
+        }),
+        { bytes: 0, cpu: 0, figures: 0, captioned: 0 },
+      );
+    const a = sum(total.ours);
+    const b = sum(total.theirs);
+    const rate = (x: { bytes: number; cpu: number }): number => x.bytes / MB / x.cpu;
+    const perRound = total.ours
+      .map(
+        (m, i) =>
+          rate({ bytes: m.bytes, cpu: m.cpuSeconds }) /
+          rate({ bytes: total.theirs[i]!.bytes, cpu: total.theirs[i]!.cpuSeconds }),
+      )
+      .sort((x, y) => x - y);
+    const label = `${rev} (${other.commit.slice(0, 7)})`;
+    console.log(
+      `parseJats of this checkout: ${rate(a).toFixed(2)} MiB per CPU second  ${a.figures} figure images, ${a.captioned} with a caption`,
+    );
+    console.log(
+      `parseJats of ${label}: ${rate(b).toFixed(2)} MiB per CPU second  ${b.figures} figure images, ${b.captioned} with a caption`,
+    );
+    console.log(
+      `ratio this/${rev}: ${(rate(a) / rate(b)).toFixed(3)} over ${perRound.length} alternating rounds ` +
+        `(per round: min ${perRound[0]!.toFixed(3)}, median ${perRound[Math.floor(perRound.length / 2)]!.toFixed(3)}, max ${perRound[perRound.length - 1]!.toFixed(3)})`,
+    );
+    if (a.figures !== b.figures) {
+      console.error(`the two parsers found different figure counts: ${a.figures} here, ${b.figures} at ${label}`);
+      process.exitCode = 1;
+    }
+  } finally {
+    fs.rmSync(other.dir, { recursive: true, force: true });
+  }
+}
+
 function main(): void {
   const targetMb = nArg('mb', 100);
   const dir = fixturePaths.nxml();
@@ -229,6 +327,8 @@ function main(): void {
   console.log(
     `corpus: ${corpus.length} articles (${fixtures.length} real fixtures repeated), ${(bytes / MB).toFixed(1)} MiB, node ${process.version}, pinned to one core: ${process.env.BENCH_PARSE_PINNED === '1'}`,
   );
+  const rev = arg('against');
+  if (rev) return against(rev, corpus, fixtures);
   // --original no: only the tokenizer and parseJats, for quick rounds while tuning.
   const withOriginal = arg('original', 'yes') !== 'no';
   for (const f of fixtures) {
