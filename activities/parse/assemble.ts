@@ -92,6 +92,8 @@ export interface CitationRange {
   readonly second: Citation;
 }
 const RANGE_DASH = /^\s*(?:[\u2013\u2014\u2012\u2010-]|to)\s*$/;
+/** A character RANGE_DASH never matches: a part holding one rules the range out without joining the parts. */
+const NOT_RANGE_DASH = /[^\s\u2013\u2014\u2012\u2010\-to]/;
 
 // Stand-ins for [[ and ]] while whitespace is collapsed; never left in output (stripped from input text).
 const OPEN = '\u0001';
@@ -116,11 +118,17 @@ export class CitingText extends TextSink {
     }
     const previous = this.citations[this.citations.length - 1];
     this.open = { start: this.parts.length, end: -1, rids };
-    if (previous && previous.end >= 0 && RANGE_DASH.test(this.parts.slice(previous.end).join(''))) {
+    if (previous && previous.end >= 0 && this.dashSince(previous.end)) {
       this.ranges.push({ first: previous, second: this.open });
     }
     this.citations.push(this.open);
     return this.open;
+  }
+
+  /** The text after part `from` is only a dash or "to" between spaces (most often a comma or words rule it out). */
+  private dashSince(from: number): boolean {
+    for (let i = from; i < this.parts.length; i++) if (NOT_RANGE_DASH.test(this.parts[i] as string)) return false;
+    return RANGE_DASH.test(this.parts.slice(from).join(''));
   }
 
   closeCitation(citation: Citation | null): void {

@@ -360,7 +360,11 @@ export function assembleAuthors(s: ContributorsState): AuthorRecord[] {
   // No author linked as corresponding: an author whose full name a <corresp> note spells out is.
   if (!out.some((a) => a.corresponding) && s.correspTexts.length > 0) {
     const notes = s.correspTexts.map(foldSpaces);
-    for (const a of out) if (!a.group && notes.some((n) => n.includes(foldSpaces(a.name)))) a.corresponding = true;
+    for (const a of out) {
+      if (a.group) continue;
+      const name = foldSpaces(a.name); // once per author, not once per note
+      if (notes.some((n) => n.includes(name))) a.corresponding = true;
+    }
   }
   return out;
 }

@@ -419,7 +419,8 @@ const KNOWN_NAMES: ReadonlyMap<string, string> = new Map(
 
 /** A MathML element's name without its prefix, shared with the literals above where it is one of them. */
 export function mathName(qname: string): string {
-  const local = qname.slice(qname.indexOf(':') + 1);
+  const colon = qname.indexOf(':');
+  const local = colon < 0 ? qname : qname.slice(colon + 1);
   return KNOWN_NAMES.get(local) ?? local;
 }
 
