@@ -298,7 +298,9 @@ export class JatsReader {
 
   /** In the one article we describe, not a sub-article (eLife decision letters) or a second article. */
   private get inMainArticle(): boolean {
-    return this.articlesOpened === 1 && !this.inside('sub-article') && !this.inside('response');
+    // direct slots, not inside(): asked on every open tag, where V8 had run out of its budget for inlining calls
+    const d = this.depths;
+    return this.articlesOpened === 1 && d[T['sub-article']] === 0 && d[T.response] === 0;
   }
 
   private onOpen(tag: SaxesTagPlain): void {
@@ -379,7 +381,9 @@ export class JatsReader {
     const c = this.collected;
     if (name === 'article') this.articlesOpened++;
     else if (name === 'article-meta' && this.inMainArticle) c.sawArticleMeta = true;
-    const inFrontMatter = (this.inside('article-meta') || this.inside('journal-meta')) && this.inMainArticle;
+    const d = this.depths;
+    const inFrontMatter =
+      ((d[T['article-meta']] as number) > 0 || (d[T['journal-meta']] as number) > 0) && this.inMainArticle;
     if (inFrontMatter && openFrontMatter(c, this.frontElement(name, attrs, frame, parent))) return;
     switch (name) {
       case 'abstract':
