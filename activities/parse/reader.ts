@@ -42,11 +42,6 @@ export interface ReaderOptions {
   tableCellMentions?: boolean;
 }
 
-function localName(qname: string): string {
-  const colon = qname.indexOf(':');
-  return colon < 0 ? qname : qname.slice(colon + 1);
-}
-
 /** Elements that separate words: a space is inserted into flattened text before and after them. */
 const BLOCKS = new Set([
   'p',
@@ -310,7 +305,10 @@ export class JatsReader {
       if (this.stack.length + this.math.depth > this.limits.maxElementDepth) this.tooDeep(tag.name);
       return;
     }
-    const name = localName(tag.name);
+    // localName() written out: a call here was not inlined (see inMainArticle)
+    const qname = tag.name;
+    const colon = qname.indexOf(':');
+    const name = colon < 0 ? qname : qname.slice(colon + 1);
     const attrs = tag.attributes;
     const parent = this.top;
     const { block, tracked, detached } = ELEMENT_KINDS.get(name) ?? PLAIN_ELEMENT;
