@@ -93,10 +93,15 @@ export function joinAddressParts(text: string): string {
   for (const raw of text.split(PART)) {
     const part = raw.trim();
     if (!part) continue;
-    if (!out) out = part;
-    else if (/^[,.;:)\]]/.test(part)) out += part;
-    else if (/[([]$/.test(out)) out += part;
-    else if (/[,;:-]$/.test(out)) out += ` ${part}`;
+    if (!out) {
+      out = part;
+      continue;
+    }
+    // the last character alone: a regular expression ending in $ scanned the whole address built so far
+    const last = out[out.length - 1] as string;
+    if (/^[,.;:)\]]/.test(part)) out += part;
+    else if (last === '(' || last === '[') out += part;
+    else if (last === ',' || last === ';' || last === ':' || last === '-') out += ` ${part}`;
     else out += `, ${part}`;
   }
   return out.replace(/\s+([,;])/g, '$1').replace(/[\s,;]+$/, '');
