@@ -15,7 +15,7 @@
  * - SNAPPY compression, data page v1, no page index, and no min/max statistics on the image
  *   and long free-text columns (parquetjs does not truncate them, so they would bloat the footer);
  *   statistics on the short columns you filter by (key, subset, labels, journal, date, license, ...);
- * - row groups of at most 1,000 rows and about 128 MiB of values, so a reader skips whole groups by their
+ * - row groups of at most 1,000 rows and about 32 MiB of values, so a reader skips whole groups by their
  *   statistics and a writer or reader never holds more than one group (images included) in memory: rows are
  *   streamed in and each group is written as it fills;
  * - parquetjs writes no timestamps (created_by is a constant), so equal rows give equal bytes.
@@ -283,7 +283,7 @@ const NO_STATS = new Set<string>([
 export const PARQUET_COMPRESSION = 'SNAPPY' as const;
 export const DEFAULT_ROW_GROUP_SIZE = 1000;
 /** Upper bound of a row group's values (image bytes and text), before compression. */
-export const DEFAULT_ROW_GROUP_BYTES = 128 * 1024 * 1024;
+export const DEFAULT_ROW_GROUP_BYTES = 32 * 1024 * 1024;
 
 type FieldDef = Record<string, unknown>;
 
