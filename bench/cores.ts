@@ -17,6 +17,7 @@
  *   npm run bench:cores                     # N = the cores, 3 passes over the sample's units at each setting
  *   npm run bench:cores -- --threads 4 --passes 5 --articles 2
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -26,7 +27,7 @@ import { decodeRgb, parsePreprocessConfig } from '../activities/annotate/preproc
 import { fixturePaths } from '../config/paths';
 import { closeCpuThreads, inCpuThread, setCpuThreads } from '../activities/common/threads';
 import { buildReleaseInProcess, rerunCpuPath } from '../test/support/in-process-release';
-import { nArg } from './common';
+import { arg, nArg } from './common';
 
 interface ThreadTimes {
   comm: string;
@@ -113,18 +114,44 @@ async function decodeRate(images: Buffer[], n: number, total: number): Promise<{
   return { perSecond: total / wall, perCpu: total / ((used.user + used.system) / 1e6) };
 }
 
+function fixtureJpegs(): Buffer[] {
+  const dir = fixturePaths.images();
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => /\.jpe?g$/i.test(f))
+    .sort()
+    .map((f) => fs.readFileSync(path.join(dir, f)));
+}
+
+/** The same decode loop, one at a time, in `n` processes of their own at once: the sum of their rates. */
+async function decodeRateInProcesses(n: number, total: number): Promise<number> {
+  const rates = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const child = spawn(process.execPath, [...process.execArgv, __filename, '--decode-child', String(total)], {
+            stdio: ['ignore', 'pipe', 'inherit'],
+          });
+          let out = '';
+          child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+          child.once('error', reject);
+          child.once('exit', (code) =>
+            code === 0 ? resolve(Number(out.trim())) : reject(new Error(`decode child exited ${code}`)),
+          );
+        }),
+    ),
+  );
+  return rates.reduce((a, b) => a + b, 0);
+}
+
 async function ceilings(n: number, pathSpeedup: number): Promise<void> {
   await aluSeconds(1, 2e7); // warm-up
   const iterations = 4e8;
   const one = await aluSeconds(1, iterations);
   const many = await aluSeconds(n, iterations);
   const alu = (n * one) / many;
-  const dir = fixturePaths.images();
-  const images = fs
-    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((f) => /\.jpe?g$/i.test(f))
-    .sort()
-    .map((f) => fs.readFileSync(path.join(dir, f)));
+  const images = fixtureJpegs();
   const lines = [
     `machine ceiling, integer loop on worker threads: 1 thread ${one.toFixed(2)} s, ${n} threads ${many.toFixed(2)} s for ${n}x the work: ${alu.toFixed(2)}x`,
   ];
@@ -139,6 +166,12 @@ async function ceilings(n: number, pathSpeedup: number): Promise<void> {
     lines.push(
       `machine ceiling, the model-input decode of ${images.length} real figure JPEGs: 1 at once ${d1.perSecond.toFixed(1)}/s (${d1.perCpu.toFixed(1)} per CPU-second), ${n} at once ${dn.perSecond.toFixed(1)}/s (${dn.perCpu.toFixed(1)} per CPU-second): ${decode.toFixed(2)}x`,
     );
+    // The same loop in N processes of their own: what libvips does with the cores when no two decodes share one.
+    const p1 = await decodeRateInProcesses(1, total);
+    const pn = await decodeRateInProcesses(n, total);
+    lines.push(
+      `the same decode, one at a time in each of ${n} processes: 1 process ${p1.toFixed(1)}/s, ${n} processes ${pn.toFixed(1)}/s together: ${(pn / p1).toFixed(2)}x`,
+    );
   }
   lines.push(
     `the CPU path's ${pathSpeedup.toFixed(2)}x is ${((100 * pathSpeedup) / alu).toFixed(0)}% of the integer loop's ceiling${decode ? `, ${((100 * pathSpeedup) / decode).toFixed(0)}% of the decode's` : ''}`,
@@ -147,6 +180,15 @@ async function ceilings(n: number, pathSpeedup: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const child = arg('decode-child');
+  if (child !== undefined) {
+    // A child of decodeRateInProcesses: the decode loop at one in flight, its rate on stdout.
+    sharp.concurrency(1);
+    const images = fixtureJpegs();
+    await decodeRate(images, 1, 4);
+    process.stdout.write(`${(await decodeRate(images, 1, Number(child))).perSecond}\n`);
+    return;
+  }
   const n = nArg('threads', os.availableParallelism());
   const passes = nArg('passes', 3);
   const rel = await buildReleaseInProcess({ releaseId: 'bench-cores', maxArticles: nArg('articles', 2) });
