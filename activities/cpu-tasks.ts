@@ -1,7 +1,15 @@
-import type { MessagePort } from 'node:worker_threads';
+import { ApplicationFailure } from '@temporalio/common';
 import { fitTaxonomyModel } from './annotate/taxonomy-activity';
 import { heartbeat } from './common/stage';
-import { failureOf, withThreadSink, type ThreadControl, type ThreadMessage, type ThreadResult } from './common/threads';
+import type { ProcessReply, ProcessRequest } from './common/cpu-processes';
+import {
+  failureOf,
+  withThreadSink,
+  type TaskPort,
+  type ThreadControl,
+  type ThreadMessage,
+  type ThreadResult,
+} from './common/threads';
 import { prepareImages } from './images/activity';
 import { writeParquet } from './parquet/activity';
 import { parseArticles } from './parse/activity';
@@ -10,9 +18,14 @@ import { writeShard } from './shard/activity';
 
 /**
  * A thread's probe: holds the thread's CPU for `ms` (no await), heartbeating every `beatMs`, and returns how many
- * heartbeats it sent. The tests use it to show that the main thread stays responsive and that a cancel stops it.
+ * heartbeats it sent, or throws a non-retryable ApplicationFailure of type `failType` at the end. The tests use it to
+ * show that the main thread stays responsive, that a cancel stops it, and that a failure keeps its type.
  */
-export async function cpuProbe(ms: number, beatMs: number): Promise<{ beats: number; finished: true }> {
+export async function cpuProbe(
+  ms: number,
+  beatMs: number,
+  failType?: string,
+): Promise<{ beats: number; finished: true }> {
   const end = Date.now() + ms;
   let next = Date.now() + beatMs;
   let beats = 0;
@@ -22,6 +35,7 @@ export async function cpuProbe(ms: number, beatMs: number): Promise<{ beats: num
       next += beatMs;
     }
   }
+  if (failType) throw ApplicationFailure.nonRetryable(`probe failed after ${beats} beats`, failType);
   return { beats, finished: true };
 }
 
@@ -41,11 +55,7 @@ export type CpuTaskName = keyof typeof CPU_TASKS;
 const BEAT_MS = 250;
 
 /** One task on this thread (piscina calls it): its heartbeats and logs go to the main thread through `port`. */
-export async function runCpuTask(task: {
-  name: CpuTaskName;
-  args: unknown[];
-  port: MessagePort;
-}): Promise<ThreadResult> {
+export async function runCpuTask(task: { name: CpuTaskName; args: unknown[]; port: TaskPort }): Promise<ThreadResult> {
   const post = (m: ThreadMessage) => task.port.postMessage(m);
   const cancel = new AbortController();
   task.port.on('message', (m: ThreadControl) => {
@@ -83,4 +93,28 @@ export async function runCpuTask(task: {
     flush();
     task.port.close();
   }
+}
+
+/**
+ * A child process of the processes backend (workers/cpu-process.js, activities/common/cpu-processes.ts): runs the
+ * tasks the parent sends, one at a time, each through runCpuTask with a port over the IPC channel, and answers each
+ * with its result and this process's CPU time so far.
+ */
+export function serveCpuProcess(): void {
+  const send = (m: ProcessReply) => process.send!(m);
+  const controls = new Map<number, (m: ThreadControl) => void>();
+  process.on('message', (m: ProcessRequest) => {
+    if ('control' in m) return controls.get(m.id)?.(m.control);
+    const { id } = m;
+    const port: TaskPort = {
+      postMessage: (message) => send({ id, message }),
+      on: (_event, listener) => controls.set(id, listener),
+      close: () => controls.delete(id),
+    };
+    void runCpuTask({ name: m.name as CpuTaskName, args: m.args, port }).then((result) =>
+      send({ id, result, cpu: process.cpuUsage() }),
+    );
+  });
+  // The parent went away: nothing more to do.
+  process.on('disconnect', () => process.exit(0));
 }

@@ -266,6 +266,14 @@ const VARS = {
       text: 'Worker threads of a cpu pool process for parse, images, shard, parquet, finalize and the taxonomy fit; 0 runs them on the main thread.',
     },
   ],
+  BIOMEDICA_CPU_ISOLATION: [
+    z.enum(['threads', 'processes'], { error: 'threads or processes' }).default('threads'),
+    {
+      for: 'workers',
+      default: 'threads',
+      text: "Where a cpu pool process runs those tasks: its worker threads, or as many child processes (one task each at a time; libvips scales across processes, not across one process's threads).",
+    },
+  ],
   BIOMEDICA_FETCH_PER_WORKER: [
     positiveInt.default(32),
     { for: 'workers', default: '32', text: 'Downloads in flight in a whole worker process.' },

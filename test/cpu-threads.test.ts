@@ -1,7 +1,9 @@
 /**
- * The cpu pool's worker threads (activities/common/threads.ts): an activity on a thread heartbeats through the main
- * thread, which stays responsive while the thread holds a core; a cancel stops the thread; failures keep their
- * Temporal type; and the CPU path gives the same bytes on threads as on the main thread.
+ * The cpu pool's worker threads (activities/common/threads.ts) and its child processes
+ * (BIOMEDICA_CPU_ISOLATION=processes, activities/common/cpu-processes.ts), the same tests for both: an activity on a
+ * thread or in a child heartbeats through the main thread, which stays responsive while the task holds a core; a
+ * cancel stops the task (its thread or process); failures keep their Temporal type; and the CPU path gives the same
+ * bytes there as on the main thread. A child that dies mid-task fails the task retryably and is replaced.
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
@@ -9,7 +11,15 @@ import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { sha256File } from '../activities/common/files';
-import { closeCpuThreads, errorOf, failureOf, inCpuThread, setCpuThreads } from '../activities/common/threads';
+import {
+  closeCpuThreads,
+  cpuProcessPids,
+  errorOf,
+  failureOf,
+  inCpuThread,
+  setCpuThreads,
+  type CpuIsolation,
+} from '../activities/common/threads';
 import { cpuActivities } from '../activities';
 import { ZodError } from 'zod';
 import { buildReleaseInProcess, inlineRunner, rerunCpuPath, type InProcessRelease } from './support/in-process-release';
@@ -24,46 +34,98 @@ function digests(root: string): Record<string, string> {
   return out;
 }
 
-describe('cpu pool threads', function () {
+for (const isolation of ['threads', 'processes'] as CpuIsolation[]) {
+  describe(`cpu pool ${isolation}`, function () {
+    this.timeout(180_000);
+    // The pool's default size (the cores), on this backend.
+    before(() => setCpuThreads(null, isolation));
+    after(() => setCpuThreads(null));
+
+    it('relays heartbeats on time while a task holds its core, and the main thread stays responsive', async () => {
+      const env = new MockActivityEnvironment();
+      const beats: number[] = [];
+      let lastDetails: unknown;
+      env.on('heartbeat', (d: unknown) => {
+        beats.push(Date.now());
+        lastDetails = d;
+      });
+      // A child process starts in about a second (tsx, the activities' modules): not part of what is measured.
+      await inCpuThread('cpuProbe', [10, 5]);
+      let lag = 0;
+      let last = Date.now();
+      const timer = setInterval(() => {
+        lag = Math.max(lag, Date.now() - last - 20);
+        last = Date.now();
+      }, 20);
+      const started = Date.now();
+      const r = (await env.run(() => inCpuThread('cpuProbe', [1500, 100]))) as { beats: number };
+      clearInterval(timer);
+      assert.ok(r.beats >= 10, `beats sent: ${r.beats}`);
+      // Coalesced to one per 250 ms (activities/cpu-tasks.ts), the latest details winning; the last always arrives.
+      assert.ok(beats.length >= r.beats / 3 && beats.length <= r.beats, `beats relayed: ${beats.length} of ${r.beats}`);
+      assert.deepEqual(lastDetails, { probe: r.beats }, 'the last heartbeat reached the activity');
+      const gaps = beats.map((t, i) => t - (i ? beats[i - 1]! : started));
+      assert.ok(Math.max(...gaps.slice(1)) < 600, `gaps between heartbeats: ${gaps.join(',')}`);
+      assert.ok(lag < 400, `main thread event-loop lag ${lag} ms while the task spun`);
+    });
+
+    it('a cancelled activity whose computation never yields has its thread or process stopped after the grace period', async () => {
+      const env = new MockActivityEnvironment();
+      await inCpuThread('cpuProbe', [10, 5]);
+      const pidsBefore = cpuProcessPids();
+      const t0 = Date.now();
+      const run = env.run(() => inCpuThread('cpuProbe', [20_000, 100]));
+      setTimeout(() => env.cancel(), 300);
+      await assert.rejects(run, (e: unknown) => e instanceof CancelledFailure && /was stopped/.test(e.message));
+      assert.ok(Date.now() - t0 < 9_000, `stopped after ${Date.now() - t0} ms (5 s grace), not after 20 s`);
+      // The pool still works after losing a thread or a process.
+      assert.equal(((await inCpuThread('cpuProbe', [10, 5])) as { finished: boolean }).finished, true);
+      if (isolation === 'processes') {
+        assert.equal(pidsBefore.length, 1);
+        assert.ok(!cpuProcessPids().includes(pidsBefore[0]!), 'the stopped child was replaced');
+        assert.throws(() => process.kill(pidsBefore[0]!, 0), /ESRCH/, 'the stopped child is gone');
+      }
+    });
+
+    it("keeps a failure's Temporal type and retryability", async () => {
+      await assert.rejects(
+        inCpuThread('cpuProbe', [10, 5, 'ModelMissing']),
+        (e: unknown) => e instanceof ApplicationFailure && e.type === 'ModelMissing' && e.nonRetryable === true,
+      );
+      await assert.rejects(
+        inCpuThread('writeParquet', [{ release: { releaseId: 'x' }, unitId: 'u' }]),
+        (e: Error) => e.name === 'ZodError' || /releaseId|dataDir|source/.test(e.message),
+      );
+    });
+
+    if (isolation === 'processes')
+      it('a child that dies mid-task fails that task retryably and is replaced', async () => {
+        await setCpuThreads(1, 'processes');
+        const env = new MockActivityEnvironment();
+        let beats = 0;
+        env.on('heartbeat', () => beats++);
+        const run = env.run(() => inCpuThread('cpuProbe', [20_000, 100]));
+        while (beats === 0) await new Promise((r) => setTimeout(r, 50)); // its child is running the task
+        const [pid] = cpuProcessPids();
+        process.kill(pid!, 'SIGKILL');
+        const err = await run.then(
+          () => null,
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof ApplicationFailure, String(err));
+        assert.equal(err.type, 'CpuProcessExited');
+        assert.equal(err.nonRetryable, false);
+        assert.equal(((await inCpuThread('cpuProbe', [10, 5])) as { finished: boolean }).finished, true);
+        const now = cpuProcessPids();
+        assert.equal(now.length, 1);
+        assert.notEqual(now[0], pid, 'a new child took its place');
+      });
+  });
+}
+
+describe('cpu pool', function () {
   this.timeout(180_000);
   after(() => closeCpuThreads());
-
-  it('relays heartbeats on time while a thread holds its core, and the main thread stays responsive', async () => {
-    const env = new MockActivityEnvironment();
-    const beats: number[] = [];
-    let lastDetails: unknown;
-    env.on('heartbeat', (d: unknown) => {
-      beats.push(Date.now());
-      lastDetails = d;
-    });
-    let lag = 0;
-    let last = Date.now();
-    const timer = setInterval(() => {
-      lag = Math.max(lag, Date.now() - last - 20);
-      last = Date.now();
-    }, 20);
-    const started = Date.now();
-    const r = (await env.run(() => inCpuThread('cpuProbe', [1500, 100]))) as { beats: number };
-    clearInterval(timer);
-    assert.ok(r.beats >= 10, `beats sent: ${r.beats}`);
-    // Coalesced to one per 250 ms (activities/cpu-tasks.ts), the latest details winning; the last always arrives.
-    assert.ok(beats.length >= r.beats / 3 && beats.length <= r.beats, `beats relayed: ${beats.length} of ${r.beats}`);
-    assert.deepEqual(lastDetails, { probe: r.beats }, 'the last heartbeat reached the activity');
-    const gaps = beats.map((t, i) => t - (i ? beats[i - 1]! : started));
-    assert.ok(Math.max(...gaps.slice(1)) < 600, `gaps between heartbeats: ${gaps.join(',')}`);
-    assert.ok(lag < 400, `main thread event-loop lag ${lag} ms while the thread spun`);
-  });
-
-  it('a cancelled activity whose computation never yields has its thread stopped after the grace period', async () => {
-    const env = new MockActivityEnvironment();
-    const t0 = Date.now();
-    const run = env.run(() => inCpuThread('cpuProbe', [20_000, 100]));
-    setTimeout(() => env.cancel(), 300);
-    await assert.rejects(run, (e: unknown) => e instanceof CancelledFailure);
-    assert.ok(Date.now() - t0 < 9_000, `stopped after ${Date.now() - t0} ms (5 s grace), not after 20 s`);
-    // The pool still works after losing a thread.
-    assert.equal(((await inCpuThread('cpuProbe', [10, 5])) as { finished: boolean }).finished, true);
-  });
 
   it('runs on the main thread with BIOMEDICA_CPU_THREADS=0 (the error is the original, not a copy from a thread)', async () => {
     await setCpuThreads(0);
@@ -78,19 +140,15 @@ describe('cpu pool threads', function () {
     }
   });
 
-  it("keeps a failure's Temporal type and retryability across the thread", async () => {
+  it("serialises a failure's Temporal type and retryability", () => {
     const f = failureOf(ApplicationFailure.nonRetryable('model missing', 'ModelMissing'));
     const back = errorOf(structuredClone(f));
     assert.ok(back instanceof ApplicationFailure);
     assert.equal(back.type, 'ModelMissing');
     assert.equal(back.nonRetryable, true);
-    await assert.rejects(
-      inCpuThread('writeParquet', [{ release: { releaseId: 'x' }, unitId: 'u' }]),
-      (e: Error) => e.name === 'ZodError' || /releaseId|dataDir|source/.test(e.message),
-    );
   });
 
-  describe('the CPU path on threads', () => {
+  describe('the CPU path on threads and in processes', () => {
     let rel: InProcessRelease;
     before(async () => {
       rel = await buildReleaseInProcess({ releaseId: 'threads' });
@@ -101,11 +159,15 @@ describe('cpu pool threads', function () {
       const inline = digests(rel.root);
       const want: Record<string, string> = {};
       for (const [k, f] of Object.entries(inline)) want[k] = await sha256File(f);
-      const figures = await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2);
-      assert.ok(figures > 100, `${figures} figures`);
-      const got: Record<string, string> = {};
-      for (const [k, f] of Object.entries(digests(rel.root))) got[k] = await sha256File(f);
-      assert.deepEqual(got, want);
+      for (const isolation of ['threads', 'processes'] as CpuIsolation[]) {
+        await setCpuThreads(null, isolation);
+        const figures = await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2);
+        assert.ok(figures > 100, `${figures} figures`);
+        for (const [k, f] of Object.entries(digests(rel.root)))
+          assert.equal(await sha256File(f), want[k], `${isolation}: ${k}`);
+        assert.deepEqual(Object.keys(digests(rel.root)).sort(), Object.keys(want).sort());
+      }
+      await setCpuThreads(null);
       // And once more inline, for the record: the same again.
       await rerunCpuPath(rel, inlineRunner, 1);
       for (const [k, f] of Object.entries(digests(rel.root))) assert.equal(await sha256File(f), want[k], k);

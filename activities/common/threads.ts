@@ -9,6 +9,7 @@ import { Piscina } from 'piscina';
 // the last thread that used them otherwise: lovell/sharp#2263).
 import sharp from 'sharp';
 import { loadEnv } from '../../config/env';
+import { CpuProcessPool } from './cpu-processes';
 import { projectRoot } from '../../config/paths';
 
 /**
@@ -16,8 +17,10 @@ import { projectRoot } from '../../config/paths';
  * (BIOMEDICA_CPU_THREADS), so one `worker --pool cpu` process uses every core while its main thread stays free for
  * polling, heartbeats, cancellation and workflow tasks. Inside a thread, the activity's heartbeats and logs go to
  * the main thread over a MessagePort (the `ThreadSink`), which hands them to the activity's Context; cancelling the
- * activity aborts the task's signal, and terminates its thread if it has not stopped within a grace period. The code that runs is the same as on the main thread, so the outputs
- * are byte for byte the same.
+ * activity aborts the task's signal, and terminates its thread if it has not stopped within a grace period. The
+ * code that runs is the same as on the main thread, so the outputs are byte for byte the same. With
+ * BIOMEDICA_CPU_ISOLATION=processes the same tasks run in child processes instead (activities/common/cpu-processes.ts),
+ * with the same messages over their IPC channel.
  */
 export interface ThreadSink {
   heartbeat(details: unknown): void;
@@ -41,6 +44,16 @@ export function withThreadSink<T>(sink: ThreadSink, fn: () => Promise<T>): Promi
 
 /** What goes from the main thread to a task: the activity was cancelled. */
 export type ThreadControl = { kind: 'cancel' };
+
+/**
+ * A task's end of its channel to the main thread: a MessagePort in a thread, the IPC channel with the task's id in a
+ * child process (activities/cpu-tasks.ts).
+ */
+export interface TaskPort {
+  postMessage(m: ThreadMessage): void;
+  on(event: 'message', listener: (m: ThreadControl) => void): unknown;
+  close(): void;
+}
 
 /** What goes from a thread to the main thread while a task runs. */
 export type ThreadMessage =
@@ -80,21 +93,34 @@ export function errorOf(f: ThreadFailure): Error {
 
 export type ThreadResult = { value: unknown } | { error: ThreadFailure };
 
-/** Threads of this process's pool: BIOMEDICA_CPU_THREADS, else one per core; 0: the tasks run on the main thread (activities/index.ts). */
+/** Threads (or processes) of this process's pool: BIOMEDICA_CPU_THREADS, else one per core; 0: the tasks run on the main thread (activities/index.ts). */
 export function cpuThreadCount(): number {
   return override ?? loadEnv().BIOMEDICA_CPU_THREADS ?? os.availableParallelism();
 }
 
-/** How long a cancelled task may take to stop by itself before its thread is terminated. */
+export type CpuIsolation = 'threads' | 'processes';
+
+/** Where the pool's tasks run: worker threads of this process, or child processes (BIOMEDICA_CPU_ISOLATION). */
+export function cpuIsolation(): CpuIsolation {
+  return isolationOverride ?? loadEnv().BIOMEDICA_CPU_ISOLATION;
+}
+
+/** How long a cancelled task may take to stop by itself before its thread (or process) is terminated. */
 const CANCEL_GRACE_MS = 5_000;
 
 let pool: Piscina | null = null;
+let processes: CpuProcessPool | null = null;
 let override: number | null = null;
+let isolationOverride: CpuIsolation | null = null;
 
-/** Resizes this process's pool (the benchmark compares 1 thread with N in one run); null: back to the setting. */
-export async function setCpuThreads(n: number | null): Promise<void> {
+/**
+ * Resizes this process's pool (the benchmark compares 1 thread with N in one run, and threads with processes);
+ * null: back to the setting.
+ */
+export async function setCpuThreads(n: number | null, isolation: CpuIsolation | null = null): Promise<void> {
   await closeCpuThreads();
   override = n;
+  isolationOverride = isolation;
 }
 
 function threadPool(): Piscina {
@@ -116,17 +142,55 @@ function threadPool(): Piscina {
   return pool;
 }
 
-/** Stops the threads (worker shutdown, tests). */
+/** Stops the threads or the child processes (worker shutdown, tests). */
 export async function closeCpuThreads(): Promise<void> {
   const p = pool;
+  const c = processes;
   pool = null;
-  await p?.destroy();
+  processes = null;
+  await Promise.all([p?.destroy(), c?.close()]);
+}
+
+/** The child processes' ids (processes backend; tests kill one mid-task). */
+export function cpuProcessPids(): number[] {
+  return processes?.pids() ?? [];
+}
+
+/** One task as a backend runs it: `relay` takes its heartbeats and logs, `cancel` asks it to stop, `kill` stops it. */
+export interface CpuTaskRun {
+  name: string;
+  args: unknown[];
+  relay: (m: ThreadMessage) => void;
+  cancel: AbortSignal;
+  kill: AbortSignal;
+}
+
+/** The thread backend: the task's messages over a MessagePort; `kill` terminates its thread (piscina's signal). */
+async function onThread(t: CpuTaskRun): Promise<ThreadResult> {
+  const { port1, port2 } = new MessageChannel();
+  port1.on('message', t.relay);
+  const cancel = () => port1.postMessage({ kind: 'cancel' } satisfies ThreadControl);
+  t.cancel.addEventListener('abort', cancel, { once: true });
+  try {
+    return (await threadPool().run(
+      { name: t.name, args: t.args, port: port2 },
+      { transferList: [port2], signal: t.kill },
+    )) as ThreadResult;
+  } finally {
+    t.cancel.removeEventListener('abort', cancel);
+    port1.close();
+  }
+}
+
+function onProcess(t: CpuTaskRun): Promise<ThreadResult> {
+  processes ??= new CpuProcessPool(cpuThreadCount());
+  return processes.run(t);
 }
 
 /**
- * Runs the cpu task `name` (activities/cpu-tasks.ts) with `args` on a thread of the pool, relaying its heartbeats
- * and logs to the calling activity; a cancelled activity throws CancelledFailure once its task has stopped (or its
- * thread was terminated).
+ * Runs the cpu task `name` (activities/cpu-tasks.ts) with `args` on a thread of the pool (or a child process, with
+ * BIOMEDICA_CPU_ISOLATION=processes), relaying its heartbeats and logs to the calling activity; a cancelled activity
+ * throws CancelledFailure once its task has stopped (or its thread or process was terminated).
  */
 export async function inCpuThread<R>(name: string, args: unknown[]): Promise<R> {
   let ctx: Context | null = null;
@@ -135,39 +199,37 @@ export async function inCpuThread<R>(name: string, args: unknown[]): Promise<R> 
   } catch {
     /* outside an activity (benchmarks): nothing to relay to */
   }
-  const { port1, port2 } = new MessageChannel();
-  port1.on('message', (m: ThreadMessage) => {
+  const relay = (m: ThreadMessage) => {
     if (m.kind === 'heartbeat') ctx?.heartbeat(m.details);
     else ctx?.log[m.level](m.message, m.attrs);
-  });
+  };
   // A cancel asks the task to stop (its cancellationSignal, which the stages check between articles and figures);
   // a task that does not within CANCEL_GRACE_MS (a computation that never yields) has its thread terminated.
-  const ac = new AbortController();
-  let cancelled = false;
+  const ask = new AbortController();
+  const kill = new AbortController();
   let grace: NodeJS.Timeout | undefined;
   const cancel = () => {
-    cancelled = true;
-    port1.postMessage({ kind: 'cancel' });
-    grace = setTimeout(() => ac.abort(), CANCEL_GRACE_MS);
+    ask.abort();
+    grace = setTimeout(() => kill.abort(), CANCEL_GRACE_MS);
   };
   ctx?.cancellationSignal.addEventListener('abort', cancel, { once: true });
+  const run: CpuTaskRun = { name, args, relay, cancel: ask.signal, kill: kill.signal };
+  const inProcess = cpuIsolation() === 'processes';
   try {
-    const out = (await threadPool().run(
-      { name, args, port: port2 },
-      { transferList: [port2], signal: ac.signal },
-    )) as ThreadResult;
-    if (cancelled) throw new CancelledFailure(`${name} cancelled`);
+    const out = await (inProcess ? onProcess(run) : onThread(run));
+    if (ask.signal.aborted) throw new CancelledFailure(`${name} cancelled`);
     if ('error' in out) throw errorOf(out.error);
     return out.value as R;
   } catch (err) {
-    if (cancelled)
+    if (ask.signal.aborted)
       throw new CancelledFailure(
-        ac.signal.aborted ? `${name} cancelled: its cpu thread was stopped` : `${name} cancelled`,
+        kill.signal.aborted
+          ? `${name} cancelled: its cpu ${inProcess ? 'process' : 'thread'} was stopped`
+          : `${name} cancelled`,
       );
     throw err;
   } finally {
     clearTimeout(grace);
     ctx?.cancellationSignal.removeEventListener('abort', cancel);
-    port1.close();
   }
 }

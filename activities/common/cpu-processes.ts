@@ -1,0 +1,145 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { projectRoot } from '../../config/paths';
+import type { CpuTaskRun, ThreadControl, ThreadMessage, ThreadResult } from './threads';
+
+/**
+ * The cpu pool's process backend (BIOMEDICA_CPU_ISOLATION=processes, activities/common/threads.ts): N long-lived
+ * child processes (workers/cpu-process.js), one task each at a time. libvips does not scale across the threads of one
+ * process here (two decodes in flight: about 1.5x on 2 cores), but does across processes (1.97x), so a host whose
+ * work is mostly images gets its cores back this way. The messages are the thread backend's, over the IPC channel
+ * with a task id; `serialization: 'advanced'` gives the structured clone the threads use (Buffers, Maps, undefined).
+ */
+
+/** From the parent to a child: a task to run, or a control message for the task with that id. */
+export type ProcessRequest = { id: number; name: string; args: unknown[] } | { id: number; control: ThreadControl };
+
+/** From a child to the parent: a heartbeat or log of task `id`, or its result with the child's CPU time so far. */
+export type ProcessReply =
+  { id: number; message: ThreadMessage } | { id: number; result: ThreadResult; cpu: NodeJS.CpuUsage };
+
+interface Child {
+  proc: ChildProcess;
+  /** The child's own CPU microseconds, as it last reported them. */
+  cpu: number;
+  task: { id: number; name: string; relay: (m: ThreadMessage) => void; done: (r: ThreadResult | Error) => void } | null;
+  killed: boolean;
+}
+
+/** CPU microseconds of every child process so far, as they reported them with their results (the benchmark). */
+let childCpuMicros = 0;
+
+export function cpuProcessSeconds(): number {
+  return childCpuMicros / 1e6;
+}
+
+export class CpuProcessPool {
+  private readonly children = new Set<Child>();
+  private readonly idle: Child[] = [];
+  private readonly waiting: ((c: Child) => void)[] = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(private readonly size: number) {}
+
+  /** The children's process ids (tests kill one to see a task fail over). */
+  pids(): number[] {
+    return [...this.children].map((c) => c.proc.pid!);
+  }
+
+  private spawn(): Child {
+    const proc = fork(path.join(projectRoot, 'workers', 'cpu-process.js'), [], { serialization: 'advanced' });
+    const child: Child = { proc, cpu: 0, task: null, killed: false };
+    proc.on('message', (m: ProcessReply) => {
+      const task = child.task;
+      if (!task || m.id !== task.id) return;
+      if ('message' in m) return task.relay(m.message);
+      const cpu = m.cpu.user + m.cpu.system;
+      childCpuMicros += cpu - child.cpu;
+      child.cpu = cpu;
+      child.task = null;
+      task.done(m.result);
+      this.release(child);
+    });
+    // A send to a child that just died: its exit (below) fails the task.
+    proc.on('error', () => undefined);
+    proc.once('exit', (code, signal) => {
+      this.children.delete(child);
+      const i = this.idle.indexOf(child);
+      if (i >= 0) this.idle.splice(i, 1);
+      const task = child.task;
+      child.task = null;
+      task?.done(
+        child.killed
+          ? new Error(`${task.name}: its cpu process was stopped`)
+          : ApplicationFailure.retryable(
+              `${task.name}: its cpu process ${proc.pid} exited (${signal ?? `code ${code}`}) during the task`,
+              'CpuProcessExited',
+            ),
+      );
+      // Replaced: a task waiting for a child gets a new one.
+      const next = this.closed ? undefined : this.waiting.shift();
+      if (next) next(this.spawn());
+    });
+    this.children.add(child);
+    return child;
+  }
+
+  private acquire(): Promise<Child> {
+    const c = this.idle.pop() ?? (this.children.size < this.size ? this.spawn() : null);
+    if (c) return Promise.resolve(c);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(child: Child): void {
+    const next = this.waiting.shift();
+    if (next) return next(child);
+    this.idle.push(child);
+    // An idle child does not keep this process alive (nor does an idle thread of piscina's).
+    child.proc.unref();
+    (child.proc.channel as { unref?: () => void } | undefined)?.unref?.();
+  }
+
+  async run(t: CpuTaskRun): Promise<ThreadResult> {
+    const child = await this.acquire();
+    child.proc.ref();
+    (child.proc.channel as { ref?: () => void } | undefined)?.ref?.();
+    const id = this.nextId++;
+    const send = (m: ProcessRequest) => child.proc.send(m, (err) => err && undefined);
+    const cancel = () => send({ id, control: { kind: 'cancel' } });
+    const kill = () => {
+      child.killed = true;
+      child.proc.kill('SIGKILL');
+    };
+    try {
+      return await new Promise<ThreadResult>((resolve, reject) => {
+        child.task = { id, name: t.name, relay: t.relay, done: (r) => (r instanceof Error ? reject(r) : resolve(r)) };
+        send({ id, name: t.name, args: t.args });
+        if (t.cancel.aborted) cancel();
+        else t.cancel.addEventListener('abort', cancel, { once: true });
+        if (t.kill.aborted) kill();
+        else t.kill.addEventListener('abort', kill, { once: true });
+      });
+    } finally {
+      t.cancel.removeEventListener('abort', cancel);
+      t.kill.removeEventListener('abort', kill);
+    }
+  }
+
+  /** Ends the children (a task still running fails as CpuProcessExited). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(
+      [...this.children].map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.proc.exitCode !== null || c.proc.signalCode !== null) return resolve();
+            c.proc.once('exit', () => resolve());
+            c.proc.ref(); // an idle child was unreferenced: its exit is awaited here
+            c.proc.kill();
+          }),
+      ),
+    );
+  }
+}
