@@ -1,7 +1,8 @@
 /**
  * All cores: the CPU path (parse, images, shard, parquet) of the sample release's units on the cpu pool's worker
- * threads, at 1 thread and at N (one per core), side by side in one run; prints figures per second, figures per
- * CPU-second (all threads' CPU time) and the speedup. The units are built once (fetch, media, enrich and annotate
+ * threads, at 1 thread and at N (one per core), then the same in 1 and N child processes
+ * (BIOMEDICA_CPU_ISOLATION=processes), side by side in one run; prints figures per second, figures per CPU-second
+ * (all threads' CPU time, and the children's: each reports its own with every result) and the speedups. The units are built once (fetch, media, enrich and annotate
  * from the sample mirror, in process), then each pass redoes their CPU stages.
  *
  * On Linux it also splits the CPU time by thread (from /proc/self/task): the main thread, the pool's JS threads,
@@ -16,6 +17,7 @@
  *
  *   npm run bench:cores                     # N = the cores, 3 passes over the sample's units at each setting
  *   npm run bench:cores -- --threads 4 --passes 5 --articles 2
+ *   npm run bench:cores -- --isolation processes   # one backend only (threads, processes; default both)
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -25,7 +27,8 @@ import { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
 import { decodeRgb, parsePreprocessConfig } from '../activities/annotate/preprocess';
 import { fixturePaths } from '../config/paths';
-import { closeCpuThreads, inCpuThread, setCpuThreads } from '../activities/common/threads';
+import { cpuProcessSeconds } from '../activities/common/cpu-processes';
+import { closeCpuThreads, inCpuThread, setCpuThreads, type CpuIsolation } from '../activities/common/threads';
 import { buildReleaseInProcess, rerunCpuPath } from '../test/support/in-process-release';
 import { arg, nArg } from './common';
 
@@ -145,7 +148,7 @@ async function decodeRateInProcesses(n: number, total: number): Promise<number> 
   return rates.reduce((a, b) => a + b, 0);
 }
 
-async function ceilings(n: number, pathSpeedup: number): Promise<void> {
+async function ceilings(n: number, pathSpeedups: Partial<Record<CpuIsolation, number>>): Promise<void> {
   await aluSeconds(1, 2e7); // warm-up
   const iterations = 4e8;
   const one = await aluSeconds(1, iterations);
@@ -156,6 +159,7 @@ async function ceilings(n: number, pathSpeedup: number): Promise<void> {
     `machine ceiling, integer loop on worker threads: 1 thread ${one.toFixed(2)} s, ${n} threads ${many.toFixed(2)} s for ${n}x the work: ${alu.toFixed(2)}x`,
   ];
   let decode = 0;
+  let decodeInProcesses = 0;
   if (images.length > 0) {
     sharp.concurrency(1);
     await decodeRate(images, n, 4 * n); // warm-up
@@ -169,13 +173,18 @@ async function ceilings(n: number, pathSpeedup: number): Promise<void> {
     // The same loop in N processes of their own: what libvips does with the cores when no two decodes share one.
     const p1 = await decodeRateInProcesses(1, total);
     const pn = await decodeRateInProcesses(n, total);
+    decodeInProcesses = pn / p1;
     lines.push(
       `the same decode, one at a time in each of ${n} processes: 1 process ${p1.toFixed(1)}/s, ${n} processes ${pn.toFixed(1)}/s together: ${(pn / p1).toFixed(2)}x`,
     );
   }
-  lines.push(
-    `the CPU path's ${pathSpeedup.toFixed(2)}x is ${((100 * pathSpeedup) / alu).toFixed(0)}% of the integer loop's ceiling${decode ? `, ${((100 * pathSpeedup) / decode).toFixed(0)}% of the decode's` : ''}`,
-  );
+  for (const [isolation, x] of Object.entries(pathSpeedups)) {
+    // Each backend against the decode's ceiling of its own kind: in one process, or across processes.
+    const d = isolation === 'threads' ? decode : decodeInProcesses;
+    lines.push(
+      `the CPU path's ${x.toFixed(2)}x on ${isolation} is ${((100 * x) / alu).toFixed(0)}% of the integer loop's ceiling${d ? `, ${((100 * x) / d).toFixed(0)}% of the decode's (${isolation === 'threads' ? 'in one process' : 'across processes'})` : ''}`,
+    );
+  }
   for (const l of lines) console.log(l);
 }
 
@@ -202,37 +211,49 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(2))
         .join(' ');
     console.log(`load average before: ${load()}`);
-    const rates: number[] = [];
-    for (const threads of [1, n]) {
-      await setCpuThreads(threads);
-      const existing = new Set(threadTimes().keys());
-      await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads); // warm-up: threads started, caches
-      // The threads that warm-up started are the pool's (libuv's and V8's helpers were running already).
-      const before = threadTimes();
-      const poolThreads = new Set([...before.keys()].filter((t) => !existing.has(t)));
-      const cpu0 = process.cpuUsage();
-      const t0 = process.hrtime.bigint();
-      const figures = await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads, passes);
-      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-      const used = process.cpuUsage(cpu0);
-      const cpuSeconds = (used.user + used.system) / 1e6;
-      rates.push(figures / wall);
-      console.log(
-        `${String(threads).padStart(2)} thread${threads === 1 ? ' ' : 's'}  ${(figures / wall).toFixed(1).padStart(7)} figures/s  ${(figures / cpuSeconds).toFixed(1).padStart(7)} figures per CPU-second  (${figures} figures, ${wall.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU = ${(cpuSeconds / wall).toFixed(2)} cores busy)`,
-      );
-      const s = split(before, threadTimes(), poolThreads);
-      if (s.cpu.main + s.cpu['js threads'] > 0)
+    const which = arg('isolation');
+    const backends: CpuIsolation[] = which === 'threads' || which === 'processes' ? [which] : ['threads', 'processes'];
+    const speedups: Partial<Record<CpuIsolation, number>> = {};
+    for (const isolation of backends) {
+      const rates: number[] = [];
+      const unit = isolation === 'threads' ? 'thread' : 'process';
+      for (const threads of [1, n]) {
+        await setCpuThreads(threads, isolation);
+        const existing = new Set(threadTimes().keys());
+        await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads); // warm-up: threads started, caches
+        // The threads that warm-up started are the pool's (libuv's and V8's helpers were running already).
+        const before = threadTimes();
+        const poolThreads = new Set([...before.keys()].filter((t) => !existing.has(t)));
+        const cpu0 = process.cpuUsage();
+        const children0 = cpuProcessSeconds();
+        const t0 = process.hrtime.bigint();
+        const figures = await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads, passes);
+        const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+        const used = process.cpuUsage(cpu0);
+        // This process's CPU, plus the children's (each reports its own process.cpuUsage() with every result).
+        const own = (used.user + used.system) / 1e6;
+        const children = cpuProcessSeconds() - children0;
+        const cpuSeconds = own + children;
+        rates.push(figures / wall);
+        const label = `${String(threads).padStart(2)} ${unit}${threads === 1 ? '' : 'es'.slice(isolation === 'threads' ? 1 : 0)}`;
         console.log(
-          `            CPU s by thread: ${Object.entries(s.cpu)
-            .map(([k, v]) => `${k} ${v.toFixed(2)}`)
-            .join(
-              ', ',
-            )} (sharp concurrency ${sharp.concurrency()}); runnable but waiting for a core: ${s.wait.toFixed(1)} s`,
+          `${label.padEnd(13)} ${(figures / wall).toFixed(1).padStart(7)} figures/s  ${(figures / cpuSeconds).toFixed(1).padStart(7)} figures per CPU-second  (${figures} figures, ${wall.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU${children ? ` of which ${children.toFixed(1)} s in the children` : ''} = ${(cpuSeconds / wall).toFixed(2)} cores busy)`,
         );
+        const s = split(before, threadTimes(), poolThreads);
+        if (isolation === 'threads' && s.cpu.main + s.cpu['js threads'] > 0)
+          console.log(
+            `              CPU s by thread: ${Object.entries(s.cpu)
+              .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+              .join(
+                ', ',
+              )} (sharp concurrency ${sharp.concurrency()}); runnable but waiting for a core: ${s.wait.toFixed(1)} s`,
+          );
+      }
+      const speedup = (speedups[isolation] = rates[1]! / rates[0]!);
+      console.log(`speedup at ${n} ${unit}${'es'.slice(isolation === 'threads' ? 1 : 0)}: ${speedup.toFixed(2)}x`);
     }
-    console.log(`speedup at ${n} threads: ${(rates[1]! / rates[0]!).toFixed(2)}x`);
     await closeCpuThreads();
-    await ceilings(n, rates[1]! / rates[0]!);
+    await ceilings(n, speedups);
     console.log(`load average after: ${load()}`);
   } finally {
     await closeCpuThreads();
