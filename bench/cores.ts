@@ -5,7 +5,8 @@
  * (all threads' CPU time, and the children's: each reports its own with every result) and the speedups. The units are built once (fetch, media, enrich and annotate
  * from the sample mirror, in process), then each pass redoes their CPU stages.
  *
- * On Linux it also splits the CPU time by thread (from /proc/self/task): the main thread, the pool's JS threads,
+ * On Linux it also splits the CPU time by thread (from /proc/self/task, and /proc/<child>/task for the children: their
+ * main threads count as the pool's JS threads): the main thread, the pool's JS threads,
  * libvips' workers, and the rest (libuv's pool: file I/O and sharp's calls; V8's helpers), and says how long
  * runnable threads waited for a core (schedstat): a wait much above zero means other processes held the cores,
  * and the wall-clock figures (and the speedup) understate what this machine can do; the per-CPU-second ones hold.
@@ -28,7 +29,13 @@ import sharp from 'sharp';
 import { decodeRgb, parsePreprocessConfig } from '../activities/annotate/preprocess';
 import { fixturePaths } from '../config/paths';
 import { cpuProcessSeconds } from '../activities/common/cpu-processes';
-import { closeCpuThreads, inCpuThread, setCpuThreads, type CpuIsolation } from '../activities/common/threads';
+import {
+  closeCpuThreads,
+  cpuProcessPids,
+  inCpuThread,
+  setCpuThreads,
+  type CpuIsolation,
+} from '../activities/common/threads';
 import { buildReleaseInProcess, rerunCpuPath } from '../test/support/in-process-release';
 import { arg, nArg } from './common';
 
@@ -39,22 +46,24 @@ interface ThreadTimes {
   wait: number;
 }
 
-/** This process's threads' times by thread id (empty where /proc has no schedstat). */
-function threadTimes(): Map<string, ThreadTimes> {
+/** The threads' times by thread id of this process and of `pids` (the cpu pool's children); empty without schedstat. */
+function threadTimes(pids: number[] = []): Map<string, ThreadTimes> {
   const out = new Map<string, ThreadTimes>();
-  let tids: string[];
-  try {
-    tids = fs.readdirSync('/proc/self/task');
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
+  for (const proc of ['self', ...pids.map(String)]) {
+    let tids: string[];
     try {
-      const comm = fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      const [cpu, wait] = fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
-      out.set(tid, { comm, cpu: cpu! / 1e9, wait: wait! / 1e9 });
+      tids = fs.readdirSync(`/proc/${proc}/task`);
     } catch {
-      /* the thread ended meanwhile */
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const comm = fs.readFileSync(`/proc/${proc}/task/${tid}/comm`, 'utf8').trim();
+        const [cpu, wait] = fs.readFileSync(`/proc/${proc}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
+        out.set(tid, { comm, cpu: cpu! / 1e9, wait: wait! / 1e9 });
+      } catch {
+        /* the thread ended meanwhile */
+      }
     }
   }
   return out;
@@ -220,10 +229,16 @@ async function main(): Promise<void> {
       for (const threads of [1, n]) {
         await setCpuThreads(threads, isolation);
         const existing = new Set(threadTimes().keys());
+        // In processes, the children's threads are split the same way: their main threads are the pool's JS threads.
+        const children = () => (isolation === 'processes' ? cpuProcessPids() : []);
         await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads); // warm-up: threads started, caches
         // The threads that warm-up started are the pool's (libuv's and V8's helpers were running already).
-        const before = threadTimes();
-        const poolThreads = new Set([...before.keys()].filter((t) => !existing.has(t)));
+        const pids = children();
+        const before = threadTimes(pids);
+        const poolThreads =
+          isolation === 'processes'
+            ? new Set(pids.map(String))
+            : new Set([...before.keys()].filter((t) => !existing.has(t)));
         const cpu0 = process.cpuUsage();
         const children0 = cpuProcessSeconds();
         const t0 = process.hrtime.bigint();
@@ -232,15 +247,15 @@ async function main(): Promise<void> {
         const used = process.cpuUsage(cpu0);
         // This process's CPU, plus the children's (each reports its own process.cpuUsage() with every result).
         const own = (used.user + used.system) / 1e6;
-        const children = cpuProcessSeconds() - children0;
-        const cpuSeconds = own + children;
+        const inChildren = cpuProcessSeconds() - children0;
+        const cpuSeconds = own + inChildren;
         rates.push(figures / wall);
         const label = `${String(threads).padStart(2)} ${unit}${threads === 1 ? '' : 'es'.slice(isolation === 'threads' ? 1 : 0)}`;
         console.log(
-          `${label.padEnd(13)} ${(figures / wall).toFixed(1).padStart(7)} figures/s  ${(figures / cpuSeconds).toFixed(1).padStart(7)} figures per CPU-second  (${figures} figures, ${wall.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU${children ? ` of which ${children.toFixed(1)} s in the children` : ''} = ${(cpuSeconds / wall).toFixed(2)} cores busy)`,
+          `${label.padEnd(13)} ${(figures / wall).toFixed(1).padStart(7)} figures/s  ${(figures / cpuSeconds).toFixed(1).padStart(7)} figures per CPU-second  (${figures} figures, ${wall.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU${inChildren ? ` of which ${inChildren.toFixed(1)} s in the children` : ''} = ${(cpuSeconds / wall).toFixed(2)} cores busy)`,
         );
-        const s = split(before, threadTimes(), poolThreads);
-        if (isolation === 'threads' && s.cpu.main + s.cpu['js threads'] > 0)
+        const s = split(before, threadTimes(pids), poolThreads);
+        if (s.cpu.main + s.cpu['js threads'] > 0)
           console.log(
             `              CPU s by thread: ${Object.entries(s.cpu)
               .map(([k, v]) => `${k} ${v.toFixed(2)}`)
