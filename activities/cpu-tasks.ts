@@ -111,9 +111,14 @@ export function serveCpuProcess(): void {
       on: (_event, listener) => controls.set(id, listener),
       close: () => controls.delete(id),
     };
-    void runCpuTask({ name: m.name as CpuTaskName, args: m.args, port }).then((result) =>
-      send({ id, result, cpu: process.cpuUsage() }),
-    );
+    void runCpuTask({ name: m.name as CpuTaskName, args: m.args, port }).then((result) => {
+      try {
+        send({ id, result, cpu: process.cpuUsage() });
+      } catch (err) {
+        // A result that does not serialise fails its task, as a DataCloneError does from a thread.
+        send({ id, result: { error: failureOf(err) }, cpu: process.cpuUsage() });
+      }
+    });
   });
   // The parent went away: nothing more to do.
   process.on('disconnect', () => process.exit(0));

@@ -37,7 +37,7 @@ export function cpuProcessSeconds(): number {
 export class CpuProcessPool {
   private readonly children = new Set<Child>();
   private readonly idle: Child[] = [];
-  private readonly waiting: ((c: Child) => void)[] = [];
+  private readonly waiting: { resolve: (c: Child) => void; reject: (e: Error) => void }[] = [];
   private nextId = 1;
   private closed = false;
 
@@ -80,7 +80,7 @@ export class CpuProcessPool {
       );
       // Replaced: a task waiting for a child gets a new one.
       const next = this.closed ? undefined : this.waiting.shift();
-      if (next) next(this.spawn());
+      if (next) next.resolve(this.spawn());
     });
     this.children.add(child);
     return child;
@@ -89,12 +89,12 @@ export class CpuProcessPool {
   private acquire(): Promise<Child> {
     const c = this.idle.pop() ?? (this.children.size < this.size ? this.spawn() : null);
     if (c) return Promise.resolve(c);
-    return new Promise((resolve) => this.waiting.push(resolve));
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   private release(child: Child): void {
     const next = this.waiting.shift();
-    if (next) return next(child);
+    if (next) return next.resolve(child);
     this.idle.push(child);
     // An idle child does not keep this process alive (nor does an idle thread of piscina's).
     child.proc.unref();
@@ -130,6 +130,8 @@ export class CpuProcessPool {
   /** Ends the children (a task still running fails as CpuProcessExited). */
   async close(): Promise<void> {
     this.closed = true;
+    // Tasks still waiting for a child fail as they would on a destroyed thread pool.
+    for (const w of this.waiting.splice(0)) w.reject(new Error('the cpu process pool was closed'));
     await Promise.all(
       [...this.children].map(
         (c) =>
