@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { MessageChannel } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { Piscina } from 'piscina';
@@ -178,6 +178,9 @@ async function onThread(t: CpuTaskRun): Promise<ThreadResult> {
     )) as ThreadResult;
   } finally {
     t.cancel.removeEventListener('abort', cancel);
+    // The result comes back on piscina's channel, not this port: the task's last messages (its final heartbeat) can
+    // still be queued here, and closing the port would drop them. They are handed on first.
+    for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) t.relay(m.message as ThreadMessage);
     port1.close();
   }
 }
