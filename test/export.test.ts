@@ -18,7 +18,7 @@ import {
   type ExportResult,
 } from '../activities/export/export';
 import { compileFilter, yearOfArticleDate, type ExportFilterArgs } from '../activities/export/filter';
-import { readSamplesParquet, type SampleRow } from '../activities/parquet/writer';
+import { emptyParquetOnlyColumns, readSamplesParquet, type SampleRow } from '../activities/parquet/writer';
 import { publishedArticleDate } from '../activities/shard/sample-json';
 import { readTarEntries } from '../activities/shard/tar-reader';
 import { parseExportArgs, runExport, startOrAttachExport } from '../cli/export';
@@ -82,13 +82,7 @@ function row(over: Partial<SampleRow>): SampleRow {
     article_text: '',
     article_pmid: null,
     article_doi: null,
-    article_authors: [],
-    article_chemicals: [],
-    article_pubmed_article_date: null,
-    article_pubmed_history: [],
-    caption_mathml: [],
-    article_mathml: [],
-    figure_role: 'figure',
+    ...emptyParquetOnlyColumns(),
     ...over,
   };
 }

@@ -113,6 +113,28 @@ export interface SampleRow
   figure_role: FigureRole;
 }
 
+/** The Parquet-only columns of a row whose article has none of them (no authors, no PubMed dates, no MathML). */
+export function emptyParquetOnlyColumns(): Pick<
+  SampleRow,
+  | 'article_authors'
+  | 'article_chemicals'
+  | 'article_pubmed_article_date'
+  | 'article_pubmed_history'
+  | 'caption_mathml'
+  | 'article_mathml'
+  | 'figure_role'
+> {
+  return {
+    article_authors: [],
+    article_chemicals: [],
+    article_pubmed_article_date: null,
+    article_pubmed_history: [],
+    caption_mathml: [],
+    article_mathml: [],
+    figure_role: 'figure',
+  };
+}
+
 const count = z.number().int().nonnegative();
 const strList = z.array(z.string());
 
@@ -653,8 +675,8 @@ export function sampleRowOf(json: PublishedSampleJson, fields: SampleRowFields):
       row[name] = Object.entries(json.image_context).map(([image_id, paragraphs]) => ({ image_id, paragraphs }));
     else if (PUBLISHED.has(name)) row[name] = json[name as keyof PublishedSampleJson];
     else if (fields[name as keyof SampleRowFields] !== undefined) row[name] = fields[name as keyof SampleRowFields];
-    else if (name === 'caption_mathml' || name === 'article_mathml') row[name] = [];
-    else if (name === 'figure_role') row[name] = 'figure';
+    else if (name === 'caption_mathml' || name === 'article_mathml' || name === 'figure_role')
+      row[name] = emptyParquetOnlyColumns()[name];
   }
   return row as unknown as SampleRow;
 }

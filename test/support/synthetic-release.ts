@@ -3,7 +3,12 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { sha256Hex, writeJsonAtomic } from '../../activities/common/files';
 import { shardName } from '../../activities/common/layout';
-import { writeSamplesParquet, publishedJsonOf, type SampleRow } from '../../activities/parquet/writer';
+import {
+  emptyParquetOnlyColumns,
+  writeSamplesParquet,
+  publishedJsonOf,
+  type SampleRow,
+} from '../../activities/parquet/writer';
 import type { ShardIndexEntry } from '../../activities/publish/finalize';
 import { pyJsonDumps } from '../../activities/shard/pyjson';
 import { publishedArticleDate } from '../../activities/shard/sample-json';
@@ -112,6 +117,7 @@ export async function writeSyntheticRelease(
           article_text: `Body of ${pmcid}.`,
           article_pmid: n % 5 ? String(30000000 + n) : null,
           article_doi: null,
+          ...emptyParquetOnlyColumns(),
           article_authors: [
             {
               name: `Author ${n}`,
@@ -124,12 +130,6 @@ export async function writeSyntheticRelease(
               source: 'jats',
             },
           ],
-          article_chemicals: [],
-          article_pubmed_article_date: null,
-          article_pubmed_history: [],
-          caption_mathml: [],
-          article_mathml: [],
-          figure_role: 'figure',
         };
         samples.push({ row, jpg });
       }
