@@ -45,23 +45,15 @@ export function pyFloatRepr(x: number): string {
   return `${sign}${digits.slice(0, intLen)}.${digits.slice(intLen)}`;
 }
 
-const SHORT_ESCAPES: Record<string, string> = {
-  '"': '\\"',
-  '\\': '\\\\',
-  '\n': '\\n',
-  '\r': '\\r',
-  '\t': '\\t',
-  '\b': '\\b',
-  '\f': '\\f',
-};
-
 /**
  * Python's ESCAPE_ASCII: everything outside printable ASCII (space..~) is escaped per UTF-16
  * code unit, which is exactly how Python writes astral characters (surrogate pairs) and lone
- * surrogates.
+ * surrogates. JSON.stringify (native, and most of the shard stage's strings are long article texts) already writes
+ * '"', '\\' and the C0 controls as Python does (\b \f \n \r \t, else \u00xx in lower case) and lone surrogates as
+ * \udxxx; what it leaves as it is (DEL, and everything above it) is escaped here.
  */
 export function pyJsonString(s: string): string {
-  return `"${s.replace(/[\\"]|[^\x20-\x7e]/g, (c) => SHORT_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
+  return JSON.stringify(s).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function intRepr(x: number): string {
