@@ -11,8 +11,10 @@ import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { sha256File } from '../activities/common/files';
+import { allowedCpus, pinningCpus } from '../activities/common/cpu-processes';
 import {
   closeCpuThreads,
+  cpuProcessCores,
   cpuProcessPids,
   errorOf,
   failureOf,
@@ -122,6 +124,55 @@ for (const isolation of ['threads', 'processes'] as CpuIsolation[]) {
       });
   });
 }
+
+/** The cores the kernel lets process `pid` run on, as /proc lists them ("0-1", "3"). */
+function coresOf(pid: number): string {
+  return /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]!;
+}
+
+describe('cpu pool processes pinned to cores (BIOMEDICA_CPU_PIN)', function () {
+  this.timeout(180_000);
+  after(() => setCpuThreads(null));
+
+  it('pins by default only a pool that covers the cores; true and false decide for any size', () => {
+    const cpus = allowedCpus();
+    assert.ok(cpus && cpus.length === new Set(cpus).size, `the cores this process may use: ${cpus}`);
+    assert.deepEqual(pinningCpus(cpus.length, undefined), cpus);
+    assert.deepEqual(pinningCpus(cpus.length + 3, undefined), cpus);
+    assert.equal(pinningCpus(cpus.length, false), null);
+    assert.deepEqual(pinningCpus(1, true), cpus);
+    if (cpus.length > 1) assert.equal(pinningCpus(cpus.length - 1, undefined), null, 'a smaller pool is left unpinned');
+  });
+
+  it('puts each child on a core of its own, and a replaced child on the core it freed', async () => {
+    const cpus = allowedCpus()!;
+    await setCpuThreads(cpus.length, 'processes');
+    // As many tasks at once as children: each child starts.
+    const busy = () => Promise.all(cpus.map(() => inCpuThread('cpuProbe', [300, 100])));
+    await busy();
+    const pinned = cpuProcessCores();
+    assert.deepEqual(
+      [...pinned.values()].sort((a, b) => a - b),
+      cpus,
+    );
+    // What the kernel holds, not only what the pool meant: the child and every thread it started are on its core.
+    for (const [pid, core] of pinned) {
+      assert.equal(coresOf(pid), String(core), `child ${pid}`);
+      for (const tid of fs.readdirSync(`/proc/${pid}/task`))
+        assert.equal(coresOf(Number(tid)), String(core), `thread ${tid} of child ${pid}`);
+    }
+    const [victim, core] = [...pinned][0]!;
+    process.kill(victim, 'SIGKILL');
+    while (cpuProcessPids().includes(victim)) await new Promise((r) => setTimeout(r, 20));
+    await busy();
+    const now = cpuProcessCores();
+    assert.equal(now.size, cpus.length);
+    const [replacement] = [...now].filter(([pid]) => !pinned.has(pid));
+    assert.ok(replacement, "a new child took the dead one's place");
+    assert.equal(replacement[1], core);
+    assert.equal(coresOf(replacement[0]), String(core));
+  });
+});
 
 describe('cpu pool', function () {
   this.timeout(180_000);

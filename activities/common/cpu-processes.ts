@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { projectRoot } from '../../config/paths';
@@ -25,6 +26,40 @@ interface Child {
   cpu: number;
   task: { id: number; name: string; relay: (m: ThreadMessage) => void; done: (r: ThreadResult | Error) => void } | null;
   killed: boolean;
+  /** Its place in the pool: with pinning, the child runs on cpus[slot % cpus.length]. */
+  slot: number;
+}
+
+/** The CPUs this process may run on (Linux: Cpus_allowed_list in /proc/self/status), or null where that is unknown. */
+export function allowedCpus(): number[] | null {
+  let list: string | undefined;
+  try {
+    list = /^Cpus_allowed_list:\s*(\S+)\s*$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1];
+  } catch {
+    return null;
+  }
+  if (!list) return null;
+  const cpus: number[] = [];
+  for (const range of list.split(',')) {
+    const [a, b = a] = range.split('-').map(Number);
+    if (!Number.isInteger(a) || !Number.isInteger(b)) return null;
+    for (let c = a!; c <= b!; c++) cpus.push(c);
+  }
+  return cpus.length > 0 ? cpus : null;
+}
+
+const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((f) => fs.existsSync(f)) ?? null;
+
+/**
+ * The CPUs a pool of `size` children pins them to, one each in turn (BIOMEDICA_CPU_PIN), or null: not pinned. By
+ * default only a pool that covers every core it may use is pinned, so that two pools on one host spread alike over
+ * the cores; a smaller pool pinned would crowd the first cores.
+ */
+export function pinningCpus(size: number, setting: boolean | undefined): number[] | null {
+  if (setting === false || !TASKSET) return null;
+  const cpus = allowedCpus();
+  if (!cpus) return null;
+  return setting === true || size >= cpus.length ? cpus : null;
 }
 
 /** CPU microseconds of every child process so far, as they reported them with their results (the benchmark). */
@@ -41,7 +76,17 @@ export class CpuProcessPool {
   private nextId = 1;
   private closed = false;
 
-  constructor(private readonly size: number) {}
+  /** `cpus`: where the children are pinned (pinningCpus), or null. */
+  constructor(
+    private readonly size: number,
+    private readonly cpus: number[] | null = null,
+  ) {}
+
+  /** The CPU each child is pinned to, by process id; empty without pinning. */
+  pinned(): Map<number, number> {
+    const cpus = this.cpus;
+    return new Map(cpus ? [...this.children].map((c) => [c.proc.pid!, cpus[c.slot % cpus.length]!]) : []);
+  }
 
   /** The children's process ids (tests kill one to see a task fail over). */
   pids(): number[] {
@@ -49,8 +94,18 @@ export class CpuProcessPool {
   }
 
   private spawn(): Child {
-    const proc = fork(path.join(projectRoot, 'workers', 'cpu-process.js'), [], { serialization: 'advanced' });
-    const child: Child = { proc, cpu: 0, task: null, killed: false };
+    // The lowest slot no living child holds (a replaced child takes the dead one's core).
+    let slot = 0;
+    while ([...this.children].some((c) => c.slot === slot)) slot++;
+    // taskset execs node in place, with the IPC channel's descriptor and environment as fork gave them.
+    const pin = this.cpus
+      ? {
+          execPath: TASKSET!,
+          execArgv: ['-c', String(this.cpus[slot % this.cpus.length]), process.execPath, ...process.execArgv],
+        }
+      : {};
+    const proc = fork(path.join(projectRoot, 'workers', 'cpu-process.js'), [], { serialization: 'advanced', ...pin });
+    const child: Child = { proc, cpu: 0, task: null, killed: false, slot };
     proc.on('message', (m: ProcessReply) => {
       const task = child.task;
       if (!task || m.id !== task.id) return;

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -9,7 +10,8 @@ import { Piscina } from 'piscina';
 // the last thread that used them otherwise: lovell/sharp#2263).
 import sharp from 'sharp';
 import { loadEnv } from '../../config/env';
-import { CpuProcessPool } from './cpu-processes';
+import { CpuProcessPool, pinningCpus } from './cpu-processes';
+import { partialPathOf, writeFileAtomic } from './files';
 import { projectRoot } from '../../config/paths';
 
 /**
@@ -40,6 +42,30 @@ export function threadSink(): ThreadSink | null {
 /** Runs `fn` as a task with `sink`: its heartbeats, logs and cancellation go through it. */
 export function withThreadSink<T>(sink: ThreadSink, fn: () => Promise<T>): Promise<T> {
   return sinks.run(sink, fn);
+}
+
+/**
+ * File calls for a cpu task's per-figure loops (a figure's bytes in and out). A task of the pool has its thread or
+ * process to itself, one task at a time: there a blocking call costs less than the hop to libuv's threads and back
+ * (two wake-ups per call, and the core idles between them), and holds up nothing else. On the main thread
+ * (BIOMEDICA_CPU_THREADS=0) they stay asynchronous, as its event loop serves other activities.
+ */
+export async function readTaskFile(file: string): Promise<Buffer> {
+  return threadSink() ? fs.readFileSync(file) : fs.promises.readFile(file);
+}
+
+/** writeFileAtomic, blocking within a cpu task (readTaskFile says why). */
+export async function writeTaskFileAtomic(file: string, data: Buffer): Promise<void> {
+  if (!threadSink()) return writeFileAtomic(file, data);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = partialPathOf(file);
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** What goes from the main thread to a task: the activity was cancelled. */
@@ -156,6 +182,11 @@ export function cpuProcessPids(): number[] {
   return processes?.pids() ?? [];
 }
 
+/** The core each child process is pinned to, by process id (BIOMEDICA_CPU_PIN); empty when not pinned. */
+export function cpuProcessCores(): Map<number, number> {
+  return processes?.pinned() ?? new Map();
+}
+
 /** One task as a backend runs it: `relay` takes its heartbeats and logs, `cancel` asks it to stop, `kill` stops it. */
 export interface CpuTaskRun {
   name: string;
@@ -186,7 +217,10 @@ async function onThread(t: CpuTaskRun): Promise<ThreadResult> {
 }
 
 function onProcess(t: CpuTaskRun): Promise<ThreadResult> {
-  processes ??= new CpuProcessPool(cpuThreadCount());
+  if (!processes) {
+    const size = cpuThreadCount();
+    processes = new CpuProcessPool(size, pinningCpus(size, loadEnv().BIOMEDICA_CPU_PIN));
+  }
   return processes.run(t);
 }
 

@@ -1,4 +1,3 @@
-import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ndjson, readJsonIfExists, readNdjson, sha256Hex, writeFileAtomic } from '../common/files';
 import type { QuarantineRecord } from '../common/quarantine';
@@ -12,6 +11,7 @@ import {
   type Staged,
   type UnitTask,
 } from '../common/stage';
+import { readTaskFile, writeTaskFileAtomic } from '../common/threads';
 import { mediaPath } from '../fetch/activity';
 import type { ParsedArticleLine } from '../parse/activity';
 import { ModelInputsWriter, releaseDecodeConfig } from './model-inputs';
@@ -73,7 +73,7 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
             refuse('image-not-staged', `${fig.mediaKey} is not among the files the media stage placed`);
             continue;
           }
-          source = await fs.readFile(file);
+          source = await readTaskFile(file);
         } catch (err) {
           refuse('image-not-staged', `${fig.mediaKey}: ${(err as Error).message}`);
           continue;
@@ -106,7 +106,7 @@ export async function prepareImages(task: UnitTask): Promise<Staged<PrepareImage
           continue;
         }
         const out = stagedImagePath(unitDir, fig.key);
-        await writeFileAtomic(out, img.jpeg);
+        await writeTaskFileAtomic(out, img.jpeg);
         outputs.push(out);
         if (img.input) await inputs.add(fig.key, img.input);
         prepared.push({

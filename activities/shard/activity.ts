@@ -9,6 +9,7 @@ import { quarantine } from '../common/quarantine';
 import { shardStem } from '../common/layout';
 import { releaseDataFile } from '../common/sync';
 import { cancellationSignal, heartbeat, runUnitStage, type Staged, type UnitTask } from '../common/stage';
+import { readTaskFile } from '../common/threads';
 import { loadPubmedRecords } from '../enrich/activity';
 import { pubmedColumnsOf } from '../enrich/reconcile';
 import { stagedImagePath, type PreparedImage } from '../images/activity';
@@ -191,7 +192,7 @@ export async function writeShard(
         for (const p of pending) {
           const { json, jsonBytes } = p.built ?? sampleJson(p.figure, p.image);
           p.built = null;
-          const jpeg = await fs.readFile(stagedImagePath(unitDir, p.figure.key));
+          const jpeg = await readTaskFile(stagedImagePath(unitDir, p.figure.key));
           await writer!.addSample(p.figure.key, [
             { ext: 'jpg', data: jpeg },
             { ext: 'json', data: jsonBytes },
