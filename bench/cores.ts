@@ -2,7 +2,9 @@
  * All cores: the CPU path (parse, images, shard, parquet) of the sample release's units on the cpu pool's worker
  * threads, at 1 thread and at N (one per core), then the same in 1 and N child processes
  * (BIOMEDICA_CPU_ISOLATION=processes), side by side in one run; prints figures per second, figures per CPU-second
- * (all threads' CPU time, and the children's: each reports its own with every result) and the speedups. The units are built once (fetch, media, enrich and annotate
+ * (all threads' CPU time, and the children's: each reports its own with every result) and the speedups. Each pass
+ * starts as a first run does, with the stages' outputs gone (not overwritten: on ext4 a file renamed over another is
+ * flushed to disk at once, which a release never does). The units are built once (fetch, media, enrich and annotate
  * from the sample mirror, in process), then each pass redoes their CPU stages.
  *
  * On Linux it also splits the CPU time by thread (from /proc/self/task, and /proc/<child>/task for the children: their
@@ -19,6 +21,7 @@
  *   npm run bench:cores                     # N = the cores, 3 passes over the sample's units at each setting
  *   npm run bench:cores -- --threads 4 --passes 5 --articles 2
  *   npm run bench:cores -- --isolation processes   # one backend only (threads, processes; default both)
+ *   npm run bench:cores -- --rounds 3 --passes 4   # 1 then N, three times over: the medians of the rounds
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -31,6 +34,7 @@ import { fixturePaths } from '../config/paths';
 import { cpuProcessSeconds } from '../activities/common/cpu-processes';
 import {
   closeCpuThreads,
+  cpuProcessCores,
   cpuProcessPids,
   inCpuThread,
   setCpuThreads,
@@ -209,10 +213,11 @@ async function main(): Promise<void> {
   }
   const n = nArg('threads', os.availableParallelism());
   const passes = nArg('passes', 3);
+  const rounds = nArg('rounds', 1);
   const rel = await buildReleaseInProcess({ releaseId: 'bench-cores', maxArticles: nArg('articles', 2) });
   try {
     console.log(
-      `${rel.units.length} units of the sample release, ${passes} passes per setting, ${os.availableParallelism()} cores, node ${process.version}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
+      `${rel.units.length} units of the sample release, ${passes} passes per setting${rounds > 1 ? `, ${rounds} rounds of 1 then ${n}` : ''}, ${os.availableParallelism()} cores, node ${process.version}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
     );
     const load = () =>
       os
@@ -223,49 +228,68 @@ async function main(): Promise<void> {
     const which = arg('isolation');
     const backends: CpuIsolation[] = which === 'threads' || which === 'processes' ? [which] : ['threads', 'processes'];
     const speedups: Partial<Record<CpuIsolation, number>> = {};
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     for (const isolation of backends) {
-      const rates: number[] = [];
       const unit = isolation === 'threads' ? 'thread' : 'process';
-      for (const threads of [1, n]) {
-        await setCpuThreads(threads, isolation);
-        const existing = new Set(threadTimes().keys());
-        // In processes, the children's threads are split the same way: their main threads are the pool's JS threads.
-        const children = () => (isolation === 'processes' ? cpuProcessPids() : []);
-        await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads); // warm-up: threads started, caches
-        // The threads that warm-up started are the pool's (libuv's and V8's helpers were running already).
-        const pids = children();
-        const before = threadTimes(pids);
-        const poolThreads =
-          isolation === 'processes'
-            ? new Set(pids.map(String))
-            : new Set([...before.keys()].filter((t) => !existing.has(t)));
-        const cpu0 = process.cpuUsage();
-        const children0 = cpuProcessSeconds();
-        const t0 = process.hrtime.bigint();
-        const figures = await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads, passes);
-        const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-        const used = process.cpuUsage(cpu0);
-        // This process's CPU, plus the children's (each reports its own process.cpuUsage() with every result).
-        const own = (used.user + used.system) / 1e6;
-        const inChildren = cpuProcessSeconds() - children0;
-        const cpuSeconds = own + inChildren;
-        rates.push(figures / wall);
-        const label = `${String(threads).padStart(2)} ${unit}${threads === 1 ? '' : 'es'.slice(isolation === 'threads' ? 1 : 0)}`;
-        console.log(
-          `${label.padEnd(13)} ${(figures / wall).toFixed(1).padStart(7)} figures/s  ${(figures / cpuSeconds).toFixed(1).padStart(7)} figures per CPU-second  (${figures} figures, ${wall.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU${inChildren ? ` of which ${inChildren.toFixed(1)} s in the children` : ''} = ${(cpuSeconds / wall).toFixed(2)} cores busy)`,
-        );
-        const s = split(before, threadTimes(pids), poolThreads);
-        if (s.cpu.main + s.cpu['js threads'] > 0)
+      const plural = `${unit}${'es'.slice(isolation === 'threads' ? 1 : 0)}`;
+      // Rounds of 1 then N, one after the other: each round's speedup compares two runs minutes apart at most, so
+      // what else the host does (it is a VM) moves both; the median of the rounds is the figure.
+      const speeds: number[] = [];
+      const perCpu: number[] = [];
+      for (let round = 1; round <= rounds; round++) {
+        const rates: number[] = [];
+        for (const threads of [1, n]) {
+          await setCpuThreads(threads, isolation);
+          const existing = new Set(threadTimes().keys());
+          // In processes, the children's threads are split the same way: their main threads are the pool's JS threads.
+          const children = () => (isolation === 'processes' ? cpuProcessPids() : []);
+          await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads); // warm-up: threads started, caches
+          // The threads that warm-up started are the pool's (libuv's and V8's helpers were running already).
+          const pids = children();
+          const cores = cpuProcessCores();
+          if (round === 1 && threads === n && isolation === 'processes')
+            console.log(
+              cores.size
+                ? `the ${n} processes are pinned to cores ${[...cores.values()].join(', ')} (BIOMEDICA_CPU_PIN)`
+                : `the ${n} processes are not pinned (BIOMEDICA_CPU_PIN)`,
+            );
+          const before = threadTimes(pids);
+          const poolThreads =
+            isolation === 'processes'
+              ? new Set(pids.map(String))
+              : new Set([...before.keys()].filter((t) => !existing.has(t)));
+          const cpu0 = process.cpuUsage();
+          const children0 = cpuProcessSeconds();
+          const t0 = process.hrtime.bigint();
+          const figures = await rerunCpuPath(rel, (name, args) => inCpuThread(name, args), 2 * threads, passes);
+          const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+          const used = process.cpuUsage(cpu0);
+          // This process's CPU, plus the children's (each reports its own process.cpuUsage() with every result).
+          const own = (used.user + used.system) / 1e6;
+          const inChildren = cpuProcessSeconds() - children0;
+          const cpuSeconds = own + inChildren;
+          rates.push(figures / wall);
+          if (threads === n) perCpu.push(figures / cpuSeconds);
+          const label = `${rounds > 1 ? `r${round} ` : ''}${String(threads).padStart(2)} ${threads === 1 ? unit : plural}`;
           console.log(
-            `              CPU s by thread: ${Object.entries(s.cpu)
-              .map(([k, v]) => `${k} ${v.toFixed(2)}`)
-              .join(
-                ', ',
-              )} (sharp concurrency ${sharp.concurrency()}); runnable but waiting for a core: ${s.wait.toFixed(1)} s`,
+            `${label.padEnd(16)} ${(figures / wall).toFixed(1).padStart(7)} figures/s  ${(figures / cpuSeconds).toFixed(1).padStart(7)} figures per CPU-second  (${figures} figures, ${wall.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU${inChildren ? ` of which ${inChildren.toFixed(1)} s in the children` : ''} = ${(cpuSeconds / wall).toFixed(2)} cores busy)`,
           );
+          const s = split(before, threadTimes(pids), poolThreads);
+          if (s.cpu.main + s.cpu['js threads'] > 0)
+            console.log(
+              `                 CPU s by thread: ${Object.entries(s.cpu)
+                .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+                .join(
+                  ', ',
+                )} (sharp concurrency ${sharp.concurrency()}); runnable but waiting for a core: ${s.wait.toFixed(1)} s`,
+            );
+        }
+        speeds.push(rates[1]! / rates[0]!);
       }
-      const speedup = (speedups[isolation] = rates[1]! / rates[0]!);
-      console.log(`speedup at ${n} ${unit}${'es'.slice(isolation === 'threads' ? 1 : 0)}: ${speedup.toFixed(2)}x`);
+      const speedup = (speedups[isolation] = median(speeds));
+      console.log(
+        `speedup at ${n} ${plural}: ${speedup.toFixed(2)}x${rounds > 1 ? ` (median of ${rounds} rounds: ${speeds.map((x) => x.toFixed(2)).join(', ')}); figures per CPU-second at ${n}: ${median(perCpu).toFixed(1)} (${perCpu.map((x) => x.toFixed(1)).join(', ')})` : ''}`,
+      );
     }
     await closeCpuThreads();
     await ceilings(n, speedups);

@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { annotateUnit, ensureAnnotationModels } from '../../activities/annotate/activity';
+import { readJsonIfExists } from '../../activities/common/files';
 import type { UnitTask } from '../../activities/common/stage';
 import { enrichBatch } from '../../activities/enrich/activity';
 import { fetchArticles, fetchFigureMedia } from '../../activities/fetch/activity';
@@ -145,7 +147,14 @@ export async function rerunCpuPath(
         const { task, pmidBatches } = items[next++]!;
         const done = (async () => {
           await previous.get(task.unitId); // one pass of a unit at a time
-          for (const s of ['parse', 'images', 'shard', 'parquet']) fs.rmSync(manifest(task.unitId, s), { force: true });
+          // As on a first run, the stages find neither their manifests nor their outputs: files written anew, not
+          // renamed over the last pass's (ext4 flushes a file renamed over another at once: auto_da_alloc).
+          // Not with the *Sync calls: the benchmark's cpu processes would wait on this loop for their next task.
+          for (const s of ['parse', 'images', 'shard', 'parquet']) {
+            const done = await readJsonIfExists<{ outputs: { path: string }[] }>(manifest(task.unitId, s));
+            await Promise.all((done?.outputs ?? []).map((o) => fsp.rm(path.join(rel.root, o.path), { force: true })));
+            await fsp.rm(manifest(task.unitId, s), { force: true });
+          }
           const parsed = (await run('parseArticles', [task])) as { figures: number };
           figures += parsed.figures;
           await run('prepareImages', [task]);
