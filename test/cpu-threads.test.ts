@@ -7,11 +7,12 @@
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { sha256File } from '../activities/common/files';
-import { allowedCpus, pinningCpus } from '../activities/common/cpu-processes';
+import { allowedCpus, canPin, pinningCpus } from '../activities/common/cpu-processes';
 import {
   closeCpuThreads,
   cpuProcessCores,
@@ -142,6 +143,24 @@ describe('cpu pool processes pinned to cores (BIOMEDICA_CPU_PIN)', function () {
     assert.equal(pinningCpus(cpus.length, false), null);
     assert.deepEqual(pinningCpus(1, true), cpus);
     if (cpus.length > 1) assert.equal(pinningCpus(cpus.length - 1, undefined), null, 'a smaller pool is left unpinned');
+  });
+
+  it('does not pin where taskset cannot (a child that cannot start would fail every task)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskset-'));
+    try {
+      const refusing = path.join(dir, 'taskset');
+      fs.writeFileSync(
+        refusing,
+        '#!/bin/sh\necho "taskset: failed to set pid 0\'s affinity: Operation not permitted" >&2\nexit 1\n',
+        {
+          mode: 0o755,
+        },
+      );
+      assert.equal(canPin(refusing, allowedCpus()!), false);
+      assert.equal(canPin('/usr/bin/taskset', allowedCpus()!), true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('puts each child on a core of its own, and a replaced child on the core it freed', async () => {

@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -49,6 +49,21 @@ export function allowedCpus(): number[] | null {
 }
 
 const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((f) => fs.existsSync(f)) ?? null;
+const pinsWork = new Map<string, boolean>();
+
+/**
+ * Whether `taskset` can pin a process here (once per tool and cores): a container may list cores it forbids setting
+ * (seccomp, a cpuset changed under it), and a child that cannot start would fail every task it is given.
+ */
+export function canPin(taskset: string, cpus: number[]): boolean {
+  const key = `${taskset} ${cpus.join(',')}`;
+  let ok = pinsWork.get(key);
+  if (ok === undefined) {
+    const r = spawnSync(taskset, ['-c', cpus.join(','), process.execPath, '--version'], { stdio: 'ignore' });
+    pinsWork.set(key, (ok = r.status === 0));
+  }
+  return ok;
+}
 
 /**
  * The CPUs a pool of `size` children pins them to, one each in turn (BIOMEDICA_CPU_PIN), or null: not pinned. By
@@ -58,8 +73,8 @@ const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((f) => fs.existsSync(f
 export function pinningCpus(size: number, setting: boolean | undefined): number[] | null {
   if (setting === false || !TASKSET) return null;
   const cpus = allowedCpus();
-  if (!cpus) return null;
-  return setting === true || size >= cpus.length ? cpus : null;
+  if (!cpus || (setting !== true && size < cpus.length)) return null;
+  return canPin(TASKSET, cpus) ? cpus : null;
 }
 
 /** CPU microseconds of every child process so far, as they reported them with their results (the benchmark). */
