@@ -4,8 +4,9 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { Subset } from '../../config/release';
 import { exists, iterateNdjson, readJson } from '../common/files';
 import { runUnitStage, type StageManifest, type Staged, type UnitTask } from '../common/stage';
+import { guarded, releaseTree } from '../common/sync';
 import type { ShardResult } from '../shard/activity';
-import { writeSamplesParquet, type SampleRow } from './writer';
+import { REQUIRED_ROW_KEYS, writeSamplesParquet, type SampleRow } from './writer';
 
 /** One parquet file: the rows of one shard file, in its order. */
 export interface ParquetFile {
@@ -24,10 +25,36 @@ export interface ParquetResult {
   files: ParquetFile[];
 }
 
+/** The keys the first row of `file` lacks (none for a unit without rows): a shard stage older than the columns. */
+async function missingRowKeys(file: string): Promise<string[]> {
+  const rows = iterateNdjson<Record<string, unknown>>(file);
+  try {
+    const first = await rows.next();
+    return first.done ? [] : REQUIRED_ROW_KEYS.filter((k) => !(k in first.value));
+  } finally {
+    await rows.return(undefined);
+  }
+}
+
 /** One parquet file per shard file, same rows in the same order, for filtering without opening the tars. */
 export async function writeParquet(task: UnitTask): Promise<Staged<ParquetResult>> {
   return runUnitStage(task, 'parquet', async ({ layout, unit }) => {
     const rowsFile = path.join(layout.unitDir(unit.unitId), 'samples.ndjson');
+    const missing = await missingRowKeys(rowsFile);
+    if (missing.length > 0) {
+      // Rows of an older engine's shard stage, from before these columns: retrying this stage would meet them again.
+      // The shard stage's manifest goes (the store's first: it is the commit), so that starting the release again
+      // runs that stage anew for this unit, then this one.
+      const manifest = layout.stageManifest(unit.unitId, 'shard');
+      const tree = releaseTree(task.release);
+      if (tree.remote) await guarded(() => tree.store!.delete(tree.keyOf(manifest)));
+      await fs.rm(manifest, { force: true });
+      throw ApplicationFailure.create({
+        type: 'SamplesOutdated',
+        nonRetryable: true,
+        message: `unit ${task.unitId}: ${rowsFile} was written by an older engine's shard stage (its rows lack ${missing.join(', ')}); that stage runs again for this unit when the release is started again (npm run release -- start --config <release.json>)`,
+      });
+    }
     // The shard stage's files, in order (a unit without samples has its one empty shard, and an empty parquet file).
     const shard = await readJson<StageManifest<ShardResult>>(layout.stageManifest(unit.unitId, 'shard'));
     const files: ParquetFile[] = [];

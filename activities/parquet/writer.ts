@@ -138,8 +138,7 @@ export function emptyParquetOnlyColumns(): Pick<
 const count = z.number().int().nonnegative();
 const strList = z.array(z.string());
 
-/** Strict: an unknown key (e.g. caption_json) is a caller bug, not a column to drop silently. */
-export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
+const sampleRowShape = {
   key: z.string().min(1),
   shard: z.string(),
   subset: z.string(),
@@ -205,7 +204,15 @@ export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject({
   article_mathml: strList,
   figure_role: z.enum(FIGURE_ROLES),
   caption_json: z.never().optional(),
-} satisfies { [K in keyof SampleRow]-?: z.ZodType<SampleRow[K]> }); // every key of SampleRow, and no other
+} satisfies { [K in keyof SampleRow]-?: z.ZodType<SampleRow[K]> }; // every key of SampleRow, and no other
+
+/** Strict: an unknown key (e.g. caption_json) is a caller bug, not a column to drop silently. */
+export const SampleRowSchema: z.ZodType<SampleRow> = z.strictObject(sampleRowShape);
+
+/** The keys every row has: those the schema does not let be absent (all but `image` and `caption_json`). */
+export const REQUIRED_ROW_KEYS: readonly string[] = Object.entries(sampleRowShape)
+  .filter(([, schema]) => !schema.safeParse(undefined).success)
+  .map(([key]) => key);
 
 type Kind = 'str' | 'int' | 'list' | 'intList' | 'nullable' | 'bytes' | 'imageSet' | 'imageContext' | StructList;
 
