@@ -71,8 +71,15 @@ export class ModelInputsWriter {
     this.fh ??= await fs.open(this.partial, 'w');
     // Deflated on this thread: a millisecond of work, cheaper here than a hop to libuv's threads and back.
     const record = zlib.deflateRawSync(rgb, { level: 1 });
-    if (threadSink()) writeSync(this.fh.fd, record, 0, record.length, this.offset);
-    else await this.fh.write(record, 0, record.length, this.offset);
+    // A write may take less than it was given (rare on a regular file): the rest follows until the record is whole.
+    for (let done = 0; done < record.length;) {
+      const at = this.offset + done;
+      const wrote = threadSink()
+        ? writeSync(this.fh.fd, record, done, record.length - done, at)
+        : (await this.fh.write(record, done, record.length - done, at)).bytesWritten;
+      if (wrote <= 0) throw new Error(`write to ${this.partial} made no progress`);
+      done += wrote;
+    }
     this.meta.figures.push({ key, offset: this.offset, bytes: record.length });
     this.offset += record.length;
   }
